@@ -952,6 +952,9 @@ export class EventLoop {
     this.#debug = Boolean(enabled);
   }
 
+  // --- Networking, subprocesses and signals -----------------------------
+  // (Built in its own change.)
+
   // --- Internals: scheduling ---------------------------------------------
 
   #checkClosed(): void {
@@ -3048,6 +3051,44 @@ export function taskGroup<T>(
     return result;
   });
 }
+
+// ---------------------------------------------------------------------------
+// Synchronization primitives
+//
+// Lock, Event, Condition, Semaphore, BoundedSemaphore, Barrier.
+// (Built in its own change; this banner keeps the book's order.)
+// ---------------------------------------------------------------------------
+
+// ---------------------------------------------------------------------------
+// Queues
+//
+// Queue, PriorityQueue, LifoQueue.
+// (Built in its own change; this banner keeps the book's order.)
+// ---------------------------------------------------------------------------
+
+// ---------------------------------------------------------------------------
+// Transports and protocols
+//
+// (Built in its own change; this banner keeps the book's order.)
+// ---------------------------------------------------------------------------
+
+// ---------------------------------------------------------------------------
+// Streams
+//
+// (Built in its own change; this banner keeps the book's order.)
+// ---------------------------------------------------------------------------
+
+// ---------------------------------------------------------------------------
+// Subprocesses
+//
+// (Built in its own change; this banner keeps the book's order.)
+// ---------------------------------------------------------------------------
+
+// ---------------------------------------------------------------------------
+// Introspection
+//
+// (Built in its own change; this banner keeps the book's order.)
+// ---------------------------------------------------------------------------
 
 // ---------------------------------------------------------------------------
 // Timelines
