@@ -1363,6 +1363,27 @@ class Awaiter {
   ) {}
 }
 
+// Hands an outcome to the callbacks `then` got, as a promise would.
+function settleAwaiter(
+  awaiter: Awaiter,
+  state: typeof FULFILLED | typeof REJECTED,
+  value: unknown,
+): void {
+  const handler = state === FULFILLED
+    ? awaiter.onFulfilled
+    : awaiter.onRejected;
+  if (typeof handler !== "function") {
+    if (state === FULFILLED) awaiter.resolve(value);
+    else awaiter.reject(value);
+    return;
+  }
+  try {
+    awaiter.resolve(handler(value));
+  } catch (error) {
+    awaiter.reject(error);
+  }
+}
+
 let futureState: (future: Future<unknown>) => FutureState;
 let futureValue: (future: Future<unknown>) => unknown;
 let futureCancelledError: (future: Future<unknown>) => CancelledError;
@@ -1533,7 +1554,11 @@ export class Future<T = unknown> implements PromiseLike<T> {
     this.#markRetrieved();
     if (task === (this as Future<unknown>)) {
       awaiter.fired = true;
-      reject(new RuntimeError(`Task cannot await on itself: ${task}`));
+      settleAwaiter(
+        awaiter,
+        REJECTED,
+        new RuntimeError(`Task cannot await on itself: ${task}`),
+      );
       return promise;
     }
     if (this.#state !== PENDING) {
@@ -1631,19 +1656,11 @@ export class Future<T = unknown> implements PromiseLike<T> {
         state = REJECTED;
         value = future.#makeCancelledError();
       }
-      const handler = state === FULFILLED
-        ? awaiter.onFulfilled
-        : awaiter.onRejected;
-      if (typeof handler !== "function") {
-        if (state === FULFILLED) awaiter.resolve(value);
-        else awaiter.reject(value);
-        return;
-      }
-      try {
-        awaiter.resolve(handler(value));
-      } catch (error) {
-        awaiter.reject(error);
-      }
+      settleAwaiter(
+        awaiter,
+        state as typeof FULFILLED | typeof REJECTED,
+        value,
+      );
     };
   }
 }

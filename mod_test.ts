@@ -4,12 +4,48 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
+  ALL_COMPLETED,
+  allTasks,
+  asCompleted,
   CancelledError,
   createTask,
+  currentTask,
+  EventLoop,
+  type ExceptionContext,
+  ExceptionGroup,
+  FIRST_COMPLETED,
+  FIRST_EXCEPTION,
+  Future,
+  gather,
+  getEventLoop,
   getRunningLoop,
+  InvalidStateError,
+  isFuture,
+  newEventLoop,
   run,
+  Runner,
+  RuntimeError,
+  shield,
   sleep,
+  Task,
+  taskGroup,
+  timeout,
+  timeoutAt,
+  TimeoutError,
+  wait,
+  waitFor,
+  wrapFuture,
 } from "./mod.ts";
+
+// Runs `main` on a virtual clock: timing is exact and instant.
+function vrun<T>(main: () => Promise<T>): Promise<T> {
+  return run(main, { virtualTime: true });
+}
+
+// Resolves after `steps` loop steps: enough for tasks to reach their awaits.
+async function steps(count = 1): Promise<void> {
+  for (let i = 0; i < count; i++) await sleep(0);
+}
 
 // ---------------------------------------------------------------------------
 // The tutorial
@@ -64,25 +100,1011 @@ test("tutorial: a cancelled sleep raises CancelledError at the await", async () 
 // Event loop
 // ---------------------------------------------------------------------------
 
+test("loop: callSoon runs callbacks in order, on a later step, with their arguments", async () => {
+  await vrun(async () => {
+    const loop = getRunningLoop();
+    const calls: string[] = [];
+    loop.callSoon((a: string) => calls.push(a), "first");
+    loop.callSoon((a: string, b: string) => calls.push(a + b), "sec", "ond");
+    assert.deepEqual(calls, []);
+    await sleep(0);
+    assert.deepEqual(calls, ["first", "second"]);
+  });
+});
+
+test("loop: a cancelled handle never runs", async () => {
+  await vrun(async () => {
+    const loop = getRunningLoop();
+    let ran = false;
+    const handle = loop.callSoon(() => ran = true);
+    handle.cancel();
+    assert.equal(handle.cancelled(), true);
+    await steps(2);
+    assert.equal(ran, false);
+  });
+});
+
+test("loop: timers fire in deadline order, ties in scheduling order", async () => {
+  await vrun(async () => {
+    const loop = getRunningLoop();
+    const start = loop.time();
+    const fired: [string, number][] = [];
+    const record = (name: string) => fired.push([name, loop.time() - start]);
+    loop.callLater(30, record, "c");
+    loop.callLater(10, record, "a");
+    loop.callAt(start + 10, record, "b");
+    const late = loop.callLater(20, record, "cancelled");
+    assert.equal(late.when(), start + 20);
+    late.cancel();
+    loop.callLater(-5, record, "asap");
+    await sleep(40);
+    assert.deepEqual(fired, [["asap", 0], ["a", 10], ["b", 10], ["c", 30]]);
+  });
+});
+
+test("loop: a callback that throws goes to the exception handler", async () => {
+  const contexts: ExceptionContext[] = [];
+  await vrun(async () => {
+    const loop = getRunningLoop();
+    loop.setExceptionHandler((_loop, context) => contexts.push(context));
+    loop.callSoon(function explode() {
+      throw new Error("bang");
+    });
+    await steps(2);
+  });
+  assert.equal(contexts.length, 1);
+  assert.match(contexts[0].message, /explode/);
+  assert.equal((contexts[0].exception as Error).message, "bang");
+});
+
+test("loop: bad arguments are a TypeError naming the argument, at once", () => {
+  const loop = newEventLoop();
+  try {
+    assert.throws(() => sleep(NaN), { name: "TypeError", message: /ms/ });
+    assert.throws(
+      () => sleep("10" as unknown as number),
+      /ms must be a number/,
+    );
+    assert.throws(
+      () => createTask(42 as unknown as () => Promise<void>),
+      { name: "TypeError", message: /coro/ },
+    );
+    assert.throws(
+      () => loop.callLater("x" as unknown as number, () => {}),
+      { name: "TypeError", message: /delay/ },
+    );
+    assert.throws(
+      () => loop.callSoon("not a function" as unknown as () => void),
+      { name: "TypeError", message: /callback/ },
+    );
+    assert.throws(
+      () => loop.callAt(NaN, () => {}),
+      { name: "TypeError", message: /when/ },
+    );
+  } finally {
+    loop.close();
+  }
+});
+
+test("loop: getRunningLoop outside a task is a RuntimeError", () => {
+  assert.throws(() => getRunningLoop(), RuntimeError);
+});
+
+test("loop: getRunningLoop inside a callback is the loop running it", async () => {
+  const loop = newEventLoop({ virtualTime: true });
+  const seen = loop.createFuture<EventLoop>();
+  loop.callSoon(() => seen.setResult(getRunningLoop()));
+  assert.equal(await loop.runUntilComplete(seen), loop);
+  loop.close();
+});
+
+test("loop: runForever runs until stop()", async () => {
+  const loop = newEventLoop({ virtualTime: true });
+  loop.callLater(500, () => loop.stop());
+  assert.equal(loop.isRunning(), false);
+  const running = loop.runForever();
+  assert.equal(loop.isRunning(), true);
+  await running;
+  assert.equal(loop.isRunning(), false);
+  assert.equal(loop.time(), 500);
+  loop.close();
+});
+
+test("loop: runUntilComplete stopped early is a RuntimeError", async () => {
+  const loop = newEventLoop({ virtualTime: true });
+  const never = loop.createFuture();
+  loop.callSoon(() => loop.stop());
+  await assert.rejects(loop.runUntilComplete(never), {
+    name: "RuntimeError",
+    message: /stopped before Future completed/,
+  });
+  loop.close();
+});
+
+test("loop: a closed loop refuses work; closing a running one is an error", async () => {
+  const loop = newEventLoop({ virtualTime: true });
+  const running = loop.runForever();
+  assert.throws(() => loop.close(), RuntimeError);
+  loop.stop();
+  await running;
+  loop.close();
+  assert.equal(loop.isClosed(), true);
+  assert.throws(() => loop.callSoon(() => {}), {
+    name: "RuntimeError",
+    message: /closed/,
+  });
+  assert.throws(() => loop.createTask(() => sleep(1)), RuntimeError);
+  await assert.rejects(
+    loop.runUntilComplete(loop.createFuture()),
+    RuntimeError,
+  );
+});
+
+test("loop: getEventLoop outside a task gives a default loop that runs tasks", async () => {
+  const loop = getEventLoop();
+  assert.equal(getEventLoop(), loop);
+  const result = await createTask(() => sleep(1, "default loop"));
+  assert.equal(result, "default loop");
+  const fresh = newEventLoop();
+  assert.notEqual(fresh, loop);
+  fresh.close();
+});
+
+test("loop: a loop of sleep(0) does not starve host timers", async () => {
+  let hostTimerFired = false;
+  const hostTimer = setTimeout(() => hostTimerFired = true, 1);
+  const switches = await run(async () => {
+    let count = 0;
+    while (!hostTimerFired) {
+      await sleep(0);
+      count++;
+    }
+    return count;
+  });
+  clearTimeout(hostTimer);
+  assert.equal(hostTimerFired, true);
+  assert.ok(switches > 0);
+});
+
+test("loop: virtual time jumps over an hour instantly and reports it exactly", async () => {
+  const wallStart = performance.now();
+  const elapsed = await vrun(async () => {
+    const loop = getRunningLoop();
+    const start = loop.time();
+    await sleep(3_600_000);
+    return loop.time() - start;
+  });
+  assert.equal(elapsed, 3_600_000);
+  assert.ok(performance.now() - wallStart < 1000);
+});
+
+test("loop: virtual time waits for a wrapped foreign promise before jumping", async () => {
+  const order = await vrun(async () => {
+    const order: string[] = [];
+    const foreign = new Promise<void>((resolve) => setTimeout(resolve, 5));
+    const timer = createTask(async () => {
+      await sleep(1000);
+      order.push("timer");
+    });
+    await wrapFuture(foreign);
+    order.push("foreign");
+    await timer;
+    return order;
+  });
+  assert.deepEqual(order, ["foreign", "timer"]);
+});
+
 // ---------------------------------------------------------------------------
 // Futures
 // ---------------------------------------------------------------------------
+
+test("future: result() before done, and setting twice, are InvalidStateError", async () => {
+  await vrun(async () => {
+    const future = new Future<number>();
+    assert.equal(future.done(), false);
+    assert.throws(() => future.result(), InvalidStateError);
+    assert.throws(() => future.exception(), InvalidStateError);
+    future.setResult(1);
+    assert.throws(() => future.setResult(2), InvalidStateError);
+    assert.throws(
+      () => future.setException(new Error("late")),
+      InvalidStateError,
+    );
+    assert.equal(future.cancel(), false);
+    assert.equal(future.result(), 1);
+    assert.equal(future.exception(), null);
+  });
+});
+
+test("future: done callbacks run on the loop, never inline", async () => {
+  await vrun(async () => {
+    const future = getRunningLoop().createFuture<string>();
+    const seen: string[] = [];
+    future.addDoneCallback((f) => seen.push(f.result()));
+    future.setResult("value");
+    assert.equal(seen.length, 0);
+    await steps(1);
+    assert.deepEqual(seen, ["value"]);
+    // Added after it is done: still scheduled, not called inline.
+    future.addDoneCallback((f) => seen.push(`late ${f.result()}`));
+    assert.deepEqual(seen, ["value"]);
+    await steps(1);
+    assert.deepEqual(seen, ["value", "late value"]);
+  });
+});
+
+test("future: removeDoneCallback removes every registration", async () => {
+  await vrun(async () => {
+    const future = new Future<void>();
+    let calls = 0;
+    const callback = () => calls++;
+    future.addDoneCallback(callback);
+    future.addDoneCallback(callback);
+    assert.equal(future.removeDoneCallback(callback), 2);
+    future.setResult();
+    await steps(2);
+    assert.equal(calls, 0);
+  });
+});
+
+test("future: works with await, Promise.all, then and catch", async () => {
+  await vrun(async () => {
+    const loop = getRunningLoop();
+    const a = loop.createFuture<number>();
+    const b = loop.createFuture<number>();
+    const failed = loop.createFuture<number>();
+    loop.callLater(10, () => a.setResult(1));
+    loop.callLater(20, () => b.setResult(2));
+    loop.callLater(5, () => failed.setException(new RangeError("no")));
+    assert.deepEqual(await Promise.all([a, b]), [1, 2]);
+    assert.equal(await a.then((x) => x * 10), 10);
+    assert.equal(await failed.catch((e) => (e as Error).message), "no");
+    await assert.rejects(failed, RangeError);
+    assert.equal(isFuture(a), true);
+    assert.equal(isFuture(Promise.resolve()), false);
+  });
+});
+
+test("future: a cancelled future raises CancelledError with its message", async () => {
+  await vrun(async () => {
+    const future = new Future<void>();
+    assert.equal(future.cancel("why"), true);
+    assert.equal(future.cancelled(), true);
+    assert.throws(() => future.result(), {
+      name: "CancelledError",
+      message: "why",
+    });
+    await assert.rejects(
+      future,
+      (e) => e instanceof CancelledError && e.message === "why",
+    );
+  });
+});
+
+test("future: an error nobody retrieved goes to the exception handler at close", async () => {
+  const contexts: ExceptionContext[] = [];
+  await vrun(async () => {
+    getRunningLoop().setExceptionHandler((_loop, context) =>
+      contexts.push(context)
+    );
+    const ignored = new Future<void>();
+    ignored.setException(new Error("unseen"));
+    const seen = new Future<void>();
+    seen.setException(new Error("seen"));
+    await seen.catch(() => {});
+  });
+  assert.equal(contexts.length, 1);
+  assert.match(contexts[0].message, /Future exception was never retrieved/);
+  assert.equal((contexts[0].exception as Error).message, "unseen");
+});
 
 // ---------------------------------------------------------------------------
 // Tasks
 // ---------------------------------------------------------------------------
 
+test("task: createTask is lazy; eagerStart runs up to the first await", async () => {
+  await vrun(async () => {
+    const log: string[] = [];
+    const lazy = createTask(async () => {
+      log.push("lazy started");
+      await sleep(1);
+    });
+    const eager = createTask(async () => {
+      log.push("eager started");
+      await sleep(1);
+      log.push("eager resumed");
+    }, { eagerStart: true });
+    assert.deepEqual(log, ["eager started"]);
+    await steps(1);
+    assert.deepEqual(log, ["eager started", "lazy started"]);
+    await gather([lazy, eager]);
+    assert.deepEqual(log, ["eager started", "lazy started", "eager resumed"]);
+  });
+});
+
+test("task: cancelled before its first step, its function never runs", async () => {
+  await vrun(async () => {
+    let ran = false;
+    const task = createTask(async () => {
+      ran = true;
+    });
+    assert.equal(task.cancel("too early"), true);
+    await assert.rejects(
+      task,
+      (e) => e instanceof CancelledError && e.message === "too early",
+    );
+    assert.equal(ran, false);
+    assert.equal(task.cancelled(), true);
+  });
+});
+
+test("task: cancel() is a request; a task that catches it may return a value", async () => {
+  await vrun(async () => {
+    const task = createTask(async () => {
+      try {
+        await sleep(10_000);
+        return "slept";
+      } catch (e) {
+        assert.ok(e instanceof CancelledError);
+        return "caught";
+      }
+    });
+    await steps(1);
+    task.cancel();
+    assert.equal(await task, "caught");
+    assert.equal(task.cancelled(), false);
+    assert.equal(task.cancel(), false);
+  });
+});
+
+test("task: cancelling() counts requests and uncancel() takes one back", async () => {
+  await vrun(async () => {
+    const task = createTask(() => sleep(10_000));
+    await steps(1);
+    assert.equal(task.cancelling(), 0);
+    task.cancel();
+    task.cancel();
+    assert.equal(task.cancelling(), 2);
+    assert.equal(task.uncancel(), 1);
+    assert.equal(task.cancelling(), 1);
+    await assert.rejects(task, CancelledError);
+  });
+});
+
+test("task: cancelling a task cancels the task or future it awaits", async () => {
+  await vrun(async () => {
+    const inner = createTask(() => sleep(10_000));
+    const future = new Future<void>();
+    const outer = createTask(async () => {
+      await inner;
+    });
+    const other = createTask(async () => {
+      await future;
+    });
+    await steps(1);
+    outer.cancel();
+    other.cancel();
+    await assert.rejects(outer, CancelledError);
+    await assert.rejects(other, CancelledError);
+    assert.equal(inner.cancelled(), true);
+    assert.equal(future.cancelled(), true);
+  });
+});
+
+test("task: must-cancel: a cancel after the future settled is seen at that await", async () => {
+  await vrun(async () => {
+    const future = new Future<string>();
+    const seen: string[] = [];
+    const task = createTask(async () => {
+      try {
+        seen.push(await future);
+      } catch (e) {
+        seen.push(e instanceof CancelledError ? "cancelled" : "other");
+        // The value was handed over: it is still readable, so not lost.
+        seen.push(future.result());
+      }
+    });
+    await steps(1);
+    future.setResult("item");
+    task.cancel();
+    await task;
+    assert.deepEqual(seen, ["cancelled", "item"]);
+  });
+});
+
+test("task: a cancel while running is delivered at the next await", async () => {
+  await vrun(async () => {
+    const log: string[] = [];
+    const task = createTask(async () => {
+      currentTask()!.cancel("self");
+      log.push("still running");
+      try {
+        await sleep(0);
+      } catch (e) {
+        log.push((e as Error).message);
+        throw e;
+      }
+    });
+    await assert.rejects(task, CancelledError);
+    assert.deepEqual(log, ["still running", "self"]);
+  });
+});
+
+test("task: signal is aborted when the task is cancelled", async () => {
+  await vrun(async () => {
+    let signal: AbortSignal | null = null;
+    const task = createTask(async () => {
+      signal = currentTask()!.signal;
+      await sleep(10_000);
+    });
+    await steps(1);
+    assert.equal(signal!.aborted, false);
+    task.cancel("abort it");
+    assert.equal(signal!.aborted, true);
+    assert.ok(signal!.reason instanceof CancelledError);
+    await assert.rejects(task, CancelledError);
+  });
+});
+
+test("task: names, currentTask, allTasks", async () => {
+  await vrun(async () => {
+    const task = createTask(() => sleep(5), { name: "sleeper" });
+    assert.equal(task.getName(), "sleeper");
+    task.setName("renamed");
+    assert.equal(task.getName(), "renamed");
+    assert.match(String(task), /<Task pending name='renamed'>/);
+    await steps(1);
+    const tasks = allTasks();
+    assert.ok(tasks.has(task));
+    assert.ok(tasks.has(currentTask()!));
+    await task;
+    assert.equal(allTasks().has(task), false);
+    assert.throws(() => task.setResult(undefined), RuntimeError);
+  });
+  assert.equal(currentTask(), null);
+});
+
+test("task: a task cannot await itself", async () => {
+  await vrun(async () => {
+    const task: Task<void> = createTask(async () => {
+      await task;
+    });
+    await assert.rejects(task, RuntimeError);
+  });
+});
+
+test("task: a failed task nobody awaits goes to the exception handler", async () => {
+  const contexts: ExceptionContext[] = [];
+  await vrun(async () => {
+    getRunningLoop().setExceptionHandler((_loop, context) =>
+      contexts.push(context)
+    );
+    createTask(async () => {
+      await sleep(1);
+      throw new Error("forgotten");
+    }, { name: "orphan" });
+    await sleep(10);
+  });
+  assert.equal(contexts.length, 1);
+  assert.match(contexts[0].message, /Task exception was never retrieved/);
+  assert.match(contexts[0].message, /orphan/);
+  assert.equal((contexts[0].exception as Error).message, "forgotten");
+});
+
+test("task: the default exception handler writes one line naming the task", async () => {
+  const lines: string[] = [];
+  const original = console.error;
+  console.error = (...args: unknown[]) => lines.push(args.join(" "));
+  try {
+    await vrun(async () => {
+      createTask(() => Promise.reject(new Error("nobody listens")), {
+        name: "lonely",
+      });
+      await sleep(1);
+    });
+  } finally {
+    console.error = original;
+  }
+  assert.equal(lines.length, 1);
+  assert.match(lines[0], /lonely/);
+  assert.match(lines[0], /Error: nobody listens/);
+  assert.doesNotMatch(lines[0], /\n/);
+});
+
 // ---------------------------------------------------------------------------
 // Runners
 // ---------------------------------------------------------------------------
+
+test("run: cancels what main left running, lets finally blocks finish, closes the loop", async () => {
+  const log: string[] = [];
+  let loop: EventLoop | null = null;
+  await vrun(async () => {
+    loop = getRunningLoop();
+    createTask(async () => {
+      try {
+        await sleep(10_000);
+      } finally {
+        await sleep(5);
+        log.push("cleaned up");
+      }
+    });
+    await sleep(1);
+  });
+  assert.deepEqual(log, ["cleaned up"]);
+  assert.equal(loop!.isClosed(), true);
+});
+
+test("run: inside a running task is a RuntimeError", async () => {
+  await vrun(async () => {
+    await assert.rejects(run(() => sleep(1)), RuntimeError);
+  });
+});
+
+test("run: returns main's result and throws main's error", async () => {
+  assert.equal(await vrun(() => sleep(10, "result")), "result");
+  await assert.rejects(
+    vrun(async () => {
+      await sleep(1);
+      throw new RangeError("main failed");
+    }),
+    RangeError,
+  );
+});
+
+test("runner: several runs share one loop; close() cancels leftovers", async () => {
+  const runner = new Runner({ virtualTime: true });
+  let leftover: Task<void> | null = null;
+  await runner.run(async () => {
+    leftover = createTask(() => sleep(100_000));
+    await sleep(1000);
+  });
+  await runner.run(() => sleep(1000));
+  assert.equal(runner.getLoop().time(), 2000);
+  assert.equal(leftover!.done(), false);
+  await runner.close();
+  assert.equal(leftover!.cancelled(), true);
+  assert.throws(() => runner.getLoop(), RuntimeError);
+});
+
+test("runner: await using closes it", async () => {
+  let loop: EventLoop;
+  {
+    await using runner = new Runner({ virtualTime: true });
+    loop = runner.getLoop();
+    await runner.run(() => sleep(1));
+  }
+  assert.equal(loop.isClosed(), true);
+});
 
 // ---------------------------------------------------------------------------
 // Waiting and timeouts
 // ---------------------------------------------------------------------------
 
+test("gather: results in the order given, whatever the finishing order", async () => {
+  await vrun(async () => {
+    const loop = getRunningLoop();
+    const future = loop.createFuture<string>();
+    loop.callLater(5, () => future.setResult("future"));
+    const results = await gather([
+      () => sleep(30, "slow"),
+      () => sleep(10, 1),
+      future,
+      Promise.resolve(true),
+    ]);
+    assert.deepEqual(results, ["slow", 1, "future", true]);
+    assert.deepEqual(await gather([]), []);
+  });
+});
+
+test("gather: the first error propagates while the other children keep running", async () => {
+  await vrun(async () => {
+    let finished = false;
+    const slow = createTask(async () => {
+      await sleep(50);
+      finished = true;
+    });
+    const failing = async () => {
+      await sleep(10);
+      throw new RangeError("first");
+    };
+    await assert.rejects(gather([slow, failing]), RangeError);
+    assert.equal(slow.done(), false);
+    await slow;
+    assert.equal(finished, true);
+  });
+});
+
+test("gather: returnExceptions returns errors and cancellations as values", async () => {
+  await vrun(async () => {
+    const cancelled = createTask(() => sleep(100));
+    const gathered = gather([
+      () => sleep(10, "ok"),
+      () => Promise.reject(new TypeError("bad")),
+      cancelled,
+    ], { returnExceptions: true });
+    await steps(1);
+    cancelled.cancel();
+    const results = await gathered;
+    assert.equal(results[0], "ok");
+    assert.ok(results[1] instanceof TypeError);
+    assert.ok(results[2] instanceof CancelledError);
+  });
+});
+
+test("gather: a cancelled child fails the gather with CancelledError", async () => {
+  await vrun(async () => {
+    const child = createTask(() => sleep(100));
+    const gathered = gather([child, () => sleep(200)]);
+    await steps(1);
+    child.cancel();
+    await assert.rejects(gathered, CancelledError);
+  });
+});
+
+test("gather: cancelling the gather cancels every child", async () => {
+  await vrun(async () => {
+    const a = createTask(() => sleep(100));
+    const b = createTask(() => sleep(200));
+    const gathered = gather([a, b]);
+    await steps(1);
+    assert.equal(gathered.cancel(), true);
+    await assert.rejects(gathered, CancelledError);
+    assert.equal(a.cancelled(), true);
+    assert.equal(b.cancelled(), true);
+  });
+});
+
+test("gather: cancel() after all children finished returns false", async () => {
+  await vrun(async () => {
+    const a = createTask(() => sleep(1, "a"));
+    const gathered = gather([a]);
+    await a;
+    assert.equal(gathered.cancel(), false);
+    assert.deepEqual(await gathered, ["a"]);
+  });
+});
+
+test("gather: a task awaiting a gather cancels its children when cancelled", async () => {
+  await vrun(async () => {
+    const a = createTask(() => sleep(100));
+    const parent = createTask(() => gather([a, () => sleep(100)]));
+    await steps(2);
+    parent.cancel();
+    await assert.rejects(parent, CancelledError);
+    assert.equal(a.cancelled(), true);
+  });
+});
+
+test("waitFor: on timeout cancels the work, waits for it to finish, throws TimeoutError", async () => {
+  await vrun(async () => {
+    const loop = getRunningLoop();
+    const log: string[] = [];
+    const start = loop.time();
+    await assert.rejects(
+      waitFor(async () => {
+        try {
+          await sleep(1000);
+        } finally {
+          await sleep(50); // slow cleanup: waitFor must wait for it
+          log.push("cleanup done");
+        }
+      }, 100),
+      TimeoutError,
+    );
+    assert.deepEqual(log, ["cleanup done"]);
+    assert.equal(loop.time() - start, 150);
+  });
+});
+
+test("waitFor: returns the value when the work suppresses the cancellation", async () => {
+  await vrun(async () => {
+    const value = await waitFor(async () => {
+      try {
+        await sleep(1000);
+        return "finished";
+      } catch {
+        return "suppressed";
+      }
+    }, 100);
+    assert.equal(value, "suppressed");
+    assert.equal(currentTask()!.cancelling(), 0);
+  });
+});
+
+test("waitFor: in time returns the value; null waits forever; a task is cancelled on timeout", async () => {
+  await vrun(async () => {
+    assert.equal(await waitFor(() => sleep(10, "quick"), 100), "quick");
+    assert.equal(
+      await waitFor(() => sleep(100_000, "patient"), null),
+      "patient",
+    );
+    const task = createTask(() => sleep(1000));
+    await assert.rejects(waitFor(task, 10), TimeoutError);
+    assert.equal(task.cancelled(), true);
+  });
+});
+
+test("waitFor: with a timeout of 0 or less a coroutine function never starts", async () => {
+  await vrun(async () => {
+    let started = false;
+    const work = async () => {
+      started = true;
+      await sleep(1);
+    };
+    await assert.rejects(waitFor(work, 0), TimeoutError);
+    await assert.rejects(waitFor(work, -5), TimeoutError);
+    assert.equal(started, false);
+    const done = new Future<string>();
+    done.setResult("already");
+    assert.equal(await waitFor(done, 0), "already");
+  });
+});
+
+test("timeout: expires into TimeoutError, and the task is not left cancelled", async () => {
+  await vrun(async () => {
+    const loop = getRunningLoop();
+    const start = loop.time();
+    let cm: unknown = null;
+    await assert.rejects(
+      timeout(100, async (scope) => {
+        cm = scope;
+        await sleep(10_000);
+      }),
+      (e) => e instanceof TimeoutError && e.cause instanceof CancelledError,
+    );
+    assert.equal(loop.time() - start, 100);
+    assert.equal((cm as { expired(): boolean }).expired(), true);
+    assert.equal(currentTask()!.cancelling(), 0);
+    await sleep(10); // the task still works normally
+    assert.equal(await timeout(100, () => sleep(10, "in time")), "in time");
+  });
+});
+
+test("timeout: a cancellation from outside passes through as CancelledError", async () => {
+  await vrun(async () => {
+    const task = createTask(() => timeout(1000, () => sleep(10_000)));
+    await sleep(10);
+    task.cancel();
+    await assert.rejects(
+      task,
+      (e) => e instanceof CancelledError && !(e instanceof TimeoutError),
+    );
+  });
+});
+
+test("timeout: nested scopes report the one that expired", async () => {
+  await vrun(async () => {
+    const outcome: string[] = [];
+    await assert.rejects(
+      timeout(50, async () => {
+        try {
+          await timeout(1000, () => sleep(10_000));
+        } catch (e) {
+          outcome.push(
+            e instanceof TimeoutError ? "inner timed out" : "inner cancelled",
+          );
+          throw e;
+        }
+      }),
+      TimeoutError,
+    );
+    assert.deepEqual(outcome, ["inner cancelled"]);
+    const inner = await timeout(1000, async () => {
+      try {
+        await timeout(50, () => sleep(10_000));
+      } catch (e) {
+        return e instanceof TimeoutError ? "inner timed out" : "other";
+      }
+    });
+    assert.equal(inner, "inner timed out");
+  });
+});
+
+test("timeout: reschedule moves the deadline; null never expires", async () => {
+  await vrun(async () => {
+    const loop = getRunningLoop();
+    const start = loop.time();
+    await timeout(100, async (cm) => {
+      cm.reschedule(loop.time() + 500);
+      assert.equal(cm.when(), start + 500);
+      await sleep(300);
+    });
+    await assert.rejects(
+      timeout(1000, async (cm) => {
+        cm.reschedule(loop.time() + 10);
+        await sleep(300);
+      }),
+      TimeoutError,
+    );
+    await timeout(null, async (cm) => {
+      assert.equal(cm.when(), null);
+      await sleep(100_000);
+    });
+    const deadline = loop.time() + 20;
+    await assert.rejects(timeoutAt(deadline, () => sleep(100)), TimeoutError);
+    assert.equal(loop.time(), deadline);
+  });
+});
+
+test("wait: FIRST_COMPLETED, FIRST_EXCEPTION, ALL_COMPLETED and a timeout that cancels nothing", async () => {
+  await vrun(async () => {
+    const loop = getRunningLoop();
+    const fast = createTask(() => sleep(10, "fast"));
+    const failing = createTask(async () => {
+      await sleep(20);
+      throw new Error("failed");
+    });
+    const slow = createTask(() => sleep(30, "slow"));
+    const all = [fast, failing, slow] as Future<unknown>[];
+
+    let [done, pending] = await wait(all, { returnWhen: FIRST_COMPLETED });
+    assert.deepEqual([...done], [fast]);
+    assert.equal(pending.size, 2);
+    assert.equal(loop.time(), 10);
+
+    [done, pending] = await wait(all, { returnWhen: FIRST_EXCEPTION });
+    assert.ok(done.has(failing) && done.has(fast));
+    assert.deepEqual([...pending], [slow]);
+
+    [done, pending] = await wait([slow], { timeout: 5 });
+    assert.equal(done.size, 0);
+    assert.equal(slow.cancelled(), false);
+
+    [done, pending] = await wait(all, { returnWhen: ALL_COMPLETED });
+    assert.equal(done.size, 3);
+    assert.equal(pending.size, 0);
+    assert.equal(failing.exception() instanceof Error, true);
+    await assert.rejects(wait([]), RangeError);
+    await assert.rejects(
+      wait([(() => sleep(1)) as unknown as Future<void>]),
+      TypeError,
+    );
+  });
+});
+
+test("asCompleted: yields in completion order; times out with TimeoutError", async () => {
+  await vrun(async () => {
+    const slow = createTask(() => sleep(30, "slow"));
+    const fast = createTask(() => sleep(10, "fast"));
+    const middle = createTask(() => sleep(20, "middle"));
+    const order: unknown[] = [];
+    for await (const task of asCompleted([slow, fast, middle])) {
+      order.push(await task);
+    }
+    assert.deepEqual(order, ["fast", "middle", "slow"]);
+
+    const results: string[] = [];
+    for (
+      const next of asCompleted([() => sleep(20, "b"), () => sleep(10, "a")])
+    ) {
+      results.push(await next);
+    }
+    assert.deepEqual(results, ["a", "b"]);
+
+    const late = createTask(() => sleep(1000));
+    await assert.rejects(async () => {
+      for await (const _ of asCompleted([late], { timeout: 10 })) {
+        assert.fail("nothing completes in time");
+      }
+    }, TimeoutError);
+    late.cancel();
+  });
+});
+
+test("shield: cancelling the waiter leaves the inner work running", async () => {
+  await vrun(async () => {
+    const inner = createTask(() => sleep(50, "saved"));
+    const waiter = createTask(() => shield(inner));
+    await sleep(10);
+    waiter.cancel();
+    await assert.rejects(waiter, CancelledError);
+    assert.equal(inner.cancelled(), false);
+    assert.equal(await inner, "saved");
+  });
+});
+
 // ---------------------------------------------------------------------------
 // Task groups
 // ---------------------------------------------------------------------------
+
+test("taskGroup: waits for every task and returns the body's value", async () => {
+  await vrun(async () => {
+    const loop = getRunningLoop();
+    const start = loop.time();
+    const results: string[] = [];
+    const value = await taskGroup(async (tg) => {
+      tg.createTask(async () => results.push(await sleep(30, "slow")));
+      tg.createTask(async () => results.push(await sleep(10, "fast")));
+      return "body";
+    });
+    assert.equal(value, "body");
+    assert.deepEqual(results, ["fast", "slow"]);
+    assert.equal(loop.time() - start, 30);
+  });
+});
+
+test("taskGroup: a failing child cancels siblings and the body; errors are grouped", async () => {
+  await vrun(async () => {
+    const log: string[] = [];
+    let group: unknown = null;
+    try {
+      await taskGroup(async (tg) => {
+        tg.createTask(async () => {
+          try {
+            await sleep(1000);
+          } catch (e) {
+            log.push(e instanceof CancelledError ? "sibling cancelled" : "?");
+            throw e;
+          }
+        });
+        tg.createTask(async () => {
+          await sleep(10);
+          throw new RangeError("child one");
+        });
+        tg.createTask(async () => {
+          await sleep(10);
+          throw new TypeError("child two");
+        });
+        try {
+          await sleep(5000);
+        } catch (e) {
+          log.push(e instanceof CancelledError ? "body cancelled" : "?");
+          throw e;
+        }
+      });
+    } catch (e) {
+      group = e;
+    }
+    assert.ok(group instanceof ExceptionGroup);
+    const errors = (group as ExceptionGroup).exceptions;
+    assert.equal(errors.length, 2);
+    assert.ok(errors[0] instanceof RangeError);
+    assert.ok(errors[1] instanceof TypeError);
+    assert.deepEqual(log.sort(), ["body cancelled", "sibling cancelled"]);
+    assert.equal(currentTask()!.cancelling(), 0);
+  });
+});
+
+test("taskGroup: the body's own error is in the group", async () => {
+  await vrun(async () => {
+    await assert.rejects(
+      taskGroup(async (tg) => {
+        tg.createTask(() => sleep(1000));
+        await sleep(1);
+        throw new Error("body failed");
+      }),
+      (e) =>
+        e instanceof ExceptionGroup && e.exceptions.length === 1 &&
+        (e.exceptions[0] as Error).message === "body failed",
+    );
+  });
+});
+
+test("taskGroup: createTask after the group finished is a RuntimeError", async () => {
+  await vrun(async () => {
+    let saved: { createTask(c: () => Promise<void>): unknown } | null = null;
+    await taskGroup(async (tg) => {
+      saved = tg;
+      tg.createTask(() => sleep(1));
+    });
+    assert.throws(() => saved!.createTask(() => sleep(1)), RuntimeError);
+  });
+});
+
+test("taskGroup: an outer cancel cancels the children and propagates", async () => {
+  await vrun(async () => {
+    let child: Task<void> | null = null;
+    const task = createTask(() =>
+      taskGroup(async (tg) => {
+        child = tg.createTask(() => sleep(1000));
+      })
+    );
+    await sleep(10);
+    task.cancel();
+    await assert.rejects(task, CancelledError);
+    assert.equal(child!.cancelled(), true);
+  });
+});
 
 // ---------------------------------------------------------------------------
 // Synchronization primitives
