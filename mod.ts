@@ -524,6 +524,7 @@ let scheduleStep: <A>(
   step: (argument: A) => void,
   argument: A,
 ) => void;
+let liveTasksOf: (loop: EventLoop) => Task<unknown>[];
 let noteTaskStarted: (loop: EventLoop, task: Task<unknown>) => void;
 let noteTaskBlocked: (loop: EventLoop, blocked: boolean) => void;
 let noteTaskDone: (
@@ -712,7 +713,8 @@ export class EventLoop {
   #idleCheckScheduled = false;
   #unblockedTasks = 0;
   #foreignWaits = 0;
-  #tasks = new Set<Task<unknown>>();
+  #liveTasks: Task<unknown>[] = [];
+  #plainTaskOptions: TaskOptions & { loop: EventLoop } = { loop: this };
   #unretrieved = new Set<Future<unknown>>();
   #closed = false;
   #running = false;
@@ -797,7 +799,12 @@ export class EventLoop {
   /** Wraps `coro` in a {@linkcode Task} on this loop: see {@linkcode createTask}. */
   createTask<T>(coro: Coro<T>, options: TaskOptions = {}): Task<T> {
     this.#checkClosed();
-    return new Task(coro, { ...options, loop: this });
+    return new Task(
+      coro,
+      options.name === undefined && !options.eagerStart
+        ? this.#plainTaskOptions
+        : { ...options, loop: this },
+    );
   }
 
   // --- Running and stopping ----------------------------------------------
@@ -1198,8 +1205,8 @@ export class EventLoop {
 
   static {
     scheduleStep = (loop, step, argument) => loop.#schedule(step, argument);
+    liveTasksOf = (loop) => loop.#liveTasks;
     noteTaskStarted = (loop, task) => {
-      loop.#tasks.add(task);
       loop.#unblockedTasks++;
       loop.#timeline?.record(task, "running", loop.time());
     };
@@ -1213,7 +1220,6 @@ export class EventLoop {
       }
     };
     noteTaskDone = (loop, task, wasBlocked) => {
-      loop.#tasks.delete(task);
       if (!wasBlocked) noteTaskBlocked(loop, true);
       loop.#timeline?.record(task, "done", loop.time());
     };
@@ -1229,11 +1235,6 @@ export class EventLoop {
     };
     loopTimeline = (loop) => loop.#timeline;
     timerCancelled = (loop, timer) => loop.#onTimerCancelled(timer);
-  }
-
-  /** @ignore The live tasks of this loop, for {@linkcode allTasks}. */
-  static tasksOf(loop: EventLoop): Set<Task<unknown>> {
-    return loop.#tasks;
   }
 }
 
@@ -1384,6 +1385,8 @@ function settleAwaiter(
   }
 }
 
+type FutureCallback = DoneCallback<never> | Awaiter;
+
 let futureState: (future: Future<unknown>) => FutureState;
 let futureValue: (future: Future<unknown>) => unknown;
 let futureCancelledError: (future: Future<unknown>) => CancelledError;
@@ -1416,7 +1419,9 @@ export class Future<T = unknown> implements PromiseLike<T> {
   #state: FutureState = PENDING;
   #value: unknown = undefined;
   #cancelMessage: string | undefined = undefined;
-  #callbacks: Array<DoneCallback<never> | Awaiter> | null = null;
+  // One callback or awaiter in a slot of its own (the common case), several
+  // in an array: most futures are awaited once, and an array each costs.
+  #callbacks: FutureCallback | FutureCallback[] | null = null;
   #retrieved = false;
 
   /** A pending future on `loop`, by default {@linkcode getEventLoop}'s. */
@@ -1513,7 +1518,7 @@ export class Future<T = unknown> implements PromiseLike<T> {
     if (this.#state !== PENDING) {
       this.#loop.callSoon(callback, this);
     } else {
-      (this.#callbacks ??= []).push(callback);
+      this.#addCallback(callback as DoneCallback<never>);
     }
   }
 
@@ -1521,6 +1526,11 @@ export class Future<T = unknown> implements PromiseLike<T> {
   removeDoneCallback(callback: DoneCallback<T>): number {
     const callbacks = this.#callbacks;
     if (callbacks === null) return 0;
+    if (!Array.isArray(callbacks)) {
+      if (callbacks !== callback) return 0;
+      this.#callbacks = null;
+      return 1;
+    }
     const kept = callbacks.filter((entry) => entry !== callback);
     const removed = callbacks.length - kept.length;
     if (removed > 0) this.#callbacks = kept;
@@ -1564,7 +1574,7 @@ export class Future<T = unknown> implements PromiseLike<T> {
     if (this.#state !== PENDING) {
       scheduleStep(this.#loop, wakeAwaiter, awaiter);
     } else {
-      (this.#callbacks ??= []).push(awaiter);
+      this.#addCallback(awaiter);
     }
     if (task !== null) taskWillWait(task, this as Future<unknown>);
     return promise;
@@ -1618,17 +1628,51 @@ export class Future<T = unknown> implements PromiseLike<T> {
     return new CancelledError(this.#cancelMessage);
   }
 
+  #addCallback(callback: FutureCallback): void {
+    const callbacks = this.#callbacks;
+    if (callbacks === null) this.#callbacks = callback;
+    else if (Array.isArray(callbacks)) callbacks.push(callback);
+    else this.#callbacks = [callbacks, callback];
+  }
+
   #complete(state: FutureState): void {
     this.#state = state;
     const callbacks = this.#callbacks;
     if (callbacks === null) return;
-    this.#callbacks = null;
-    for (const callback of callbacks) {
-      if (callback instanceof Awaiter) {
-        scheduleStep(this.#loop, wakeAwaiter, callback);
-      } else {
-        this.#loop.callSoon(callback as DoneCallback<unknown>, this);
-      }
+    if (callbacks instanceof Awaiter) {
+      this.#callbacks = null;
+      scheduleStep(this.#loop, wakeAwaiter, callbacks);
+    } else {
+      // The callbacks stay in place until their step runs them, all in
+      // order: one step per completion rather than one per callback.
+      scheduleStep(this.#loop, Future.#runCallbacks, this as Future<unknown>);
+    }
+  }
+
+  static #runCallbacks(future: Future<unknown>): void {
+    const callbacks = future.#callbacks;
+    future.#callbacks = null;
+    if (callbacks === null) return;
+    if (!Array.isArray(callbacks)) {
+      Future.#runCallback(future, callbacks);
+      return;
+    }
+    for (const callback of callbacks) Future.#runCallback(future, callback);
+  }
+
+  static #runCallback(future: Future<unknown>, callback: FutureCallback): void {
+    if (callback instanceof Awaiter) {
+      wakeAwaiter(callback);
+      return;
+    }
+    try {
+      (callback as DoneCallback<unknown>)(future);
+    } catch (error) {
+      future.#loop.callExceptionHandler({
+        message: `Exception in done callback ${callback.name || "anonymous"}()`,
+        exception: error,
+        future,
+      });
     }
   }
 
@@ -1817,7 +1861,9 @@ let taskCounter = 0;
  */
 export class Task<T = unknown> extends Future<T> {
   #coro: Coro<T> | null;
-  #name: string;
+  #name: string | null;
+  #number: number;
+  #liveIndex = -1;
   #loop: EventLoop;
   #waitingOn: Future<unknown> | null = null;
   #pendingWaits = 0;
@@ -1836,12 +1882,15 @@ export class Task<T = unknown> extends Future<T> {
     const loop = options.loop ?? currentLoop();
     super(loop);
     this.#loop = loop;
-    this.#name = options.name === undefined
-      ? `Task-${++taskCounter}`
-      : String(options.name);
+    // The default name is made only when asked for: most tasks never are.
+    this.#number = ++taskCounter;
+    this.#name = options.name === undefined ? null : String(options.name);
     // A promise handed over whole can only be stopped being waited for: wrap
     // it, so that cancelling the task at least ends the wait.
     this.#coro = typeof coro === "function" ? coro : wrapFuture(coro, loop);
+    const live = liveTasksOf(loop);
+    this.#liveIndex = live.length;
+    live.push(this);
     loopTimeline(loop)?.record(this, "created", loop.time());
     if (options.eagerStart) Task.#step(this);
     else scheduleStep(loop, Task.#step, this);
@@ -1908,7 +1957,7 @@ export class Task<T = unknown> extends Future<T> {
 
   /** The task's name. */
   getName(): string {
-    return this.#name;
+    return this.#name ??= `Task-${this.#number}`;
   }
 
   /** Renames the task. */
@@ -1928,7 +1977,7 @@ export class Task<T = unknown> extends Future<T> {
 
   /** `<Task pending name='Task-1'>` and the like. */
   override toString(): string {
-    return `<Task ${this.describeState()} name='${this.#name}'>`;
+    return `<Task ${this.describeState()} name='${this.getName()}'>`;
   }
 
   // The first step: run the coroutine function inside the task's context.
@@ -1939,6 +1988,7 @@ export class Task<T = unknown> extends Future<T> {
       task.#mustCancel = false;
       task.#coro = null;
       Future.prototype.cancel.call(task, task.#cancelMessage);
+      Task.#forget(task);
       noteTaskDone(loop, task, true);
       return;
     }
@@ -1958,13 +2008,27 @@ export class Task<T = unknown> extends Future<T> {
       return;
     }
     if (isThenable(result)) {
-      result.then(
-        (value) => task.#finish(FULFILLED, value),
-        (error) => task.#finish(REJECTED, error),
-      );
+      if (result instanceof Promise) {
+        // A native promise runs its reactions in the context `then` was
+        // called in, this task's: no closures needed to find the task.
+        result.then(Task.#coroutineReturned, Task.#coroutineThrew);
+      } else {
+        result.then(
+          (value) => task.#finish(FULFILLED, value),
+          (error) => task.#finish(REJECTED, error),
+        );
+      }
     } else {
       task.#finish(FULFILLED, result);
     }
+  }
+
+  static #coroutineReturned(value: unknown): void {
+    taskContext.getStore()!.#finish(FULFILLED, value);
+  }
+
+  static #coroutineThrew(error: unknown): void {
+    taskContext.getStore()!.#finish(REJECTED, error);
   }
 
   #finish(state: typeof FULFILLED | typeof REJECTED, value: unknown): void {
@@ -1983,7 +2047,22 @@ export class Task<T = unknown> extends Future<T> {
       Future.prototype.setException.call(this, value);
     }
     this.#waitingOn = null;
+    Task.#forget(this);
     noteTaskDone(this.#loop, this, blocked);
+  }
+
+  // Takes the task out of its loop's live list, in O(1): the last task
+  // moves into its slot.
+  static #forget(task: Task<unknown>): void {
+    const index = task.#liveIndex;
+    if (index < 0) return;
+    const live = liveTasksOf(task.#loop);
+    const last = live.pop()!;
+    if (last !== task) {
+      live[index] = last;
+      last.#liveIndex = index;
+    }
+    task.#liveIndex = -1;
   }
 
   static {
@@ -2066,7 +2145,7 @@ export function currentTask(): Task<unknown> | null {
  * ```
  */
 export function allTasks(): Set<Task<unknown>> {
-  return new Set(EventLoop.tasksOf(currentLoop()));
+  return new Set(liveTasksOf(currentLoop()).filter((task) => !task.done()));
 }
 
 // A future subclass whose cancellation also frees its timer, so that a
@@ -2126,7 +2205,7 @@ export function sleep<T = void>(ms: number, value?: T): Promise<T> {
 export type RunOptions = LoopOptions;
 
 async function cancelAllTasks(loop: EventLoop): Promise<void> {
-  const leftover = [...EventLoop.tasksOf(loop)].filter((task) => !task.done());
+  const leftover = liveTasksOf(loop).filter((task) => !task.done());
   if (leftover.length === 0) return;
   for (const task of leftover) task.cancel();
   await loop.runUntilComplete(gather(leftover, { returnExceptions: true }));
