@@ -1399,6 +1399,9 @@ let taskWakes: (task: Task<unknown>, future: Future<unknown>) => string | null;
  * `await`, `Promise.all` and the rest, since it is promise-like.
  *
  * Its done callbacks always run on the loop, never inside `setResult()`.
+ * Being promise-like, a future returned from an `async` function is awaited
+ * by it, as a promise would be: return it inside an array or object to hand
+ * over the future itself.
  * Inside a task, awaiting a future (calling its `then`) registers the task as
  * its waiter: `task.cancel()` then cancels the future. To watch a future
  * without waiting on it, use {@linkcode Future.addDoneCallback}.

@@ -10,6 +10,7 @@ import {
   CancelledError,
   createTask,
   currentTask,
+  ensureFuture,
   type EventLoop,
   type ExceptionContext,
   ExceptionGroup,
@@ -27,7 +28,7 @@ import {
   RuntimeError,
   shield,
   sleep,
-  type Task,
+  Task,
   taskGroup,
   timeout,
   timeoutAt,
@@ -611,6 +612,34 @@ test("task: the default exception handler writes one line naming the task", asyn
   assert.doesNotMatch(lines[0], /\n/);
 });
 
+test("task: uncancel() back to zero renews the signal and drops a pending cancel", async () => {
+  await vrun(async () => {
+    const task = currentTask()!;
+    const first = task.signal;
+    task.cancel(); // not waiting on anything: delivered at the next await
+    assert.equal(first.aborted, true);
+    assert.equal(task.uncancel(), 0);
+    const renewed = task.signal;
+    assert.notEqual(renewed, first);
+    assert.equal(renewed.aborted, false);
+    await sleep(10); // the dropped cancel is not delivered here
+    assert.equal(task.cancelling(), 0);
+  });
+});
+
+test("task: a promise handed to createTask can be stopped being waited for", async () => {
+  await vrun(async () => {
+    let resolveForeign!: (value: string) => void;
+    const foreign = new Promise<string>((resolve) => resolveForeign = resolve);
+    const task = createTask(foreign);
+    await sleep(0);
+    task.cancel();
+    await assert.rejects(task, CancelledError);
+    resolveForeign("too late"); // nothing waits for it any more
+    assert.equal(await createTask(Promise.resolve("direct")), "direct");
+  });
+});
+
 // ---------------------------------------------------------------------------
 // Runners
 // ---------------------------------------------------------------------------
@@ -1000,6 +1029,73 @@ test("shield: cancelling the waiter leaves the inner work running", async () => 
     await assert.rejects(waiter, CancelledError);
     assert.equal(inner.cancelled(), false);
     assert.equal(await inner, "saved");
+  });
+});
+
+test("waitFor: a cancel from outside while waiting is a CancelledError, not a timeout", async () => {
+  await vrun(async () => {
+    const outer = createTask(() => waitFor(() => sleep(1000), 500));
+    await sleep(10);
+    outer.cancel();
+    await assert.rejects(
+      outer,
+      (e) => e instanceof CancelledError && !(e instanceof TimeoutError),
+    );
+  });
+});
+
+test("waitFor: a foreign promise is wrapped so that the deadline can end the wait", async () => {
+  await run(async () => {
+    let resolveForeign!: () => void;
+    const foreign = new Promise<void>((resolve) => resolveForeign = resolve);
+    // Real time: under virtual time the clock would wait for the promise.
+    const timer = setTimeout(() => resolveForeign(), 500);
+    try {
+      await assert.rejects(waitFor(foreign, 10), TimeoutError);
+    } finally {
+      clearTimeout(timer);
+      resolveForeign();
+    }
+  });
+});
+
+test("timeout and taskGroup work outside any task, on the default loop", async () => {
+  assert.equal(currentTask(), null);
+  assert.equal(
+    await timeout(1000, () => sleep(1, "in a task of its own")),
+    "in a task of its own",
+  );
+  const [child] = await taskGroup(async (tg) => {
+    // In an array: an async function would await a task it returns.
+    return [tg.createTask(() => sleep(1, 7))];
+  });
+  assert.equal(child.result(), 7);
+});
+
+test("shield: the inner work's error still reaches whoever awaits the shield", async () => {
+  await vrun(async () => {
+    const failing = async () => {
+      await sleep(5);
+      throw new RangeError("inner");
+    };
+    await assert.rejects(shield(failing), RangeError);
+  });
+});
+
+test("ensureFuture and wrapFuture: a future stays itself, a function becomes a task", async () => {
+  await vrun(async () => {
+    const future = new Future<number>();
+    assert.equal(ensureFuture(future), future);
+    const task = ensureFuture(() => sleep(1, "task"));
+    assert.ok(task instanceof Task);
+    assert.equal(await task, "task");
+    const wrapped = wrapFuture(Promise.resolve(5));
+    assert.ok(isFuture(wrapped));
+    assert.equal(await wrapped, 5);
+    assert.throws(
+      () => wrapFuture(42 as unknown as Promise<number>),
+      TypeError,
+    );
   });
 });
 
