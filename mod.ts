@@ -1387,7 +1387,16 @@ function settleAwaiter(
 
 type FutureCallback = DoneCallback<never> | Awaiter;
 
+// Tags a done callback with the future that waits through it, so that
+// captureCallGraph() can follow gather() and task groups upwards.
+const AWAITED_BY = Symbol("awaitedBy");
+
+function markAwaitedBy(callback: object, waiter: Future<unknown>): void {
+  (callback as { [AWAITED_BY]?: Future<unknown> })[AWAITED_BY] = waiter;
+}
+
 let futureState: (future: Future<unknown>) => FutureState;
+let futureAwaitedBy: (future: Future<unknown>) => Future<unknown>[];
 let futureValue: (future: Future<unknown>) => unknown;
 let futureCancelledError: (future: Future<unknown>) => CancelledError;
 let wakeAwaiter: (awaiter: Awaiter) => void;
@@ -1681,6 +1690,22 @@ export class Future<T = unknown> implements PromiseLike<T> {
 
   static {
     futureState = (future) => future.#state;
+    futureAwaitedBy = (future) => {
+      const callbacks = future.#callbacks;
+      const list = callbacks === null
+        ? []
+        : Array.isArray(callbacks)
+        ? callbacks
+        : [callbacks];
+      const waiters: Future<unknown>[] = [];
+      for (const callback of list) {
+        const waiter = callback instanceof Awaiter
+          ? callback.task
+          : (callback as { [AWAITED_BY]?: Future<unknown> })[AWAITED_BY];
+        if (waiter && !waiters.includes(waiter)) waiters.push(waiter);
+      }
+      return waiters;
+    };
     futureValue = (future) => future.#value;
     futureCancelledError = (future) => future.#makeCancelledError();
     wakeAwaiter = (awaiter) => {
@@ -2397,6 +2422,7 @@ class GatheringFuture<T> extends Future<T> {
         super.setResult(results as T);
       }
     };
+    markAwaitedBy(onChildDone, this);
     for (const child of unique) child.addDoneCallback(onChildDone);
   }
 
@@ -3077,6 +3103,7 @@ export class TaskGroup {
       }
       group.#entered = true;
       group.#parentTask = parent;
+      markAwaitedBy(group.#onTaskDone, parent);
     };
     exitGroup = async (group, error, failed) => {
       group.#exiting = true;
@@ -3189,8 +3216,129 @@ export function taskGroup<T>(
 // ---------------------------------------------------------------------------
 // Introspection
 //
-// (Built in its own change; this banner keeps the book's order.)
+// Which task awaits which (asyncio 3.14's call graphs). A future knows its
+// waiters: the awaiters in its callbacks, and the done callbacks that
+// gather and task groups tag with the future they serve. JavaScript keeps
+// no suspended async frames to show, so a graph has no call stacks.
+// Relies on futures and tasks.
 // ---------------------------------------------------------------------------
+
+/**
+ * A node of the graph {@linkcode captureCallGraph} returns: a future or
+ * task, and the graphs of what awaits it.
+ */
+export interface FutureCallGraph {
+  /** The future or task. */
+  readonly future: Future<unknown>;
+  /**
+   * The frames of its coroutine, as Python shows them. Always empty here:
+   * JavaScript does not expose suspended async frames.
+   */
+  readonly callStack: readonly string[];
+  /** What awaits this future, each with its own graph. */
+  readonly awaitedBy: readonly FutureCallGraph[];
+}
+
+/**
+ * The graph of what awaits `future` (default: the current task), following
+ * tasks awaiting futures and tasks, `gather()` and task groups, up to the
+ * top. `null` outside a task when no future is given.
+ *
+ * @example
+ * ```ts
+ * import { captureCallGraph, createTask, run, sleep } from "@aio/asyncio";
+ *
+ * await run(async () => {
+ *   const child = createTask(() => sleep(10), { name: "child" });
+ *   const parent = createTask(async () => await child, { name: "parent" });
+ *   await sleep(0);
+ *   const graph = captureCallGraph(child)!;
+ *   console.log(graph.awaitedBy.length); // 1: the parent
+ *   await parent;
+ * });
+ * ```
+ */
+export function captureCallGraph(
+  future?: Future<unknown>,
+): FutureCallGraph | null {
+  const target = future ?? currentTask();
+  if (target === null) return null;
+  if (!(target instanceof Future)) {
+    throw new TypeError(
+      `captureCallGraph(): future must be a Future or Task, got ${
+        describeValue(target)
+      }`,
+    );
+  }
+  const build = (
+    node: Future<unknown>,
+    path: Set<Future<unknown>>,
+  ): FutureCallGraph => {
+    path.add(node);
+    const awaitedBy = futureAwaitedBy(node)
+      .filter((waiter) => !path.has(waiter))
+      .map((waiter) => build(waiter, path));
+    path.delete(node);
+    return { future: node, callStack: [], awaitedBy };
+  };
+  return build(target, new Set());
+}
+
+function describeFuture(future: Future<unknown>): string {
+  if (future instanceof Task) return `Task(name='${future.getName()}')`;
+  return future instanceof GatheringFuture ? "Future(gather)" : String(future);
+}
+
+/**
+ * The graph of {@linkcode captureCallGraph} as text, one line per future,
+ * in the layout Python prints.
+ *
+ * @example
+ * ```ts
+ * import { createTask, formatCallGraph, run, sleep } from "@aio/asyncio";
+ *
+ * await run(async () => {
+ *   const child = createTask(() => sleep(10), { name: "child" });
+ *   const parent = createTask(async () => await child, { name: "parent" });
+ *   await sleep(0);
+ *   console.log(formatCallGraph(child));
+ *   // * Task(name='child')
+ *   // + Awaited by:
+ *   //    * Task(name='parent')
+ *   await parent;
+ * });
+ * ```
+ */
+export function formatCallGraph(future?: Future<unknown>): string {
+  const graph = captureCallGraph(future);
+  if (graph === null) return "";
+  const lines: string[] = [];
+  const render = (node: FutureCallGraph, indent: string) => {
+    lines.push(`${indent}* ${describeFuture(node.future)}`);
+    if (node.awaitedBy.length === 0) return;
+    lines.push(`${indent}+ Awaited by:`);
+    for (const waiter of node.awaitedBy) render(waiter, `${indent}   `);
+  };
+  render(graph, "");
+  return lines.join("\n");
+}
+
+/**
+ * Prints {@linkcode formatCallGraph} to the console.
+ *
+ * @example
+ * ```ts
+ * import { printCallGraph, run } from "@aio/asyncio";
+ *
+ * await run(async () => {
+ *   printCallGraph(); // * Task(name='Task-1')
+ * });
+ * ```
+ */
+export function printCallGraph(future?: Future<unknown>): void {
+  const text = formatCallGraph(future);
+  if (text !== "") console.log(text);
+}
 
 // ---------------------------------------------------------------------------
 // Timelines
