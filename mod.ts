@@ -539,6 +539,7 @@ let noteUnretrieved: (
   add: boolean,
 ) => void;
 let loopTimeline: (loop: EventLoop) => Timeline | null;
+let loopYieldFuture: (loop: EventLoop) => Future<void>;
 let timerCancelled: (loop: EventLoop, timer: TimerHandle) => void;
 
 /**
@@ -729,6 +730,7 @@ export class EventLoop {
   #unblockedTasks = 0;
   #foreignWaits = 0;
   #liveTasks: Task<unknown>[] = [];
+  #yieldFuture: Future<void> | null = null;
   #plainTaskOptions: TaskOptions & { loop: EventLoop } = { loop: this };
   #unretrieved = new Set<Future<unknown>>();
   #closed = false;
@@ -1249,6 +1251,13 @@ export class EventLoop {
       else loop.#unretrieved.delete(future);
     };
     loopTimeline = (loop) => loop.#timeline;
+    loopYieldFuture = (loop) => {
+      if (loop.#yieldFuture === null) {
+        loop.#yieldFuture = new Future<void>(loop);
+        loop.#yieldFuture.setResult();
+      }
+      return loop.#yieldFuture;
+    };
     timerCancelled = (loop, timer) => loop.#onTimerCancelled(timer);
   }
 }
@@ -2227,9 +2236,13 @@ function finishSleep<T>(future: SleepFuture<T>, value: T): void {
 export function sleep<T = void>(ms: number, value?: T): Promise<T> {
   requireMilliseconds(ms, "sleep()", "ms");
   const loop = currentLoop();
+  if (ms <= 0 && value === undefined) {
+    // A bare yield: every one may share the loop's one finished future,
+    // since nothing can change a finished future. It costs one loop step.
+    return loopYieldFuture(loop).then() as Promise<T>;
+  }
   const future = new SleepFuture<T>(loop);
   if (ms <= 0) {
-    // Already done: awaiting it costs exactly one loop step.
     future.setResult(value as T);
   } else {
     future.timer = loop.callLater(ms, finishSleep, future, value as T);
