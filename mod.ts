@@ -496,6 +496,11 @@ export interface LoopOptions {
    * Run timers on a virtual clock that starts at 0 and jumps to the next
    * deadline whenever every task of the loop waits on the loop's own
    * futures. `loop.time()` then reports virtual milliseconds exactly.
+   *
+   * The clock holds still while a task waits on a promise wrapped with
+   * {@linkcode wrapFuture}. A task awaiting a bare promise the loop cannot
+   * see (`fetch()`, `new Promise(...)`) holds it still for at most 50 ms of
+   * real idleness, after which the clock jumps anyway rather than hang.
    */
   virtualTime?: boolean;
   /** Record every task's life into this timeline. */
@@ -510,6 +515,10 @@ const taskContext = new AsyncLocalStorage<Task<unknown>>();
 
 // Hands the host back its turn at least this often, in milliseconds.
 const HOST_TURN_BUDGET_MS = 4;
+
+// Under virtual time, how long (real ms) the loop waits, idle, for a task
+// that awaits something it cannot see, before jumping the clock anyway.
+const IDLE_JUMP_MS = 50;
 
 // Node-compatible hosts wrap setTimeout delays above 2^31-1 ms around.
 const MAX_HOST_TIMER_MS = 0x7fffffff;
@@ -727,6 +736,8 @@ export class EventLoop {
   #virtualTime: boolean;
   #virtualNow = 0;
   #idleCheckScheduled = false;
+  #idleJumpTimer: ReturnType<typeof setTimeout> | undefined = undefined;
+  #batchCount = 0;
   #unblockedTasks = 0;
   #foreignWaits = 0;
   #liveTasks: Task<unknown>[] = [];
@@ -914,6 +925,8 @@ export class EventLoop {
     for (const timer of this.#scheduledTimers) TimerHandle.unschedule(timer);
     this.#scheduledTimers.length = 0;
     this.#disarmHostTimer();
+    if (this.#idleJumpTimer !== undefined) clearTimeout(this.#idleJumpTimer);
+    this.#idleJumpTimer = undefined;
     this.#timeline?.stop(this);
     if (defaultLoop === this) defaultLoop = null;
   }
@@ -1012,6 +1025,7 @@ export class EventLoop {
 
   #runOnce = (): void => {
     this.#runScheduled = false;
+    this.#batchCount++;
     if (this.#closed) return;
     const timers = this.#scheduledTimers;
     if (timers.length > 0) {
@@ -1070,7 +1084,36 @@ export class EventLoop {
   #idleCheck = (): void => {
     this.#idleCheckScheduled = false;
     if (this.#closed || this.#runScheduled || this.#readyFns.length > 0) return;
-    if (this.#unblockedTasks > 0 || this.#foreignWaits > 0) return;
+    if (this.#foreignWaits > 0) return;
+    if (this.#unblockedTasks > 0) {
+      // A task awaits something the loop cannot see (a bare promise). It
+      // may be waiting for one of our timers through it: jump anyway once
+      // the loop has been idle for a while, rather than hang.
+      this.#armIdleJump();
+      return;
+    }
+    this.#jumpToNextTimer();
+  };
+
+  #armIdleJump(): void {
+    if (
+      this.#idleJumpTimer !== undefined || this.#scheduledTimers.length === 0
+    ) {
+      return;
+    }
+    const batchesSeen = this.#batchCount;
+    this.#idleJumpTimer = setTimeout(() => {
+      this.#idleJumpTimer = undefined;
+      if (this.#closed || this.#runScheduled) return;
+      if (this.#batchCount !== batchesSeen || this.#foreignWaits > 0) {
+        this.#scheduleIdleCheck();
+      } else {
+        this.#jumpToNextTimer();
+      }
+    }, IDLE_JUMP_MS);
+  }
+
+  #jumpToNextTimer(): void {
     this.#dropCancelledTop();
     const timers = this.#scheduledTimers;
     if (timers.length === 0 || timers[0].when() === Infinity) return;
@@ -1079,7 +1122,7 @@ export class EventLoop {
     }
     this.#lastHostTurn = performance.now();
     taskContext.exit(this.#runOnce);
-  };
+  }
 
   // --- Internals: timers -------------------------------------------------
 

@@ -279,6 +279,17 @@ test("loop: virtual time jumps over an hour instantly and reports it exactly", a
   assert.ok(performance.now() - wallStart < 1000);
 });
 
+test("loop: virtual time does not hang on a bare promise resolved by a loop timer", async () => {
+  const elapsed = await vrun(async () => {
+    const loop = getRunningLoop();
+    const start = loop.time();
+    // The loop cannot see this promise: it jumps after a short idle wait.
+    await new Promise<void>((resolve) => loop.callLater(1000, resolve));
+    return loop.time() - start;
+  });
+  assert.equal(elapsed, 1000);
+});
+
 test("loop: virtual time waits for a wrapped foreign promise before jumping", async () => {
   const order = await vrun(async () => {
     const order: string[] = [];
