@@ -10,13 +10,13 @@ each cell and adds what arrived to that cell, before the next cell starts.
 
 Used by scripts/test_notebooks.sh:
   PYTHONPATH=scripts jupyter nbconvert --to notebook \
-    --Exporter.preprocessors='["keep_late_output.ExecuteKeepingLateOutput"]' \
+    --Exporter.preprocessors=keep_late_output.ExecuteKeepingLateOutput \
     --ExecuteKeepingLateOutput.kernel_name=deno --inplace NOTEBOOK
 """
 
 from queue import Empty
 
-from nbclient.util import ensure_async
+from nbclient.util import ensure_async, run_sync
 from nbconvert.preprocessors import ExecutePreprocessor
 from traitlets import Bool, Float
 
@@ -45,6 +45,9 @@ class ExecuteKeepingLateOutput(ExecutePreprocessor):
         if self._last_request_id is not None:
             await self._collect_late_output(self._last_request_id, cell, cell_index)
         return cell
+
+    # The base class binds its own coroutine here: bind ours.
+    execute_cell = run_sync(async_execute_cell)
 
     async def _collect_late_output(self, request_id, cell, cell_index):
         while True:
