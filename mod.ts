@@ -3481,7 +3481,12 @@ export class Timeline {
     const title = options.title ?? this.title;
     const labelWidth = Math.min(width * 0.4, labelWidthWanted);
     const plotLeft = labelWidth;
-    const plotRight = width - 110;
+    // Room on the right for the end labels ("150 ms, cancelled").
+    const endLabel = Math.max(
+      8,
+      ...rows.map((row) => outcomeLabel(row).length),
+    );
+    const plotRight = width - Math.ceil(endLabel * SVG_CHAR_WIDTH + 16);
     const plotWidth = plotRight - plotLeft;
     const scale = plotWidth / (span || 1);
     const top = title === undefined ? 10 : 36;
