@@ -3236,10 +3236,12 @@ function outcomeLabel(row: TimelineRow): string {
  *   await world;
  * }, { timeline, virtualTime: true });
  * console.log(timeline.toText());
- * // Task-1 |#--------------------#--------------------------------------#| 2000 ms
- * // hello  |.-------------------#                                       | 1000 ms
- * // world  |.---------------------------------------------------------#| 2000 ms
- * // ...
+ * // two tasks
+ * // Task-1 |#-----------------------------#----------------------------#| 2000 ms
+ * // hello  |#-----------------------------#                             | 1000 ms
+ * // world  |#----------------------------------------------------------#| 2000 ms
+ * //         0 ms                                                 2000 ms
+ * //         # running  - waiting  . scheduled
  * await Deno.writeTextFile("timeline.svg", timeline.toSVG());
  * ```
  */
@@ -3357,6 +3359,9 @@ export class Timeline {
    * const timeline = new Timeline();
    * await run(() => sleep(1000), { timeline, virtualTime: true });
    * console.log(timeline.toText({ width: 20 }));
+   * // Task-1 |#------------------#| 1000 ms
+   * //         0 ms         1000 ms
+   * //         # running  - waiting  . scheduled
    * ```
    */
   toText(options: TimelineDrawOptions = {}): string {
