@@ -263,6 +263,9 @@ test("timeline: toSVG is well-formed XML with names, bars, axis, legend", async 
   ];
   assert.equal(running.length, 3 + 2 + 2);
   for (const [, width] of running) assert.ok(Number(width) >= 3);
+  // An empty timeline draws an empty chart, not an error.
+  assert.equal(parseXmlElements(new Timeline().toSVG())[0], "svg");
+  assert.match(new Timeline().toText(), /0 ms/);
   assert.doesNotThrow(() =>
     parseXmlElements(Timeline.sideBySide([timeline, timeline]))
   );
