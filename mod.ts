@@ -3520,7 +3520,7 @@ export class Timeline {
       }
     });
     // The axis: grid lines across the rows, a labelled tick under each.
-    const step = niceStep(span || 1, Math.max(3, Math.floor(plotWidth / 80)));
+    const step = niceStep(span || 1, Math.max(3, Math.floor(plotWidth / 100)));
     for (let t = 0; t <= span + step * 1e-9; t += step) {
       const x = round2(xOf(t));
       out.push(

@@ -112,6 +112,8 @@ TS
 if [ "$update" = "--update" ]; then
   if [ "$status" -eq 0 ]; then
     cp "$work"/notebooks/*.ipynb notebooks/
+    # Jupyter writes its own JSON layout; keep the project's.
+    "$deno" fmt --quiet notebooks/
     echo "updated the outputs in notebooks/"
   else
     echo "not updating notebooks/: the run failed" >&2
