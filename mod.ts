@@ -3416,91 +3416,525 @@ export function printCallGraph(future?: Future<unknown>): void {
 //
 // A record of every task's life (created, running, waiting, done) on a
 // loop, drawn as text or SVG. Relies only on the loop calling `record`.
+// A task runs for microseconds between waits that last seconds, so both
+// drawings give a running slice a minimum width (one character, a few
+// pixels): otherwise the moments when a task actually runs would vanish.
 // ---------------------------------------------------------------------------
+
+/** What a task is doing, as a {@linkcode Timeline} records it. */
+export type TimelineState = "created" | "running" | "waiting" | "done";
+
+/** How a task ended: with a result, with an error, or cancelled. */
+export type TimelineOutcome = "result" | "error" | "cancelled";
 
 /** One change in a task's life, as a {@linkcode Timeline} records it. */
 export interface TimelineEvent {
+  /** Which task: 1 for the first task the timeline saw, 2 for the next… */
+  id: number;
   /** The task's name at the time. */
   task: string;
   /** What the task started doing. */
-  state: "created" | "running" | "waiting" | "done";
-  /** Loop time, in ms. */
+  state: TimelineState;
+  /** Loop time since the recording started, in ms. */
   time: number;
+  /** With state `"done"`: how the task ended. */
+  outcome?: TimelineOutcome;
+}
+
+/** A stretch of a task's life in one state, from one time to another (ms). */
+export interface TimelineSpan {
+  /** `created` means scheduled but not started yet. */
+  state: Exclude<TimelineState, "done">;
+  /** Start, in ms since the recording started. */
+  from: number;
+  /** End, in ms since the recording started. */
+  to: number;
+}
+
+/** One task's row of a chart, as {@linkcode Timeline.rows} gives it. */
+export interface TimelineRow {
+  /** The task's id in {@linkcode TimelineEvent}. */
+  id: number;
+  /** The task's latest name. */
+  name: string;
+  /** Its life, in order, without gaps. */
+  spans: TimelineSpan[];
+  /** When it finished, in ms, or `null` if it had not. */
+  end: number | null;
+  /** How it finished, or `null` if it had not. */
+  outcome: TimelineOutcome | null;
+}
+
+/** Options for {@linkcode Timeline.toSVG} and {@linkcode Timeline.toText}. */
+export interface TimelineDrawOptions {
+  /** Width of the picture in px (SVG, default 720) or of the bars in characters (text, default 60). */
+  width?: number;
+  /** Heading drawn above the chart; by default the timeline's own title. */
+  title?: string;
+  /**
+   * The time the axis spans, in ms; by default the time recorded. Give two
+   * charts the same duration to compare them at the same scale.
+   */
+  duration?: number;
+}
+
+/** Options for `new Timeline()`. */
+export interface TimelineOptions {
+  /** A heading for the pictures of this timeline. */
+  title?: string;
+}
+
+const TIMELINE_COLORS = {
+  running: "#e8590c",
+  waiting: "#a5c8ed",
+  created: "#b8b8b8",
+  error: "#c92a2a",
+  cancelled: "#868e96",
+  text: "#212529",
+  grid: "#dee2e6",
+  stripe: "#f5f6f7",
+} as const;
+
+// Fixed metrics: the SVG must lay itself out without a font to measure.
+const SVG_FONT = 'font-family="Helvetica, Arial, sans-serif"';
+const SVG_CHAR_WIDTH = 7;
+const SVG_ROW_HEIGHT = 26;
+const SVG_MIN_RUNNING_WIDTH = 3;
+
+function escapeXml(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+// Milliseconds for labels: whole above 10 ms, one decimal below.
+function formatMs(ms: number): string {
+  return `${Math.abs(ms) >= 10 ? Math.round(ms) : Number(ms.toFixed(1))} ms`;
+}
+
+// A tick spacing of 1, 2 or 5 times a power of ten, about `count` per axis.
+function niceStep(span: number, count: number): number {
+  const raw = span / Math.max(count, 1);
+  const power = 10 ** Math.floor(Math.log10(raw));
+  let best = power;
+  for (const m of [2, 5, 10]) {
+    if (Math.abs(Math.log(m * power / raw)) < Math.abs(Math.log(best / raw))) {
+      best = m * power;
+    }
+  }
+  return best;
+}
+
+function outcomeLabel(row: TimelineRow): string {
+  if (row.end === null) return "";
+  const at = formatMs(row.end);
+  return row.outcome === "error"
+    ? `${at}, failed`
+    : row.outcome === "cancelled"
+    ? `${at}, cancelled`
+    : at;
 }
 
 /**
  * Records each task's life on a loop: pass one to `run(main, { timeline })`.
+ * Then `toText()` draws it for a terminal and `toSVG()` as a Gantt chart: a
+ * row per task, thin grey while it is scheduled but not started, light blue
+ * while it waits, orange when it runs. In a Jupyter notebook (Deno kernel),
+ * a cell that ends with the timeline shows the SVG.
  *
- * @example
+ * A task counts as waiting only while it awaits a future of this library
+ * (a sleep, a task, a queue…); awaiting a foreign promise looks like
+ * running. A timeline records one loop: passing it to another `run()`
+ * starts a new recording.
+ *
+ * @example The tutorial's two tasks, under virtual time
  * ```ts
- * import { run, sleep, Timeline } from "@aio/asyncio";
+ * import { createTask, run, sleep, Timeline } from "@aio/asyncio";
  *
- * const timeline = new Timeline();
- * await run(() => sleep(1000), { timeline, virtualTime: true });
- * console.log(timeline.events.length > 0); // true
+ * const timeline = new Timeline({ title: "two tasks" });
+ * await run(async () => {
+ *   const hello = createTask(() => sleep(1000), { name: "hello" });
+ *   const world = createTask(() => sleep(2000), { name: "world" });
+ *   await hello;
+ *   await world;
+ * }, { timeline, virtualTime: true });
+ * console.log(timeline.toText());
+ * // two tasks
+ * // Task-1 |#-----------------------------#----------------------------#| 2000 ms
+ * // hello  |#-----------------------------#                             | 1000 ms
+ * // world  |#----------------------------------------------------------#| 2000 ms
+ * //         0 ms                                                 2000 ms
+ * //         # running  - waiting  . scheduled
+ * await Deno.writeTextFile("timeline.svg", timeline.toSVG());
  * ```
  */
 export class Timeline {
   /** Every event recorded, in order. */
   readonly events: TimelineEvent[] = [];
+  /** The heading of its pictures. */
+  title: string | undefined;
   #start = 0;
   #end: number | null = null;
-  #lastState = new WeakMap<Task<unknown>, TimelineEvent["state"]>();
+  #ids = new WeakMap<Task<unknown>, number>();
+  #names: string[] = [];
+  #lastStates: TimelineState[] = [];
+
+  /** An empty timeline, to pass to `run(main, { timeline })`. */
+  constructor(options: TimelineOptions = {}) {
+    this.title = options.title;
+  }
 
   /** @ignore Called by the loop when it starts recording. */
   start(loop: EventLoop): void {
+    this.events.length = 0;
+    this.#ids = new WeakMap();
+    this.#names = [];
+    this.#lastStates = [];
     this.#start = loop.time();
+    this.#end = null;
   }
 
   /** @ignore Called by the loop when it closes. */
   stop(loop: EventLoop): void {
-    this.#end = loop.time();
+    this.#end = loop.time() - this.#start;
   }
 
   /** @ignore Called by the loop at each change in a task's life. */
-  record(
-    task: Task<unknown>,
-    state: TimelineEvent["state"],
-    time: number,
-  ): void {
-    if (this.#lastState.get(task) === state) return;
-    this.#lastState.set(task, state);
-    this.events.push({ task: task.getName(), state, time: time - this.#start });
+  record(task: Task<unknown>, state: TimelineState, time: number): void {
+    let id = this.#ids.get(task);
+    if (id === undefined) {
+      id = this.#names.push("");
+      this.#ids.set(task, id);
+    }
+    // A row keeps the task's latest name, so renaming it later still labels
+    // its whole life.
+    const name = task.getName();
+    this.#names[id - 1] = name;
+    if (this.#lastStates[id - 1] === state) return;
+    this.#lastStates[id - 1] = state;
+    const event: TimelineEvent = {
+      id,
+      task: name,
+      state,
+      time: time - this.#start,
+    };
+    if (state === "done") {
+      // exception() would mark a failure as seen and silence the loop's
+      // "exception was never retrieved": read the state from toString().
+      event.outcome = task.cancelled()
+        ? "cancelled"
+        : String(task).startsWith("<Task finished exception=")
+        ? "error"
+        : "result";
+    }
+    this.events.push(event);
   }
 
-  /** The time span recorded, in ms. */
+  /** The time span recorded, in ms: up to the loop's close, or the last event. */
   duration(): number {
     const last = this.events.at(-1)?.time ?? 0;
-    return Math.max(last, this.#end === null ? 0 : this.#end - this.#start);
+    return Math.max(last, this.#end ?? 0);
   }
 
-  /** An ASCII chart: one row per task, `#` running, `.` waiting. */
-  toText(width = 60): string {
-    const span = this.duration() || 1;
-    const names = [...new Set(this.events.map((event) => event.task))];
-    const pad = Math.max(...names.map((name) => name.length), 4);
-    const rows = names.map((name) => {
-      const cells = new Array(width).fill(" ");
-      const mine = this.events.filter((event) => event.task === name);
-      for (let i = 0; i < mine.length; i++) {
-        const from = Math.floor((mine[i].time / span) * (width - 1));
-        const to = i + 1 < mine.length
-          ? Math.floor((mine[i + 1].time / span) * (width - 1))
-          : from;
-        const mark = mine[i].state === "running"
-          ? "#"
-          : mine[i].state === "waiting"
-          ? "."
-          : " ";
-        for (let c = from; c <= Math.max(from, to); c++) {
-          if (cells[c] !== "#") cells[c] = mark;
+  /**
+   * One row per task, in the order the tasks appeared, each its life as
+   * spans of one state. A task not done yet runs to {@linkcode duration}.
+   */
+  rows(): TimelineRow[] {
+    const rows: TimelineRow[] = this.#names.map((name, i) => ({
+      id: i + 1,
+      name,
+      spans: [],
+      end: null,
+      outcome: null,
+    }));
+    const open: Array<{ state: TimelineSpan["state"]; from: number } | null> =
+      rows.map(() => null);
+    for (const event of this.events) {
+      const row = rows[event.id - 1];
+      const current = open[event.id - 1];
+      if (current !== null) row.spans.push({ ...current, to: event.time });
+      if (event.state === "done") {
+        open[event.id - 1] = null;
+        row.end = event.time;
+        row.outcome = event.outcome ?? "result";
+      } else {
+        open[event.id - 1] = { state: event.state, from: event.time };
+      }
+    }
+    const end = this.duration();
+    rows.forEach((row, i) => {
+      const current = open[i];
+      if (current !== null) row.spans.push({ ...current, to: end });
+    });
+    return rows;
+  }
+
+  /**
+   * An ASCII chart for terminals: a row per task, `#` running, `-` waiting,
+   * `.` scheduled but not started, then when and how the task ended, with
+   * a time axis and a legend below.
+   *
+   * @example
+   * ```ts
+   * import { run, sleep, Timeline } from "@aio/asyncio";
+   *
+   * const timeline = new Timeline();
+   * await run(() => sleep(1000), { timeline, virtualTime: true });
+   * console.log(timeline.toText({ width: 20 }));
+   * // Task-1 |#------------------#| 1000 ms
+   * //         0 ms         1000 ms
+   * //         # running  - waiting  . scheduled
+   * ```
+   */
+  toText(options: TimelineDrawOptions = {}): string {
+    const width = Math.max(10, Math.floor(options.width ?? 60));
+    const span = options.duration ?? this.duration();
+    const scale = width / (span || 1);
+    const rows = this.rows();
+    const pad = Math.max(4, ...rows.map((row) => row.name.length));
+    const lines: string[] = [];
+    const title = options.title ?? this.title;
+    if (title !== undefined) lines.push(title);
+    const marks = { created: ".", waiting: "-", running: "#" } as const;
+    for (const row of rows) {
+      const cells: string[] = new Array(width).fill(" ");
+      // Later states overwrite earlier ones in a shared cell: running last.
+      for (const state of ["created", "waiting", "running"] as const) {
+        for (const s of row.spans) {
+          if (s.state !== state) continue;
+          const from = Math.min(width - 1, Math.floor(s.from * scale));
+          const to = Math.min(width - 1, Math.ceil(s.to * scale) - 1);
+          for (let c = from; c <= Math.max(from, to); c++) {
+            cells[c] = marks[state];
+          }
         }
       }
-      return `${name.padEnd(pad)} |${cells.join("")}|`;
-    });
-    rows.push(
-      `${"".padEnd(pad)}  0 ms${`${Math.round(span)} ms`.padStart(width - 4)}`,
+      const label = outcomeLabel(row);
+      lines.push(
+        `${row.name.padEnd(pad)} |${cells.join("")}|${
+          label ? ` ${label}` : ""
+        }`,
+      );
+    }
+    const right = formatMs(span);
+    lines.push(
+      `${"".padEnd(pad)}  0 ms${right.padStart(width - 4)}`,
+      `${"".padEnd(pad)}  # running  - waiting  . scheduled`,
     );
-    return rows.join("\n");
+    return lines.join("\n");
   }
+
+  /**
+   * An SVG Gantt chart: a row per task with its name, orange where it ran,
+   * light blue where it waited, grey where it was scheduled but not
+   * started, and when (and how) it ended; a time axis in ms and a legend.
+   *
+   * @example
+   * ```ts
+   * import { run, sleep, Timeline } from "@aio/asyncio";
+   *
+   * const timeline = new Timeline({ title: "one sleep" });
+   * await run(() => sleep(1000), { timeline, virtualTime: true });
+   * await Deno.writeTextFile("sleep.svg", timeline.toSVG({ width: 600 }));
+   * ```
+   */
+  toSVG(options: TimelineDrawOptions = {}): string {
+    return this.#draw(options, 0).svg;
+  }
+
+  /**
+   * Several timelines as one SVG, next to each other on the same time
+   * scale (the longest duration, unless `options.duration` is given), so
+   * they compare at a glance. `options.width` is the width of each chart.
+   *
+   * @example
+   * ```ts
+   * import { run, sleep, Timeline } from "@aio/asyncio";
+   *
+   * const one = new Timeline({ title: "1 s" });
+   * const two = new Timeline({ title: "2 s" });
+   * await run(() => sleep(1000), { timeline: one, virtualTime: true });
+   * await run(() => sleep(2000), { timeline: two, virtualTime: true });
+   * const svg = Timeline.sideBySide([one, two], { width: 400 });
+   * ```
+   */
+  static sideBySide(
+    timelines: Timeline[],
+    options: Omit<TimelineDrawOptions, "title"> = {},
+  ): string {
+    const duration = options.duration ??
+      Math.max(0, ...timelines.map((t) => t.duration()));
+    const gap = 16;
+    // The same label column in each chart keeps the time scales equal.
+    const labelWidth = Math.max(...timelines.map((t) => t.#labelWidth()));
+    let x = 0;
+    let height = 0;
+    const parts: string[] = [];
+    for (const timeline of timelines) {
+      const chart = timeline.#draw({ ...options, duration }, x, labelWidth);
+      parts.push(chart.svg);
+      x += chart.width + gap;
+      height = Math.max(height, chart.height);
+    }
+    const width = Math.max(0, x - gap);
+    return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" ` +
+      `height="${height}" viewBox="0 0 ${width} ${height}">\n` +
+      `${parts.join("\n")}\n</svg>\n`;
+  }
+
+  /**
+   * How Jupyter shows a timeline: the SVG chart, with the text chart for
+   * frontends without pictures. The Deno kernel calls this when a cell
+   * ends with a timeline.
+   */
+  [Symbol.for("Jupyter.display")](): Record<string, string> {
+    return { "image/svg+xml": this.toSVG(), "text/plain": this.toText() };
+  }
+
+  // Room for the longest task name, in px.
+  #labelWidth(): number {
+    const longest = Math.max(4, ...this.#names.map((name) => name.length));
+    return longest * SVG_CHAR_WIDTH + 16;
+  }
+
+  #draw(
+    options: TimelineDrawOptions,
+    offsetX: number,
+    labelWidthWanted = this.#labelWidth(),
+  ): { svg: string; width: number; height: number } {
+    const width = Math.max(320, options.width ?? 720);
+    const span = options.duration ?? this.duration();
+    const rows = this.rows();
+    const title = options.title ?? this.title;
+    const labelWidth = Math.min(width * 0.4, labelWidthWanted);
+    const plotLeft = labelWidth;
+    // Room on the right for the end labels ("150 ms, cancelled").
+    const endLabel = Math.max(
+      8,
+      ...rows.map((row) => outcomeLabel(row).length),
+    );
+    const plotRight = width - Math.ceil(endLabel * SVG_CHAR_WIDTH + 16);
+    const plotWidth = plotRight - plotLeft;
+    const scale = plotWidth / (span || 1);
+    const top = title === undefined ? 10 : 36;
+    const plotBottom = top + rows.length * SVG_ROW_HEIGHT;
+    const height = plotBottom + 62;
+    const xOf = (ms: number) => plotLeft + Math.min(ms, span) * scale;
+    const out: string[] = [];
+    out.push(
+      `<svg xmlns="http://www.w3.org/2000/svg" x="${offsetX}" y="0" ` +
+        `width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" ` +
+        `${SVG_FONT} font-size="12">`,
+      `<rect width="${width}" height="${height}" fill="white"/>`,
+    );
+    if (title !== undefined) {
+      out.push(
+        `<text x="${plotLeft}" y="22" font-size="14" font-weight="bold" ` +
+          `fill="${TIMELINE_COLORS.text}">${escapeXml(title)}</text>`,
+      );
+    }
+    rows.forEach((_, i) => {
+      if (i % 2 === 1) {
+        out.push(
+          `<rect x="0" y="${top + i * SVG_ROW_HEIGHT}" width="${width}" ` +
+            `height="${SVG_ROW_HEIGHT}" fill="${TIMELINE_COLORS.stripe}"/>`,
+        );
+      }
+    });
+    // The axis: grid lines across the rows, a labelled tick under each.
+    const step = niceStep(span || 1, Math.max(3, Math.floor(plotWidth / 100)));
+    for (let t = 0; t <= span + step * 1e-9; t += step) {
+      const x = round2(xOf(t));
+      out.push(
+        `<line x1="${x}" y1="${top}" x2="${x}" y2="${plotBottom + 4}" ` +
+          `stroke="${TIMELINE_COLORS.grid}"/>`,
+        `<text x="${x}" y="${plotBottom + 17}" text-anchor="middle" ` +
+          `fill="${TIMELINE_COLORS.text}">${formatMs(t)}</text>`,
+      );
+    }
+    out.push(
+      `<line x1="${plotLeft}" y1="${plotBottom}" x2="${plotRight}" ` +
+        `y2="${plotBottom}" stroke="${TIMELINE_COLORS.text}"/>`,
+    );
+    rows.forEach((row, i) => {
+      const y = top + i * SVG_ROW_HEIGHT;
+      const middle = y + SVG_ROW_HEIGHT / 2;
+      const maxChars = Math.floor((labelWidth - 12) / SVG_CHAR_WIDTH);
+      const name = row.name.length > maxChars
+        ? `${row.name.slice(0, Math.max(1, maxChars - 1))}…`
+        : row.name;
+      out.push(
+        `<text x="${plotLeft - 8}" y="${middle + 4}" text-anchor="end" ` +
+          `fill="${TIMELINE_COLORS.text}">${escapeXml(name)}` +
+          `<title>${escapeXml(row.name)}</title></text>`,
+      );
+      for (const state of ["created", "waiting", "running"] as const) {
+        const barHeight = state === "running"
+          ? 18
+          : state === "waiting"
+          ? 12
+          : 4;
+        for (const s of row.spans) {
+          if (s.state !== state || s.from > span) continue;
+          let x = xOf(s.from);
+          let w = xOf(s.to) - x;
+          if (state === "running" && w < SVG_MIN_RUNNING_WIDTH) {
+            w = SVG_MIN_RUNNING_WIDTH;
+            x = Math.min(x, plotRight - w);
+          }
+          if (w <= 0) continue;
+          out.push(
+            `<rect x="${round2(x)}" y="${round2(middle - barHeight / 2)}" ` +
+              `width="${round2(w)}" height="${barHeight}" ` +
+              `fill="${TIMELINE_COLORS[state]}"><title>` +
+              `${escapeXml(row.name)}: ${
+                state === "created" ? "scheduled" : state
+              } ` +
+              `${formatMs(s.from)} to ${formatMs(s.to)}</title></rect>`,
+          );
+        }
+      }
+      if (row.end !== null && row.end <= span) {
+        const color = row.outcome === "error"
+          ? TIMELINE_COLORS.error
+          : row.outcome === "cancelled"
+          ? TIMELINE_COLORS.cancelled
+          : TIMELINE_COLORS.text;
+        const x = round2(
+          Math.min(xOf(row.end) + SVG_MIN_RUNNING_WIDTH, plotRight),
+        );
+        out.push(
+          `<line x1="${x}" y1="${middle - 9}" x2="${x}" y2="${middle + 9}" ` +
+            `stroke="${color}" stroke-width="2"/>`,
+          `<text x="${x + 6}" y="${middle + 4}" fill="${color}">` +
+            `${escapeXml(outcomeLabel(row))}</text>`,
+        );
+      }
+    });
+    // The legend, under the axis labels.
+    const legendY = plotBottom + 40;
+    let lx = plotLeft;
+    for (
+      const [state, label, h] of [
+        ["running", "running", 14],
+        ["waiting", "waiting", 10],
+        ["created", "scheduled", 4],
+      ] as const
+    ) {
+      out.push(
+        `<rect x="${lx}" y="${legendY - h / 2}" width="18" height="${h}" ` +
+          `fill="${TIMELINE_COLORS[state]}"/>`,
+        `<text x="${lx + 24}" y="${
+          legendY + 4
+        }" fill="${TIMELINE_COLORS.text}">` +
+          `${label}</text>`,
+      );
+      lx += 24 + label.length * SVG_CHAR_WIDTH + 16;
+    }
+    out.push("</svg>");
+    return { svg: out.join("\n"), width, height };
+  }
+}
+
+function round2(n: number): number {
+  return Math.round(n * 100) / 100;
 }
