@@ -499,8 +499,9 @@ export interface LoopOptions {
    *
    * The clock holds still while a task waits on a promise wrapped with
    * {@linkcode wrapFuture}. A task awaiting a bare promise the loop cannot
-   * see (`fetch()`, `new Promise(...)`) holds it still for at most 50 ms of
-   * real idleness, after which the clock jumps anyway rather than hang.
+   * see (`fetch()`, `new Promise(...)`) holds it still too, but for at most
+   * one second of real idleness, after which the clock jumps anyway rather
+   * than hang.
    */
   virtualTime?: boolean;
   /** Record every task's life into this timeline. */
@@ -518,7 +519,7 @@ const HOST_TURN_BUDGET_MS = 4;
 
 // Under virtual time, how long (real ms) the loop waits, idle, for a task
 // that awaits something it cannot see, before jumping the clock anyway.
-const IDLE_JUMP_MS = 50;
+const IDLE_JUMP_MS = 1000;
 
 // Node-compatible hosts wrap setTimeout delays above 2^31-1 ms around.
 const MAX_HOST_TIMER_MS = 0x7fffffff;
@@ -2174,8 +2175,10 @@ export class Task<T = unknown> extends Future<T> {
     taskWakes = (task, future) => {
       if (task.#waitingOn === future) task.#waitingOn = null;
       if (task.done()) return null;
-      if (--task.#pendingWaits === 0) noteTaskBlocked(task.#loop, false);
-      loopTimeline(task.#loop)?.record(task, "running", task.#loop.time());
+      if (--task.#pendingWaits === 0) {
+        noteTaskBlocked(task.#loop, false);
+        loopTimeline(task.#loop)?.record(task, "running", task.#loop.time());
+      }
       if (!task.#mustCancel) return null;
       task.#mustCancel = false;
       return task.#cancelMessage ?? "";
@@ -2606,10 +2609,10 @@ export interface WaitOptions {
  * });
  * ```
  */
-export async function wait<T>(
-  aws: Iterable<Future<T>>,
+export async function wait<F extends Future<unknown>>(
+  aws: Iterable<F>,
   options: WaitOptions = {},
-): Promise<[Set<Future<T>>, Set<Future<T>>]> {
+): Promise<[Set<F>, Set<F>]> {
   const futures = new Set(aws);
   if (futures.size === 0) {
     throw new RangeError("wait(): aws is empty: give it futures or tasks");
@@ -2646,7 +2649,7 @@ export async function wait<T>(
   };
   const timer = timeoutMs === null ? null : loop.callLater(timeoutMs, release);
   let remaining = futures.size;
-  const onDone = (future: Future<T>) => {
+  const onDone = (future: Future<unknown>) => {
     remaining--;
     if (
       remaining <= 0 || returnWhen === FIRST_COMPLETED ||
@@ -2662,8 +2665,8 @@ export async function wait<T>(
     timer?.cancel();
     for (const future of futures) future.removeDoneCallback(onDone);
   }
-  const done = new Set<Future<T>>();
-  const pending = new Set<Future<T>>();
+  const done = new Set<F>();
+  const pending = new Set<F>();
   for (const future of futures) (future.done() ? done : pending).add(future);
   return [done, pending];
 }
@@ -3016,7 +3019,7 @@ export class Timeout {
  */
 export function timeout<T>(
   ms: number | null,
-  body: (cm: Timeout) => PromiseLike<T>,
+  body: (cm: Timeout) => PromiseLike<T> | T,
 ): Promise<T> {
   const delay = requireOptionalMilliseconds(ms, "timeout()", "ms");
   requireFunction(body, "timeout()", "body");
@@ -3044,7 +3047,7 @@ export function timeout<T>(
  */
 export function timeoutAt<T>(
   when: number | null,
-  body: (cm: Timeout) => PromiseLike<T>,
+  body: (cm: Timeout) => PromiseLike<T> | T,
 ): Promise<T> {
   const deadline = requireOptionalMilliseconds(when, "timeoutAt()", "when");
   requireFunction(body, "timeoutAt()", "body");
@@ -3054,7 +3057,7 @@ export function timeoutAt<T>(
 async function timeoutScope<T>(
   cm: Timeout,
   task: Task<unknown>,
-  body: (cm: Timeout) => PromiseLike<T>,
+  body: (cm: Timeout) => PromiseLike<T> | T,
 ): Promise<T> {
   enterTimeout(cm, task);
   let result: T;
@@ -3234,7 +3237,7 @@ export class TaskGroup {
  * ```
  */
 export function taskGroup<T>(
-  body: (tg: TaskGroup) => PromiseLike<T>,
+  body: (tg: TaskGroup) => PromiseLike<T> | T,
 ): Promise<T> {
   requireFunction(body, "taskGroup()", "body");
   return inTask(async (parent) => {
@@ -3617,11 +3620,12 @@ export class Timeline {
       time: time - this.#start,
     };
     if (state === "done") {
-      // exception() would mark a failure as seen and silence the loop's
-      // "exception was never retrieved": read the state from toString().
-      event.outcome = task.cancelled()
+      // Read the state directly: exception() would mark a failure as seen
+      // and silence the loop's "exception was never retrieved".
+      const finalState = futureState(task);
+      event.outcome = finalState === CANCELLED
         ? "cancelled"
-        : String(task).startsWith("<Task finished exception=")
+        : finalState === REJECTED
         ? "error"
         : "result";
     }

@@ -4,9 +4,6 @@
 //
 //   deno run examples/task_group.ts            # about a third of a second
 //   deno run examples/task_group.ts --virtual  # exact times, instantly
-// A group's body often only starts tasks and has nothing to await itself;
-// it must still be async, since the scope takes a function returning a promise.
-// deno-lint-ignore-file require-await
 import process from "node:process";
 import {
   ExceptionGroup,

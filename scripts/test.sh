@@ -66,16 +66,15 @@ count bun "$log"
 
 if [ -f scripts/test_notebooks.sh ]; then
   echo "== Notebooks"
-  if bash scripts/test_notebooks.sh "$deno"; then
-    :
+  bash scripts/test_notebooks.sh "$deno" 2>&1 | tee "$log"
+  rc=${PIPESTATUS[0]}
+  if [ "$rc" -eq 0 ]; then
+    passed=$((passed + $(grep -c '^ok ' "$log")))
+  elif [ "$rc" -eq 3 ]; then
+    skipped=$((skipped + 1))
   else
-    rc=$?
-    if [ "$rc" -eq 3 ]; then
-      skipped=$((skipped + 1))
-    else
-      status=1
-      failed=$((failed + 1))
-    fi
+    status=1
+    failed=$((failed + 1))
   fi
 fi
 
