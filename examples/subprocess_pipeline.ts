@@ -23,7 +23,7 @@ await run(async () => {
   });
   const consumer = await createSubprocessExec(
     "awk",
-    ['{ s += $1; n++ } END { printf "%d %d\\n", n, s }'],
+    ['{ s += $1; n++ } END { printf "%d %.0f\\n", n, s }'],
     { stdin: PIPE, stdout: PIPE },
   );
   for await (const line of producer.stdout!) {
