@@ -4006,7 +4006,8 @@ class SocketTransport implements Transport {
     if (this.#eofWritten) {
       throw new RuntimeError("Cannot call write() after writeEof()");
     }
-    if (data.length === 0 || this.#closing) return;
+    // As asyncio, writes after close() or a lost connection are dropped.
+    if (data.length === 0 || this.#closing || this.#socket.destroyed) return;
     this.#socket.write(data, this.#flow.afterFlush);
     this.#flow.afterWrite();
   }

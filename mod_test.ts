@@ -769,6 +769,29 @@ test("streams: drain() blocks while the peer does not read, and resumes when it 
   });
 });
 
+test("streams: under virtual time, the clock holds still while I/O is pending", async () => {
+  await run(async () => {
+    const loop = getRunningLoop();
+    const server = await startServer(
+      async (_reader, writer) => {
+        await sleep(0);
+        writer.write("late\n"); // real time passes before this arrives
+        writer.close();
+      },
+      "127.0.0.1",
+      0,
+    );
+    const [reader, writer] = await openConnection(...serverAddress(server));
+    const start = loop.time();
+    const line = await waitFor(reader.readline(), 60_000);
+    assert.equal(textOf(line), "late\n");
+    assert.equal(loop.time() - start, 0, "no virtual jump during the read");
+    writer.close();
+    server.close();
+    await server.waitClosed();
+  }, { virtualTime: true });
+});
+
 test("streams: server close, closeClients, abortClients and serveForever", async () => {
   await run(async () => {
     const loop = getRunningLoop();
