@@ -3913,10 +3913,56 @@ class WriteFlowControl {
 
 const END_OF_STREAM = Symbol("end of stream");
 
+// Queues what a runtime stream hands over and delivers it on the loop, in
+// order, holding it while paused: the common core of the read transports.
+class Inbox<T> {
+  #loop: EventLoop;
+  #deliver: (item: T) => void;
+  #items: T[] = [];
+  #posted = false;
+  #paused = false;
+
+  constructor(loop: EventLoop, deliver: (item: T) => void, paused = false) {
+    this.#loop = loop;
+    this.#deliver = deliver;
+    this.#paused = paused;
+  }
+
+  push(item: T): void {
+    this.#items.push(item);
+    if (!this.#paused) this.#post();
+  }
+
+  pause(): void {
+    this.#paused = true;
+  }
+
+  resume(): void {
+    this.#paused = false;
+    this.#post();
+  }
+
+  clear(): void {
+    this.#items.length = 0;
+  }
+
+  #post(): void {
+    if (this.#posted || this.#items.length === 0) return;
+    this.#posted = true;
+    postToLoop(this.#loop, this.#run);
+  }
+
+  #run = (): void => {
+    this.#posted = false;
+    const items = this.#items;
+    while (items.length > 0 && !this.#paused) this.#deliver(items.shift()!);
+  };
+}
+
 let detachFromServer: (server: Server, transport: SocketTransport) => void;
 
 // A TCP, TLS or Unix stream socket as an asyncio Transport. What arrives is
-// queued in #inbox and delivered on the loop; pausing reading stops both
+// queued in an Inbox and delivered on the loop; pausing reading stops both
 // the runtime socket and the delivery, so nothing is lost or reordered.
 class SocketTransport implements Transport {
   #loop: EventLoop;
@@ -3926,8 +3972,7 @@ class SocketTransport implements Transport {
   #server: Server | null;
   #isTls: boolean;
   #flow: WriteFlowControl;
-  #inbox: Array<Uint8Array | typeof END_OF_STREAM> = [];
-  #deliveryPosted = false;
+  #inbox: Inbox<Uint8Array | typeof END_OF_STREAM>;
   #reading = true;
   #closing = false;
   #eofWritten = false;
@@ -3948,6 +3993,7 @@ class SocketTransport implements Transport {
     this.#extra = extra;
     this.#server = server;
     this.#isTls = socket instanceof tls.TLSSocket;
+    this.#inbox = new Inbox(loop, this.#deliver);
     this.#flow = new WriteFlowControl(
       loop,
       this,
@@ -3991,13 +4037,14 @@ class SocketTransport implements Transport {
   pauseReading(): void {
     if (this.#closing || !this.#reading) return;
     this.#reading = false;
+    this.#inbox.pause();
     this.#socket.pause();
   }
 
   resumeReading(): void {
     if (this.#closing || this.#reading) return;
     this.#reading = true;
-    this.#postDelivery();
+    this.#inbox.resume();
     this.#socket.resume();
   }
 
@@ -4033,7 +4080,7 @@ class SocketTransport implements Transport {
   close(): void {
     if (this.#closing) return;
     this.#closing = true;
-    this.#inbox.length = 0;
+    this.#inbox.clear();
     const socket = this.#socket;
     // Flush what is buffered, then let go of the socket entirely.
     if (socket.writableFinished) {
@@ -4046,7 +4093,7 @@ class SocketTransport implements Transport {
 
   abort(): void {
     this.#closing = true;
-    this.#inbox.length = 0;
+    this.#inbox.clear();
     this.#socket.destroy();
   }
 
@@ -4075,25 +4122,13 @@ class SocketTransport implements Transport {
   };
 
   #receive(item: Uint8Array | typeof END_OF_STREAM): void {
+    if (!this.#closing) this.#inbox.push(item);
+  }
+
+  #deliver = (item: Uint8Array | typeof END_OF_STREAM): void => {
     if (this.#closing) return;
-    this.#inbox.push(item);
-    if (this.#reading) this.#postDelivery();
-  }
-
-  #postDelivery(): void {
-    if (this.#deliveryPosted || this.#inbox.length === 0) return;
-    this.#deliveryPosted = true;
-    postToLoop(this.#loop, this.#deliver);
-  }
-
-  #deliver = (): void => {
-    this.#deliveryPosted = false;
-    const inbox = this.#inbox;
-    while (inbox.length > 0 && this.#reading && !this.#closing) {
-      const item = inbox.shift()!;
-      if (item === END_OF_STREAM) this.#deliverEof();
-      else this.#deliverData(item);
-    }
+    if (item === END_OF_STREAM) this.#deliverEof();
+    else this.#deliverData(item);
   };
 
   #deliverData(data: Uint8Array): void {
@@ -4136,7 +4171,7 @@ class SocketTransport implements Transport {
     if (this.#lost) return;
     this.#lost = true;
     this.#closing = true;
-    this.#inbox.length = 0;
+    this.#inbox.clear();
     try {
       this.#protocol.connectionLost(this.#error);
     } catch (error) {
@@ -5591,53 +5626,9 @@ function exitStatus(code: number | null, signal: string | null): number {
   return -(SIGNALS[signal ?? ""] ?? 0);
 }
 
-// Queues what a runtime stream hands over and delivers it on the loop, in
-// order, holding it while paused: the common core of read transports.
-class Inbox<T> {
-  #loop: EventLoop;
-  #deliver: (item: T) => void;
-  #items: T[] = [];
-  #posted = false;
-  #paused = false;
-
-  constructor(loop: EventLoop, deliver: (item: T) => void) {
-    this.#loop = loop;
-    this.#deliver = deliver;
-  }
-
-  push(item: T): void {
-    this.#items.push(item);
-    if (!this.#paused) this.#post();
-  }
-
-  pause(): void {
-    this.#paused = true;
-  }
-
-  resume(): void {
-    this.#paused = false;
-    this.#post();
-  }
-
-  clear(): void {
-    this.#items.length = 0;
-  }
-
-  #post(): void {
-    if (this.#posted || this.#items.length === 0) return;
-    this.#posted = true;
-    postToLoop(this.#loop, this.#run);
-  }
-
-  #run = (): void => {
-    this.#posted = false;
-    const items = this.#items;
-    while (items.length > 0 && !this.#paused) this.#deliver(items.shift()!);
-  };
-}
-
 // What a pipe transport tells the child's transport.
 interface PipeOwner {
+  whenStarted(callback: () => void): void;
   pipeData(fd: number, data: Uint8Array): void;
   pipeLost(fd: number, error: Error | null): void;
   protocol(): BaseProtocol;
@@ -5667,7 +5658,8 @@ class PipeReadTransport implements ReadTransport {
     this.#fd = fd;
     this.#streams = streams;
     this.#open = streams.length;
-    this.#inbox = new Inbox(loop, this.#deliver);
+    // Held until the child is known to run and connectionMade has run.
+    this.#inbox = new Inbox(loop, this.#deliver, true);
     for (const stream of streams) {
       stream.on("data", (chunk: Uint8Array) => {
         if (!this.#closing) this.#inbox.push(plainBytes(chunk));
@@ -5677,6 +5669,11 @@ class PipeReadTransport implements ReadTransport {
         if (--this.#open === 0) this.#inbox.push(END_OF_STREAM);
       });
     }
+  }
+
+  /** @ignore Starts delivering, once the child's connectionMade has run. */
+  start(): void {
+    if (!this.#paused) this.#inbox.resume();
   }
 
   getExtraInfo(name: string, defaultValue?: unknown): unknown {
@@ -5717,7 +5714,7 @@ class PipeReadTransport implements ReadTransport {
   resumeReading(): void {
     if (this.#closing || !this.#paused) return;
     this.#paused = false;
-    this.#inbox.resume();
+    this.#owner.whenStarted(() => this.#inbox.resume());
     for (const stream of this.#streams) stream.resume();
   }
 
@@ -5754,7 +5751,7 @@ class PipeWriteTransport implements WriteTransport {
     // A child that exits without reading its input is no error of ours:
     // the pipe is just lost (EPIPE), as asyncio reports it.
     stream.on("error", (error: Error) => this.#error ??= error);
-    stream.on("close", () => postToLoop(loop, this.lost));
+    stream.on("close", () => owner.whenStarted(this.lost));
   }
 
   getExtraInfo(name: string, defaultValue?: unknown): unknown {
@@ -5825,9 +5822,12 @@ class PipeWriteTransport implements WriteTransport {
   };
 }
 
-// A running child as an asyncio SubprocessTransport. It is finished when
-// the runtime reports the child closed (exited, and its output pipes at
-// their end): then the protocol's connectionLost runs and wait() returns.
+// A running child as an asyncio SubprocessTransport. It listens to the
+// child from the moment it is spawned (a quick child may be done before
+// the runtime confirms it started) but tells the protocol nothing before
+// start(). It is finished when the runtime reports the child closed
+// (exited, and its output pipes at their end): then the protocol's
+// connectionLost runs and wait() returns.
 class ChildProcessTransport implements SubprocessTransport, PipeOwner {
   #loop: EventLoop;
   #child: ChildProcess;
@@ -5837,18 +5837,19 @@ class ChildProcessTransport implements SubprocessTransport, PipeOwner {
   #pipes = new Map<number, PipeReadTransport | PipeWriteTransport>();
   #finished: IoLatch;
   #closed = false;
+  #started = false;
+  #heldEvents: Array<() => void> = [];
 
   constructor(
     loop: EventLoop,
     child: ChildProcess,
     protocol: SubprocessProtocol,
     stderrToStdout: boolean,
-    made: IoFuture<void>,
   ) {
     this.#loop = loop;
     this.#child = child;
     this.#protocol = protocol;
-    this.#pid = child.pid!;
+    this.#pid = -1;
     this.#finished = new IoLatch(loop);
     if (child.stdin) {
       this.#pipes.set(0, new PipeWriteTransport(loop, this, child.stdin));
@@ -5861,18 +5862,34 @@ class ChildProcessTransport implements SubprocessTransport, PipeOwner {
     if (child.stderr && !stderrToStdout) {
       this.#pipes.set(2, new PipeReadTransport(loop, this, 2, [child.stderr]));
     }
-    postToLoop(loop, () => {
-      this.#call("connectionMade", this);
-      settleIo(made, undefined);
-    });
     child.on("exit", (code: number | null, signal: string | null) => {
       this.#returncode ??= exitStatus(code, signal);
-      postToLoop(loop, () => this.#call("processExited"));
+      this.whenStarted(() => this.#call("processExited"));
     });
     child.on("close", (code: number | null, signal: string | null) => {
       this.#returncode ??= exitStatus(code, signal);
-      postToLoop(loop, this.#finish);
+      this.whenStarted(this.#finish);
     });
+  }
+
+  /** @ignore Tells the protocol the child runs, then what it did since. */
+  start(made: IoFuture<void>): void {
+    this.#pid = this.#child.pid!;
+    postToLoop(this.#loop, () => {
+      this.#call("connectionMade", this);
+      settleIo(made, undefined);
+      this.#started = true;
+      for (const pipe of this.#pipes.values()) {
+        if (pipe instanceof PipeReadTransport) pipe.start();
+      }
+      for (const event of this.#heldEvents) postToLoop(this.#loop, event);
+      this.#heldEvents = [];
+    });
+  }
+
+  whenStarted(callback: () => void): void {
+    if (this.#started) postToLoop(this.#loop, callback);
+    else this.#heldEvents.push(callback);
   }
 
   getExtraInfo(name: string, defaultValue?: unknown): unknown {
@@ -6008,12 +6025,20 @@ async function startChild<P extends SubprocessProtocol>(
   spawnOptions: childProcess.SpawnOptions,
   stderrToStdout: boolean,
 ): Promise<[SubprocessTransport, P]> {
+  const protocol = protocolFactory();
   let child: ChildProcess;
   try {
     child = childProcess.spawn(program, args, spawnOptions);
   } catch (error) {
     throw spawnError(program, error);
   }
+  child.on("error", () => {}); // after the start, errors (a failed kill) are not fatal
+  const transport = new ChildProcessTransport(
+    loop,
+    child,
+    protocol,
+    stderrToStdout,
+  );
   const started = new IoFuture<void>(loop);
   const onError = (error: Error) =>
     settleIo(started, spawnError(program, error));
@@ -6027,16 +6052,8 @@ async function startChild<P extends SubprocessProtocol>(
   } finally {
     child.off("error", onError);
   }
-  child.on("error", () => {}); // later errors (a failed kill) are not fatal
-  const protocol = protocolFactory();
   const made = new IoFuture<void>(loop);
-  const transport = new ChildProcessTransport(
-    loop,
-    child,
-    protocol,
-    stderrToStdout,
-    made,
-  );
+  transport.start(made);
   await made;
   return [transport, protocol];
 }

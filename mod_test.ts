@@ -911,6 +911,19 @@ test("subprocesses: exit codes and stderr", async () => {
   });
 });
 
+test("subprocesses: a child done before its start is confirmed is still waited for", async () => {
+  await run(async () => {
+    for (let i = 0; i < 5; i++) {
+      const child = await createSubprocessExec("true", [], {
+        stdin: PIPE,
+        stdout: PIPE,
+      });
+      assert.equal(await waitFor(child.wait(), 5000), 0);
+      assert.equal((await child.stdout!.read()).length, 0);
+    }
+  });
+});
+
 test("subprocesses: reading a child's output line by line while it runs", async () => {
   await run(async () => {
     const loop = getRunningLoop();
