@@ -39,6 +39,15 @@
 
 import { AsyncLocalStorage } from "node:async_hooks";
 import { setImmediate } from "node:timers";
+import * as childProcess from "node:child_process";
+import type { ChildProcess } from "node:child_process";
+import * as dgram from "node:dgram";
+import * as fs from "node:fs";
+import * as net from "node:net";
+import { constants as osConstants } from "node:os";
+import process from "node:process";
+import type { Readable, Writable } from "node:stream";
+import * as tls from "node:tls";
 
 // ---------------------------------------------------------------------------
 // Errors
@@ -991,7 +1000,158 @@ export class EventLoop {
   }
 
   // --- Networking, subprocesses and signals -----------------------------
-  // (Built in its own change.)
+  // Thin doors onto the Transports and protocols, Streams and Subprocesses
+  // sections below, which do the work.
+
+  #signalListeners = new Map<string, () => void>();
+
+  /**
+   * Connects to `host`:`port` over TCP (TLS with `options.tls`), and
+   * returns the transport and the protocol `protocolFactory()` made for it,
+   * once its `connectionMade` has run. Fails at the await with the system's
+   * error (`code`: `ECONNREFUSED`, `ENOTFOUND`, ...).
+   */
+  createConnection<P extends Protocol | BufferedProtocol>(
+    protocolFactory: () => P,
+    host: string,
+    port: number,
+    options: ConnectionOptions = {},
+  ): Promise<[Transport, P]> {
+    requireFactory(protocolFactory, "createConnection()");
+    requireHostPort(host, port, "createConnection()");
+    return createStreamConnection(
+      this,
+      protocolFactory,
+      { host, port },
+      options,
+    );
+  }
+
+  /**
+   * Listens on `host`:`port` (port 0: a free one; host `null`: every
+   * interface), with a new protocol from `protocolFactory()` for each
+   * connection. Fails at the await with the system's error (`EADDRINUSE`).
+   */
+  createServer(
+    protocolFactory: () => Protocol | BufferedProtocol,
+    host: string | null,
+    port: number,
+    options: ServerOptions = {},
+  ): Promise<Server> {
+    requireFactory(protocolFactory, "createServer()");
+    requireHostPort(host, port, "createServer()");
+    return createStreamServer(
+      this,
+      protocolFactory,
+      { host: host ?? undefined, port },
+      options,
+    );
+  }
+
+  /** {@linkcode EventLoop.createConnection} to the Unix socket at `path`. */
+  createUnixConnection<P extends Protocol | BufferedProtocol>(
+    protocolFactory: () => P,
+    path: string,
+    options: ConnectionOptions = {},
+  ): Promise<[Transport, P]> {
+    requireFactory(protocolFactory, "createUnixConnection()");
+    requirePath(path, "createUnixConnection()");
+    return createStreamConnection(this, protocolFactory, { path }, options);
+  }
+
+  /** {@linkcode EventLoop.createServer} on a Unix socket at `path`. */
+  createUnixServer(
+    protocolFactory: () => Protocol | BufferedProtocol,
+    path: string,
+    options: ServerOptions = {},
+  ): Promise<Server> {
+    requireFactory(protocolFactory, "createUnixServer()");
+    requirePath(path, "createUnixServer()");
+    return createStreamServer(this, protocolFactory, { path }, options);
+  }
+
+  /**
+   * Opens a UDP endpoint bound to `localAddr` and/or connected to
+   * `remoteAddr`, and returns its transport and protocol.
+   */
+  createDatagramEndpoint<P extends DatagramProtocol>(
+    protocolFactory: () => P,
+    options: DatagramEndpointOptions = {},
+  ): Promise<[DatagramTransport, P]> {
+    requireFactory(protocolFactory, "createDatagramEndpoint()");
+    for (const addr of [options.localAddr, options.remoteAddr]) {
+      if (addr !== undefined) {
+        requireHostPort(addr[0], addr[1], "createDatagramEndpoint()");
+      }
+    }
+    return createUdpEndpoint(this, protocolFactory, options);
+  }
+
+  /**
+   * Starts `program` with `args` (no shell) and returns its transport and
+   * protocol, once it runs. A missing program fails at the await (ENOENT).
+   */
+  subprocessExec<P extends SubprocessProtocol>(
+    protocolFactory: () => P,
+    program: string,
+    args: readonly string[] = [],
+    options: SubprocessOptions = {},
+  ): Promise<[SubprocessTransport, P]> {
+    return spawnSubprocess(
+      this,
+      protocolFactory,
+      program,
+      args,
+      options,
+      "subprocessExec()",
+    );
+  }
+
+  /** Runs `cmd` through `/bin/sh -c`: see {@linkcode EventLoop.subprocessExec}. */
+  subprocessShell<P extends SubprocessProtocol>(
+    protocolFactory: () => P,
+    cmd: string,
+    options: SubprocessOptions = {},
+  ): Promise<[SubprocessTransport, P]> {
+    if (typeof cmd !== "string") {
+      throw new TypeError(
+        `subprocessShell(): cmd must be a string, got ${describeValue(cmd)}`,
+      );
+    }
+    return spawnSubprocess(
+      this,
+      protocolFactory,
+      "/bin/sh",
+      ["-c", cmd],
+      options,
+      "subprocessShell()",
+    );
+  }
+
+  /**
+   * Runs `callback(...args)` on the loop each time this process receives
+   * `signal` (a name like `"SIGINT"`, or a number), replacing any handler
+   * the loop had for it. Remove it when done: it keeps a listener on the
+   * process.
+   */
+  addSignalHandler<A extends unknown[]>(
+    signal: string | number,
+    callback: (...args: A) => unknown,
+    ...args: A
+  ): void {
+    addSignalListener(
+      this,
+      this.#signalListeners,
+      signal,
+      callback as (...args: never[]) => unknown,
+      args,
+    );
+  }
+
+  /** Removes the handler for `signal`; returns whether there was one. */
+  removeSignalHandler(signal: string | number): boolean {
+    return removeSignalListener(this.#signalListeners, signal);
+  }
 
   // --- Internals: scheduling ---------------------------------------------
 
@@ -3272,20 +3432,3135 @@ export function taskGroup<T>(
 // ---------------------------------------------------------------------------
 // Transports and protocols
 //
-// (Built in its own change; this banner keeps the book's order.)
+// asyncio's low level for I/O. A transport owns a socket (TCP, TLS, Unix or
+// UDP) and hands what arrives to its protocol's callbacks; the protocol
+// writes back through the transport. The runtime's node:net, node:tls and
+// node:dgram objects do the I/O: their events are posted to the loop with
+// callSoon, so protocol callbacks run as loop callbacks, in order, where
+// getRunningLoop() works. Waits on the outside world use IoFuture, which
+// holds a virtual clock still while pending, as wrapFuture does. Relies on
+// the loop, futures and tasks.
 // ---------------------------------------------------------------------------
+
+/**
+ * An address, shaped as Python gives it: `[host, port]` for TCP and UDP, the
+ * path for a Unix socket.
+ *
+ * @example
+ * ```ts
+ * import type { SocketAddress } from "@aio/asyncio";
+ *
+ * const tcp: SocketAddress = ["127.0.0.1", 8888];
+ * const unix: SocketAddress = "/tmp/echo.sock";
+ * console.log(tcp, unix);
+ * ```
+ */
+export type SocketAddress = [host: string, port: number] | string;
+
+/**
+ * The base of every protocol: the callbacks about the connection itself.
+ * Subclass {@linkcode Protocol}, {@linkcode BufferedProtocol},
+ * {@linkcode DatagramProtocol} or {@linkcode SubprocessProtocol} and override
+ * what you need; the defaults do nothing.
+ *
+ * @example
+ * ```ts
+ * import { BaseProtocol } from "@aio/asyncio";
+ *
+ * class Quiet extends BaseProtocol {
+ *   override connectionLost(exc: Error | null) {
+ *     console.log("lost", exc?.message ?? "cleanly");
+ *   }
+ * }
+ * new Quiet().connectionLost(null); // lost cleanly
+ * ```
+ */
+export class BaseProtocol {
+  /** The connection is up; `transport` is how to talk back. */
+  connectionMade(_transport: BaseTransport): void {}
+
+  /**
+   * The connection is gone: `exc` is the error that ended it, or `null` when
+   * it was closed normally. Called once, and last.
+   */
+  connectionLost(_exc: Error | null): void {}
+
+  /** The transport's write buffer went over its high-water mark: stop writing. */
+  pauseWriting(): void {}
+
+  /** The write buffer drained to its low-water mark: writing may go on. */
+  resumeWriting(): void {}
+}
+
+/**
+ * A stream protocol (TCP, TLS, Unix sockets): bytes arrive in
+ * `dataReceived`, in chunks of any size, and the end in `eofReceived`.
+ *
+ * @example An echo protocol
+ * ```ts
+ * import { Protocol, type Transport } from "@aio/asyncio";
+ *
+ * class Echo extends Protocol {
+ *   #transport: Transport | null = null;
+ *   override connectionMade(transport: Transport) {
+ *     this.#transport = transport;
+ *   }
+ *   override dataReceived(data: Uint8Array) {
+ *     this.#transport!.write(data);
+ *   }
+ * }
+ * console.log(typeof new Echo().dataReceived); // "function"
+ * ```
+ */
+export class Protocol extends BaseProtocol {
+  /** The connection is up; `transport` is how to talk back. */
+  override connectionMade(_transport: Transport): void {}
+
+  /** Some bytes arrived. The array is the protocol's to keep. */
+  dataReceived(_data: Uint8Array): void {}
+
+  /**
+   * The peer will send no more. Return `true` to keep the connection open
+   * for writing (a half-close); anything else closes the transport.
+   */
+  eofReceived(): boolean | void {}
+}
+
+/**
+ * A stream protocol that receives into buffers it provides, to save a copy:
+ * the transport asks `getBuffer(sizeHint)` for space, fills it, and reports
+ * how much with `bufferUpdated(nbytes)`.
+ *
+ * @example
+ * ```ts
+ * import { BufferedProtocol } from "@aio/asyncio";
+ *
+ * class Counter extends BufferedProtocol {
+ *   #buffer = new Uint8Array(4096);
+ *   received = 0;
+ *   override getBuffer() {
+ *     return this.#buffer;
+ *   }
+ *   override bufferUpdated(nbytes: number) {
+ *     this.received += nbytes;
+ *   }
+ * }
+ * console.log(new Counter().received); // 0
+ * ```
+ */
+export class BufferedProtocol extends BaseProtocol {
+  /** The connection is up; `transport` is how to talk back. */
+  override connectionMade(_transport: Transport): void {}
+
+  /**
+   * Space to receive into; `sizeHint` is how many bytes are waiting (a
+   * hint). The default allocates a new array each time.
+   */
+  getBuffer(sizeHint: number): Uint8Array {
+    return new Uint8Array(sizeHint > 0 ? sizeHint : 65536);
+  }
+
+  /** `nbytes` bytes were written at the start of the last buffer given. */
+  bufferUpdated(_nbytes: number): void {}
+
+  /** As {@linkcode Protocol.eofReceived}: `true` keeps the writing side open. */
+  eofReceived(): boolean | void {}
+}
+
+/**
+ * A UDP protocol: each datagram arrives whole in `datagramReceived`, with the
+ * address it came from.
+ *
+ * @example
+ * ```ts
+ * import { DatagramProtocol, type SocketAddress } from "@aio/asyncio";
+ *
+ * class Printer extends DatagramProtocol {
+ *   override datagramReceived(data: Uint8Array, addr: SocketAddress) {
+ *     console.log(new TextDecoder().decode(data), "from", addr);
+ *   }
+ * }
+ * new Printer().datagramReceived(new TextEncoder().encode("hi"), ["127.0.0.1", 9]);
+ * ```
+ */
+export class DatagramProtocol extends BaseProtocol {
+  /** The endpoint is ready; `transport` sends datagrams. */
+  override connectionMade(_transport: DatagramTransport): void {}
+
+  /** A datagram arrived from `addr`. */
+  datagramReceived(_data: Uint8Array, _addr: SocketAddress): void {}
+
+  /** A send or receive failed (for instance ICMP port unreachable). */
+  errorReceived(_exc: Error): void {}
+}
+
+/**
+ * A protocol for a child process started with
+ * {@linkcode EventLoop.subprocessExec}: output arrives per pipe (fd 1 is
+ * stdout, fd 2 stderr), and `processExited` tells when the child ended.
+ *
+ * @example
+ * ```ts
+ * import { getEventLoop, SubprocessProtocol } from "@aio/asyncio";
+ *
+ * class Collect extends SubprocessProtocol {
+ *   output = "";
+ *   override pipeDataReceived(fd: number, data: Uint8Array) {
+ *     if (fd === 1) this.output += new TextDecoder().decode(data);
+ *   }
+ * }
+ * const [transport, protocol] = await getEventLoop().subprocessExec(
+ *   () => new Collect(), "echo", ["hello"],
+ * );
+ * await transport.wait();
+ * console.log(protocol.output); // "hello\n"
+ * transport.close();
+ * ```
+ */
+export class SubprocessProtocol extends BaseProtocol {
+  /** The child is running; `transport` controls it. */
+  override connectionMade(_transport: SubprocessTransport): void {}
+
+  /** The child wrote `data` to pipe `fd` (1: stdout, 2: stderr). */
+  pipeDataReceived(_fd: number, _data: Uint8Array): void {}
+
+  /** Pipe `fd` closed (0: stdin, 1: stdout, 2: stderr). */
+  pipeConnectionLost(_fd: number, _exc: Error | null): void {}
+
+  /** The child exited; its pipes may still hold output to read. */
+  processExited(): void {}
+}
+
+/**
+ * What every transport can do: describe itself, and close.
+ *
+ * @example
+ * ```ts
+ * import { openConnection, startServer } from "@aio/asyncio";
+ *
+ * await using server = await startServer((_r, w) => w.close(), "127.0.0.1", 0);
+ * const [host, port] = server.sockets[0].getsockname() as [string, number];
+ * const [, writer] = await openConnection(host, port);
+ * const transport = writer.transport;
+ * console.log(transport.getExtraInfo("peername")); // [ "127.0.0.1", port ]
+ * transport.close();
+ * ```
+ */
+export interface BaseTransport {
+  /**
+   * Facts about the connection: `"peername"` and `"sockname"` (a
+   * {@linkcode SocketAddress}), `"socket"` (the runtime's socket object),
+   * and for TLS `"peercert"`, `"cipher"` and `"sslObject"`. Anything
+   * unknown gives `defaultValue`.
+   */
+  getExtraInfo(name: string, defaultValue?: unknown): unknown;
+  /** Whether the transport is closing or closed. */
+  isClosing(): boolean;
+  /**
+   * Closes the transport: buffered data is still sent, then the protocol's
+   * `connectionLost(null)` is called.
+   */
+  close(): void;
+  /** Hands the transport's events to another protocol from now on. */
+  setProtocol(protocol: BaseProtocol): void;
+  /** The protocol that gets the transport's events. */
+  getProtocol(): BaseProtocol;
+}
+
+/**
+ * The reading side of a transport, with flow control: pause it while you
+ * cannot keep up.
+ *
+ * @example
+ * ```ts
+ * import type { ReadTransport } from "@aio/asyncio";
+ *
+ * function backOff(transport: ReadTransport) {
+ *   if (transport.isReading()) transport.pauseReading();
+ * }
+ * console.log(typeof backOff); // "function"
+ * ```
+ */
+export interface ReadTransport extends BaseTransport {
+  /** Whether data is being delivered to the protocol (not paused). */
+  isReading(): boolean;
+  /** Stops delivering data until {@linkcode ReadTransport.resumeReading}. */
+  pauseReading(): void;
+  /** Delivers data again, starting with what arrived while paused. */
+  resumeReading(): void;
+}
+
+/**
+ * The writing side of a transport. Writes never block: they go to a buffer,
+ * and when the buffer grows past its high-water mark the protocol's
+ * `pauseWriting()` is called, then `resumeWriting()` once it drains to the
+ * low-water mark.
+ *
+ * @example
+ * ```ts
+ * import type { WriteTransport } from "@aio/asyncio";
+ *
+ * function send(transport: WriteTransport, text: string) {
+ *   transport.setWriteBufferLimits(1 << 20); // pause at 1 MiB
+ *   transport.write(text);
+ *   return transport.getWriteBufferSize();
+ * }
+ * console.log(typeof send); // "function"
+ * ```
+ */
+export interface WriteTransport extends BaseTransport {
+  /**
+   * Queues `data` for sending; a string is encoded as UTF-8. The array is
+   * handed to the runtime as it is, not copied: do not change it after.
+   */
+  write(data: Uint8Array | string): void;
+  /** Writes each item of `list`, in order. */
+  writelines(list: Iterable<Uint8Array | string>): void;
+  /** Closes the sending side once the buffer is flushed (a half-close). */
+  writeEof(): void;
+  /** Whether {@linkcode WriteTransport.writeEof} is supported. */
+  canWriteEof(): boolean;
+  /**
+   * Closes at once, dropping buffered data; the protocol's
+   * `connectionLost(null)` follows.
+   */
+  abort(): void;
+  /** How many bytes are buffered, not yet handed to the system. */
+  getWriteBufferSize(): number;
+  /** The `[low, high]` water marks, in bytes. */
+  getWriteBufferLimits(): [low: number, high: number];
+  /**
+   * Sets the water marks: asyncio's defaults are 64 KiB high and a quarter
+   * of it low; with only `high` given, low is a quarter of it.
+   */
+  setWriteBufferLimits(high?: number, low?: number): void;
+}
+
+/**
+ * A two-way byte stream transport: TCP, TLS or a Unix socket.
+ *
+ * @example
+ * ```ts
+ * import { getEventLoop, Protocol, startServer } from "@aio/asyncio";
+ *
+ * await using server = await startServer(async (reader, writer) => {
+ *   writer.write(await reader.read(100));
+ *   writer.close();
+ * }, "127.0.0.1", 0);
+ * const [host, port] = server.sockets[0].getsockname() as [string, number];
+ * const [transport] = await getEventLoop().createConnection(
+ *   () => new Protocol(), host, port,
+ * );
+ * transport.write("ping");
+ * transport.close();
+ * ```
+ */
+export interface Transport extends ReadTransport, WriteTransport {}
+
+/**
+ * A UDP endpoint: sends datagrams with {@linkcode DatagramTransport.sendto}.
+ *
+ * @example
+ * ```ts
+ * import { DatagramProtocol, getEventLoop } from "@aio/asyncio";
+ *
+ * const [transport] = await getEventLoop().createDatagramEndpoint(
+ *   () => new DatagramProtocol(), { localAddr: ["127.0.0.1", 0] },
+ * );
+ * transport.sendto("hello", transport.getExtraInfo("sockname") as [string, number]);
+ * transport.close();
+ * ```
+ */
+export interface DatagramTransport extends BaseTransport {
+  /**
+   * Sends one datagram to `addr`; on an endpoint made with a `remoteAddr`,
+   * leave `addr` out (or give that same address).
+   */
+  sendto(data: Uint8Array | string, addr?: [host: string, port: number]): void;
+  /** Closes at once, dropping datagrams not yet sent. */
+  abort(): void;
+  /** How many bytes are queued, not yet sent. */
+  getWriteBufferSize(): number;
+}
+
+/**
+ * Control of a child process started with
+ * {@linkcode EventLoop.subprocessExec} or
+ * {@linkcode EventLoop.subprocessShell}.
+ *
+ * @example
+ * ```ts
+ * import { getEventLoop, SubprocessProtocol } from "@aio/asyncio";
+ *
+ * const [transport] = await getEventLoop().subprocessExec(
+ *   () => new SubprocessProtocol(), "sleep", ["10"],
+ * );
+ * transport.terminate();
+ * console.log(await transport.wait()); // -15: ended by SIGTERM
+ * transport.close();
+ * ```
+ */
+export interface SubprocessTransport extends BaseTransport {
+  /** The child's process id. */
+  getPid(): number;
+  /**
+   * The exit status: the exit code, or minus the signal number when a
+   * signal ended it, or `null` while it runs.
+   */
+  getReturncode(): number | null;
+  /**
+   * The transport of pipe `fd` (0: stdin, a {@linkcode WriteTransport}; 1
+   * and 2: stdout and stderr, {@linkcode ReadTransport}s), or `null` when
+   * that stream is not a pipe.
+   */
+  getPipeTransport(fd: number): ReadTransport | WriteTransport | null;
+  /** Sends `signal` (a name like `"SIGINT"`, or a number) to the child. */
+  sendSignal(signal: string | number): void;
+  /** Sends SIGTERM. */
+  terminate(): void;
+  /** Sends SIGKILL. */
+  kill(): void;
+  /**
+   * Waits until the child has exited and its pipes are closed, and returns
+   * the exit status (as {@linkcode SubprocessTransport.getReturncode}).
+   */
+  wait(): Promise<number>;
+}
+
+/** TLS settings, for the `tls` option of connections and servers. */
+export interface TlsOptions {
+  /** Certificate authorities to trust (PEM), instead of the system's. */
+  ca?: string | Uint8Array | Array<string | Uint8Array>;
+  /** This side's certificate chain (PEM); a server needs one. */
+  cert?: string | Uint8Array;
+  /** This side's private key (PEM); a server needs one. */
+  key?: string | Uint8Array;
+  /**
+   * Check the peer's certificate (default `true` for clients); `false` is
+   * for tests only.
+   */
+  rejectUnauthorized?: boolean;
+  /** The name to send (SNI) and check the certificate against; default host. */
+  serverHostname?: string;
+  /** Application protocols to offer (ALPN), such as `["h2", "http/1.1"]`. */
+  alpnProtocols?: string[];
+}
+
+/** Options for {@linkcode EventLoop.createConnection} and {@linkcode openConnection}. */
+export interface ConnectionOptions {
+  /** Connect with TLS: `true` for the system's defaults, or settings. */
+  tls?: boolean | TlsOptions;
+  /** Bind the local end to this `[host, port]` before connecting. */
+  localAddr?: [host: string, port: number];
+}
+
+/** Options for {@linkcode EventLoop.createServer} and {@linkcode startServer}. */
+export interface ServerOptions {
+  /** Serve TLS with these settings (`cert` and `key` required). */
+  tls?: TlsOptions;
+  /** The listen backlog; default 511 (asyncio: 100, which drops bursts). */
+  backlog?: number;
+  /** Start accepting at once (default `true`); else call `startServing()`. */
+  startServing?: boolean;
+}
+
+/** Options for {@linkcode EventLoop.createDatagramEndpoint}. */
+export interface DatagramEndpointOptions {
+  /** Bind to this `[host, port]`; port 0 picks a free one. */
+  localAddr?: [host: string, port: number];
+  /** Connect to this `[host, port]`: `sendto()` then needs no address. */
+  remoteAddr?: [host: string, port: number];
+  /** 4 or 6; default from the addresses given, else 4. */
+  family?: 4 | 6;
+  /** Let several sockets bind the same address (SO_REUSEADDR). */
+  reuseAddress?: boolean;
+  /** Allow sending to broadcast addresses. */
+  allowBroadcast?: boolean;
+}
+
+// A future for something the outside world will do. While it is pending,
+// a virtual clock must not jump (the I/O may complete any moment), so it
+// counts as a foreign wait, as wrapFuture() does.
+class IoFuture<T> extends Future<T> {
+  #counted = true;
+
+  constructor(loop: EventLoop) {
+    super(loop);
+    noteForeignWait(loop, 1);
+  }
+
+  override setResult(value: T): void {
+    super.setResult(value);
+    this.#uncount();
+  }
+
+  override setException(error: unknown): void {
+    super.setException(error);
+    this.#uncount();
+  }
+
+  override cancel(msg?: string): boolean {
+    if (!super.cancel(msg)) return false;
+    this.#uncount();
+    return true;
+  }
+
+  #uncount(): void {
+    if (!this.#counted) return;
+    this.#counted = false;
+    noteForeignWait(this.getLoop(), -1);
+  }
+}
+
+// Settles an I/O future from a runtime event, unless it is already settled
+// or its loop is gone (a closed loop cannot schedule the wake-up).
+function settleIo<T>(future: Future<T>, error: unknown, value?: T): void {
+  if (future.done() || future.getLoop().isClosed()) return;
+  if (error === undefined) future.setResult(value as T);
+  else future.setException(error);
+}
+
+// A one-shot flag that tasks can wait for: closed connections, a server
+// with no clients left, an exited child.
+class IoLatch {
+  #loop: EventLoop;
+  #isSet = false;
+  #waiters: IoFuture<void>[] = [];
+
+  constructor(loop: EventLoop) {
+    this.#loop = loop;
+  }
+
+  isSet(): boolean {
+    return this.#isSet;
+  }
+
+  set(): void {
+    if (this.#isSet) return;
+    this.#isSet = true;
+    for (const waiter of this.#waiters) settleIo(waiter, undefined);
+    this.#waiters = [];
+  }
+
+  async wait(): Promise<void> {
+    if (this.#isSet) return;
+    const waiter = new IoFuture<void>(this.#loop);
+    this.#waiters.push(waiter);
+    try {
+      await waiter;
+    } finally {
+      const index = this.#waiters.indexOf(waiter);
+      if (index >= 0) this.#waiters.splice(index, 1);
+    }
+  }
+}
+
+// Runs a protocol callback as a loop callback, unless the loop is closed.
+function postToLoop<A extends unknown[]>(
+  loop: EventLoop,
+  callback: (...args: A) => unknown,
+  ...args: A
+): void {
+  if (!loop.isClosed()) loop.callSoon(callback, ...args);
+}
+
+// Reports a protocol callback that threw; asyncio treats it as fatal for
+// the transport, which the caller then aborts.
+function reportProtocolError(
+  loop: EventLoop,
+  what: string,
+  error: unknown,
+  transport: BaseTransport,
+): void {
+  loop.callExceptionHandler({
+    message: `Fatal error: protocol.${what}() call failed.`,
+    exception: error,
+    transport,
+  });
+}
+
+// Runtime buffers are Node Buffers; protocols get plain Uint8Array views of
+// the same memory, so that equality checks and subclass quirks do not leak.
+function plainBytes(chunk: Uint8Array): Uint8Array {
+  return chunk.constructor === Uint8Array
+    ? chunk
+    : new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+}
+
+function requireBytes(data: unknown, where: string): Uint8Array | string {
+  if (typeof data === "string" || data instanceof Uint8Array) return data;
+  throw new TypeError(
+    `${where}: data must be a Uint8Array or a string, got ${
+      describeValue(data)
+    }`,
+  );
+}
+
+function requireHostPort(
+  host: unknown,
+  port: unknown,
+  where: string,
+): void {
+  if (host !== null && host !== undefined && typeof host !== "string") {
+    throw new TypeError(
+      `${where}: host must be a string, got ${describeValue(host)}`,
+    );
+  }
+  if (
+    typeof port !== "number" || !Number.isInteger(port) || port < 0 ||
+    port > 65535
+  ) {
+    throw new RangeError(
+      `${where}: port must be an integer from 0 to 65535, got ${
+        describeValue(port)
+      }`,
+    );
+  }
+}
+
+function requirePath(path: unknown, where: string): string {
+  if (typeof path !== "string" || path === "") {
+    throw new TypeError(
+      `${where}: path must be a non-empty string, got ${describeValue(path)}`,
+    );
+  }
+  return path;
+}
+
+function requireFactory(factory: unknown, where: string): void {
+  requireFunction(factory, where, "protocolFactory");
+}
+
+const DEFAULT_HIGH_WATER = 64 * 1024;
+
+// Checks and completes water marks as asyncio does.
+function waterMarks(
+  high: number | undefined,
+  low: number | undefined,
+): [low: number, high: number] {
+  const h = high ?? (low === undefined ? DEFAULT_HIGH_WATER : 4 * low);
+  const l = low ?? Math.floor(h / 4);
+  if (!(h >= l && l >= 0)) {
+    throw new RangeError(
+      `setWriteBufferLimits(): high (${h}) must be >= low (${l}) must be >= 0`,
+    );
+  }
+  return [l, h];
+}
+
+// The pause/resume half of write flow control, shared by every transport
+// that writes to a runtime stream: it calls the protocol's pauseWriting()
+// when the buffer passes the high-water mark, and resumeWriting() when it
+// drains to the low-water mark.
+class WriteFlowControl {
+  #loop: EventLoop;
+  #bufferSize: () => number;
+  #protocol: () => BaseProtocol;
+  #transport: BaseTransport;
+  #low = DEFAULT_HIGH_WATER / 4;
+  #high = DEFAULT_HIGH_WATER;
+  #paused = false;
+  #resumePosted = false;
+
+  constructor(
+    loop: EventLoop,
+    transport: BaseTransport,
+    bufferSize: () => number,
+    protocol: () => BaseProtocol,
+  ) {
+    this.#loop = loop;
+    this.#transport = transport;
+    this.#bufferSize = bufferSize;
+    this.#protocol = protocol;
+  }
+
+  limits(): [low: number, high: number] {
+    return [this.#low, this.#high];
+  }
+
+  setLimits(high?: number, low?: number): void {
+    [this.#low, this.#high] = waterMarks(high, low);
+    this.afterWrite();
+    this.afterFlush();
+  }
+
+  afterWrite(): void {
+    if (this.#paused || this.#bufferSize() <= this.#high) return;
+    this.#paused = true;
+    try {
+      this.#protocol().pauseWriting();
+    } catch (error) {
+      reportProtocolError(this.#loop, "pauseWriting", error, this.#transport);
+    }
+  }
+
+  // Called from the runtime's write callbacks, so the resume is posted.
+  afterFlush = (): void => {
+    if (!this.#paused || this.#resumePosted) return;
+    if (this.#bufferSize() > this.#low) return;
+    this.#resumePosted = true;
+    postToLoop(this.#loop, this.#resume);
+  };
+
+  #resume = (): void => {
+    this.#resumePosted = false;
+    if (!this.#paused || this.#bufferSize() > this.#low) return;
+    this.#paused = false;
+    try {
+      this.#protocol().resumeWriting();
+    } catch (error) {
+      reportProtocolError(this.#loop, "resumeWriting", error, this.#transport);
+    }
+  };
+}
+
+const END_OF_STREAM = Symbol("end of stream");
+
+// Queues what a runtime stream hands over and delivers it on the loop, in
+// order, holding it while paused: the common core of the read transports.
+class Inbox<T> {
+  #loop: EventLoop;
+  #deliver: (item: T) => void;
+  #items: T[] = [];
+  #posted = false;
+  #paused = false;
+
+  constructor(loop: EventLoop, deliver: (item: T) => void, paused = false) {
+    this.#loop = loop;
+    this.#deliver = deliver;
+    this.#paused = paused;
+  }
+
+  push(item: T): void {
+    this.#items.push(item);
+    if (!this.#paused) this.#post();
+  }
+
+  pause(): void {
+    this.#paused = true;
+  }
+
+  resume(): void {
+    this.#paused = false;
+    this.#post();
+  }
+
+  clear(): void {
+    this.#items.length = 0;
+  }
+
+  #post(): void {
+    if (this.#posted || this.#items.length === 0) return;
+    this.#posted = true;
+    postToLoop(this.#loop, this.#run);
+  }
+
+  #run = (): void => {
+    this.#posted = false;
+    const items = this.#items;
+    while (items.length > 0 && !this.#paused) this.#deliver(items.shift()!);
+  };
+}
+
+let detachFromServer: (server: Server, transport: SocketTransport) => void;
+
+// A TCP, TLS or Unix stream socket as an asyncio Transport. What arrives is
+// queued in an Inbox and delivered on the loop; pausing reading stops both
+// the runtime socket and the delivery, so nothing is lost or reordered.
+class SocketTransport implements Transport {
+  #loop: EventLoop;
+  #socket: net.Socket;
+  #protocol: Protocol | BufferedProtocol;
+  #extra: Record<string, unknown>;
+  #server: Server | null;
+  #isTls: boolean;
+  #flow: WriteFlowControl;
+  #inbox: Inbox<Uint8Array | typeof END_OF_STREAM>;
+  #reading = true;
+  #closing = false;
+  #eofWritten = false;
+  #lost = false;
+  #error: Error | null = null;
+
+  constructor(
+    loop: EventLoop,
+    socket: net.Socket,
+    protocol: Protocol | BufferedProtocol,
+    extra: Record<string, unknown>,
+    server: Server | null,
+    made: IoFuture<void> | null,
+  ) {
+    this.#loop = loop;
+    this.#socket = socket;
+    this.#protocol = protocol;
+    this.#extra = extra;
+    this.#server = server;
+    this.#isTls = socket instanceof tls.TLSSocket;
+    this.#inbox = new Inbox(loop, this.#deliver);
+    this.#flow = new WriteFlowControl(
+      loop,
+      this,
+      () => socket.writableLength,
+      () => this.#protocol,
+    );
+    postToLoop(loop, this.#connectionMade, made);
+    socket.on("data", (chunk: Uint8Array) => this.#receive(plainBytes(chunk)));
+    socket.on("end", () => this.#receive(END_OF_STREAM));
+    socket.on("error", (error: Error) => this.#error ??= error);
+    socket.on("close", () => postToLoop(loop, this.#connectionLost));
+  }
+
+  getExtraInfo(name: string, defaultValue?: unknown): unknown {
+    if (name === "socket") return this.#socket;
+    if (this.#isTls) {
+      const socket = this.#socket as tls.TLSSocket;
+      if (name === "peercert") return socket.getPeerCertificate();
+      if (name === "cipher") return socket.getCipher();
+      if (name === "sslObject") return socket;
+    }
+    return name in this.#extra ? this.#extra[name] : defaultValue;
+  }
+
+  isClosing(): boolean {
+    return this.#closing;
+  }
+
+  setProtocol(protocol: BaseProtocol): void {
+    this.#protocol = protocol as Protocol;
+  }
+
+  getProtocol(): BaseProtocol {
+    return this.#protocol;
+  }
+
+  isReading(): boolean {
+    return this.#reading && !this.#closing;
+  }
+
+  pauseReading(): void {
+    if (this.#closing || !this.#reading) return;
+    this.#reading = false;
+    this.#inbox.pause();
+    this.#socket.pause();
+  }
+
+  resumeReading(): void {
+    if (this.#closing || this.#reading) return;
+    this.#reading = true;
+    this.#inbox.resume();
+    this.#socket.resume();
+  }
+
+  write(data: Uint8Array | string): void {
+    requireBytes(data, "write()");
+    if (this.#eofWritten) {
+      throw new RuntimeError("Cannot call write() after writeEof()");
+    }
+    // As asyncio, writes after close() or a lost connection are dropped.
+    if (data.length === 0 || this.#closing || this.#socket.destroyed) return;
+    this.#socket.write(data, this.#flow.afterFlush);
+    this.#flow.afterWrite();
+  }
+
+  writelines(list: Iterable<Uint8Array | string>): void {
+    for (const data of list) this.write(data);
+  }
+
+  writeEof(): void {
+    if (this.#closing || this.#eofWritten) return;
+    if (!this.canWriteEof()) {
+      throw new RuntimeError("writeEof() is not supported over TLS");
+    }
+    this.#eofWritten = true;
+    this.#socket.end();
+  }
+
+  canWriteEof(): boolean {
+    // As asyncio: TLS has no half-close.
+    return !this.#isTls;
+  }
+
+  close(): void {
+    if (this.#closing) return;
+    this.#closing = true;
+    this.#inbox.clear();
+    const socket = this.#socket;
+    // Flush what is buffered, then let go of the socket entirely.
+    if (socket.writableFinished) {
+      socket.destroy();
+    } else {
+      socket.once("finish", () => socket.destroy());
+      if (!socket.writableEnded) socket.end();
+    }
+  }
+
+  abort(): void {
+    this.#closing = true;
+    this.#inbox.clear();
+    this.#socket.destroy();
+  }
+
+  getWriteBufferSize(): number {
+    return this.#socket.writableLength;
+  }
+
+  getWriteBufferLimits(): [low: number, high: number] {
+    return this.#flow.limits();
+  }
+
+  setWriteBufferLimits(high?: number, low?: number): void {
+    this.#flow.setLimits(high, low);
+  }
+
+  #connectionMade = (made: IoFuture<void> | null): void => {
+    try {
+      this.#protocol.connectionMade(this);
+    } catch (error) {
+      reportProtocolError(this.#loop, "connectionMade", error, this);
+      this.abort();
+      if (made !== null) settleIo(made, error);
+      return;
+    }
+    if (made !== null) settleIo(made, undefined);
+  };
+
+  #receive(item: Uint8Array | typeof END_OF_STREAM): void {
+    if (!this.#closing) this.#inbox.push(item);
+  }
+
+  #deliver = (item: Uint8Array | typeof END_OF_STREAM): void => {
+    if (this.#closing) return;
+    if (item === END_OF_STREAM) this.#deliverEof();
+    else this.#deliverData(item);
+  };
+
+  #deliverData(data: Uint8Array): void {
+    const protocol = this.#protocol;
+    try {
+      if (protocol instanceof BufferedProtocol) {
+        let offset = 0;
+        while (offset < data.length) {
+          const buffer = protocol.getBuffer(data.length - offset);
+          if (buffer.length === 0) {
+            throw new RuntimeError("getBuffer() returned an empty buffer");
+          }
+          const n = Math.min(buffer.length, data.length - offset);
+          buffer.set(data.subarray(offset, offset + n));
+          protocol.bufferUpdated(n);
+          offset += n;
+        }
+      } else {
+        protocol.dataReceived(data);
+      }
+    } catch (error) {
+      reportProtocolError(this.#loop, "dataReceived", error, this);
+      this.abort();
+    }
+  }
+
+  #deliverEof(): void {
+    let keepOpen: boolean | void;
+    try {
+      keepOpen = this.#protocol.eofReceived();
+    } catch (error) {
+      reportProtocolError(this.#loop, "eofReceived", error, this);
+      this.abort();
+      return;
+    }
+    if (keepOpen !== true || this.#isTls) this.close();
+  }
+
+  #connectionLost = (): void => {
+    if (this.#lost) return;
+    this.#lost = true;
+    this.#closing = true;
+    this.#inbox.clear();
+    try {
+      this.#protocol.connectionLost(this.#error);
+    } catch (error) {
+      reportProtocolError(this.#loop, "connectionLost", error, this);
+    } finally {
+      if (this.#server !== null) detachFromServer(this.#server, this);
+    }
+  };
+}
+
+function tcpAddress(address: string | undefined, port: number | undefined) {
+  return address === undefined ? undefined : [address, port ?? 0];
+}
+
+function nodeTlsOptions(options: TlsOptions): tls.TlsOptions {
+  return {
+    ca: options.ca,
+    cert: options.cert,
+    key: options.key,
+    rejectUnauthorized: options.rejectUnauthorized,
+    ALPNProtocols: options.alpnProtocols,
+  } as tls.TlsOptions;
+}
+
+// Where a stream connection goes: a TCP host and port, or a Unix path.
+type StreamTarget = { host: string; port: number } | { path: string };
+
+// Connects a runtime socket to `target`, waiting cancellably: a cancelled
+// connect destroys the half-made socket.
+async function connectSocket(
+  loop: EventLoop,
+  target: StreamTarget,
+  options: ConnectionOptions,
+): Promise<net.Socket> {
+  const wantsTls = options.tls !== undefined && options.tls !== false;
+  const tlsOptions = typeof options.tls === "object" ? options.tls : {};
+  let socket: net.Socket;
+  if (wantsTls) {
+    const servername = tlsOptions.serverHostname ??
+      ("host" in target && net.isIP(target.host) === 0
+        ? target.host
+        : undefined);
+    socket = tls.connect({
+      ...target,
+      ...nodeTlsOptions(tlsOptions),
+      servername,
+    } as tls.ConnectionOptions);
+  } else {
+    socket = net.connect({
+      ...target,
+      ...(options.localAddr === undefined ? {} : {
+        localAddress: options.localAddr[0],
+        localPort: options.localAddr[1],
+      }),
+      allowHalfOpen: true,
+    } as net.NetConnectOpts);
+  }
+  const connected = new IoFuture<void>(loop);
+  const onError = (error: Error) => settleIo(connected, error);
+  socket.once("error", onError);
+  socket.once(wantsTls ? "secureConnect" : "connect", () => {
+    settleIo(connected, undefined);
+  });
+  try {
+    await connected;
+  } catch (error) {
+    socket.destroy();
+    throw error;
+  } finally {
+    socket.off("error", onError);
+  }
+  return socket;
+}
+
+function streamExtraInfo(
+  socket: net.Socket,
+  target: StreamTarget | null,
+  serverPath: string | null,
+): Record<string, unknown> {
+  if (target !== null && "path" in target) {
+    return { peername: target.path, sockname: "" };
+  }
+  if (serverPath !== null) return { peername: "", sockname: serverPath };
+  return {
+    peername: tcpAddress(socket.remoteAddress, socket.remotePort),
+    sockname: tcpAddress(socket.localAddress, socket.localPort),
+  };
+}
+
+async function createStreamConnection<P extends Protocol | BufferedProtocol>(
+  loop: EventLoop,
+  protocolFactory: () => P,
+  target: StreamTarget,
+  options: ConnectionOptions,
+): Promise<[Transport, P]> {
+  const socket = await connectSocket(loop, target, options);
+  let protocol: P;
+  try {
+    protocol = protocolFactory();
+  } catch (error) {
+    socket.destroy();
+    throw error;
+  }
+  const made = new IoFuture<void>(loop);
+  const transport = new SocketTransport(
+    loop,
+    socket,
+    protocol,
+    streamExtraInfo(socket, target, null),
+    null,
+    made,
+  );
+  try {
+    await made;
+  } catch (error) {
+    transport.abort();
+    throw error;
+  }
+  return [transport, protocol];
+}
+
+/**
+ * One listening socket of a {@linkcode Server}.
+ *
+ * @example
+ * ```ts
+ * import { startServer } from "@aio/asyncio";
+ *
+ * await using server = await startServer(() => {}, "127.0.0.1", 0);
+ * console.log(server.sockets[0].getsockname()); // [ "127.0.0.1", 40123 ]
+ * ```
+ */
+export interface ServerSocket {
+  /** The address it listens on: `[host, port]`, or the Unix socket's path. */
+  getsockname(): SocketAddress;
+}
+
+let startListening: (server: Server) => Promise<void>;
+
+/**
+ * A listening server, from {@linkcode startServer},
+ * {@linkcode startUnixServer}, {@linkcode EventLoop.createServer} or
+ * {@linkcode EventLoop.createUnixServer}. Each accepted connection gets its
+ * own protocol (or, for the stream servers, a reader and writer).
+ *
+ * `close()` stops listening; connections already made go on until they
+ * end, and `waitClosed()` waits for that (asyncio 3.12). `await using`
+ * closes the server, closes its clients and waits.
+ *
+ * @example
+ * ```ts
+ * import { openConnection, startServer } from "@aio/asyncio";
+ *
+ * await using server = await startServer(async (reader, writer) => {
+ *   writer.write(await reader.readline());
+ *   await writer.drain();
+ *   writer.close();
+ * }, "127.0.0.1", 0);
+ * const [host, port] = server.sockets[0].getsockname() as [string, number];
+ * const [reader, writer] = await openConnection(host, port);
+ * writer.write("hello\n");
+ * console.log(new TextDecoder().decode(await reader.readline())); // "hello\n"
+ * writer.close();
+ * ```
+ */
+export class Server {
+  #loop: EventLoop;
+  #listener: net.Server;
+  #address: { host?: string; port?: number; path?: string };
+  #backlog: number;
+  #protocolFactory: () => Protocol | BufferedProtocol;
+  #clients = new Set<SocketTransport>();
+  #listening = false;
+  #closed = false;
+  #listenerClosed = false;
+  #allClosed: IoLatch;
+  #servingForever: IoFuture<void> | null = null;
+
+  /** @ignore Servers are made by startServer() and the loop's methods. */
+  constructor(
+    loop: EventLoop,
+    protocolFactory: () => Protocol | BufferedProtocol,
+    address: { host?: string; port?: number; path?: string },
+    options: ServerOptions,
+  ) {
+    this.#loop = loop;
+    this.#protocolFactory = protocolFactory;
+    this.#address = address;
+    this.#backlog = options.backlog ?? 511;
+    this.#allClosed = new IoLatch(loop);
+    const onConnection = (socket: net.Socket) => this.#accept(socket);
+    this.#listener = options.tls === undefined
+      ? net.createServer({ allowHalfOpen: true }, onConnection)
+      : tls.createServer(
+        { ...nodeTlsOptions(options.tls), allowHalfOpen: true },
+        onConnection,
+      );
+    // A failed TLS handshake concerns that client only.
+    this.#listener.on("tlsClientError", () => {});
+  }
+
+  /** The loop the server belongs to. */
+  getLoop(): EventLoop {
+    return this.#loop;
+  }
+
+  /** The listening sockets (one), each with `getsockname()`. */
+  get sockets(): ServerSocket[] {
+    if (!this.#listening || this.#closed) return [];
+    const listener = this.#listener;
+    return [{
+      getsockname(): SocketAddress {
+        const address = listener.address();
+        if (address === null) return "";
+        if (typeof address === "string") return address;
+        return [address.address, address.port];
+      },
+    }];
+  }
+
+  /** Whether the server accepts connections. */
+  isServing(): boolean {
+    return this.#listening && !this.#closed;
+  }
+
+  /** Starts accepting connections, if it does not already. */
+  async startServing(): Promise<void> {
+    if (this.#closed) throw new RuntimeError(`Server is closed`);
+    if (!this.#listening) await startListening(this);
+  }
+
+  /**
+   * Accepts connections until the task running this is cancelled; then
+   * closes the server and waits for it, and re-throws the cancellation.
+   */
+  async serveForever(): Promise<void> {
+    if (this.#servingForever !== null) {
+      throw new RuntimeError("serveForever() is already running");
+    }
+    if (this.#closed) throw new RuntimeError("Server is closed");
+    await this.startServing();
+    const forever = this.#servingForever = new IoFuture<void>(this.#loop);
+    try {
+      await forever;
+    } catch (error) {
+      if (error instanceof CancelledError) {
+        this.close();
+        await this.waitClosed().catch(() => {});
+      }
+      throw error;
+    } finally {
+      this.#servingForever = null;
+    }
+  }
+
+  /**
+   * Stops listening. Connections already accepted go on; see
+   * {@linkcode Server.closeClients}.
+   */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#listening) {
+      this.#listener.close(() => {
+        this.#listenerClosed = true;
+        this.#checkAllClosed();
+      });
+    } else {
+      this.#listenerClosed = true;
+    }
+    this.#servingForever?.cancel();
+    this.#checkAllClosed();
+  }
+
+  /** Closes every client connection (their buffers are flushed first). */
+  closeClients(): void {
+    for (const transport of [...this.#clients]) transport.close();
+  }
+
+  /** Aborts every client connection at once. */
+  abortClients(): void {
+    for (const transport of [...this.#clients]) transport.abort();
+  }
+
+  /** Waits until the server is closed and all its connections have ended. */
+  async waitClosed(): Promise<void> {
+    await this.#allClosed.wait();
+  }
+
+  /** Closes the server and its clients, and waits: `await using server = …`. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.close();
+    this.closeClients();
+    await this.waitClosed();
+  }
+
+  #accept(socket: net.Socket): void {
+    const loop = this.#loop;
+    if (this.#closed || loop.isClosed()) {
+      socket.destroy();
+      return;
+    }
+    socket.on("error", () => {}); // until the transport takes over
+    let protocol: Protocol | BufferedProtocol;
+    try {
+      protocol = this.#protocolFactory();
+    } catch (error) {
+      loop.callExceptionHandler({
+        message: "Error in the server's protocol factory",
+        exception: error,
+      });
+      socket.destroy();
+      return;
+    }
+    const extra = streamExtraInfo(socket, null, this.#address.path ?? null);
+    this.#clients.add(
+      new SocketTransport(loop, socket, protocol, extra, this, null),
+    );
+  }
+
+  #checkAllClosed(): void {
+    if (this.#closed && this.#listenerClosed && this.#clients.size === 0) {
+      this.#allClosed.set();
+    }
+  }
+
+  static {
+    detachFromServer = (server, transport) => {
+      server.#clients.delete(transport);
+      server.#checkAllClosed();
+    };
+    startListening = async (server) => {
+      const { host, port, path } = server.#address;
+      const listener = server.#listener;
+      const listening = new IoFuture<void>(server.#loop);
+      const onError = (error: Error) => settleIo(listening, error);
+      listener.once("error", onError);
+      listener.once("listening", () => settleIo(listening, undefined));
+      if (path !== undefined) removeStaleUnixSocket(path);
+      listener.listen(
+        path !== undefined
+          ? { path, backlog: server.#backlog }
+          : { host: host ?? undefined, port, backlog: server.#backlog },
+      );
+      try {
+        await listening;
+      } catch (error) {
+        server.#closed = server.#listenerClosed = true;
+        if (listener.listening) listener.close();
+        throw error;
+      } finally {
+        listener.off("error", onError);
+      }
+      server.#listening = true;
+      // Errors after listening (rare: EMFILE on accept) go to the handler.
+      listener.on("error", (error: Error) => {
+        if (!server.#loop.isClosed()) {
+          server.#loop.callExceptionHandler({
+            message: "Error on a listening socket",
+            exception: error,
+          });
+        }
+      });
+    };
+  }
+}
+
+// As asyncio: a socket file left by a server that died is removed before
+// binding, but any other kind of file is an error for listen() to report.
+function removeStaleUnixSocket(path: string): void {
+  try {
+    if (fs.lstatSync(path).isSocket()) fs.unlinkSync(path);
+  } catch {
+    // Nothing there, or not ours to remove: listen() reports it.
+  }
+}
+
+async function createStreamServer(
+  loop: EventLoop,
+  protocolFactory: () => Protocol | BufferedProtocol,
+  address: { host?: string; port?: number; path?: string },
+  options: ServerOptions,
+): Promise<Server> {
+  const server = new Server(loop, protocolFactory, address, options);
+  if (options.startServing !== false) await server.startServing();
+  return server;
+}
+
+// A UDP socket as an asyncio DatagramTransport.
+class UdpTransport implements DatagramTransport {
+  #loop: EventLoop;
+  #socket: dgram.Socket;
+  #protocol: DatagramProtocol;
+  #remote: [string, number] | null;
+  #queuedBytes = 0;
+  #closing = false;
+  #closed = false;
+  #extra: Record<string, unknown>;
+
+  constructor(
+    loop: EventLoop,
+    socket: dgram.Socket,
+    protocol: DatagramProtocol,
+    remote: [string, number] | null,
+    made: IoFuture<void>,
+  ) {
+    this.#loop = loop;
+    this.#socket = socket;
+    this.#protocol = protocol;
+    this.#remote = remote;
+    const local = socket.address();
+    this.#extra = {
+      sockname: [local.address, local.port],
+      peername: remote ?? undefined,
+      socket,
+    };
+    postToLoop(loop, () => {
+      this.#call("connectionMade", this);
+      settleIo(made, undefined);
+    });
+    socket.on("message", (message: Uint8Array, from: dgram.RemoteInfo) => {
+      if (this.#closing) return;
+      postToLoop(
+        loop,
+        () =>
+          this.#call("datagramReceived", plainBytes(message), [
+            from.address,
+            from.port,
+          ]),
+      );
+    });
+    socket.on("error", (error: Error) => {
+      postToLoop(loop, () => this.#call("errorReceived", error));
+    });
+    socket.on("close", () => {
+      this.#closed = true;
+      postToLoop(loop, () => this.#call("connectionLost", null));
+    });
+  }
+
+  getExtraInfo(name: string, defaultValue?: unknown): unknown {
+    const value = this.#extra[name];
+    return value === undefined ? defaultValue : value;
+  }
+
+  isClosing(): boolean {
+    return this.#closing;
+  }
+
+  setProtocol(protocol: BaseProtocol): void {
+    this.#protocol = protocol as DatagramProtocol;
+  }
+
+  getProtocol(): BaseProtocol {
+    return this.#protocol;
+  }
+
+  sendto(data: Uint8Array | string, addr?: [string, number]): void {
+    requireBytes(data, "sendto()");
+    const remote = this.#remote;
+    if (
+      remote !== null && addr !== undefined &&
+      (addr[0] !== remote[0] || addr[1] !== remote[1])
+    ) {
+      throw new RangeError(
+        `sendto(): addr must be left out or be ${remote}, got ${addr}`,
+      );
+    }
+    if (remote === null && addr === undefined) {
+      throw new TypeError(
+        "sendto(): addr is required: the endpoint is not connected",
+      );
+    }
+    if (this.#closing) return;
+    const size = typeof data === "string"
+      ? new TextEncoder().encode(data).length
+      : data.length;
+    this.#queuedBytes += size;
+    const sent = (error: Error | null) => {
+      this.#queuedBytes -= size;
+      if (error) {
+        postToLoop(this.#loop, () => this.#call("errorReceived", error));
+      }
+      if (this.#closing && this.#queuedBytes === 0) this.#closeSocket();
+    };
+    if (remote !== null) this.#socket.send(data, sent);
+    else this.#socket.send(data, addr![1], addr![0], sent);
+  }
+
+  getWriteBufferSize(): number {
+    return this.#queuedBytes;
+  }
+
+  close(): void {
+    if (this.#closing) return;
+    this.#closing = true;
+    if (this.#queuedBytes === 0) this.#closeSocket();
+  }
+
+  abort(): void {
+    this.#closing = true;
+    this.#closeSocket();
+  }
+
+  #closeSocket(): void {
+    if (!this.#closed) {
+      this.#closed = true;
+      this.#socket.close();
+    }
+  }
+
+  #call(method: keyof DatagramProtocol, ...args: unknown[]): void {
+    try {
+      (this.#protocol[method] as (...args: unknown[]) => void)(...args);
+    } catch (error) {
+      reportProtocolError(this.#loop, method, error, this);
+      if (method !== "connectionLost") this.abort();
+    }
+  }
+}
+
+async function createUdpEndpoint<P extends DatagramProtocol>(
+  loop: EventLoop,
+  protocolFactory: () => P,
+  options: DatagramEndpointOptions,
+): Promise<[DatagramTransport, P]> {
+  const { localAddr, remoteAddr } = options;
+  const host = localAddr?.[0] ?? remoteAddr?.[0] ?? "";
+  const family = options.family ?? (net.isIPv6(host) ? 6 : 4);
+  const socket = dgram.createSocket({
+    type: family === 6 ? "udp6" : "udp4",
+    reuseAddr: options.reuseAddress === true,
+  });
+  const ready = new IoFuture<void>(loop);
+  const onError = (error: Error) => settleIo(ready, error);
+  socket.once("error", onError);
+  const bound = () => {
+    if (options.allowBroadcast) socket.setBroadcast(true);
+    if (remoteAddr === undefined) settleIo(ready, undefined);
+    else {
+      socket.connect(remoteAddr[1], remoteAddr[0], () => {
+        settleIo(ready, undefined);
+      });
+    }
+  };
+  socket.bind({ port: localAddr?.[1] ?? 0, address: localAddr?.[0] }, bound);
+  try {
+    await ready;
+  } catch (error) {
+    try {
+      socket.close();
+    } catch {
+      // Never bound: nothing to close.
+    }
+    throw error;
+  } finally {
+    socket.off("error", onError);
+  }
+  let protocol: P;
+  try {
+    protocol = protocolFactory();
+  } catch (error) {
+    socket.close();
+    throw error;
+  }
+  const made = new IoFuture<void>(loop);
+  const transport = new UdpTransport(
+    loop,
+    socket,
+    protocol,
+    remoteAddr === undefined ? null : [remoteAddr[0], remoteAddr[1]],
+    made,
+  );
+  try {
+    await made;
+  } catch (error) {
+    transport.abort();
+    throw error;
+  }
+  return [transport, protocol];
+}
 
 // ---------------------------------------------------------------------------
 // Streams
 //
-// (Built in its own change; this banner keeps the book's order.)
+// asyncio's high level for connections: a StreamReader buffers what a
+// protocol receives and hands it out by size, line or separator; a
+// StreamWriter writes through the transport and `drain()`s while the
+// transport's buffer is over its high-water mark. StreamReaderProtocol joins
+// them to a transport. Bytes stay in the reader's buffer until a read takes
+// them, so a read cancelled while waiting loses nothing. Relies on the
+// transports and protocols above.
 // ---------------------------------------------------------------------------
+
+const DEFAULT_STREAM_LIMIT = 64 * 1024;
+
+const encoder = new TextEncoder();
+
+function toBytes(data: Uint8Array | string): Uint8Array {
+  return typeof data === "string" ? encoder.encode(data) : data;
+}
+
+// The index of `needle` in `haystack` at or after `from`, or -1.
+function indexOfBytes(
+  haystack: Uint8Array,
+  needle: Uint8Array,
+  from: number,
+): number {
+  const first = needle[0];
+  const last = haystack.length - needle.length;
+  for (let i = haystack.indexOf(first, from); i !== -1 && i <= last;) {
+    let j = 1;
+    while (j < needle.length && haystack[i + j] === needle[j]) j++;
+    if (j === needle.length) return i;
+    i = haystack.indexOf(first, i + 1);
+  }
+  return -1;
+}
+
+function connectionLostError(): Error {
+  return Object.assign(new Error("Connection lost"), {
+    name: "ConnectionResetError",
+    code: "ECONNRESET",
+  });
+}
+
+/**
+ * Reads from a connection or a child's pipe, with a buffer: asyncio's
+ * `StreamReader`. {@linkcode openConnection} and the servers make them;
+ * `feedData()` and `feedEof()` fill one by hand, for tests.
+ *
+ * Every read waits cancellably, and a cancelled read consumes nothing: the
+ * bytes stay buffered for the next read. The `limit` (default 64 KiB) bounds
+ * how long a line or separated chunk may be, and how much is buffered before
+ * the transport is paused.
+ *
+ * @example Reading lines
+ * ```ts
+ * import { StreamReader } from "@aio/asyncio";
+ *
+ * const reader = new StreamReader();
+ * reader.feedData(new TextEncoder().encode("one\ntwo\n"));
+ * reader.feedEof();
+ * for await (const line of reader) {
+ *   console.log(new TextDecoder().decode(line)); // "one\n", then "two\n"
+ * }
+ * ```
+ */
+export class StreamReader {
+  #limit: number;
+  #loop: EventLoop;
+  #buffer = new Uint8Array(0);
+  #start = 0;
+  #end = 0;
+  #eof = false;
+  #waiter: IoFuture<void> | null = null;
+  #exception: Error | null = null;
+  #transport: ReadTransport | null = null;
+  #paused = false;
+
+  /**
+   * A reader whose lines may be up to `limit` bytes, on `loop` (default: the
+   * running loop, or the default loop).
+   */
+  constructor(limit: number = DEFAULT_STREAM_LIMIT, loop?: EventLoop) {
+    if (typeof limit !== "number" || !(limit > 0)) {
+      throw new RangeError(
+        `StreamReader(): limit must be a positive number of bytes, got ${
+          describeValue(limit)
+        }`,
+      );
+    }
+    this.#limit = limit;
+    this.#loop = loop ?? getEventLoop();
+  }
+
+  /** The error the stream failed with, or `null`. */
+  exception(): Error | null {
+    return this.#exception;
+  }
+
+  /** Fails the stream: reads waiting or to come throw `error`. */
+  setException(error: Error): void {
+    this.#exception = error;
+    const waiter = this.#waiter;
+    if (waiter !== null && !waiter.done()) waiter.setException(error);
+  }
+
+  /** Attaches the transport, so the reader can pause it when it is full. */
+  setTransport(transport: ReadTransport): void {
+    if (this.#transport !== null) {
+      throw new RuntimeError("StreamReader already has a transport");
+    }
+    this.#transport = transport;
+  }
+
+  /** Adds `data` to the buffer and wakes a waiting read. */
+  feedData(data: Uint8Array): void {
+    if (this.#eof) throw new RuntimeError("feedData() after feedEof()");
+    if (data.length === 0) return;
+    this.#append(data);
+    this.#wakeWaiter();
+    if (
+      this.#transport !== null && !this.#paused &&
+      this.#length > 2 * this.#limit
+    ) {
+      this.#transport.pauseReading();
+      this.#paused = true;
+    }
+  }
+
+  /** Marks the end of the stream and wakes a waiting read. */
+  feedEof(): void {
+    this.#eof = true;
+    this.#wakeWaiter();
+  }
+
+  /** Whether the stream has ended and the buffer is empty. */
+  atEof(): boolean {
+    return this.#eof && this.#length === 0;
+  }
+
+  /**
+   * Reads up to `n` bytes, waiting until at least one is there; with `n`
+   * negative (the default), reads everything until the end. At the end of
+   * the stream, returns an empty array.
+   */
+  async read(n = -1): Promise<Uint8Array> {
+    this.#throwIfFailed();
+    if (n === 0) return new Uint8Array(0);
+    if (n < 0) {
+      while (!this.#eof) await this.#waitForData("read");
+      return this.#take(this.#length);
+    }
+    if (this.#length === 0 && !this.#eof) await this.#waitForData("read");
+    return this.#take(Math.min(n, this.#length));
+  }
+
+  /**
+   * Reads one line, up to and including `\n`. At the end of the stream,
+   * returns what is left (maybe empty, maybe without `\n`).
+   *
+   * @throws {RangeError} when the line is longer than the limit; the line
+   * is discarded (what was read of it, and the rest when it is there).
+   */
+  async readline(): Promise<Uint8Array> {
+    try {
+      return await this.readuntil(NEWLINE);
+    } catch (error) {
+      if (error instanceof IncompleteReadError) return error.partial;
+      if (!(error instanceof LimitOverrunError)) throw error;
+      const buffered = this.#view();
+      const consumed = error.consumed;
+      const separatorThere = indexOfBytes(buffered, NEWLINE, consumed) ===
+        consumed;
+      this.#take(separatorThere ? consumed + 1 : this.#length);
+      throw new RangeError(error.message, { cause: error });
+    }
+  }
+
+  /**
+   * Reads up to and including `separator` (a string is taken as UTF-8).
+   *
+   * @throws {IncompleteReadError} at the end of the stream without the
+   * separator; `partial` holds the rest of the stream, which is consumed.
+   * @throws {LimitOverrunError} when no separator is found within the limit;
+   * the data stays in the buffer, and `consumed` says how much to skip.
+   */
+  async readuntil(
+    separator: Uint8Array | string = NEWLINE,
+  ): Promise<Uint8Array> {
+    const sep = toBytes(separator);
+    if (sep.length === 0) {
+      throw new RangeError("readuntil(): separator must not be empty");
+    }
+    this.#throwIfFailed();
+    let offset = 0;
+    let found: number;
+    for (;;) {
+      const buffered = this.#view();
+      if (buffered.length - offset >= sep.length) {
+        found = sep.length === 1
+          ? buffered.indexOf(sep[0], offset)
+          : indexOfBytes(buffered, sep, offset);
+        if (found !== -1) break;
+        offset = buffered.length + 1 - sep.length;
+        if (offset > this.#limit) {
+          throw new LimitOverrunError(
+            "Separator is not found, and chunk exceed the limit",
+            offset,
+          );
+        }
+      }
+      if (this.#eof) {
+        throw new IncompleteReadError(this.#take(this.#length), null);
+      }
+      await this.#waitForData("readuntil");
+    }
+    if (found > this.#limit) {
+      throw new LimitOverrunError(
+        "Separator is found, but chunk is longer than limit",
+        found,
+      );
+    }
+    return this.#take(found + sep.length);
+  }
+
+  /**
+   * Reads exactly `n` bytes.
+   *
+   * @throws {IncompleteReadError} when the stream ends first; `partial`
+   * holds the bytes there were, which are consumed.
+   */
+  async readexactly(n: number): Promise<Uint8Array> {
+    if (typeof n !== "number" || !(n >= 0)) {
+      throw new RangeError(
+        `readexactly(): n must be a number >= 0, got ${describeValue(n)}`,
+      );
+    }
+    this.#throwIfFailed();
+    while (this.#length < n) {
+      if (this.#eof) {
+        throw new IncompleteReadError(this.#take(this.#length), n);
+      }
+      await this.#waitForData("readexactly");
+    }
+    return this.#take(n);
+  }
+
+  /** Iterates over the lines, as `readline()` reads them, to the end. */
+  async *[Symbol.asyncIterator](): AsyncGenerator<Uint8Array, void, undefined> {
+    for (;;) {
+      const line = await this.readline();
+      if (line.length === 0) return;
+      yield line;
+    }
+  }
+
+  get #length(): number {
+    return this.#end - this.#start;
+  }
+
+  #view(): Uint8Array {
+    return this.#buffer.subarray(this.#start, this.#end);
+  }
+
+  #append(data: Uint8Array): void {
+    const length = this.#length;
+    if (this.#end + data.length > this.#buffer.length) {
+      if (length + data.length <= this.#buffer.length / 2) {
+        this.#buffer.copyWithin(0, this.#start, this.#end);
+      } else {
+        const grown = new Uint8Array(
+          Math.max(2 * this.#buffer.length, length + data.length, 4096),
+        );
+        grown.set(this.#view());
+        this.#buffer = grown;
+      }
+      this.#start = 0;
+      this.#end = length;
+    }
+    this.#buffer.set(data, this.#end);
+    this.#end += data.length;
+  }
+
+  // Removes and returns the first `n` bytes, resuming a paused transport
+  // once the buffer is back under the limit.
+  #take(n: number): Uint8Array {
+    const out = this.#buffer.slice(this.#start, this.#start + n);
+    this.#start += n;
+    if (this.#start === this.#end) this.#start = this.#end = 0;
+    if (this.#paused && this.#length <= this.#limit) {
+      this.#paused = false;
+      this.#transport!.resumeReading();
+    }
+    return out;
+  }
+
+  #throwIfFailed(): void {
+    if (this.#exception !== null) throw this.#exception;
+  }
+
+  #wakeWaiter(): void {
+    const waiter = this.#waiter;
+    if (waiter !== null && !waiter.done()) waiter.setResult();
+  }
+
+  async #waitForData(caller: string): Promise<void> {
+    if (this.#waiter !== null) {
+      throw new RuntimeError(
+        `${caller}() called while another task is already waiting for incoming data`,
+      );
+    }
+    if (this.#paused) {
+      this.#paused = false;
+      this.#transport!.resumeReading();
+    }
+    const waiter = this.#waiter = new IoFuture<void>(this.#loop);
+    try {
+      await waiter;
+    } finally {
+      if (this.#waiter === waiter) this.#waiter = null;
+    }
+  }
+}
+
+const NEWLINE = new Uint8Array([10]);
+
+// What a StreamWriter needs from its protocol: to wait while the transport
+// has paused writing, and to know when the connection has closed.
+class DrainControl {
+  #loop: EventLoop;
+  #paused = false;
+  #lost = false;
+  #lostError: Error | null = null;
+  #waiters: IoFuture<void>[] = [];
+  #closed: IoLatch;
+
+  constructor(loop: EventLoop) {
+    this.#loop = loop;
+    this.#closed = new IoLatch(loop);
+  }
+
+  pause(): void {
+    this.#paused = true;
+  }
+
+  resume(): void {
+    this.#paused = false;
+    this.#wakeAll(null);
+  }
+
+  lose(error: Error | null): void {
+    this.#lost = true;
+    this.#lostError = error;
+    this.#closed.set();
+    this.#wakeAll(error);
+  }
+
+  async drain(): Promise<void> {
+    if (this.#lost) throw connectionLostError();
+    if (!this.#paused) return;
+    const waiter = new IoFuture<void>(this.#loop);
+    this.#waiters.push(waiter);
+    try {
+      await waiter;
+    } finally {
+      const index = this.#waiters.indexOf(waiter);
+      if (index >= 0) this.#waiters.splice(index, 1);
+    }
+  }
+
+  async waitClosed(): Promise<void> {
+    await this.#closed.wait();
+    if (this.#lostError !== null) throw this.#lostError;
+  }
+
+  #wakeAll(error: Error | null): void {
+    for (const waiter of this.#waiters) {
+      if (error === null) settleIo(waiter, undefined);
+      else if (!waiter.done()) {
+        waiter.setException(error);
+        waiter.exception(); // the drain() awaiting it reports it
+      }
+    }
+    this.#waiters = [];
+  }
+}
+
+// The protocols that StreamWriter can drain through.
+interface DrainableProtocol {
+  readonly drainControl: DrainControl;
+}
+
+function drainControlOf(protocol: BaseProtocol): DrainControl | null {
+  const control = (protocol as Partial<DrainableProtocol>).drainControl;
+  return control instanceof DrainControl ? control : null;
+}
+
+/**
+ * The callback a stream server runs for each client: it gets the client's
+ * reader and writer, and runs as a task of its own.
+ */
+export type ClientConnectedCallback = (
+  reader: StreamReader,
+  writer: StreamWriter,
+) => unknown;
+
+// Joins a transport to a StreamReader (what arrives) and a DrainControl
+// (write flow control), and for servers starts the client's callback.
+class StreamReaderProtocol extends Protocol implements DrainableProtocol {
+  readonly drainControl: DrainControl;
+  #loop: EventLoop;
+  #reader: StreamReader;
+  #clientConnected: ClientConnectedCallback | null;
+  #clientTask: Task<unknown> | null = null;
+
+  constructor(
+    reader: StreamReader,
+    clientConnected: ClientConnectedCallback | null,
+    loop: EventLoop,
+  ) {
+    super();
+    this.#loop = loop;
+    this.#reader = reader;
+    this.#clientConnected = clientConnected;
+    this.drainControl = new DrainControl(loop);
+  }
+
+  override connectionMade(transport: Transport): void {
+    this.#reader.setTransport(transport);
+    const clientConnected = this.#clientConnected;
+    if (clientConnected === null) return;
+    const reader = this.#reader;
+    const writer = new StreamWriter(transport, this, reader, this.#loop);
+    const task = this.#loop.createTask(async () => {
+      await clientConnected(reader, writer);
+    });
+    this.#clientTask = task;
+    task.addDoneCallback(() => {
+      this.#clientTask = null;
+      if (task.cancelled()) return;
+      const error = task.exception();
+      if (error === null) return;
+      this.#loop.callExceptionHandler({
+        message: "Unhandled exception in the client-connected callback",
+        exception: error,
+        transport,
+      });
+      transport.close();
+    });
+  }
+
+  override connectionLost(exc: Error | null): void {
+    if (exc === null) this.#reader.feedEof();
+    else this.#reader.setException(exc);
+    this.drainControl.lose(exc);
+  }
+
+  override dataReceived(data: Uint8Array): void {
+    this.#reader.feedData(data);
+  }
+
+  override eofReceived(): boolean {
+    this.#reader.feedEof();
+    return true;
+  }
+
+  override pauseWriting(): void {
+    this.drainControl.pause();
+  }
+
+  override resumeWriting(): void {
+    this.drainControl.resume();
+  }
+}
+
+/**
+ * Writes to a connection or a child's stdin: asyncio's `StreamWriter`.
+ * `write()` never blocks; `await writer.drain()` after it waits while the
+ * transport's buffer is over its high-water mark, which is how a fast
+ * writer keeps pace with a slow reader.
+ *
+ * @example
+ * ```ts
+ * import { openConnection, startServer } from "@aio/asyncio";
+ *
+ * await using server = await startServer(async (reader, writer) => {
+ *   writer.write(await reader.read());
+ *   writer.close();
+ * }, "127.0.0.1", 0);
+ * const [host, port] = server.sockets[0].getsockname() as [string, number];
+ * const [reader, writer] = await openConnection(host, port);
+ * writer.write("hello");
+ * await writer.drain();
+ * writer.writeEof();
+ * console.log(new TextDecoder().decode(await reader.read())); // "hello"
+ * writer.close();
+ * await writer.waitClosed();
+ * ```
+ */
+export class StreamWriter {
+  #transport: WriteTransport;
+  #reader: StreamReader | null;
+  #drainControl: DrainControl | null;
+
+  /**
+   * A writer over `transport`, whose `protocol` reports flow control;
+   * `reader` is the same connection's reader, if any. The stream functions
+   * make these. (`_loop` is accepted for asyncio's signature; unused.)
+   */
+  constructor(
+    transport: WriteTransport,
+    protocol: BaseProtocol,
+    reader: StreamReader | null,
+    _loop?: EventLoop,
+  ) {
+    this.#transport = transport;
+    this.#reader = reader;
+    this.#drainControl = drainControlOf(protocol);
+  }
+
+  /** The transport underneath. */
+  get transport(): WriteTransport {
+    return this.#transport;
+  }
+
+  /** Queues `data` for sending (a string as UTF-8); see `drain()`. */
+  write(data: Uint8Array | string): void {
+    this.#transport.write(data);
+  }
+
+  /** Writes each item of `list`, in order. */
+  writelines(list: Iterable<Uint8Array | string>): void {
+    this.#transport.writelines(list);
+  }
+
+  /** Whether `writeEof()` is supported (not over TLS). */
+  canWriteEof(): boolean {
+    return this.#transport.canWriteEof();
+  }
+
+  /** Sends the end of the stream after the buffered data; reading goes on. */
+  writeEof(): void {
+    this.#transport.writeEof();
+  }
+
+  /** Closes the connection, after sending what is buffered. */
+  close(): void {
+    this.#transport.close();
+  }
+
+  /** Whether the connection is closing or closed. */
+  isClosing(): boolean {
+    return this.#transport.isClosing();
+  }
+
+  /**
+   * Waits until the connection is closed; throws the error that ended it,
+   * if one did.
+   */
+  async waitClosed(): Promise<void> {
+    await this.#drainControl?.waitClosed();
+  }
+
+  /** As the transport's {@linkcode BaseTransport.getExtraInfo}. */
+  getExtraInfo(name: string, defaultValue?: unknown): unknown {
+    return this.#transport.getExtraInfo(name, defaultValue);
+  }
+
+  /**
+   * Waits until the transport's write buffer is down to its low-water
+   * mark; returns at once when it is not over the high-water mark.
+   *
+   * @throws the reader's error, if the connection failed, or a
+   * `ConnectionResetError` (code `ECONNRESET`) if it is lost.
+   */
+  async drain(): Promise<void> {
+    const error = this.#reader?.exception();
+    if (error) throw error;
+    if (this.#transport.isClosing()) {
+      // Give the transport a step to report its connection lost.
+      await sleep(0);
+    }
+    await this.#drainControl?.drain();
+  }
+}
+
+/** Options for {@linkcode openConnection} and {@linkcode openUnixConnection}. */
+export interface StreamOptions extends ConnectionOptions {
+  /** The reader's limit, in bytes; default 64 KiB. */
+  limit?: number;
+}
+
+/** Options for {@linkcode startServer} and {@linkcode startUnixServer}. */
+export interface StreamServerOptions extends ServerOptions {
+  /** Each reader's limit, in bytes; default 64 KiB. */
+  limit?: number;
+}
+
+async function openStreams(
+  connect: (
+    loop: EventLoop,
+    factory: () => StreamReaderProtocol,
+  ) => Promise<[Transport, StreamReaderProtocol]>,
+  limit: number | undefined,
+): Promise<[StreamReader, StreamWriter]> {
+  const loop = getEventLoop();
+  const reader = new StreamReader(limit, loop);
+  const protocol = new StreamReaderProtocol(reader, null, loop);
+  const [transport] = await connect(loop, () => protocol);
+  return [reader, new StreamWriter(transport, protocol, reader, loop)];
+}
+
+/**
+ * Connects to `host`:`port` over TCP (TLS with `tls`) and returns a reader
+ * and a writer: asyncio's `open_connection()`. Fails at the await with the
+ * system's error: `code` is `ECONNREFUSED`, `ENOTFOUND`, and so on.
+ *
+ * @example
+ * ```ts
+ * import { openConnection, startServer } from "@aio/asyncio";
+ *
+ * await using server = await startServer(async (reader, writer) => {
+ *   writer.write(await reader.readline());
+ *   writer.close();
+ * }, "127.0.0.1", 0);
+ * const [host, port] = server.sockets[0].getsockname() as [string, number];
+ * const [reader, writer] = await openConnection(host, port);
+ * writer.write("ping\n");
+ * console.log(new TextDecoder().decode(await reader.readline())); // "ping\n"
+ * writer.close();
+ * ```
+ */
+export function openConnection(
+  host: string,
+  port: number,
+  options: StreamOptions = {},
+): Promise<[StreamReader, StreamWriter]> {
+  requireHostPort(host, port, "openConnection()");
+  return openStreams(
+    (loop, factory) => loop.createConnection(factory, host, port, options),
+    options.limit,
+  );
+}
+
+/**
+ * Connects to the Unix socket at `path`: {@linkcode openConnection} for
+ * Unix sockets.
+ *
+ * @example
+ * ```ts
+ * import { openUnixConnection, startUnixServer } from "@aio/asyncio";
+ *
+ * const path = `${Deno.makeTempDirSync()}/echo.sock`;
+ * await using _server = await startUnixServer(async (reader, writer) => {
+ *   writer.write(await reader.readline());
+ *   writer.close();
+ * }, path);
+ * const [reader, writer] = await openUnixConnection(path);
+ * writer.write("over a Unix socket\n");
+ * console.log(new TextDecoder().decode(await reader.readline()));
+ * writer.close();
+ * ```
+ */
+export function openUnixConnection(
+  path: string,
+  options: StreamOptions = {},
+): Promise<[StreamReader, StreamWriter]> {
+  requirePath(path, "openUnixConnection()");
+  return openStreams(
+    (loop, factory) => loop.createUnixConnection(factory, path, options),
+    options.limit,
+  );
+}
+
+function streamServerFactory(
+  clientConnected: ClientConnectedCallback,
+  options: StreamServerOptions,
+  where: string,
+): () => StreamReaderProtocol {
+  requireFunction(clientConnected, where, "clientConnected");
+  const loop = getEventLoop();
+  return () =>
+    new StreamReaderProtocol(
+      new StreamReader(options.limit, loop),
+      clientConnected,
+      loop,
+    );
+}
+
+/**
+ * Listens on `host`:`port` (port 0: any free one; host `null`: every
+ * interface) and runs `clientConnected(reader, writer)` as a new task for
+ * each client: asyncio's `start_server()`. A port in use fails at the await
+ * with code `EADDRINUSE`.
+ *
+ * @example An echo server
+ * ```ts
+ * import { startServer } from "@aio/asyncio";
+ *
+ * await using server = await startServer(async (reader, writer) => {
+ *   for await (const line of reader) {
+ *     writer.write(line);
+ *     await writer.drain();
+ *   }
+ *   writer.close();
+ * }, "127.0.0.1", 0);
+ * console.log("serving on", server.sockets[0].getsockname());
+ * ```
+ */
+export function startServer(
+  clientConnected: ClientConnectedCallback,
+  host: string | null,
+  port: number,
+  options: StreamServerOptions = {},
+): Promise<Server> {
+  const factory = streamServerFactory(
+    clientConnected,
+    options,
+    "startServer()",
+  );
+  return getEventLoop().createServer(factory, host, port, options);
+}
+
+/**
+ * {@linkcode startServer} on a Unix socket at `path`. A socket file left
+ * there by an earlier server is replaced.
+ *
+ * @example
+ * ```ts
+ * import { startUnixServer } from "@aio/asyncio";
+ *
+ * const path = `${Deno.makeTempDirSync()}/echo.sock`;
+ * await using server = await startUnixServer(async (reader, writer) => {
+ *   writer.write(await reader.read());
+ *   writer.close();
+ * }, path);
+ * console.log(server.sockets[0].getsockname() === path); // true
+ * ```
+ */
+export function startUnixServer(
+  clientConnected: ClientConnectedCallback,
+  path: string,
+  options: StreamServerOptions = {},
+): Promise<Server> {
+  const factory = streamServerFactory(
+    clientConnected,
+    options,
+    "startUnixServer()",
+  );
+  return getEventLoop().createUnixServer(factory, path, options);
+}
 
 // ---------------------------------------------------------------------------
 // Subprocesses
 //
-// (Built in its own change; this banner keeps the book's order.)
+// Child processes and signals. Low level: a SubprocessTransport over the
+// runtime's node:child_process, with one pipe transport per piped stdio
+// stream, feeding a SubprocessProtocol. High level: Process, whose stdin is a
+// StreamWriter and stdout/stderr StreamReaders. Signal handlers are
+// node:process listeners that post the callback to the loop. Relies on the
+// transports and protocols, and on the streams.
 // ---------------------------------------------------------------------------
+
+/**
+ * For a child's `stdin`, `stdout` or `stderr`: connect it to a pipe, so
+ * that {@linkcode Process} gets a writer or reader for it.
+ *
+ * @example
+ * ```ts
+ * import { createSubprocessExec, PIPE } from "@aio/asyncio";
+ *
+ * const child = await createSubprocessExec("echo", ["hi"], { stdout: PIPE });
+ * console.log(await child.stdout!.read()); // the bytes of "hi\n"
+ * await child.wait();
+ * ```
+ */
+export const PIPE: -1 = -1;
+
+/**
+ * For a child's `stderr`: send it wherever `stdout` goes. With `stdout:
+ * PIPE`, both arrive on `stdout`, interleaved as the chunks come.
+ *
+ * @example
+ * ```ts
+ * import { createSubprocessShell, PIPE, STDOUT } from "@aio/asyncio";
+ *
+ * const child = await createSubprocessShell("echo out; echo err >&2", {
+ *   stdout: PIPE,
+ *   stderr: STDOUT,
+ * });
+ * const [out] = await child.communicate();
+ * console.log(new TextDecoder().decode(out!)); // both lines
+ * ```
+ */
+export const STDOUT: -2 = -2;
+
+/**
+ * For a child's `stdin`, `stdout` or `stderr`: connect it to the null
+ * device.
+ *
+ * @example
+ * ```ts
+ * import { createSubprocessExec, DEVNULL } from "@aio/asyncio";
+ *
+ * const child = await createSubprocessExec("ls", [], { stdout: DEVNULL });
+ * console.log(await child.wait()); // 0
+ * ```
+ */
+export const DEVNULL: -3 = -3;
+
+/**
+ * Options for starting a child process. Each of `stdin`, `stdout` and
+ * `stderr` is {@linkcode PIPE}, {@linkcode DEVNULL}, `STDOUT` (for `stderr`
+ * only), an open file descriptor number, or `null`/left out to share this
+ * process's own.
+ */
+export interface SubprocessOptions {
+  /** The child's standard input. */
+  stdin?: number | null;
+  /** The child's standard output. */
+  stdout?: number | null;
+  /** The child's standard error. */
+  stderr?: number | null;
+  /** The directory to run in; default this process's. */
+  cwd?: string;
+  /** The whole environment of the child; default this process's. */
+  env?: Record<string, string>;
+  /** For {@linkcode Process}: the readers' limit, in bytes; default 64 KiB. */
+  limit?: number;
+}
+
+type NodeStdio = "pipe" | "ignore" | "inherit" | number;
+
+function stdioFor(value: unknown, name: string, where: string): NodeStdio {
+  if (value === null || value === undefined) return "inherit";
+  if (value === PIPE) return "pipe";
+  if (value === DEVNULL) return "ignore";
+  if (typeof value === "number" && Number.isInteger(value) && value >= 0) {
+    return value;
+  }
+  throw new RangeError(
+    `${where}: options.${name} must be PIPE, DEVNULL${
+      name === "stderr" ? ", STDOUT" : ""
+    }, a file descriptor or null, got ${describeValue(value)}`,
+  );
+}
+
+const SIGNALS = osConstants.signals as Record<string, number>;
+
+// A signal's name, from its name or number: node:process and
+// node:child_process take names everywhere.
+function signalName(signal: unknown, where: string): NodeJS.Signals {
+  if (typeof signal === "string" && Object.hasOwn(SIGNALS, signal)) {
+    return signal as NodeJS.Signals;
+  }
+  if (typeof signal === "number") {
+    for (const name in SIGNALS) {
+      if (SIGNALS[name] === signal) return name as NodeJS.Signals;
+    }
+  }
+  throw new RangeError(
+    `${where}: unknown signal ${
+      describeValue(signal)
+    }: give a name such as "SIGTERM", or its number`,
+  );
+}
+
+function exitStatus(code: number | null, signal: string | null): number {
+  if (code !== null) return code;
+  return -(SIGNALS[signal ?? ""] ?? 0);
+}
+
+// What a pipe transport tells the child's transport.
+interface PipeOwner {
+  whenStarted(callback: () => void): void;
+  pipeData(fd: number, data: Uint8Array): void;
+  pipeLost(fd: number, error: Error | null): void;
+  protocol(): BaseProtocol;
+  getExtraInfo(name: string, defaultValue?: unknown): unknown;
+}
+
+// A child's stdout or stderr pipe; with stderr sent to stdout, both runtime
+// streams feed this one pipe, which ends when both have.
+class PipeReadTransport implements ReadTransport {
+  #streams: Readable[];
+  #fd: number;
+  #owner: PipeOwner;
+  #inbox: Inbox<Uint8Array | typeof END_OF_STREAM>;
+  #open: number;
+  #error: Error | null = null;
+  #closing = false;
+  #paused = false;
+  #lost = false;
+
+  constructor(
+    loop: EventLoop,
+    owner: PipeOwner,
+    fd: number,
+    streams: Readable[],
+  ) {
+    this.#owner = owner;
+    this.#fd = fd;
+    this.#streams = streams;
+    this.#open = streams.length;
+    // Held until the child is known to run and connectionMade has run.
+    this.#inbox = new Inbox(loop, this.#deliver, true);
+    for (const stream of streams) {
+      stream.on("data", (chunk: Uint8Array) => {
+        if (!this.#closing) this.#inbox.push(plainBytes(chunk));
+      });
+      stream.on("error", (error: Error) => this.#error ??= error);
+      stream.on("close", () => {
+        if (--this.#open === 0) this.#inbox.push(END_OF_STREAM);
+      });
+    }
+  }
+
+  /** @ignore Starts delivering, once the child's connectionMade has run. */
+  start(): void {
+    if (!this.#paused) this.#inbox.resume();
+  }
+
+  getExtraInfo(name: string, defaultValue?: unknown): unknown {
+    return name === "pipe" ? this.#streams[0] : defaultValue;
+  }
+
+  isClosing(): boolean {
+    return this.#closing;
+  }
+
+  close(): void {
+    if (this.#closing) return;
+    this.#closing = true;
+    this.#inbox.clear();
+    this.#inbox.resume();
+    for (const stream of this.#streams) stream.destroy();
+  }
+
+  setProtocol(_protocol: BaseProtocol): void {
+    throw new RuntimeError("a pipe's protocol is its process's");
+  }
+
+  getProtocol(): BaseProtocol {
+    return this.#owner.protocol();
+  }
+
+  isReading(): boolean {
+    return !this.#closing && !this.#paused;
+  }
+
+  pauseReading(): void {
+    if (this.#closing || this.#paused) return;
+    this.#paused = true;
+    this.#inbox.pause();
+    for (const stream of this.#streams) stream.pause();
+  }
+
+  resumeReading(): void {
+    if (this.#closing || !this.#paused) return;
+    this.#paused = false;
+    this.#owner.whenStarted(() => this.#inbox.resume());
+    for (const stream of this.#streams) stream.resume();
+  }
+
+  #deliver = (item: Uint8Array | typeof END_OF_STREAM): void => {
+    if (item === END_OF_STREAM) {
+      if (this.#lost) return;
+      this.#lost = true;
+      this.#closing = true;
+      this.#owner.pipeLost(this.#fd, this.#error);
+    } else if (!this.#closing) {
+      this.#owner.pipeData(this.#fd, item);
+    }
+  };
+}
+
+// A child's stdin pipe.
+class PipeWriteTransport implements WriteTransport {
+  #stream: Writable;
+  #owner: PipeOwner;
+  #flow: WriteFlowControl;
+  #closing = false;
+  #error: Error | null = null;
+  #lost = false;
+
+  constructor(loop: EventLoop, owner: PipeOwner, stream: Writable) {
+    this.#owner = owner;
+    this.#stream = stream;
+    this.#flow = new WriteFlowControl(
+      loop,
+      this,
+      () => stream.writableLength,
+      () => owner.protocol(),
+    );
+    // A child that exits without reading its input is no error of ours:
+    // the pipe is just lost (EPIPE), as asyncio reports it.
+    stream.on("error", (error: Error) => this.#error ??= error);
+    stream.on("close", () => owner.whenStarted(this.lost));
+  }
+
+  getExtraInfo(name: string, defaultValue?: unknown): unknown {
+    return name === "pipe" ? this.#stream : defaultValue;
+  }
+
+  isClosing(): boolean {
+    return this.#closing;
+  }
+
+  setProtocol(_protocol: BaseProtocol): void {
+    throw new RuntimeError("a pipe's protocol is its process's");
+  }
+
+  getProtocol(): BaseProtocol {
+    return this.#owner.protocol();
+  }
+
+  write(data: Uint8Array | string): void {
+    requireBytes(data, "write()");
+    if (data.length === 0 || this.#closing) return;
+    this.#stream.write(data, this.#flow.afterFlush);
+    this.#flow.afterWrite();
+  }
+
+  writelines(list: Iterable<Uint8Array | string>): void {
+    for (const data of list) this.write(data);
+  }
+
+  writeEof(): void {
+    this.close();
+  }
+
+  canWriteEof(): boolean {
+    return true;
+  }
+
+  close(): void {
+    if (this.#closing) return;
+    this.#closing = true;
+    this.#stream.end();
+  }
+
+  abort(): void {
+    this.#closing = true;
+    this.#stream.destroy();
+  }
+
+  getWriteBufferSize(): number {
+    return this.#stream.writableLength;
+  }
+
+  getWriteBufferLimits(): [low: number, high: number] {
+    return this.#flow.limits();
+  }
+
+  setWriteBufferLimits(high?: number, low?: number): void {
+    this.#flow.setLimits(high, low);
+  }
+
+  // Called when the runtime closed the stream, or the child is gone.
+  lost = (): void => {
+    if (this.#lost) return;
+    this.#lost = true;
+    this.#closing = true;
+    if (!this.#stream.destroyed) this.#stream.destroy();
+    this.#owner.pipeLost(0, this.#error);
+  };
+}
+
+// A running child as an asyncio SubprocessTransport. It listens to the
+// child from the moment it is spawned (a quick child may be done before
+// the runtime confirms it started) but tells the protocol nothing before
+// start(). It is finished when the runtime reports the child closed
+// (exited, and its output pipes at their end): then the protocol's
+// connectionLost runs and wait() returns.
+class ChildProcessTransport implements SubprocessTransport, PipeOwner {
+  #loop: EventLoop;
+  #child: ChildProcess;
+  #protocol: SubprocessProtocol;
+  #pid: number;
+  #returncode: number | null = null;
+  #pipes = new Map<number, PipeReadTransport | PipeWriteTransport>();
+  #finished: IoLatch;
+  #closed = false;
+  #started = false;
+  #heldEvents: Array<() => void> = [];
+
+  constructor(
+    loop: EventLoop,
+    child: ChildProcess,
+    protocol: SubprocessProtocol,
+    stderrToStdout: boolean,
+  ) {
+    this.#loop = loop;
+    this.#child = child;
+    this.#protocol = protocol;
+    this.#pid = -1;
+    this.#finished = new IoLatch(loop);
+    if (child.stdin) {
+      this.#pipes.set(0, new PipeWriteTransport(loop, this, child.stdin));
+    }
+    const stdout = [child.stdout, stderrToStdout ? child.stderr : null]
+      .filter((stream) => stream !== null);
+    if (stdout.length > 0) {
+      this.#pipes.set(1, new PipeReadTransport(loop, this, 1, stdout));
+    }
+    if (child.stderr && !stderrToStdout) {
+      this.#pipes.set(2, new PipeReadTransport(loop, this, 2, [child.stderr]));
+    }
+    child.on("exit", (code: number | null, signal: string | null) => {
+      this.#returncode ??= exitStatus(code, signal);
+      this.whenStarted(() => this.#call("processExited"));
+    });
+    child.on("close", (code: number | null, signal: string | null) => {
+      this.#returncode ??= exitStatus(code, signal);
+      this.whenStarted(this.#finish);
+    });
+  }
+
+  /** @ignore Tells the protocol the child runs, then what it did since. */
+  start(made: IoFuture<void>): void {
+    this.#pid = this.#child.pid!;
+    postToLoop(this.#loop, () => {
+      this.#call("connectionMade", this);
+      settleIo(made, undefined);
+      this.#started = true;
+      for (const pipe of this.#pipes.values()) {
+        if (pipe instanceof PipeReadTransport) pipe.start();
+      }
+      for (const event of this.#heldEvents) postToLoop(this.#loop, event);
+      this.#heldEvents = [];
+    });
+  }
+
+  whenStarted(callback: () => void): void {
+    if (this.#started) postToLoop(this.#loop, callback);
+    else this.#heldEvents.push(callback);
+  }
+
+  getExtraInfo(name: string, defaultValue?: unknown): unknown {
+    return name === "subprocess" ? this.#child : defaultValue;
+  }
+
+  isClosing(): boolean {
+    return this.#closed;
+  }
+
+  setProtocol(protocol: BaseProtocol): void {
+    this.#protocol = protocol as SubprocessProtocol;
+  }
+
+  getProtocol(): BaseProtocol {
+    return this.#protocol;
+  }
+
+  protocol(): BaseProtocol {
+    return this.#protocol;
+  }
+
+  getPid(): number {
+    return this.#pid;
+  }
+
+  getReturncode(): number | null {
+    return this.#returncode;
+  }
+
+  getPipeTransport(fd: number): ReadTransport | WriteTransport | null {
+    return this.#pipes.get(fd) ?? null;
+  }
+
+  sendSignal(signal: string | number): void {
+    const name = signalName(signal, "sendSignal()");
+    // A child that has exited cannot be signalled, and its pid may be
+    // someone else's by now: do nothing, as Python's Popen does.
+    if (this.#returncode === null) this.#child.kill(name);
+  }
+
+  terminate(): void {
+    this.sendSignal("SIGTERM");
+  }
+
+  kill(): void {
+    this.sendSignal("SIGKILL");
+  }
+
+  async wait(): Promise<number> {
+    await this.#finished.wait();
+    return this.#returncode!;
+  }
+
+  /**
+   * Closes the pipes, and kills the child if it is still running, as
+   * asyncio does.
+   */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const pipe of this.#pipes.values()) pipe.close();
+    if (this.#returncode === null) this.#child.kill("SIGKILL");
+  }
+
+  pipeData(fd: number, data: Uint8Array): void {
+    this.#call("pipeDataReceived", fd, data);
+  }
+
+  pipeLost(fd: number, error: Error | null): void {
+    this.#call("pipeConnectionLost", fd, error);
+  }
+
+  #finish = (): void => {
+    const stdin = this.#pipes.get(0);
+    if (stdin instanceof PipeWriteTransport) stdin.lost();
+    this.#closed = true;
+    this.#call("connectionLost", null);
+    this.#finished.set();
+  };
+
+  #call(method: keyof SubprocessProtocol, ...args: unknown[]): void {
+    try {
+      (this.#protocol[method] as (...args: unknown[]) => void)(...args);
+    } catch (error) {
+      reportProtocolError(this.#loop, method, error, this);
+    }
+  }
+}
+
+// Checks the arguments at once, then starts `program`: see startChild().
+function spawnSubprocess<P extends SubprocessProtocol>(
+  loop: EventLoop,
+  protocolFactory: () => P,
+  program: string,
+  args: readonly string[],
+  options: SubprocessOptions,
+  where: string,
+): Promise<[SubprocessTransport, P]> {
+  requireFactory(protocolFactory, where);
+  if (typeof program !== "string" || program === "") {
+    throw new TypeError(
+      `${where}: program must be a non-empty string, got ${
+        describeValue(program)
+      }`,
+    );
+  }
+  if (!Array.isArray(args) || args.some((arg) => typeof arg !== "string")) {
+    throw new TypeError(
+      `${where}: args must be an array of strings, got ${describeValue(args)}`,
+    );
+  }
+  const stdin = stdioFor(options.stdin, "stdin", where);
+  const stdout = stdioFor(options.stdout, "stdout", where);
+  const stderrToStdout = options.stderr === STDOUT;
+  const stderr = stderrToStdout
+    ? stdout
+    : stdioFor(options.stderr, "stderr", where);
+  return startChild(loop, protocolFactory, program, [...args], {
+    stdio: [stdin, stdout, stderr],
+    cwd: options.cwd,
+    env: options.env,
+  }, stderrToStdout && stdout === "pipe");
+}
+
+// Starts `program` and waits until it runs, or fails with the system's
+// error (ENOENT names the program) at the await.
+async function startChild<P extends SubprocessProtocol>(
+  loop: EventLoop,
+  protocolFactory: () => P,
+  program: string,
+  args: string[],
+  spawnOptions: childProcess.SpawnOptions,
+  stderrToStdout: boolean,
+): Promise<[SubprocessTransport, P]> {
+  const protocol = protocolFactory();
+  let child: ChildProcess;
+  try {
+    child = childProcess.spawn(program, args, spawnOptions);
+  } catch (error) {
+    throw spawnError(program, error);
+  }
+  child.on("error", () => {}); // after the start, errors (a failed kill) are not fatal
+  const transport = new ChildProcessTransport(
+    loop,
+    child,
+    protocol,
+    stderrToStdout,
+  );
+  const started = new IoFuture<void>(loop);
+  const onError = (error: Error) =>
+    settleIo(started, spawnError(program, error));
+  child.once("error", onError);
+  child.once("spawn", () => settleIo(started, undefined));
+  try {
+    await started;
+  } catch (error) {
+    if (child.pid !== undefined && child.exitCode === null) child.kill();
+    throw error;
+  } finally {
+    child.off("error", onError);
+  }
+  const made = new IoFuture<void>(loop);
+  transport.start(made);
+  await made;
+  return [transport, protocol];
+}
+
+// The runtime's spawn error, with a message that names the program the
+// same way on every runtime.
+function spawnError(program: string, error: unknown): Error {
+  if (!(error instanceof Error)) return new Error(String(error));
+  const code = (error as { code?: string }).code;
+  const reason = code === "ENOENT"
+    ? "no such file or directory"
+    : code === "EACCES"
+    ? "permission denied"
+    : error.message;
+  return Object.assign(
+    new Error(`cannot run "${program}": ${reason} (${code ?? "error"})`, {
+      cause: error,
+    }),
+    { code, errno: (error as { errno?: number }).errno, path: program },
+  );
+}
+
+// Connects a child's pipes to streams: a reader for stdout and stderr, a
+// writer for stdin.
+class SubprocessStreamProtocol extends SubprocessProtocol
+  implements DrainableProtocol {
+  readonly drainControl: DrainControl;
+  stdin: StreamWriter | null = null;
+  stdout: StreamReader | null = null;
+  stderr: StreamReader | null = null;
+  #limit: number | undefined;
+  #loop: EventLoop;
+
+  constructor(limit: number | undefined, loop: EventLoop) {
+    super();
+    this.#limit = limit;
+    this.#loop = loop;
+    this.drainControl = new DrainControl(loop);
+  }
+
+  override connectionMade(transport: SubprocessTransport): void {
+    const stdin = transport.getPipeTransport(0) as WriteTransport | null;
+    if (stdin !== null) {
+      this.stdin = new StreamWriter(stdin, this, null, this.#loop);
+    }
+    this.stdout = this.#readerFor(transport.getPipeTransport(1));
+    this.stderr = this.#readerFor(transport.getPipeTransport(2));
+  }
+
+  override pipeDataReceived(fd: number, data: Uint8Array): void {
+    (fd === 1 ? this.stdout : this.stderr)?.feedData(data);
+  }
+
+  override pipeConnectionLost(fd: number, exc: Error | null): void {
+    if (fd === 0) {
+      this.drainControl.lose(exc);
+      return;
+    }
+    const reader = fd === 1 ? this.stdout : this.stderr;
+    if (exc === null) reader?.feedEof();
+    else reader?.setException(exc);
+  }
+
+  override pauseWriting(): void {
+    this.drainControl.pause();
+  }
+
+  override resumeWriting(): void {
+    this.drainControl.resume();
+  }
+
+  #readerFor(
+    transport: ReadTransport | WriteTransport | null,
+  ): StreamReader | null {
+    if (transport === null) return null;
+    const reader = new StreamReader(this.#limit, this.#loop);
+    reader.setTransport(transport as ReadTransport);
+    return reader;
+  }
+}
+
+function isPipeClosedError(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return code === "EPIPE" || code === "ECONNRESET";
+}
+
+/**
+ * A child process started with {@linkcode createSubprocessExec} or
+ * {@linkcode createSubprocessShell}: asyncio's `Process`. The streams set
+ * to {@linkcode PIPE} are `stdin` (a {@linkcode StreamWriter}), `stdout` and
+ * `stderr` ({@linkcode StreamReader}s); the others are `null`.
+ *
+ * @example Reading a child's output line by line while it runs
+ * ```ts
+ * import { createSubprocessShell, PIPE } from "@aio/asyncio";
+ *
+ * const child = await createSubprocessShell(
+ *   "for i in 1 2 3; do echo $i; sleep 0.1; done",
+ *   { stdout: PIPE },
+ * );
+ * for await (const line of child.stdout!) {
+ *   console.log(new TextDecoder().decode(line).trim());
+ * }
+ * console.log(await child.wait()); // 0
+ * ```
+ */
+export class Process {
+  /** The child's process id. */
+  readonly pid: number;
+  /** A writer to the child's standard input, with `stdin: PIPE`. */
+  readonly stdin: StreamWriter | null;
+  /** A reader of the child's standard output, with `stdout: PIPE`. */
+  readonly stdout: StreamReader | null;
+  /** A reader of the child's standard error, with `stderr: PIPE`. */
+  readonly stderr: StreamReader | null;
+  #transport: SubprocessTransport;
+
+  /** @ignore Made by createSubprocessExec() and createSubprocessShell(). */
+  constructor(
+    transport: SubprocessTransport,
+    stdin: StreamWriter | null,
+    stdout: StreamReader | null,
+    stderr: StreamReader | null,
+  ) {
+    this.#transport = transport;
+    this.pid = transport.getPid();
+    this.stdin = stdin;
+    this.stdout = stdout;
+    this.stderr = stderr;
+  }
+
+  /**
+   * The exit status once the child has exited, else `null`: the exit
+   * code, or minus the number of the signal that ended it (as Python).
+   */
+  get returncode(): number | null {
+    return this.#transport.getReturncode();
+  }
+
+  /**
+   * Waits until the child exits (and its output pipes close), and returns
+   * the exit status. Cancelling the wait leaves the child running.
+   */
+  wait(): Promise<number> {
+    return this.#transport.wait();
+  }
+
+  /**
+   * Sends `input` to stdin (if any) and closes it, reads stdout and stderr
+   * to their end, waits for the child to exit, and returns `[stdout,
+   * stderr]` (`null` for those not piped). A child that exits without
+   * reading its input is not an error.
+   */
+  async communicate(
+    input?: Uint8Array | string | null,
+  ): Promise<[Uint8Array | null, Uint8Array | null]> {
+    if (input !== undefined && input !== null) {
+      requireBytes(input, "communicate()");
+    }
+    const { stdin, stdout, stderr } = this;
+    const feed = async () => {
+      if (stdin === null) return;
+      try {
+        if (input !== undefined && input !== null && input.length > 0) {
+          stdin.write(input);
+          await stdin.drain();
+        }
+      } catch (error) {
+        if (!isPipeClosedError(error)) throw error;
+      }
+      stdin.close();
+    };
+    const readAll = (reader: StreamReader | null) => async () =>
+      reader === null ? null : await reader.read();
+    const [, out, err] = await gather([
+      feed,
+      readAll(stdout),
+      readAll(stderr),
+    ]) as [void, Uint8Array | null, Uint8Array | null];
+    await this.wait();
+    return [out, err];
+  }
+
+  /** Sends `signal` (a name like `"SIGINT"`, or a number) to the child. */
+  sendSignal(signal: string | number): void {
+    this.#transport.sendSignal(signal);
+  }
+
+  /** Sends SIGTERM to the child. */
+  terminate(): void {
+    this.#transport.terminate();
+  }
+
+  /** Sends SIGKILL to the child. */
+  kill(): void {
+    this.#transport.kill();
+  }
+}
+
+function createProcess(
+  start: (
+    loop: EventLoop,
+    factory: () => SubprocessStreamProtocol,
+  ) => Promise<[SubprocessTransport, SubprocessStreamProtocol]>,
+  limit: number | undefined,
+): Promise<Process> {
+  const loop = getEventLoop();
+  return start(loop, () => new SubprocessStreamProtocol(limit, loop)).then((
+    [transport, protocol],
+  ) =>
+    new Process(transport, protocol.stdin, protocol.stdout, protocol.stderr)
+  );
+}
+
+/**
+ * Runs `program` with `args` (no shell involved) and returns its
+ * {@linkcode Process}: asyncio's `create_subprocess_exec()`. A program that
+ * cannot be found fails at the await, with code `ENOENT` and its name in the
+ * message.
+ *
+ * @example
+ * ```ts
+ * import { createSubprocessExec, PIPE } from "@aio/asyncio";
+ *
+ * const cat = await createSubprocessExec("cat", [], { stdin: PIPE, stdout: PIPE });
+ * const [out] = await cat.communicate("hello");
+ * console.log(new TextDecoder().decode(out!), cat.returncode); // "hello" 0
+ * ```
+ */
+export function createSubprocessExec(
+  program: string,
+  args: readonly string[] = [],
+  options: SubprocessOptions = {},
+): Promise<Process> {
+  return createProcess(
+    (loop, factory) => loop.subprocessExec(factory, program, args, options),
+    options.limit,
+  );
+}
+
+/**
+ * Runs `cmd` through `/bin/sh -c` and returns its {@linkcode Process}:
+ * asyncio's `create_subprocess_shell()`. Quote what you pass in it.
+ *
+ * @example
+ * ```ts
+ * import { createSubprocessShell, PIPE } from "@aio/asyncio";
+ *
+ * const child = await createSubprocessShell("echo $((6 * 7))", { stdout: PIPE });
+ * const [out] = await child.communicate();
+ * console.log(new TextDecoder().decode(out!)); // "42\n"
+ * ```
+ */
+export function createSubprocessShell(
+  cmd: string,
+  options: SubprocessOptions = {},
+): Promise<Process> {
+  return createProcess(
+    (loop, factory) => loop.subprocessShell(factory, cmd, options),
+    options.limit,
+  );
+}
+
+// A loop's signal handlers, by signal name: each is a node:process
+// listener that runs the callback on the loop.
+type SignalListeners = Map<string, () => void>;
+
+function addSignalListener(
+  loop: EventLoop,
+  listeners: SignalListeners,
+  signal: string | number,
+  callback: (...args: never[]) => unknown,
+  args: unknown[],
+): void {
+  const name = signalName(signal, "addSignalHandler()");
+  requireFunction(callback, "addSignalHandler()", "callback");
+  if (name === "SIGKILL" || name === "SIGSTOP") {
+    throw new RuntimeError(`${name} cannot be caught`);
+  }
+  if (loop.isClosed()) throw new RuntimeError("Event loop is closed");
+  removeSignalListener(listeners, name);
+  const listener = () => {
+    if (loop.isClosed()) {
+      // The loop is gone: let the signal have its default effect again.
+      removeSignalListener(listeners, name);
+      return;
+    }
+    loop.callSoon(callback as (...args: unknown[]) => unknown, ...args);
+  };
+  process.on(name, listener);
+  listeners.set(name, listener);
+}
+
+function removeSignalListener(
+  listeners: SignalListeners,
+  signal: string | number,
+): boolean {
+  const name = signalName(signal, "removeSignalHandler()");
+  const listener = listeners.get(name);
+  if (listener === undefined) return false;
+  process.off(name, listener);
+  listeners.delete(name);
+  return true;
+}
 
 // ---------------------------------------------------------------------------
 // Introspection
