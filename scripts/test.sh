@@ -15,9 +15,11 @@ BUN_VERSION=1.4.5
 passed=0
 failed=0
 skipped=0
+status=0
 
-# Adds the counts a runner printed to the totals.
-count() { # runner log
+# Adds the counts a runner printed to the totals; a runner that failed
+# without counting a failure (it did not compile, say) counts as one.
+count() { # runner log exit-code
   local p f
   case "$1" in
     deno) p=$(grep -Eo '[0-9]+ passed' "$2" | tail -1 | grep -Eo '[0-9]+')
@@ -25,6 +27,8 @@ count() { # runner log
     bun) p=$(grep -Eo '^ *[0-9]+ pass$' "$2" | tail -1 | grep -Eo '[0-9]+')
       f=$(grep -Eo '^ *[0-9]+ fail$' "$2" | tail -1 | grep -Eo '[0-9]+') ;;
   esac
+  if [ "$3" -ne 0 ] && [ "${f:-0}" -eq 0 ]; then f=1; fi
+  [ "$3" -eq 0 ] || status=1
   passed=$((passed + ${p:-0}))
   failed=$((failed + ${f:-0}))
 }
@@ -50,19 +54,16 @@ if [ ! -x "$bun" ]; then
   npm install --silent --prefix "$root/.tools" "bun@$BUN_VERSION" || exit 1
 fi
 
-status=0
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 
 echo "== Deno: mod_test.ts"
 "$deno" test --allow-all mod_test.ts 2>&1 | tee "$log"
-[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
-count deno "$log"
+count deno "$log" "${PIPESTATUS[0]}"
 
 echo "== Bun: mod_test.ts"
 "$bun" test ./mod_test.ts 2>&1 | tee "$log"
-[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
-count bun "$log"
+count bun "$log" "${PIPESTATUS[0]}"
 
 if [ -f scripts/test_notebooks.sh ]; then
   echo "== Notebooks"
