@@ -558,6 +558,7 @@ let noteUnretrieved: (
   add: boolean,
 ) => void;
 let loopTimeline: (loop: EventLoop) => Timeline | null;
+let noteHostEvent: (loop: EventLoop) => void;
 let loopYieldFuture: (loop: EventLoop) => Future<void>;
 let timerCancelled: (loop: EventLoop, timer: TimerHandle) => void;
 
@@ -929,6 +930,10 @@ export class EventLoop {
       });
     }
     this.#unretrieved.clear();
+    // As asyncio does: a closed loop leaves no signal listener behind.
+    for (const signal of [...this.#signalListeners.keys()]) {
+      removeSignalListener(this.#signalListeners, signal);
+    }
     this.#closed = true;
     this.#readyFns.length = 0;
     this.#readyArgs.length = 0;
@@ -1455,6 +1460,9 @@ export class EventLoop {
       else loop.#unretrieved.delete(future);
     };
     loopTimeline = (loop) => loop.#timeline;
+    noteHostEvent = (loop) => {
+      loop.#lastHostTurn = performance.now();
+    };
     loopYieldFuture = (loop) => {
       if (loop.#yieldFuture === null) {
         loop.#yieldFuture = new Future<void>(loop);
@@ -4132,6 +4140,9 @@ class Inbox<T> {
   }
 
   push(item: T): void {
+    // Items come from runtime events, each a turn of the host: the loop may
+    // then answer in a microtask rather than wait for a host turn of its own.
+    noteHostEvent(this.#loop);
     this.#items.push(item);
     if (!this.#paused) this.#post();
   }

@@ -1579,6 +1579,15 @@ test("transports: a signal handler runs its callback on the loop", async () => {
   });
 });
 
+test("transports: closing a loop removes its signal handlers", () => {
+  const loop = newEventLoop();
+  const before = process.listenerCount("SIGUSR2");
+  loop.addSignalHandler("SIGUSR2", () => {});
+  assert.equal(process.listenerCount("SIGUSR2"), before + 1);
+  loop.close();
+  assert.equal(process.listenerCount("SIGUSR2"), before);
+});
+
 // A self-signed certificate for localhost and 127.0.0.1, for tests only.
 const TEST_CERT = `-----BEGIN CERTIFICATE-----
 MIIBmzCCAUGgAwIBAgIUVIZjhHkG7Sx47eTPLei/OOMip/UwCgYIKoZIzj0EAwIw
