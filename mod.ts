@@ -3109,6 +3109,11 @@ class Deque<T> {
     this.#items.push(item);
   }
 
+  unshift(item: T): void {
+    if (this.#head > 0) this.#items[--this.#head] = item;
+    else this.#items.unshift(item);
+  }
+
   shift(): T | undefined {
     const items = this.#items;
     const head = this.#head;
@@ -3228,10 +3233,11 @@ class WaiterQueue<T> {
   }
 }
 
-// Whether `future` completed normally: its waiter was handed something
-// (the lock, a unit, a notification) that it must pass on if it fails.
+// Whether `future` completed with a result: its waiter was handed something
+// (the lock, a unit, a notification, an item, a free slot) that it must pass
+// on if it fails.
 function wasHandedOver(future: Future<unknown>): boolean {
-  return future.done() && !future.cancelled();
+  return future.done() && !future.cancelled() && future.exception() === null;
 }
 
 /**
@@ -3277,19 +3283,17 @@ export class Lock {
       this.#locked = true;
       return this.#acquired ??= Promise.resolve(this.#release);
     }
-    return this.#waitForHandOver();
-  }
-
-  async #waitForHandOver(): Promise<Disposable> {
+    // Not an async function: the handlers run as the waiter wakes, which
+    // saves a hop, and the rejection handler sees a cancellation that came
+    // after the hand-over ("must cancel"), so it can pass the lock on.
     const waiter = this.#waiters.add(this);
-    try {
-      await waiter;
-    } catch (error) {
+    return waiter.then(this.#handedOver, (error) => {
       if (wasHandedOver(waiter)) this.release();
       throw error;
-    }
-    return this.#release;
+    });
   }
+
+  #handedOver = (): Disposable => this.#release;
 
   /**
    * Releases the lock, handing it to the first waiter if there is one.
@@ -3550,19 +3554,14 @@ export class Semaphore {
       this.#value--;
       return this.#acquired ??= Promise.resolve(this.#release);
     }
-    return this.#waitForHandOver();
-  }
-
-  async #waitForHandOver(): Promise<Disposable> {
     const waiter = this.#waiters.add(this);
-    try {
-      await waiter;
-    } catch (error) {
+    return waiter.then(this.#handedOver, (error) => {
       if (wasHandedOver(waiter)) this.#giveBack();
       throw error;
-    }
-    return this.#release;
+    });
   }
+
+  #handedOver = (): Disposable => this.#release;
 
   /**
    * Gives a unit back, handing it to the oldest waiter if there is one.
@@ -3730,11 +3729,13 @@ export class Barrier {
 //
 // Queue, PriorityQueue, LifoQueue: one Queue class, whose items live in an
 // ItemStore (first-in-first-out, a heap, or a stack). Blocked getters and
-// putters wait in WaiterQueues, as in asyncio: a put wakes the oldest
-// getter, which takes an item when it runs; a getter or putter that fails
-// after its wake-up passes the wake-up on, so no item or free slot is ever
-// stranded. A cancelled put() never enqueues its item. Relies on the
-// synchronization primitives above (WaiterQueue, Deque, Event).
+// putters wait in WaiterQueues and are served by hand-over, like the lock:
+// a put hands its item straight to the oldest waiting getter, a get keeps
+// the slot it frees for the oldest waiting putter, which fills it as it
+// wakes. One that fails after its hand-over gives the item back (first in
+// line) or passes the slot on, so nothing is lost, and a cancelled put()
+// never enqueues its item. Relies on the synchronization primitives above
+// (WaiterQueue, Deque, Event).
 // ---------------------------------------------------------------------------
 
 // Where a queue keeps its items; the order of `take()` is the queue's kind.
@@ -3742,6 +3743,8 @@ interface ItemStore<T> {
   readonly size: number;
   add(item: T): void;
   take(): T;
+  // Returns an item just taken, so that `take()` gives it again.
+  putBack(item: T): void;
   clear(): void;
 }
 
@@ -3755,6 +3758,9 @@ class FifoStore<T> implements ItemStore<T> {
   }
   take(): T {
     return this.#items.shift() as T;
+  }
+  putBack(item: T): void {
+    this.#items.unshift(item);
   }
   clear(): void {
     this.#items.clear();
@@ -3771,6 +3777,9 @@ class LifoStore<T> implements ItemStore<T> {
   }
   take(): T {
     return this.#items.pop() as T;
+  }
+  putBack(item: T): void {
+    this.#items.push(item);
   }
   clear(): void {
     this.#items.length = 0;
@@ -3906,6 +3915,10 @@ class HeapStore<T> implements ItemStore<T> {
     return top;
   }
 
+  putBack(item: T): void {
+    this.add(item);
+  }
+
   clear(): void {
     this.#items.length = 0;
     this.#sequence.length = 0;
@@ -3926,6 +3939,13 @@ let useStore: <T>(queue: Queue<T>, store: ItemStore<T>) => void;
  * {@linkcode QueueShutDown} at once, `get()` once the queue is empty (or at
  * once with `shutdown(true)`, which drops the items). `for await` takes
  * items until the queue is shut down and empty.
+ *
+ * Like a lock, the queue serves by hand-over: `put()` gives its item
+ * straight to the oldest waiting getter (so `qsize()` does not count it),
+ * and `get()` keeps the slot it frees for the oldest waiting putter (so
+ * `full()` stays true until that putter runs). As with any promise, an item
+ * that is itself a promise or a {@linkcode Future} is awaited by
+ * `await queue.get()`: box it (`{ task }`) to pass it along as is.
  *
  * @example Workers
  * ```ts
@@ -3951,8 +3971,9 @@ let useStore: <T>(queue: Queue<T>, store: ItemStore<T>) => void;
 export class Queue<T> implements AsyncIterable<T> {
   #maxsize: number;
   #items: ItemStore<T> = new FifoStore<T>();
-  #getters = new WaiterQueue<void>();
+  #getters = new WaiterQueue<T>();
   #putters = new WaiterQueue<void>();
+  #reservedSlots = 0;
   #unfinishedTasks = 0;
   #finished: Event | null = null;
   #shutDown = false;
@@ -3971,7 +3992,10 @@ export class Queue<T> implements AsyncIterable<T> {
     return this.#maxsize;
   }
 
-  /** How many items are in the queue. */
+  /**
+   * How many items are in the queue. An item handed to a waiting getter
+   * that has not run yet is no longer counted.
+   */
   qsize(): number {
     return this.#items.size;
   }
@@ -3981,9 +4005,13 @@ export class Queue<T> implements AsyncIterable<T> {
     return this.#items.size === 0;
   }
 
-  /** Whether the queue holds `maxsize` items (never, when unbounded). */
+  /**
+   * Whether there is no room for another item (never, when unbounded). A
+   * slot freed for a waiting putter that has not run yet counts as taken.
+   */
   full(): boolean {
-    return this.#maxsize > 0 && this.#items.size >= this.#maxsize;
+    return this.#maxsize > 0 &&
+      this.#items.size + this.#reservedSlots >= this.#maxsize;
   }
 
   /**
@@ -3992,29 +4020,32 @@ export class Queue<T> implements AsyncIterable<T> {
    * @throws {QueueShutDown} if the queue is shut down, or is while waiting.
    */
   put(item: T): Promise<void> {
-    if (this.#shutDown || this.full()) return this.#waitForRoom(item);
-    try {
-      this.putNowait(item);
-    } catch (error) {
-      return Promise.reject(error);
-    }
-    return RESOLVED_VOID;
-  }
-
-  async #waitForRoom(item: T): Promise<void> {
-    while (this.full()) {
-      if (this.#shutDown) throw new QueueShutDown();
-      const putter = this.#putters.add(this);
+    if (this.#shutDown || !this.full()) {
       try {
-        await putter;
+        this.putNowait(item);
       } catch (error) {
-        if (wasHandedOver(putter) && !this.full()) {
-          this.#putters.wakeFirst(undefined);
-        }
+        return Promise.reject(error);
+      }
+      return RESOLVED_VOID;
+    }
+    // The putter is woken with a slot kept for it; it fills the slot as it
+    // wakes, or, failing, passes the slot on.
+    const putter = this.#putters.add(this);
+    return putter.then(() => {
+      this.#reservedSlots--;
+      try {
+        this.putNowait(item);
+      } catch (error) {
+        this.#passSlotOn();
         throw error;
       }
-    }
-    this.putNowait(item);
+    }, (error) => {
+      if (wasHandedOver(putter)) {
+        this.#reservedSlots--;
+        this.#passSlotOn();
+      }
+      throw error;
+    });
   }
 
   /**
@@ -4026,9 +4057,9 @@ export class Queue<T> implements AsyncIterable<T> {
   putNowait(item: T): void {
     if (this.#shutDown) throw new QueueShutDown();
     if (this.full()) throw new QueueFull();
-    this.#items.add(item);
+    // Getters wait only on an empty queue: the oldest gets the item directly.
+    if (!this.#getters.wakeFirst(item)) this.#items.add(item);
     if (this.#unfinishedTasks++ === 0) this.#finished?.clear();
-    this.#getters.wakeFirst(undefined);
   }
 
   /**
@@ -4037,28 +4068,20 @@ export class Queue<T> implements AsyncIterable<T> {
    * @throws {QueueShutDown} once the queue is shut down and empty.
    */
   get(): Promise<T> {
-    if (this.#items.size === 0) return this.#waitForItem();
-    try {
-      return Promise.resolve(this.getNowait());
-    } catch (error) {
-      return Promise.reject(error);
-    }
-  }
-
-  async #waitForItem(): Promise<T> {
-    while (this.#items.size === 0) {
-      if (this.#shutDown) throw new QueueShutDown();
-      const getter = this.#getters.add(this);
+    if (this.#items.size > 0 || this.#shutDown) {
       try {
-        await getter;
+        return Promise.resolve(this.getNowait());
       } catch (error) {
-        if (wasHandedOver(getter) && this.#items.size > 0) {
-          this.#getters.wakeFirst(undefined);
-        }
-        throw error;
+        return Promise.reject(error);
       }
     }
-    return this.getNowait();
+    const getter = this.#getters.add(this);
+    return getter.then(undefined, (error) => {
+      // Handed an item, then cancelled before running: the item goes back
+      // to the front, for the next getter.
+      if (wasHandedOver(getter)) this.#giveBack(getter.result());
+      throw error;
+    });
   }
 
   /**
@@ -4072,8 +4095,19 @@ export class Queue<T> implements AsyncIterable<T> {
       throw this.#shutDown ? new QueueShutDown() : new QueueEmpty();
     }
     const item = this.#items.take();
-    this.#putters.wakeFirst(undefined);
+    this.#passSlotOn();
     return item;
+  }
+
+  #giveBack(item: T): void {
+    if (!this.#getters.wakeFirst(item)) this.#items.putBack(item);
+  }
+
+  // Keeps a free slot for the oldest waiting putter.
+  #passSlotOn(): void {
+    if (!this.full() && this.#putters.wakeFirst(undefined)) {
+      this.#reservedSlots++;
+    }
   }
 
   /**
@@ -4109,8 +4143,9 @@ export class Queue<T> implements AsyncIterable<T> {
       this.#unfinishedTasks = Math.max(0, this.#unfinishedTasks - dropped);
       if (this.#unfinishedTasks === 0) this.#finished?.set();
     }
-    this.#getters.wakeAll(undefined);
-    this.#putters.wakeAll(undefined);
+    // Getters wait only on an empty queue, putters only on a full one.
+    this.#getters.failAll(() => new QueueShutDown());
+    this.#putters.failAll(() => new QueueShutDown());
   }
 
   /** Takes items with `get()` until the queue is shut down and empty. */
