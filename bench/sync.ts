@@ -2,8 +2,8 @@
  * Benchmark of `@aio/asyncio`'s queues, locks and events against bare
  * hand-written promise primitives, in the same process.
  *
- *     deno run -A bench/sync.ts [--quick] [--runs N] [--asyncio JSON] [--uvloop JSON]
- *     bun bench/sync.ts [--quick] [--runs N] [--asyncio JSON] [--uvloop JSON]
+ *     deno run -A bench/sync.ts [--quick] [--runs N] [--only WORKLOAD] [--asyncio JSON] [--uvloop JSON]
+ *     bun bench/sync.ts [--quick] [--runs N] [--only WORKLOAD] [--asyncio JSON] [--uvloop JSON]
  *
  * `--asyncio` and `--uvloop` take the JSON printed by `bench/sync_asyncio.py`
  * (same workloads in CPython) and add those columns, for instance:
@@ -383,7 +383,9 @@ const lines = [
   "| workload | ours ops/s | bare promises ops/s | ours/bare | asyncio ops/s | uvloop ops/s | ours/uvloop |",
   "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
 ];
+const only = flag("--only");
 for (const workload of WORKLOADS) {
+  if (only !== undefined && only !== workload) continue;
   const floor = await measure(bare[workload], workload);
   const mine = await measure(ours[workload], workload);
   console.error(`# ${workload}: ours ${ops(mine)}, bare ${ops(floor)}`);
