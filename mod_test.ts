@@ -1223,11 +1223,8 @@ import {
   BrokenBarrierError,
   Condition,
   Event,
-  gather,
   Lock,
-  RuntimeError,
   Semaphore,
-  type Task,
 } from "./mod.ts";
 
 // A seeded PRNG (mulberry32), so that random storms replay exactly.
