@@ -737,7 +737,11 @@ export class EventLoop {
   #readyArgs: unknown[] = [];
   #spareFns: Step[] = [];
   #spareArgs: unknown[] = [];
+  // Counted rather than pushed and truncated: the arrays keep their
+  // capacity from batch to batch instead of growing again each time.
+  #readyCount = 0;
   #runScheduled = false;
+  #batchesSinceClock = 0;
   #lastHostTurn = -Infinity;
   #scheduledTimers: TimerHandle[] = [];
   #cancelledTimerCount = 0;
@@ -937,6 +941,7 @@ export class EventLoop {
     this.#closed = true;
     this.#readyFns.length = 0;
     this.#readyArgs.length = 0;
+    this.#readyCount = 0;
     for (const timer of this.#scheduledTimers) TimerHandle.unschedule(timer);
     this.#scheduledTimers.length = 0;
     this.#disarmHostTimer();
@@ -1165,15 +1170,21 @@ export class EventLoop {
   }
 
   #schedule<A>(step: (argument: A) => void, argument: A): void {
-    this.#readyFns.push(step as Step);
-    this.#readyArgs.push(argument);
+    const index = this.#readyCount++;
+    this.#readyFns[index] = step as Step;
+    this.#readyArgs[index] = argument;
     if (!this.#runScheduled) this.#scheduleRun();
   }
 
   #scheduleRun(): void {
     if (this.#closed) return;
     this.#runScheduled = true;
-    if (performance.now() - this.#lastHostTurn < HOST_TURN_BUDGET_MS) {
+    // Reading the clock costs as much as the rest of a small batch: look
+    // at it only every few batches.
+    if (
+      (++this.#batchesSinceClock & 7) !== 0 ||
+      performance.now() - this.#lastHostTurn < HOST_TURN_BUDGET_MS
+    ) {
       queueMicrotask(this.#runFromMicrotask);
     } else {
       setImmediate(this.#runFromHost);
@@ -1199,31 +1210,32 @@ export class EventLoop {
       while (timers.length > 0 && timers[0].when() <= now) {
         const timer = this.#popTimer();
         if (!timer.cancelled()) {
-          this.#readyFns.push(runHandle as Step);
-          this.#readyArgs.push(timer);
+          const index = this.#readyCount++;
+          this.#readyFns[index] = runHandle as Step;
+          this.#readyArgs[index] = timer;
         }
       }
     }
     const fns = this.#readyFns;
     const args = this.#readyArgs;
+    const count = this.#readyCount;
     this.#readyFns = this.#spareFns;
     this.#readyArgs = this.#spareArgs;
+    this.#readyCount = 0;
     const outer = loopBeingRun;
     loopBeingRun = this;
     try {
-      for (let i = 0; i < fns.length; i++) {
+      for (let i = 0; i < count; i++) {
         const argument = args[i];
         args[i] = undefined;
         (fns[i] as (argument: unknown) => void)(argument);
       }
     } finally {
       loopBeingRun = outer;
-      fns.length = 0;
-      args.length = 0;
       this.#spareFns = fns;
       this.#spareArgs = args;
     }
-    if (this.#readyFns.length > 0) {
+    if (this.#readyCount > 0) {
       if (!this.#runScheduled) this.#scheduleRun();
     } else {
       this.#afterIdle();
@@ -1249,7 +1261,7 @@ export class EventLoop {
 
   #idleCheck = (): void => {
     this.#idleCheckScheduled = false;
-    if (this.#closed || this.#runScheduled || this.#readyFns.length > 0) return;
+    if (this.#closed || this.#runScheduled || this.#readyCount > 0) return;
     if (this.#foreignWaits > 0) return;
     if (this.#unblockedTasks > 0) {
       // A task awaits something the loop cannot see (a bare promise). It
