@@ -79,13 +79,7 @@ import * as tls from "node:tls";
  * });
  * ```
  */
-export class CancelledError extends Error {
-  /** Creates the error; `message` is the one given to `cancel(msg)`. */
-  constructor(message?: string, options?: ErrorOptions) {
-    super(message ?? "", options);
-    this.name = "CancelledError";
-  }
-}
+export class CancelledError extends Error {}
 
 /**
  * A deadline passed: raised by {@linkcode waitFor}, {@linkcode timeout} and
@@ -105,13 +99,7 @@ export class CancelledError extends Error {
  * });
  * ```
  */
-export class TimeoutError extends Error {
-  /** Creates the error. */
-  constructor(message?: string, options?: ErrorOptions) {
-    super(message ?? "", options);
-    this.name = "TimeoutError";
-  }
-}
+export class TimeoutError extends Error {}
 
 /**
  * A future was used in the wrong state: its result read before it is done,
@@ -132,13 +120,7 @@ export class TimeoutError extends Error {
  * });
  * ```
  */
-export class InvalidStateError extends Error {
-  /** Creates the error. */
-  constructor(message?: string, options?: ErrorOptions) {
-    super(message ?? "", options);
-    this.name = "InvalidStateError";
-  }
-}
+export class InvalidStateError extends Error {}
 
 /**
  * Python's `RuntimeError`: an operation that is wrong in the current state of
@@ -156,13 +138,7 @@ export class InvalidStateError extends Error {
  * }
  * ```
  */
-export class RuntimeError extends Error {
-  /** Creates the error. */
-  constructor(message?: string, options?: ErrorOptions) {
-    super(message ?? "", options);
-    this.name = "RuntimeError";
-  }
-}
+export class RuntimeError extends Error {}
 
 /**
  * Several errors at once, as Python's `ExceptionGroup`: thrown by
@@ -245,13 +221,7 @@ export class ExceptionGroup extends AggregateError {
  * }
  * ```
  */
-export class QueueEmpty extends Error {
-  /** Creates the error. */
-  constructor(message?: string, options?: ErrorOptions) {
-    super(message ?? "", options);
-    this.name = "QueueEmpty";
-  }
-}
+export class QueueEmpty extends Error {}
 
 /**
  * {@linkcode Queue.putNowait} found the queue full.
@@ -269,13 +239,7 @@ export class QueueEmpty extends Error {
  * }
  * ```
  */
-export class QueueFull extends Error {
-  /** Creates the error. */
-  constructor(message?: string, options?: ErrorOptions) {
-    super(message ?? "", options);
-    this.name = "QueueFull";
-  }
-}
+export class QueueFull extends Error {}
 
 /**
  * The queue was shut down: raised by `put()` at once, and by `get()` once the
@@ -294,13 +258,7 @@ export class QueueFull extends Error {
  * }
  * ```
  */
-export class QueueShutDown extends Error {
-  /** Creates the error. */
-  constructor(message?: string, options?: ErrorOptions) {
-    super(message ?? "", options);
-    this.name = "QueueShutDown";
-  }
-}
+export class QueueShutDown extends Error {}
 
 /**
  * A {@linkcode Barrier} was reset or aborted while a task waited on it.
@@ -320,13 +278,31 @@ export class QueueShutDown extends Error {
  * });
  * ```
  */
-export class BrokenBarrierError extends Error {
-  /** Creates the error. */
-  constructor(message?: string, options?: ErrorOptions) {
-    super(message ?? "", options);
-    this.name = "BrokenBarrierError";
+export class BrokenBarrierError extends Error {}
+
+// Each error names itself on its prototype, as the built-in errors do, so
+// that stack traces and messages say `QueueEmpty: ...`. The names are
+// spelled out rather than read from the classes, which minifiers rename.
+function nameErrorClasses(classes: Record<string, { prototype: Error }>) {
+  for (const [name, errorClass] of Object.entries(classes)) {
+    Object.defineProperty(errorClass.prototype, "name", {
+      value: name,
+      writable: true,
+      configurable: true,
+    });
   }
 }
+
+nameErrorClasses({
+  CancelledError,
+  TimeoutError,
+  InvalidStateError,
+  RuntimeError,
+  QueueEmpty,
+  QueueFull,
+  QueueShutDown,
+  BrokenBarrierError,
+});
 
 /**
  * The stream ended before `readexactly(n)` or `readuntil()` got what it
