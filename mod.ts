@@ -3,10 +3,23 @@
  *
  * Coroutines are plain `async` functions. A {@linkcode Task} runs one of them
  * concurrently with the others, and can be cancelled at the exact `await` it
- * is blocked on, as in Python. Around that core sit the rest of asyncio:
- * {@linkcode run}, {@linkcode gather}, {@linkcode wait}, {@linkcode waitFor},
- * {@linkcode timeout}, {@linkcode taskGroup}, {@linkcode shield}, and a
- * low-level {@linkcode EventLoop} with callbacks, timers and futures.
+ * is blocked on, as in Python. Around that core sits the rest of asyncio:
+ *
+ * - running and waiting: {@linkcode run}, {@linkcode gather},
+ *   {@linkcode wait}, {@linkcode waitFor}, {@linkcode asCompleted},
+ *   {@linkcode timeout}, {@linkcode taskGroup}, {@linkcode shield};
+ * - synchronization and queues: {@linkcode Lock}, {@linkcode Event},
+ *   {@linkcode Condition}, {@linkcode Semaphore}, {@linkcode Barrier},
+ *   {@linkcode Queue}, {@linkcode PriorityQueue}, {@linkcode LifoQueue};
+ * - network I/O and processes: {@linkcode openConnection},
+ *   {@linkcode startServer}, {@linkcode createSubprocessExec}, and below
+ *   them transports and protocols;
+ * - the low-level {@linkcode EventLoop}: callbacks, timers, futures, signals.
+ *
+ * The file reads in that order, as asyncio's documentation does: errors,
+ * event loop, futures, tasks, runners, waiting and timeouts, task groups,
+ * synchronization, queues, transports and protocols, streams, subprocesses,
+ * introspection, and timelines.
  *
  * Conventions, where they differ from Python: time is in **milliseconds**,
  * names are `camelCase`, and a coroutine is passed to {@linkcode createTask}
