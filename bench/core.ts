@@ -41,6 +41,7 @@
  * `--asyncio JSON` and `--uvloop JSON` (the output of `core_asyncio.py`) add
  * CPython columns to the table; `bench/run.sh` uses them.
  */
+import { bareScheduler } from "./floor.ts";
 
 // ---------------------------------------------------------------- runtime
 
@@ -123,32 +124,6 @@ const DELAYS = timerDelays(N_TIMERS);
 
 // ---------------------------------------------------------------- the floor
 
-/**
- * The bare cooperative FIFO scheduler used as the floor for "switches".
- * `yieldNow()` parks the caller on the ready queue; the first park in a batch
- * queues one microtask that resolves the whole batch in FIFO order; tasks
- * parking while that batch runs go to the next batch. No timers, no task
- * objects, no cancellation: only the queue an asyncio-style loop needs.
- */
-function makeBareScheduler(): () => Promise<void> {
-  let ready: Array<() => void> = [];
-  let scheduled = false;
-  const drain = () => {
-    scheduled = false;
-    const batch = ready;
-    ready = [];
-    for (let i = 0; i < batch.length; i++) batch[i]();
-  };
-  return () =>
-    new Promise<void>((resolve) => {
-      ready.push(resolve);
-      if (!scheduled) {
-        scheduled = true;
-        queueMicrotask(drain);
-      }
-    });
-}
-
 const sumOf = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
 
 const floor = {
@@ -163,7 +138,7 @@ const floor = {
     return sumOf(results);
   },
   async switches(): Promise<number> {
-    const yieldNow = makeBareScheduler();
+    const yieldNow = bareScheduler();
     const worker = async () => {
       for (let i = 0; i < SWITCHES_PER_TASK; i++) await yieldNow();
       return SWITCHES_PER_TASK;

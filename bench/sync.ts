@@ -45,6 +45,7 @@ import {
   sleep,
   type Task,
 } from "../mod.ts";
+import { bareScheduler } from "./floor.ts";
 
 // ---------------------------------------------------------------- runtime
 
@@ -166,26 +167,6 @@ class BareEvent {
     for (const resolve of this.#waiters) resolve();
     this.#waiters = [];
   }
-}
-
-// `sleep(0)` for bare tasks: a ready list drained batch by batch.
-function bareScheduler(): () => Promise<void> {
-  let ready: (() => void)[] = [];
-  let scheduled = false;
-  const drain = () => {
-    scheduled = false;
-    const batch = ready;
-    ready = [];
-    for (const resolve of batch) resolve();
-  };
-  return () =>
-    new Promise<void>((resolve) => {
-      ready.push(resolve);
-      if (!scheduled) {
-        scheduled = true;
-        queueMicrotask(drain);
-      }
-    });
 }
 
 const bare = {
