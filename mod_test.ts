@@ -3315,6 +3315,70 @@ test("timeline: examples/ programs run and print what they should", async () => 
       "",
     ].join("\n"),
   );
+  const pool = await runExample("worker_pool.ts", "--virtual");
+  const poolLines = pool.split("\n");
+  assert.deepEqual(poolLines.slice(0, 11), [
+    "100 ms: w2 finished a 100 ms job",
+    "200 ms: w3 finished a 200 ms job",
+    "300 ms: w1 finished a 300 ms job",
+    "300 ms: w3 finished a 100 ms job",
+    "500 ms: w2 finished a 400 ms job",
+    "500 ms: w1 finished a 200 ms job",
+    "600 ms: w3 finished a 300 ms job",
+    "600 ms: w2 finished a 100 ms job",
+    "700 ms: w1 finished a 200 ms job",
+    "700 ms: all 9 jobs (1900 ms of work) done",
+    "700 ms: 3 workers cancelled",
+  ], pool);
+  assert.match(pool, /\nthree workers, nine jobs\nmain +\|#-+#\| 700 ms\n/);
+  for (const worker of ["w1", "w2", "w3"]) {
+    assert.match(
+      pool,
+      new RegExp(`\n${worker} +\\|[#-]+\\| 700 ms, cancelled\n`),
+    );
+  }
+  assert.equal(
+    await runExample("rate_limit.ts", "--virtual"),
+    [
+      "0 ms: start  file0 (1 at work)",
+      "0 ms: start  file1 (2 at work)",
+      "0 ms: start  file2 (3 at work)",
+      "100 ms: start  file3 (3 at work)",
+      "200 ms: start  file4 (2 at work)",
+      "200 ms: start  file5 (3 at work)",
+      "300 ms: start  file6 (2 at work)",
+      "300 ms: start  file7 (3 at work)",
+      "400 ms: start  file8 (2 at work)",
+      "400 ms: start  file9 (3 at work)",
+      "600 ms: 10 files, 16000 bytes, at most 3 at once",
+      "",
+    ].join("\n"),
+  );
+  assert.equal(
+    await runExample("producer_consumer.ts", "--virtual"),
+    [
+      "50 ms: producer put 1, waited 0 ms",
+      "100 ms: producer put 2, waited 0 ms",
+      "150 ms: producer put 3, waited 0 ms",
+      "250 ms: consumer used 1",
+      "250 ms: producer put 4, waited 50 ms",
+      "450 ms: consumer used 2",
+      "450 ms: producer put 5, waited 150 ms",
+      "650 ms: consumer used 3",
+      "650 ms: producer put 6, waited 150 ms",
+      "650 ms: producer done, 2 items queued",
+      "850 ms: consumer used 4",
+      "1050 ms: consumer used 5",
+      "1250 ms: consumer used 6",
+      "1250 ms: consumer: no more items",
+      "",
+    ].join("\n"),
+  );
+  const pipeline = await runExample("subprocess_pipeline.ts");
+  assert.match(
+    pipeline,
+    /^awk counted 100000 lines adding up to 5000050000\nexit codes: 0 0\nsleep 60 took too long; terminated: -15\nas expected: .*no-such-program.*\n$/,
+  );
   const out = await runExample("timeline.ts");
   assert.match(out, /^hello\nworld\ntwo tasks/);
   assert.match(out, /\nhello +\|#-+# +\| 1000 ms\n/);
