@@ -3261,6 +3261,50 @@ async function runExample(file: string, ...args: string[]): Promise<string> {
   });
 }
 
+test("examples: the echo client talks to the echo server, each a program", async () => {
+  const { spawn } = await import("node:child_process");
+  const { fileURLToPath } = await import("node:url");
+  const process = (await import("node:process")).default;
+  const path = fileURLToPath(
+    new URL("./examples/echo_server.ts", import.meta.url),
+  );
+  const args = ["--port", "0", "--seconds", "60"];
+  const server = spawn(
+    process.execPath,
+    "Deno" in globalThis ? ["run", "-A", path, ...args] : [path, ...args],
+    {
+      stdio: ["ignore", "pipe", "inherit"],
+      env: { ...process.env, NO_COLOR: "1" },
+    },
+  );
+  const exited = new Promise((resolve) => server.on("exit", resolve));
+  try {
+    const port = await new Promise<number>((resolve, reject) => {
+      let output = "";
+      server.stdout!.on("data", (chunk) => {
+        output += chunk;
+        const found = output.match(/serving on \[ "127\.0\.0\.1", (\d+) \]/);
+        if (found) resolve(Number(found[1]));
+      });
+      server.on("exit", () => reject(new Error(`server exited: ${output}`)));
+    });
+    const out = await runExample("echo_client.ts", "--port", String(port));
+    assert.equal(
+      out,
+      [
+        'sent "Hello World!" received "Hello World!"',
+        'sent "Bonjour" received "Bonjour"',
+        'sent "Hallo Welt" received "Hallo Welt"',
+        "",
+      ].join("\n"),
+    );
+  } finally {
+    server.kill();
+    await exited;
+    server.stdout!.destroy();
+  }
+});
+
 function secondsOfDay(clock: string): number {
   const [h, m, s] = clock.split(":").map(Number);
   return h * 3600 + m * 60 + s;

@@ -5,8 +5,12 @@
  *     deno run -A examples/echo_server.ts
  *     deno run -A examples/echo_client.ts   # in another terminal
  *
+ * `--port N` serves on another port (0: any free one), `--seconds S` for
+ * another while.
+ *
  * @module
  */
+import process from "node:process";
 import {
   run,
   type Server,
@@ -37,12 +41,26 @@ export function startEchoServer(
   );
 }
 
+/** The value after `--name` on the command line, as a number. */
+export function numberOption(name: string, fallback: number): number {
+  const at = process.argv.indexOf(`--${name}`);
+  return at >= 0 ? Number(process.argv[at + 1]) : fallback;
+}
+
 if (import.meta.main) {
   await run(async () => {
-    const server = await startEchoServer();
-    console.log("serving on", server.sockets[0].getsockname(), "for 10 s");
+    const seconds = numberOption("seconds", 10);
+    const server = await startEchoServer(
+      "127.0.0.1",
+      numberOption("port", 8888),
+    );
+    console.log(
+      "serving on",
+      server.sockets[0].getsockname(),
+      `for ${seconds} s`,
+    );
     try {
-      await timeout(10_000, () => server.serveForever());
+      await timeout(seconds * 1000, () => server.serveForever());
     } catch (error) {
       if (!(error instanceof TimeoutError)) throw error;
     }
