@@ -541,6 +541,26 @@ let noteTaskDone: (
   wasBlocked: boolean,
 ) => void;
 let noteForeignWait: (loop: EventLoop, delta: number) => void;
+// What is left to report of a failed future once it is garbage-collected:
+// everything but the future itself, which must be free to go.
+interface CollectedFailure {
+  loop: EventLoop;
+  ref: WeakRef<Future<unknown>>;
+  message: string;
+  exception: unknown;
+}
+
+let reportCollected: (record: CollectedFailure) => void;
+const unretrievedRegistry = new FinalizationRegistry<CollectedFailure>(
+  (record) => reportCollected(record),
+);
+
+function unretrievedMessage(future: Future<unknown>): string {
+  return future instanceof Task
+    ? `Task exception was never retrieved (task "${future.getName()}")`
+    : "Future exception was never retrieved";
+}
+
 let noteUnretrieved: (
   loop: EventLoop,
   future: Future<unknown>,
@@ -747,7 +767,10 @@ export class EventLoop {
   #liveTasks: Task<unknown>[] = [];
   #yieldFuture: Future<void> | null = null;
   #plainTaskOptions: TaskOptions & { loop: EventLoop } = { loop: this };
-  #unretrieved = new Set<Future<unknown>>();
+  // Failed futures whose error nobody has read yet, held weakly, so that a
+  // forgotten one can still be garbage-collected and reported then.
+  #unretrieved = new WeakMap<Future<unknown>, WeakRef<Future<unknown>>>();
+  #unretrievedRefs = new Map<WeakRef<Future<unknown>>, CollectedFailure>();
   #closed = false;
   #running = false;
   #stopRequested: (() => void) | null = null;
@@ -903,26 +926,29 @@ export class EventLoop {
   /**
    * Closes the loop: drops pending callbacks and timers, and reports to the
    * exception handler every failed future whose error nobody retrieved.
-   * Python reports those when they are garbage-collected; here it happens
-   * at close, deterministically.
+   * Python reports those when they are garbage-collected, which happens
+   * here too while the loop runs; at the latest, the loop's close reports
+   * the rest, deterministically.
    */
   close(): void {
     if (this.#running) {
       throw new RuntimeError("Cannot close a running event loop");
     }
     if (this.#closed) return;
-    for (const future of this.#unretrieved) {
-      const task = future instanceof Task ? future : undefined;
+    for (const [ref, failure] of this.#unretrievedRefs) {
+      unretrievedRegistry.unregister(ref);
+      // Collected, but its finalizer has not run yet: report it from the
+      // record, since the finalizer will find the loop closed.
+      const future = ref.deref();
       this.callExceptionHandler({
-        message: task
-          ? `Task exception was never retrieved (task "${task.getName()}")`
-          : "Future exception was never retrieved",
-        exception: future.exception(),
+        message: failure.message,
+        exception: failure.exception,
         future,
-        task,
+        task: future instanceof Task ? future : undefined,
       });
     }
-    this.#unretrieved.clear();
+    this.#unretrieved = new WeakMap();
+    this.#unretrievedRefs.clear();
     // As asyncio does: a closed loop leaves no signal listener behind.
     for (const signal of [...this.#signalListeners.keys()]) {
       removeSignalListener(this.#signalListeners, signal);
@@ -1457,8 +1483,24 @@ export class EventLoop {
       }
     };
     noteUnretrieved = (loop, future, add) => {
-      if (add) loop.#unretrieved.add(future);
-      else loop.#unretrieved.delete(future);
+      if (add) {
+        const ref = new WeakRef(future);
+        const failure = {
+          loop,
+          ref,
+          message: unretrievedMessage(future),
+          exception: futureValue(future),
+        };
+        loop.#unretrieved.set(future, ref);
+        loop.#unretrievedRefs.set(ref, failure);
+        unretrievedRegistry.register(future, failure, ref);
+        return;
+      }
+      const ref = loop.#unretrieved.get(future);
+      if (ref === undefined) return;
+      loop.#unretrieved.delete(future);
+      loop.#unretrievedRefs.delete(ref);
+      unretrievedRegistry.unregister(ref);
     };
     loopTimeline = (loop) => loop.#timeline;
     noteHostEvent = (loop) => {
@@ -1472,6 +1514,14 @@ export class EventLoop {
       return loop.#yieldFuture;
     };
     timerCancelled = (loop, timer) => loop.#onTimerCancelled(timer);
+    reportCollected = (record) => {
+      const loop = record.loop;
+      if (!loop.#unretrievedRefs.delete(record.ref) || loop.#closed) return;
+      loop.callExceptionHandler({
+        message: record.message,
+        exception: record.exception,
+      });
+    };
   }
 }
 

@@ -653,6 +653,44 @@ test("task: a failed task nobody awaits goes to the exception handler", async ()
   assert.equal((contexts[0].exception as Error).message, "forgotten");
 });
 
+// Garbage collection on demand: Bun has it, Deno with --v8-flags=--expose-gc
+// (scripts/test.sh passes it).
+const collectGarbage: (() => void) | undefined =
+  (globalThis as { gc?: () => void }).gc ??
+    (globalThis as { Bun?: { gc(full: boolean): void } }).Bun?.gc.bind(
+      null,
+      true,
+    );
+
+test(
+  "task: a forgotten failed task is reported once garbage-collected, while the loop runs",
+  { skip: collectGarbage === undefined ? "needs --expose-gc" : false },
+  async () => {
+    const reported: string[] = [];
+    await run(async () => {
+      const loop = getRunningLoop();
+      loop.setExceptionHandler((_loop, context) =>
+        reported.push(context.message)
+      );
+      (() => {
+        createTask(() => Promise.reject(new Error("forgotten")), {
+          name: "orphan",
+        });
+      })();
+      await sleep(1);
+      // Finalizers run in host turns of their own after a collection.
+      for (let turn = 0; turn < 50 && reported.length === 0; turn++) {
+        collectGarbage!();
+        await wrapFuture(new Promise((resolve) => setTimeout(resolve, 0)));
+      }
+      assert.deepEqual(reported, [
+        'Task exception was never retrieved (task "orphan")',
+      ]);
+    });
+    assert.equal(reported.length, 1); // not reported again at close
+  },
+);
+
 test("task: the default exception handler writes one line naming the task", async () => {
   const lines: string[] = [];
   const original = console.error;

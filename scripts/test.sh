@@ -58,7 +58,7 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 
 echo "== Deno: mod_test.ts"
-"$deno" test --allow-all mod_test.ts 2>&1 | tee "$log"
+"$deno" test --allow-all --v8-flags=--expose-gc mod_test.ts 2>&1 | tee "$log"
 count deno "$log" "${PIPESTATUS[0]}"
 
 echo "== Bun: mod_test.ts"
