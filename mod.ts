@@ -567,7 +567,19 @@ let noteUnretrieved: (
   add: boolean,
 ) => void;
 let loopTimeline: (loop: EventLoop) => Timeline | null;
-let noteHostEvent: (loop: EventLoop) => void;
+let runOnLoopNow: (loop: EventLoop, callback: () => void) => void;
+
+// Runs a callback posted with runOnLoopNow(), as a loop callback.
+function runCallbackStep(callback: () => void): void {
+  try {
+    callback();
+  } catch (error) {
+    getRunningLoop().callExceptionHandler({
+      message: `Exception in callback ${callback.name || "anonymous"}()`,
+      exception: error,
+    });
+  }
+}
 let loopYieldFuture: (loop: EventLoop) => Future<void>;
 let timerCancelled: (loop: EventLoop, timer: TimerHandle) => void;
 
@@ -1503,8 +1515,18 @@ export class EventLoop {
       unretrievedRegistry.unregister(ref);
     };
     loopTimeline = (loop) => loop.#timeline;
-    noteHostEvent = (loop) => {
+    runOnLoopNow = (loop, callback) => {
+      if (loop.#closed) return;
+      const index = loop.#readyCount++;
+      loop.#readyFns[index] = runCallbackStep as Step;
+      loop.#readyArgs[index] = callback;
+      if (loopBeingRun !== null) {
+        // Inside a batch already (of this loop or another): take a turn.
+        if (!loop.#runScheduled) loop.#scheduleRun();
+        return;
+      }
       loop.#lastHostTurn = performance.now();
+      taskContext.exit(loop.#runOnce);
     };
     loopYieldFuture = (loop) => {
       if (loop.#yieldFuture === null) {
@@ -5362,12 +5384,14 @@ class Inbox<T> {
     this.#paused = paused;
   }
 
+  // Called from the runtime's events, each a turn of the host of its own:
+  // like asyncio's loop after a poll, the loop runs the delivery at once,
+  // so a protocol can answer inside the event, as a bare server would.
   push(item: T): void {
-    // Items come from runtime events, each a turn of the host: the loop may
-    // then answer in a microtask rather than wait for a host turn of its own.
-    noteHostEvent(this.#loop);
     this.#items.push(item);
-    if (!this.#paused) this.#post();
+    if (this.#paused || this.#posted) return;
+    this.#posted = true;
+    runOnLoopNow(this.#loop, this.#run);
   }
 
   pause(): void {
