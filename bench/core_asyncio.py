@@ -24,16 +24,9 @@ call on a fresh event loop (like `run(...)` in core.ts), after gc.collect().
 """
 
 import asyncio
-import gc
-import json
-import statistics
-import sys
-import time
 
-ARGS = sys.argv[1:]
-SCALE = 10 if "--quick" in ARGS else 1
-MAX_RUNS = int(ARGS[ARGS.index("--runs") + 1]) if "--runs" in ARGS else 5
-BUDGET_S = 4.0
+from asyncio_harness import SCALE, main, max_runs
+
 
 N_TASKS = 100_000 // SCALE
 SWITCH_TASKS = 10
@@ -90,67 +83,5 @@ WORKLOADS = {
 }
 
 
-def once(loop_factory, fn, expected, what):
-    gc.collect()
-    with asyncio.Runner(loop_factory=loop_factory) as runner:
-        t0 = time.perf_counter()
-        got = runner.run(fn())
-        dt = time.perf_counter() - t0
-    if got != expected:
-        raise RuntimeError(f"{what}: wrong result {got}, expected {expected}")
-    return dt
-
-
-def measure(loop_name, loop_factory):
-    out = {}
-    for name, (fn, ops) in WORKLOADS.items():
-        what = f"{loop_name}/{name}"
-        start = time.perf_counter()
-        once(loop_factory, fn, ops, what)  # warm-up
-        times = []
-        while len(times) < MAX_RUNS:
-            times.append(once(loop_factory, fn, ops, what))
-            spent = time.perf_counter() - start
-            if spent > 3 * BUDGET_S:
-                break
-            if spent > BUDGET_S and len(times) >= min(3, MAX_RUNS):
-                break
-        median = statistics.median(times)
-        out[name] = ops / median
-        print(
-            f"# {what}: {ops / median:,.0f} ops/s "
-            f"(median {median * 1000:.1f} ms of {len(times)} runs)",
-            file=sys.stderr,
-        )
-    return out
-
-
-def uvloop_factory():
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
-
-
-def main():
-    print(f"# {sys.executable} {sys.version.split()[0]}", file=sys.stderr)
-    if "--uvloop" in ARGS or "--both" in ARGS:
-        factory = uvloop_factory()
-        if factory is None:
-            print(f"uvloop is not importable from {sys.executable}", file=sys.stderr)
-            sys.exit(2)
-    if "--both" in ARGS:
-        result = {
-            "asyncio": measure("asyncio", asyncio.new_event_loop),
-            "uvloop": measure("uvloop", factory),
-        }
-    elif "--uvloop" in ARGS:
-        result = measure("uvloop", factory)
-    else:
-        result = measure("asyncio", asyncio.new_event_loop)
-    print(json.dumps(result))
-
-
 if __name__ == "__main__":
-    main()
+    main(WORKLOADS, max_runs(5))

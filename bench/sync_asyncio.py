@@ -15,16 +15,9 @@ median is reported. Each run is a whole asyncio.Runner.run on a fresh loop.
 """
 
 import asyncio
-import gc
-import json
-import statistics
-import sys
-import time
 
-ARGS = sys.argv[1:]
-SCALE = 10 if "--quick" in ARGS else 1
-MAX_RUNS = int(ARGS[ARGS.index("--runs") + 1]) if "--runs" in ARGS else 3
-BUDGET_S = 4.0
+from asyncio_harness import SCALE, main, max_runs
+
 
 PINGPONG_ITEMS = 200_000 // SCALE
 MPMC_ITEMS = 1_000_000 // SCALE
@@ -108,46 +101,5 @@ WORKLOADS = {
 }
 
 
-def once(loop_factory, fn, expected, name):
-    gc.collect()
-    with asyncio.Runner(loop_factory=loop_factory) as runner:
-        start = time.perf_counter()
-        got = runner.run(fn())
-        elapsed = time.perf_counter() - start
-    if got != expected:
-        raise RuntimeError(f"{name}: got {got}, expected {expected}")
-    return elapsed
-
-
-def measure(loop_name, loop_factory):
-    out = {}
-    for name, (fn, ops) in WORKLOADS.items():
-        began = time.perf_counter()
-        once(loop_factory, fn, ops, name)  # warm-up
-        times = []
-        while len(times) < MAX_RUNS:
-            times.append(once(loop_factory, fn, ops, name))
-            if time.perf_counter() - began > BUDGET_S:
-                break
-        median = statistics.median(times)
-        out[name] = ops / median
-        print(f"# {loop_name}/{name}: {ops / median:,.0f} ops/s", file=sys.stderr)
-    return out
-
-
-def main():
-    print(f"# {sys.executable} {sys.version.split()[0]}", file=sys.stderr)
-    if "--uvloop" in ARGS:
-        try:
-            import uvloop
-        except ImportError:
-            print(f"uvloop is not importable from {sys.executable}", file=sys.stderr)
-            sys.exit(2)
-        result = measure("uvloop", uvloop.new_event_loop)
-    else:
-        result = measure("asyncio", asyncio.new_event_loop)
-    print(json.dumps(result))
-
-
 if __name__ == "__main__":
-    main()
+    main(WORKLOADS, max_runs(3))
