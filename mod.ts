@@ -1663,13 +1663,19 @@ const STATE_NAMES = ["pending", "finished", "finished", "cancelled"];
 // One `await` of a future: the callbacks `then` got, and the task awaiting.
 class Awaiter {
   fired = false;
+  resolve!: (value: unknown) => void;
+  reject!: (reason: unknown) => void;
+  // The promise `then` returns. Made with an executor rather than
+  // Promise.withResolvers(), which costs more on JavaScriptCore (Bun).
+  readonly promise: Promise<unknown> = new Promise((resolve, reject) => {
+    this.resolve = resolve;
+    this.reject = reject;
+  });
   constructor(
     readonly future: Future<unknown>,
     readonly task: Task<unknown> | null,
     readonly onFulfilled: ((value: unknown) => unknown) | null | undefined,
     readonly onRejected: ((reason: unknown) => unknown) | null | undefined,
-    readonly resolve: (value: unknown) => void,
-    readonly reject: (reason: unknown) => void,
   ) {}
 }
 
@@ -1872,16 +1878,14 @@ export class Future<T = unknown> implements PromiseLike<T> {
     onfulfilled?: ((value: T) => R1 | PromiseLike<R1>) | null,
     onrejected?: ((reason: unknown) => R2 | PromiseLike<R2>) | null,
   ): Promise<R1 | R2> {
-    const { promise, resolve, reject } = Promise.withResolvers<R1 | R2>();
     const task = taskContext.getStore() ?? null;
     const awaiter = new Awaiter(
       this as Future<unknown>,
       task,
       onfulfilled as ((value: unknown) => unknown) | null | undefined,
       onrejected,
-      resolve as (value: unknown) => void,
-      reject,
     );
+    const promise = awaiter.promise as Promise<R1 | R2>;
     this.#markRetrieved();
     if (task === (this as Future<unknown>)) {
       awaiter.fired = true;
@@ -2697,14 +2701,15 @@ class GatheringFuture<T> extends Future<T> {
   #cancelRequested = false;
   #cancelMessage: string | undefined = undefined;
 
+  // `unique` lists each child once: the same future may be given twice.
   constructor(
     children: Future<unknown>[],
+    unique: readonly Future<unknown>[],
     returnExceptions: boolean,
     loop: EventLoop,
   ) {
     super(loop);
     this.#children = children;
-    const unique = new Set(children);
     let finished = 0;
     const onChildDone = (child: Future<unknown>) => {
       finished++;
@@ -2723,7 +2728,7 @@ class GatheringFuture<T> extends Future<T> {
           return;
         }
       }
-      if (finished === unique.size) {
+      if (finished === unique.length) {
         if (this.#cancelRequested) {
           super.setException(new CancelledError(this.#cancelMessage));
           return;
@@ -2797,9 +2802,11 @@ export function gather(
     );
   }
   const list = [...aws];
-  list.forEach((aw, i) => {
-    if (!(aw instanceof Future)) requireCoro(aw, "gather()", `aws[${i}]`);
-  });
+  let futuresGiven = 0;
+  for (let i = 0; i < list.length; i++) {
+    if (list[i] instanceof Future) futuresGiven++;
+    else requireCoro(list[i], "gather()", `aws[${i}]`);
+  }
   const loop = currentLoop();
   const children = list.map((aw) => ensureFuture(aw, loop));
   if (children.length === 0) {
@@ -2807,8 +2814,11 @@ export function gather(
     empty.setResult([]);
     return empty;
   }
+  // Only futures given as such can repeat: new tasks never do.
+  const unique = futuresGiven > 1 ? [...new Set(children)] : children;
   return new GatheringFuture<unknown[]>(
     children,
+    unique,
     options.returnExceptions === true,
     children[0].getLoop(),
   );

@@ -824,6 +824,18 @@ test("gather: results in the order given, whatever the finishing order", async (
   });
 });
 
+test("gather: the same future given twice fills both slots", async () => {
+  await vrun(async () => {
+    const future = new Future<string>();
+    getRunningLoop().callLater(5, () => future.setResult("twice"));
+    assert.deepEqual(await gather([future, future, () => sleep(1, "once")]), [
+      "twice",
+      "twice",
+      "once",
+    ]);
+  });
+});
+
 test("gather: the first error propagates while the other children keep running", async () => {
   await vrun(async () => {
     let finished = false;
