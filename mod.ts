@@ -6269,6 +6269,10 @@ function connectionLostError(): Error {
   });
 }
 
+const NO_BYTES: Uint8Array = new Uint8Array(0);
+
+let feedOwnedData: (reader: StreamReader, data: Uint8Array) => void;
+
 /**
  * Reads from a connection or a child's pipe, with a buffer: asyncio's
  * `StreamReader`. {@linkcode openConnection} and the servers make them;
@@ -6294,7 +6298,7 @@ function connectionLostError(): Error {
 export class StreamReader {
   #limit: number;
   #loop: EventLoop;
-  #buffer = new Uint8Array(0);
+  #buffer: Uint8Array = NO_BYTES;
   #start = 0;
   #end = 0;
   #eof = false;
@@ -6341,9 +6345,21 @@ export class StreamReader {
 
   /** Adds `data` to the buffer and wakes a waiting read. */
   feedData(data: Uint8Array): void {
+    this.#feed(data, false);
+  }
+
+  // `owned`: the bytes are the reader's to keep (a chunk fresh from the
+  // runtime, nobody else's), so an empty buffer may adopt them uncopied.
+  #feed(data: Uint8Array, owned: boolean): void {
     if (this.#eof) throw new RuntimeError("feedData() after feedEof()");
     if (data.length === 0) return;
-    this.#append(data);
+    if (owned && this.#start === this.#end) {
+      this.#buffer = data;
+      this.#start = 0;
+      this.#end = data.length;
+    } else {
+      this.#append(data);
+    }
     this.#wakeWaiter();
     if (
       this.#transport !== null && !this.#paused &&
@@ -6511,9 +6527,17 @@ export class StreamReader {
   // Removes and returns the first `n` bytes, resuming a paused transport
   // once the buffer is back under the limit.
   #take(n: number): Uint8Array {
-    const out = this.#buffer.slice(this.#start, this.#start + n);
-    this.#start += n;
-    if (this.#start === this.#end) this.#start = this.#end = 0;
+    let out: Uint8Array;
+    if (n === this.#end - this.#start) {
+      // Everything: hand the bytes over uncopied and let the buffer go, so
+      // that nothing written later can change what the caller holds.
+      out = this.#buffer.subarray(this.#start, this.#end);
+      this.#buffer = NO_BYTES;
+      this.#start = this.#end = 0;
+    } else {
+      out = this.#buffer.slice(this.#start, this.#start + n);
+      this.#start += n;
+    }
     if (this.#paused && this.#length <= this.#limit) {
       this.#paused = false;
       this.#transport!.resumeReading();
@@ -6523,6 +6547,10 @@ export class StreamReader {
 
   #throwIfFailed(): void {
     if (this.#exception !== null) throw this.#exception;
+  }
+
+  static {
+    feedOwnedData = (reader, data) => reader.#feed(data, true);
   }
 
   #wakeWaiter(): void {
@@ -6689,7 +6717,7 @@ class StreamReaderProtocol extends Protocol implements DrainableProtocol {
   }
 
   override dataReceived(data: Uint8Array): void {
-    this.#reader.feedData(data);
+    feedOwnedData(this.#reader, data);
   }
 
   override eofReceived(): boolean {
@@ -7584,7 +7612,8 @@ class SubprocessStreamProtocol extends SubprocessProtocol
   }
 
   override pipeDataReceived(fd: number, data: Uint8Array): void {
-    (fd === 1 ? this.stdout : this.stderr)?.feedData(data);
+    const reader = fd === 1 ? this.stdout : this.stderr;
+    if (reader) feedOwnedData(reader, data);
   }
 
   override pipeConnectionLost(fd: number, exc: Error | null): void {

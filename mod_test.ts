@@ -2883,6 +2883,26 @@ test("streams: a failing client handler is reported and its connection closed", 
   });
 });
 
+test("streams: what a read returned stays as it was, whatever is fed later", async () => {
+  await vrun(async () => {
+    const encoder = new TextEncoder();
+    const decoder = new TextDecoder();
+    const reader = new StreamReader();
+    const fed = encoder.encode("abc");
+    reader.feedData(fed);
+    fed[0] = 120; // feedData copied: the caller's array is the caller's
+    const whole = await reader.read(100);
+    reader.feedData(encoder.encode("defghi"));
+    const part = await reader.read(2);
+    reader.feedData(encoder.encode("jkl"));
+    assert.deepEqual(
+      [decoder.decode(whole), decoder.decode(part)],
+      ["abc", "de"],
+    );
+    assert.equal(decoder.decode(await reader.read(100)), "fghijkl");
+  });
+});
+
 // ---------------------------------------------------------------------------
 // Subprocesses
 // ---------------------------------------------------------------------------
