@@ -1219,13 +1219,21 @@ export class EventLoop {
   }
 
   #runFromMicrotask = (): void => {
-    taskContext.exit(this.#runOnce);
+    this.#runOnceOutsideTasks();
   };
 
   #runFromHost = (): void => {
     this.#lastHostTurn = performance.now();
-    taskContext.exit(this.#runOnce);
+    this.#runOnceOutsideTasks();
   };
+
+  // A batch must not run in a task's context, which a host callback may
+  // carry over from where it was registered; leaving one costs, so only
+  // when there is one to leave.
+  #runOnceOutsideTasks(): void {
+    if (taskContext.getStore() === undefined) this.#runOnce();
+    else taskContext.exit(this.#runOnce);
+  }
 
   #runOnce = (): void => {
     this.#runScheduled = false;
@@ -1326,7 +1334,7 @@ export class EventLoop {
       this.#virtualNow = timers[0].when();
     }
     this.#lastHostTurn = performance.now();
-    taskContext.exit(this.#runOnce);
+    this.#runOnceOutsideTasks();
   }
 
   // --- Internals: timers -------------------------------------------------
@@ -1463,7 +1471,7 @@ export class EventLoop {
     this.#hostTimerDeadline = Infinity;
     if (this.#runScheduled) return;
     this.#lastHostTurn = performance.now();
-    taskContext.exit(this.#runOnce);
+    this.#runOnceOutsideTasks();
   };
 
   // --- Internals: what tasks are doing, for virtual time -----------------
@@ -1526,7 +1534,7 @@ export class EventLoop {
         return;
       }
       loop.#lastHostTurn = performance.now();
-      taskContext.exit(loop.#runOnce);
+      loop.#runOnceOutsideTasks();
     };
     loopYieldFuture = (loop) => {
       if (loop.#yieldFuture === null) {
