@@ -1197,6 +1197,8 @@ export class EventLoop {
   }
 
   #schedule<A>(step: (argument: A) => void, argument: A): void {
+    // A closed loop runs nothing more: keeping the step would only leak it.
+    if (this.#closed) return;
     const index = this.#readyCount++;
     this.#readyFns[index] = step as Step;
     this.#readyArgs[index] = argument;
@@ -2337,8 +2339,7 @@ export class Task<T = unknown> extends Future<T> {
       task.#mustCancel = false;
       task.#coro = null;
       Future.prototype.cancel.call(task, task.#cancelMessage);
-      Task.#forget(task);
-      noteTaskDone(loop, task, true);
+      Task.#retire(task, true);
       return;
     }
     task.#started = true;
@@ -2396,22 +2397,23 @@ export class Task<T = unknown> extends Future<T> {
       Future.prototype.setException.call(this, value);
     }
     this.#waitingOn = null;
-    Task.#forget(this);
-    noteTaskDone(this.#loop, this, blocked);
+    Task.#retire(this, blocked);
   }
 
-  // Takes the task out of its loop's live list, in O(1): the last task
-  // moves into its slot.
-  static #forget(task: Task<unknown>): void {
+  // A task is done: it leaves its loop's live list, in O(1) (the last task
+  // moves into its slot), and the loop's count of running tasks.
+  static #retire(task: Task<unknown>, wasBlocked: boolean): void {
     const index = task.#liveIndex;
-    if (index < 0) return;
-    const live = liveTasksOf(task.#loop);
-    const last = live.pop()!;
-    if (last !== task) {
-      live[index] = last;
-      last.#liveIndex = index;
+    if (index >= 0) {
+      const live = liveTasksOf(task.#loop);
+      const last = live.pop()!;
+      if (last !== task) {
+        live[index] = last;
+        last.#liveIndex = index;
+      }
+      task.#liveIndex = -1;
     }
-    task.#liveIndex = -1;
+    noteTaskDone(task.#loop, task, wasBlocked);
   }
 
   static {
