@@ -57,12 +57,20 @@ fi
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 
-echo "== Deno: mod_test.ts"
-"$deno" test --allow-all --v8-flags=--expose-gc mod_test.ts 2>&1 | tee "$log"
+# The suite: mod_test.ts and every tests/*_test.ts, the same files on every
+# runtime.
+test_files=(mod_test.ts)
+for file in tests/*_test.ts; do
+  [ -e "$file" ] && test_files+=("$file")
+done
+
+echo "== Deno: ${test_files[*]}"
+"$deno" test --allow-all --v8-flags=--expose-gc --sanitize-ops --sanitize-resources \
+  "${test_files[@]}" 2>&1 | tee "$log"
 count deno "$log" "${PIPESTATUS[0]}"
 
-echo "== Bun: mod_test.ts"
-"$bun" test ./mod_test.ts 2>&1 | tee "$log"
+echo "== Bun: ${test_files[*]}"
+"$bun" test "${test_files[@]/#/./}" 2>&1 | tee "$log"
 count bun "$log" "${PIPESTATUS[0]}"
 
 if [ -f scripts/test_notebooks.sh ]; then
