@@ -54,6 +54,10 @@ if [ ! -x "$bun" ]; then
   npm install --silent --prefix "$root/.tools" "bun@$BUN_VERSION" || exit 1
 fi
 
+# Test-only npm packages (fast-check, pyodide), from package.json into
+# node_modules/, where Deno, Bun and Node all find them.
+"$deno" install >/dev/null || exit 1
+
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 
