@@ -293,6 +293,20 @@ export class QueueShutDown extends Error {}
  */
 export class BrokenBarrierError extends Error {}
 
+/**
+ * Ctrl-C stopped the program: what {@linkcode run} and
+ * {@linkcode Runner.run} throw when the first SIGINT cancelled the main
+ * task and the task ended cancelled, as Python's `KeyboardInterrupt`.
+ *
+ * @example
+ * ```ts
+ * import { KeyboardInterrupt } from "@aio/asyncio";
+ *
+ * console.log(new KeyboardInterrupt().name); // "KeyboardInterrupt"
+ * ```
+ */
+export class KeyboardInterrupt extends Error {}
+
 // Each error names itself on its prototype, as the built-in errors do, so
 // that stack traces and messages say `QueueEmpty: ...`. The names are
 // spelled out rather than read from the classes, which minifiers rename.
@@ -307,6 +321,7 @@ function nameErrorClasses(classes: Record<string, { prototype: Error }>) {
 }
 
 nameErrorClasses({
+  KeyboardInterrupt,
   CancelledError,
   TimeoutError,
   InvalidStateError,
@@ -512,8 +527,25 @@ type Step = (argument: never) => void;
 
 const taskContext = new AsyncLocalStorage<Task<unknown>>();
 
-// Hands the host back its turn at least this often, in milliseconds.
+// The task whose context the caller runs in, or null. A context outlives
+// its task (a timer callback registered in it, a helper left running): once
+// the task is done, code there runs as if outside any task.
+function runningTask(): Task<unknown> | null {
+  const task = taskContext.getStore();
+  return task === undefined || task.done() ? null : task;
+}
+
+// In real time, the host gets a turn at least this often (ms), so that a
+// loop of `await sleep(0)` leaves room for host timers and I/O.
 const HOST_TURN_BUDGET_MS = 4;
+
+// Reading the clock costs as much as a small batch: read it for the budget
+// above only every this many batches.
+const CLOCK_EVERY_N_BATCHES = 8;
+
+// Under virtual time the host still gets turns, for foreign I/O, but
+// counted in batches: the wall clock must not decide anything.
+const VIRTUAL_BATCHES_PER_HOST_TURN = 64;
 
 // Under virtual time, how long (real ms) the loop waits, idle, for a task
 // that awaits something it cannot see, before jumping the clock anyway.
@@ -581,6 +613,12 @@ function runCallbackStep(callback: () => void): void {
   }
 }
 let loopYieldFuture: (loop: EventLoop) => Future<void>;
+// A step woke or started `task`: the batch waits until it suspends again.
+let noteResumed: (loop: EventLoop, task: Task<unknown>) => void;
+// `task` suspended (it awaits a pending future, or finished).
+let noteSuspended: (loop: EventLoop, task: Task<unknown>) => void;
+// How many batches the loop has run: it has made progress if this moved.
+let loopBatchCount: (loop: EventLoop) => number;
 let timerCancelled: (loop: EventLoop, timer: TimerHandle) => void;
 
 /**
@@ -762,7 +800,24 @@ export class EventLoop {
   // capacity from batch to batch instead of growing again each time.
   #readyCount = 0;
   #runScheduled = false;
-  #batchesSinceClock = 0;
+  // The batch being run (asyncio's `ntodo` ready callbacks): its steps,
+  // how many, and the next to run. `#batchActive` is true from the batch's
+  // first step to its end, including while it waits for `#resumed`.
+  #batchFns: Step[] = [];
+  #batchArgs: unknown[] = [];
+  #batchLength = 0;
+  #batchIndex = 0;
+  #batchActive = false;
+  #inStep = false;
+  // The task the current step woke or started: the batch goes on only once
+  // it has suspended again (see #onSuspended and #onStallCheck).
+  #resumed: Task<unknown> | null = null;
+  #stallCheckArmed = false;
+  // stop() asked, and taken effect: a stopped loop runs no step and moves
+  // no virtual clock until runForever() or runUntilComplete() runs it again.
+  #stopping = false;
+  #stopped = false;
+  #batchesSinceHostTurn = 0;
   #lastHostTurn = -Infinity;
   #scheduledTimers: TimerHandle[] = [];
   #cancelledTimerCount = 0;
@@ -887,6 +942,7 @@ export class EventLoop {
     }
     const target = ensureFuture(future, this);
     this.#running = true;
+    this.#resumeAfterStop();
     try {
       await new Promise<void>((resolve) => {
         this.#stopRequested = resolve;
@@ -909,6 +965,7 @@ export class EventLoop {
       throw new RuntimeError("This event loop is already running");
     }
     this.#running = true;
+    this.#resumeAfterStop();
     try {
       await new Promise<void>((resolve) => this.#stopRequested = resolve);
     } finally {
@@ -918,11 +975,28 @@ export class EventLoop {
   }
 
   /**
-   * Stops `runForever()` after the callbacks already scheduled have run; a
-   * `runUntilComplete()` stopped this way throws `RuntimeError`.
+   * Stops `runForever()` at the end of the loop's current iteration, as
+   * asyncio's `stop()`; a `runUntilComplete()` stopped this way throws
+   * `RuntimeError`. Until the loop runs again, no step runs and a virtual
+   * clock stands still. Outside `runForever()`/`runUntilComplete()` it does
+   * nothing.
    */
   stop(): void {
-    this.callSoon(() => this.#stopRequested?.());
+    this.#checkClosed();
+    if (!this.#running) return;
+    this.#stopping = true;
+    if (!this.#batchActive && !this.#runScheduled) this.#scheduleRun();
+  }
+
+  // Runs again what a stop() held: the ready steps and the timers.
+  #resumeAfterStop(): void {
+    if (!this.#stopped) return;
+    this.#stopped = false;
+    if (this.#readyCount > 0) {
+      if (!this.#runScheduled) this.#scheduleRun();
+    } else {
+      this.#afterIdle();
+    }
   }
 
   /** Whether `runForever()` or `runUntilComplete()` is in progress. */
@@ -1202,22 +1276,29 @@ export class EventLoop {
     const index = this.#readyCount++;
     this.#readyFns[index] = step as Step;
     this.#readyArgs[index] = argument;
-    if (!this.#runScheduled) this.#scheduleRun();
+    if (!this.#runScheduled && !this.#batchActive) this.#scheduleRun();
   }
 
+  // The next batch runs in a microtask while the loop has had the host for
+  // less than its budget, else in a host macrotask, so that a loop of
+  // `await sleep(0)` never starves host timers and I/O. Under virtual time
+  // the budget is counted in batches, not read off the wall clock: which
+  // turn a batch runs in must not depend on how fast the machine is.
   #scheduleRun(): void {
     if (this.#closed) return;
     this.#runScheduled = true;
-    // Reading the clock costs as much as the rest of a small batch: look
-    // at it only every few batches.
-    if (
-      (++this.#batchesSinceClock & 7) !== 0 ||
-      performance.now() - this.#lastHostTurn < HOST_TURN_BUDGET_MS
-    ) {
-      queueMicrotask(this.#runFromMicrotask);
+    let hostTurn: boolean;
+    if (this.#virtualTime) {
+      hostTurn = ++this.#batchesSinceHostTurn >= VIRTUAL_BATCHES_PER_HOST_TURN;
     } else {
-      setImmediate(this.#runFromHost);
+      // Reading the clock costs as much as the rest of a small batch: look
+      // at it only every CLOCK_EVERY_N_BATCHES batches.
+      hostTurn = (++this.#batchesSinceHostTurn % CLOCK_EVERY_N_BATCHES) ===
+          0 &&
+        performance.now() - this.#lastHostTurn >= HOST_TURN_BUDGET_MS;
     }
+    if (hostTurn) setImmediate(this.#runFromHost);
+    else queueMicrotask(this.#runFromMicrotask);
   }
 
   #runFromMicrotask = (): void => {
@@ -1225,9 +1306,14 @@ export class EventLoop {
   };
 
   #runFromHost = (): void => {
-    this.#lastHostTurn = performance.now();
+    this.#noteHostTurn();
     this.#runOnceOutsideTasks();
   };
+
+  #noteHostTurn(): void {
+    this.#batchesSinceHostTurn = 0;
+    if (!this.#virtualTime) this.#lastHostTurn = performance.now();
+  }
 
   // A batch must not run in a task's context, which a host callback may
   // carry over from where it was registered; leaving one costs, so only
@@ -1237,10 +1323,13 @@ export class EventLoop {
     else taskContext.exit(this.#runOnce);
   }
 
+  // One iteration of the loop, asyncio's `_run_once`: the timers that are
+  // due join the ready steps, and the steps ready now form the batch. Steps
+  // scheduled while it runs wait for the next batch.
   #runOnce = (): void => {
     this.#runScheduled = false;
+    if (this.#closed || this.#batchActive || this.#stopped) return;
     this.#batchCount++;
-    if (this.#closed) return;
     const timers = this.#scheduledTimers;
     if (timers.length > 0) {
       const now = this.time();
@@ -1253,30 +1342,115 @@ export class EventLoop {
         }
       }
     }
-    const fns = this.#readyFns;
-    const args = this.#readyArgs;
-    const count = this.#readyCount;
+    this.#batchFns = this.#readyFns;
+    this.#batchArgs = this.#readyArgs;
+    this.#batchLength = this.#readyCount;
+    this.#batchIndex = 0;
     this.#readyFns = this.#spareFns;
     this.#readyArgs = this.#spareArgs;
     this.#readyCount = 0;
+    this.#batchActive = true;
+    this.#runBatch();
+  };
+
+  // Runs the batch's steps in order, each to completion: a step that
+  // resumes a task (`#resumed`) is complete only when that task suspends
+  // again (it awaits a pending future, finishes, or, when the microtasks
+  // run dry without either, awaits something the loop cannot see). This is
+  // asyncio's step semantics: a woken task runs alone until it suspends.
+  #runBatch(): void {
+    const fns = this.#batchFns;
+    const args = this.#batchArgs;
     const outer = loopBeingRun;
     loopBeingRun = this;
     try {
-      for (let i = 0; i < count; i++) {
-        const argument = args[i];
-        args[i] = undefined;
-        (fns[i] as (argument: unknown) => void)(argument);
+      while (this.#batchIndex < this.#batchLength) {
+        const index = this.#batchIndex++;
+        const argument = args[index];
+        args[index] = undefined;
+        this.#inStep = true;
+        try {
+          (fns[index] as (argument: unknown) => void)(argument);
+        } finally {
+          this.#inStep = false;
+        }
+        if (this.#resumed !== null) {
+          // The task goes on in microtasks; noteSuspended() or the stall
+          // check picks the batch up again.
+          this.#armStallCheck();
+          return;
+        }
+        if (this.#closed || this.#stopped) break;
       }
     } finally {
       loopBeingRun = outer;
-      this.#spareFns = fns;
-      this.#spareArgs = args;
     }
+    this.#endBatch();
+  }
+
+  #endBatch(): void {
+    // Steps a stop or close left unrun go back in front of the ready ones.
+    const left = this.#batchLength - this.#batchIndex;
+    if (left > 0 && !this.#closed) {
+      const fns = this.#batchFns.slice(this.#batchIndex, this.#batchLength);
+      const args = this.#batchArgs.slice(this.#batchIndex, this.#batchLength);
+      for (let i = 0; i < this.#readyCount; i++) {
+        fns.push(this.#readyFns[i]);
+        args.push(this.#readyArgs[i]);
+      }
+      this.#readyFns = fns;
+      this.#readyArgs = args;
+      this.#readyCount = fns.length;
+    }
+    this.#batchArgs.fill(undefined, 0, this.#batchLength);
+    this.#spareFns = this.#batchFns;
+    this.#spareArgs = this.#batchArgs;
+    this.#batchLength = 0;
+    this.#batchIndex = 0;
+    this.#batchActive = false;
+    if (this.#stopping) {
+      // As asyncio's loop, stop() takes effect at the end of an iteration.
+      this.#stopping = false;
+      this.#stopped = true;
+      this.#stopRequested?.();
+    }
+    if (this.#closed || this.#stopped) return;
     if (this.#readyCount > 0) {
       if (!this.#runScheduled) this.#scheduleRun();
     } else {
       this.#afterIdle();
     }
+  }
+
+  // The task resumed by the current step has suspended: the batch goes on
+  // after the task's synchronous code (its `await` is still unwinding).
+  #onSuspended(task: Task<unknown>): void {
+    if (this.#resumed !== task) return;
+    this.#resumed = null;
+    if (!this.#inStep) queueMicrotask(this.#continueBatch);
+  }
+
+  #continueBatch = (): void => {
+    if (this.#resumed !== null || !this.#batchActive) return;
+    if (taskContext.getStore() === undefined) this.#runBatch();
+    else taskContext.exit(() => this.#runBatch());
+  };
+
+  // A host macrotask runs only once the microtasks have run dry: if the
+  // resumed task has not suspended by then, it awaits something foreign
+  // (or a promise whose branch lost a race), and the batch goes on.
+  #armStallCheck(): void {
+    if (this.#stallCheckArmed) return;
+    this.#stallCheckArmed = true;
+    setImmediate(this.#onStallCheck);
+  }
+
+  #onStallCheck = (): void => {
+    this.#stallCheckArmed = false;
+    if (this.#resumed === null || this.#closed) return;
+    this.#resumed = null;
+    this.#noteHostTurn();
+    this.#continueBatch();
   };
 
   // Called when nothing is ready: arm the host timer for the next deadline,
@@ -1298,7 +1472,10 @@ export class EventLoop {
 
   #idleCheck = (): void => {
     this.#idleCheckScheduled = false;
-    if (this.#closed || this.#runScheduled || this.#readyCount > 0) return;
+    if (
+      this.#closed || this.#stopped || this.#runScheduled ||
+      this.#batchActive || this.#readyCount > 0
+    ) return;
     if (this.#foreignWaits > 0) return;
     if (this.#unblockedTasks > 0) {
       // A task awaits something the loop cannot see (a bare promise). It
@@ -1319,7 +1496,7 @@ export class EventLoop {
     const batchesSeen = this.#batchCount;
     this.#idleJumpTimer = setTimeout(() => {
       this.#idleJumpTimer = undefined;
-      if (this.#closed || this.#runScheduled) return;
+      if (this.#closed || this.#runScheduled || this.#batchActive) return;
       if (this.#batchCount !== batchesSeen || this.#foreignWaits > 0) {
         this.#scheduleIdleCheck();
       } else {
@@ -1329,13 +1506,14 @@ export class EventLoop {
   }
 
   #jumpToNextTimer(): void {
+    if (this.#stopped) return;
     this.#dropCancelledTop();
     const timers = this.#scheduledTimers;
     if (timers.length === 0 || timers[0].when() === Infinity) return;
     if (timers[0].when() > this.#virtualNow) {
       this.#virtualNow = timers[0].when();
     }
-    this.#lastHostTurn = performance.now();
+    this.#noteHostTurn();
     this.#runOnceOutsideTasks();
   }
 
@@ -1471,8 +1649,8 @@ export class EventLoop {
   #onHostTimer = (): void => {
     this.#hostTimer = undefined;
     this.#hostTimerDeadline = Infinity;
-    if (this.#runScheduled) return;
-    this.#lastHostTurn = performance.now();
+    if (this.#runScheduled || this.#batchActive) return;
+    this.#noteHostTurn();
     this.#runOnceOutsideTasks();
   };
 
@@ -1530,14 +1708,20 @@ export class EventLoop {
       const index = loop.#readyCount++;
       loop.#readyFns[index] = runCallbackStep as Step;
       loop.#readyArgs[index] = callback;
+      if (loop.#batchActive || loop.#stopped) return; // its end runs the step
       if (loopBeingRun !== null) {
-        // Inside a batch already (of this loop or another): take a turn.
+        // Inside a batch of another loop: take a turn.
         if (!loop.#runScheduled) loop.#scheduleRun();
         return;
       }
-      loop.#lastHostTurn = performance.now();
+      loop.#noteHostTurn();
       loop.#runOnceOutsideTasks();
     };
+    noteResumed = (loop, task) => {
+      if (loop.#inStep) loop.#resumed = task;
+    };
+    noteSuspended = (loop, task) => loop.#onSuspended(task);
+    loopBatchCount = (loop) => loop.#batchCount;
     loopYieldFuture = (loop) => {
       if (loop.#yieldFuture === null) {
         loop.#yieldFuture = new Future<void>(loop);
@@ -1573,7 +1757,7 @@ export class EventLoop {
  * ```
  */
 export function getRunningLoop(): EventLoop {
-  const loop = taskContext.getStore()?.getLoop() ?? loopBeingRun;
+  const loop = runningTask()?.getLoop() ?? loopBeingRun;
   if (loop === null) throw new RuntimeError("no running event loop");
   return loop;
 }
@@ -1592,7 +1776,7 @@ export function getRunningLoop(): EventLoop {
  * ```
  */
 export function getEventLoop(): EventLoop {
-  const running = taskContext.getStore()?.getLoop() ?? loopBeingRun;
+  const running = runningTask()?.getLoop() ?? loopBeingRun;
   if (running !== null) return running;
   if (defaultLoop === null || defaultLoop.isClosed()) {
     defaultLoop = new EventLoop();
@@ -1670,9 +1854,17 @@ type FutureState =
 
 const STATE_NAMES = ["pending", "finished", "finished", "cancelled"];
 
-// One `await` of a future: the callbacks `then` got, and the task awaiting.
+// One `await` of a future by code running in `task` (null: outside any
+// task): the callbacks `then` got, and the promise it returned.
+// Invariants: `fired` turns true once, when the wake-up step runs; until
+// then the awaiter is one of its task's waits (Task #waits). `mustCancel`:
+// the task was cancelled after the future settled but before this wake-up
+// ran ("must cancel"), so the await throws CancelledError(`cancelMessage`)
+// instead of handing over the outcome, which stays where it was.
 class Awaiter {
   fired = false;
+  mustCancel = false;
+  cancelMessage: string | undefined = undefined;
   resolve!: (value: unknown) => void;
   reject!: (reason: unknown) => void;
   // The promise `then` returns. Made with an executor rather than
@@ -1681,12 +1873,22 @@ class Awaiter {
     this.resolve = resolve;
     this.reject = reject;
   });
+  readonly future: Future<unknown>;
+  readonly task: Task<unknown> | null;
+  readonly onFulfilled: ((value: unknown) => unknown) | null | undefined;
+  readonly onRejected: ((reason: unknown) => unknown) | null | undefined;
+
   constructor(
-    readonly future: Future<unknown>,
-    readonly task: Task<unknown> | null,
-    readonly onFulfilled: ((value: unknown) => unknown) | null | undefined,
-    readonly onRejected: ((reason: unknown) => unknown) | null | undefined,
-  ) {}
+    future: Future<unknown>,
+    task: Task<unknown> | null,
+    onFulfilled: ((value: unknown) => unknown) | null | undefined,
+    onRejected: ((reason: unknown) => unknown) | null | undefined,
+  ) {
+    this.future = future;
+    this.task = task;
+    this.onFulfilled = onFulfilled;
+    this.onRejected = onRejected;
+  }
 }
 
 // Hands an outcome to the callbacks `then` got, as a promise would.
@@ -1725,8 +1927,17 @@ let futureAwaitedBy: (future: Future<unknown>) => Future<unknown>[];
 let futureValue: (future: Future<unknown>) => unknown;
 let futureCancelledError: (future: Future<unknown>) => CancelledError;
 let wakeAwaiter: (awaiter: Awaiter) => void;
-let taskWillWait: (task: Task<unknown>, future: Future<unknown>) => void;
-let taskWakes: (task: Task<unknown>, future: Future<unknown>) => string | null;
+// The task's code registered `awaiter`: it is now one of the task's waits.
+let taskWillWait: (task: Task<unknown>, awaiter: Awaiter) => void;
+// `awaiter` wakes: it leaves the task's waits. False if the task is done,
+// and the wake-up is then nothing of the task's.
+let taskWakes: (task: Task<unknown>, awaiter: Awaiter) => boolean;
+// A bare yield (asyncio's `sleep(0)`): the current task waits for one step
+// of its own at the end of the ready queue.
+let yieldAwaiter: (loop: EventLoop) => Promise<void>;
+// A cancellation the task has not seen yet (it arrived while the task was
+// running or awaiting a foreign promise), taken for delivery now; or null.
+let takeUndeliveredCancel: (task: Task<unknown>) => CancelledError | null;
 
 /**
  * A result that will be set later: asyncio's `Future`, awaitable with
@@ -1888,31 +2099,41 @@ export class Future<T = unknown> implements PromiseLike<T> {
     onfulfilled?: ((value: T) => R1 | PromiseLike<R1>) | null,
     onrejected?: ((reason: unknown) => R2 | PromiseLike<R2>) | null,
   ): Promise<R1 | R2> {
-    const task = taskContext.getStore() ?? null;
+    const task = runningTask();
+    this.#markRetrieved();
+    if (this.#state !== PENDING) {
+      // Awaiting a done future is not a task switch, as in asyncio: the
+      // outcome is handed over at once, whatever became of its loop.
+      const settled: Promise<T> = this.#state === FULFILLED
+        ? Promise.resolve(this.#value as T)
+        : Promise.reject(
+          this.#state === CANCELLED ? this.#makeCancelledError() : this.#value,
+        );
+      return (onfulfilled == null && onrejected == null
+        ? settled
+        : settled.then(onfulfilled, onrejected)) as Promise<R1 | R2>;
+    }
+    if (task !== null) {
+      const refusal = task === (this as Future<unknown>)
+        ? new RuntimeError(`Task cannot await on itself: ${task}`)
+        : task.getLoop() !== this.#loop
+        ? new RuntimeError(
+          `Task ${task} got Future ${this} attached to a different loop`,
+        )
+        : null;
+      if (refusal !== null) {
+        return Promise.reject(refusal).then(onfulfilled, onrejected);
+      }
+    }
     const awaiter = new Awaiter(
       this as Future<unknown>,
       task,
       onfulfilled as ((value: unknown) => unknown) | null | undefined,
       onrejected,
     );
-    const promise = awaiter.promise as Promise<R1 | R2>;
-    this.#markRetrieved();
-    if (task === (this as Future<unknown>)) {
-      awaiter.fired = true;
-      settleAwaiter(
-        awaiter,
-        REJECTED,
-        new RuntimeError(`Task cannot await on itself: ${task}`),
-      );
-      return promise;
-    }
-    if (this.#state !== PENDING) {
-      scheduleStep(this.#loop, wakeAwaiter, awaiter);
-    } else {
-      this.#addCallback(awaiter);
-    }
-    if (task !== null) taskWillWait(task, this as Future<unknown>);
-    return promise;
+    this.#addCallback(awaiter);
+    if (task !== null) taskWillWait(task, awaiter);
+    return awaiter.promise as Promise<R1 | R2>;
   }
 
   /** Like `Promise.prototype.catch`. */
@@ -1974,34 +2195,38 @@ export class Future<T = unknown> implements PromiseLike<T> {
     this.#state = state;
     const callbacks = this.#callbacks;
     if (callbacks === null) return;
-    if (callbacks instanceof Awaiter) {
-      this.#callbacks = null;
-      scheduleStep(this.#loop, wakeAwaiter, callbacks);
-    } else {
-      // The callbacks stay in place until their step runs them, all in
-      // order: one step per completion rather than one per callback.
-      scheduleStep(this.#loop, Future.#runCallbacks, this as Future<unknown>);
-    }
-  }
-
-  static #runCallbacks(future: Future<unknown>): void {
-    const callbacks = future.#callbacks;
-    future.#callbacks = null;
-    if (callbacks === null) return;
+    this.#callbacks = null;
+    // As in asyncio, each callback is a step of its own, scheduled now: one
+    // removed afterwards still runs, and a task woken by one runs to its
+    // next suspension before the next callback runs.
     if (!Array.isArray(callbacks)) {
-      Future.#runCallback(future, callbacks);
-      return;
+      Future.#scheduleCallback(this as Future<unknown>, callbacks);
+    } else {
+      for (const callback of callbacks) {
+        Future.#scheduleCallback(this as Future<unknown>, callback);
+      }
     }
-    for (const callback of callbacks) Future.#runCallback(future, callback);
   }
 
-  static #runCallback(future: Future<unknown>, callback: FutureCallback): void {
+  static #scheduleCallback(
+    future: Future<unknown>,
+    callback: FutureCallback,
+  ): void {
     if (callback instanceof Awaiter) {
-      wakeAwaiter(callback);
-      return;
+      scheduleStep(future.#loop, wakeAwaiter, callback);
+    } else {
+      scheduleStep(
+        future.#loop,
+        Future.#runDoneCallback,
+        new ScheduledDoneCallback(future, callback as DoneCallback<unknown>),
+      );
     }
+  }
+
+  static #runDoneCallback(scheduled: ScheduledDoneCallback): void {
+    const { future, callback } = scheduled;
     try {
-      (callback as DoneCallback<unknown>)(future);
+      callback(future);
     } catch (error) {
       future.#loop.callExceptionHandler({
         message: `Exception in done callback ${callback.name || "anonymous"}()`,
@@ -2037,19 +2262,19 @@ export class Future<T = unknown> implements PromiseLike<T> {
       const future = awaiter.future;
       let state = future.#state;
       let value = future.#value;
-      if (awaiter.task !== null) {
-        const cancelMessage = taskWakes(awaiter.task, future);
-        if (cancelMessage !== null) {
-          // Must-cancel: the task was cancelled after its future settled but
-          // before it could resume. It sees CancelledError here, so that
-          // whatever the future handed it can be passed on, not lost.
-          state = REJECTED;
-          value = new CancelledError(cancelMessage || undefined);
-        }
-      }
+      const task = awaiter.task;
+      const resumes = task !== null && taskWakes(task, awaiter);
+      if (resumes) noteResumed(future.#loop, task);
       if (state === CANCELLED) {
         state = REJECTED;
         value = future.#makeCancelledError();
+      } else if (resumes && awaiter.mustCancel) {
+        // Must-cancel: the task was cancelled after the future settled but
+        // before it could resume. It sees CancelledError here; what the
+        // future handed it stays with the future's owner, not lost. (A
+        // cancelled future keeps its own error: the first message wins.)
+        state = REJECTED;
+        value = new CancelledError(awaiter.cancelMessage);
       }
       settleAwaiter(
         awaiter,
@@ -2057,6 +2282,16 @@ export class Future<T = unknown> implements PromiseLike<T> {
         value,
       );
     };
+  }
+}
+
+// A done callback and its future, scheduled as one step.
+class ScheduledDoneCallback {
+  readonly future: Future<unknown>;
+  readonly callback: DoneCallback<unknown>;
+  constructor(future: Future<unknown>, callback: DoneCallback<unknown>) {
+    this.future = future;
+    this.callback = callback;
   }
 }
 
@@ -2216,12 +2451,27 @@ export class Task<T = unknown> extends Future<T> {
   #number: number;
   #liveIndex = -1;
   #loop: EventLoop;
-  #waitingOn: Future<unknown> | null = null;
-  #pendingWaits = 0;
   #started = false;
+  // A task's cancellation state. The invariants:
+  // - `#waits` holds the awaiter of every library await made in the task's
+  //   context that has not woken yet: its coroutine's, and those of the
+  //   helpers, `Promise.all`/`race` branches and callbacks that run in its
+  //   context. One in a slot of its own, several in an array. cancel()
+  //   reaches every one: a pending future is cancelled, a settled one whose
+  //   wake-up has not run is marked must-cancel. So a wait that lost a race
+  //   is cancelled along with the rest and never eats a cancellation. The
+  //   task counts as blocked, for virtual time, while `#waits` is not empty.
+  // - `#mustCancel`: a cancel() found no wait to reach (the task was
+  //   running, or awaiting a promise the loop cannot see). The task's next
+  //   library await is cancelled as it is made; if the coroutine returns
+  //   first, the task ends cancelled. Cleared when delivered, or when
+  //   uncancel() brings `#cancelRequests` to 0.
+  // - `#cancelMessage`: the message `#mustCancel` delivers.
+  // - `#cancelRequests`: cancel() calls not taken back by uncancel().
+  #waits: Awaiter | Awaiter[] | null = null;
   #mustCancel = false;
-  #cancelRequests = 0;
   #cancelMessage: string | undefined = undefined;
+  #cancelRequests = 0;
   #abortController: AbortController | null = null;
 
   /**
@@ -2243,7 +2493,9 @@ export class Task<T = unknown> extends Future<T> {
     this.#liveIndex = live.length;
     live.push(this);
     loopTimeline(loop)?.record(this, "created", loop.time());
-    if (options.eagerStart) Task.#step(this);
+    // An eager task runs inside the caller's step, so the loop waits for
+    // the caller, not for it.
+    if (options.eagerStart) Task.#start(this);
     else scheduleStep(loop, Task.#step, this);
   }
 
@@ -2260,14 +2512,38 @@ export class Task<T = unknown> extends Future<T> {
     if (controller !== null && !controller.signal.aborted) {
       controller.abort(new CancelledError(msg));
     }
-    if (this.#waitingOn !== null && this.#waitingOn.cancel(msg)) {
-      // The waiter delivers the CancelledError. Keep #waitingOn: it may be a
-      // task that swallows the cancellation, and we may cancel it again.
-      return true;
+    const waits = this.#waits;
+    if (waits === null) {
+      this.#mustCancel = true;
+      this.#cancelMessage = msg;
+      if (this.#started && this.#loop.getDebug()) this.#watchUndelivered();
+    } else if (waits instanceof Awaiter) {
+      Task.#cancelWait(waits, msg);
+    } else {
+      for (const awaiter of waits.slice()) Task.#cancelWait(awaiter, msg);
     }
-    this.#mustCancel = true;
-    this.#cancelMessage = msg;
     return true;
+  }
+
+  // Cancels one wait: its future if it is pending (its waiter then wakes
+  // with CancelledError), else the wake-up already scheduled.
+  static #cancelWait(awaiter: Awaiter, msg: string | undefined): void {
+    const future = awaiter.future;
+    if (!future.done() && future.cancel(msg)) return;
+    awaiter.mustCancel = true;
+    awaiter.cancelMessage = msg;
+  }
+
+  // Debug mode: a cancellation that stays undelivered, because the task
+  // awaits a promise the loop cannot see, is worth a warning.
+  #watchUndelivered(): void {
+    const loop = this.#loop;
+    loop.callLater(loop.slowCallbackDuration, () => {
+      if (!this.#mustCancel || this.done()) return;
+      console.warn(
+        `asyncio: task "${this.getName()}" was cancelled ${loop.slowCallbackDuration} ms ago and has not seen it: it awaits a promise the loop cannot cancel. Pass task.signal to it, or wrap it with wrapFuture().`,
+      );
+    });
   }
 
   /** How many cancellation requests are pending (not taken back). */
@@ -2332,7 +2608,14 @@ export class Task<T = unknown> extends Future<T> {
   }
 
   // The first step: run the coroutine function inside the task's context.
+  // The first step: run the coroutine function inside the task's context,
+  // to its first suspension, before the loop's next step.
   static #step(task: Task<unknown>): void {
+    Task.#start(task);
+    if (task.#started && !task.done()) noteResumed(task.#loop, task);
+  }
+
+  static #start(task: Task<unknown>): void {
     const loop = task.#loop;
     if (task.#mustCancel) {
       // Cancelled before it ever ran: its function is never called.
@@ -2383,7 +2666,7 @@ export class Task<T = unknown> extends Future<T> {
 
   #finish(state: typeof FULFILLED | typeof REJECTED, value: unknown): void {
     if (this.done()) return;
-    const blocked = this.#pendingWaits > 0;
+    const blocked = this.#waits !== null;
     if (state === REJECTED && value instanceof CancelledError) {
       Future.prototype.cancel.call(this, value.message || undefined);
     } else if (this.#mustCancel && state === FULFILLED) {
@@ -2396,8 +2679,11 @@ export class Task<T = unknown> extends Future<T> {
     } else {
       Future.prototype.setException.call(this, value);
     }
-    this.#waitingOn = null;
+    // Waits still registered (a branch that lost a race) are nothing of
+    // the task's any more: their wake-ups find it done.
+    this.#waits = null;
     Task.#retire(this, blocked);
+    noteSuspended(this.#loop, this);
   }
 
   // A task is done: it leaves its loop's live list, in O(1) (the last task
@@ -2417,26 +2703,51 @@ export class Task<T = unknown> extends Future<T> {
   }
 
   static {
-    taskWillWait = (task, future) => {
-      task.#waitingOn = future;
-      if (task.#pendingWaits++ === 0 && task.#started && !task.done()) {
-        noteTaskBlocked(task.#loop, true);
+    taskWillWait = (task, awaiter) => {
+      const waits = task.#waits;
+      if (waits === null) {
+        task.#waits = awaiter;
+        if (task.#started) noteTaskBlocked(task.#loop, true);
+      } else if (waits instanceof Awaiter) {
+        task.#waits = [waits, awaiter];
+      } else {
+        waits.push(awaiter);
       }
       loopTimeline(task.#loop)?.record(task, "waiting", task.#loop.time());
-      if (task.#mustCancel && future.cancel(task.#cancelMessage)) {
+      if (task.#mustCancel) {
         task.#mustCancel = false;
+        Task.#cancelWait(awaiter, task.#cancelMessage);
       }
+      noteSuspended(task.#loop, task);
     };
-    taskWakes = (task, future) => {
-      if (task.#waitingOn === future) task.#waitingOn = null;
-      if (task.done()) return null;
-      if (--task.#pendingWaits === 0) {
-        noteTaskBlocked(task.#loop, false);
-        loopTimeline(task.#loop)?.record(task, "running", task.#loop.time());
+    taskWakes = (task, awaiter) => {
+      if (task.done()) return false;
+      const waits = task.#waits;
+      if (waits === awaiter) {
+        task.#waits = null;
+      } else if (Array.isArray(waits)) {
+        const index = waits.indexOf(awaiter);
+        if (index >= 0) waits.splice(index, 1);
+        if (waits.length === 1) task.#waits = waits[0];
+        return true;
+      } else {
+        return true;
       }
+      noteTaskBlocked(task.#loop, false);
+      loopTimeline(task.#loop)?.record(task, "running", task.#loop.time());
+      return true;
+    };
+    takeUndeliveredCancel = (task) => {
       if (!task.#mustCancel) return null;
       task.#mustCancel = false;
-      return task.#cancelMessage ?? "";
+      return new CancelledError(task.#cancelMessage);
+    };
+    yieldAwaiter = (loop) => {
+      const task = runningTask();
+      const awaiter = new Awaiter(loopYieldFuture(loop), task, null, null);
+      if (task !== null) taskWillWait(task, awaiter);
+      scheduleStep(loop, wakeAwaiter, awaiter);
+      return awaiter.promise as Promise<void>;
     };
   }
 }
@@ -2480,7 +2791,7 @@ export function createTask<T>(
  * ```
  */
 export function currentTask(): Task<unknown> | null {
-  return taskContext.getStore() ?? null;
+  return runningTask();
 }
 
 /**
@@ -2537,17 +2848,15 @@ function finishSleep<T>(future: SleepFuture<T>, value: T): void {
 export function sleep<T = void>(ms: number, value?: T): Promise<T> {
   requireMilliseconds(ms, "sleep()", "ms");
   const loop = currentLoop();
-  if (ms <= 0 && value === undefined) {
-    // A bare yield: every one may share the loop's one finished future,
-    // since nothing can change a finished future. It costs one loop step.
-    return loopYieldFuture(loop).then() as Promise<T>;
+  if (ms <= 0) {
+    // A bare yield, one loop step, as asyncio's `sleep(0)`.
+    const yielded = yieldAwaiter(loop);
+    return (value === undefined
+      ? yielded
+      : yielded.then(() => value)) as Promise<T>;
   }
   const future = new SleepFuture<T>(loop);
-  if (ms <= 0) {
-    future.setResult(value as T);
-  } else {
-    future.timer = loop.callLater(ms, finishSleep, future, value as T);
-  }
+  future.timer = loop.callLater(ms, finishSleep, future, value as T);
   // Registering the wait here, where the task calls sleep(), and handing
   // back a native promise spares V8 the slower await of a thenable.
   return future.then();
@@ -2562,14 +2871,69 @@ export function sleep<T = void>(ms: number, value?: T): Promise<T> {
 // ---------------------------------------------------------------------------
 
 /** Options for {@linkcode run} and {@linkcode Runner}. */
-export type RunOptions = LoopOptions;
+export interface RunOptions extends LoopOptions {
+  /**
+   * Whether Ctrl-C (SIGINT) cancels the main task, as asyncio's Runner
+   * does; default true. It is installed only while a coroutine runs, and
+   * only when nothing else listens for SIGINT. The first Ctrl-C cancels the
+   * main task, so its `finally` blocks run, and `run()` then throws
+   * {@linkcode KeyboardInterrupt}; a second one exits at once (code 130).
+   */
+  handleSignals?: boolean;
+}
+
+// At shutdown, a leftover task that lets this much real time pass with no
+// loop step, after being cancelled, awaits a promise the loop cannot cancel:
+// run() reports it and returns rather than hang. Long enough for a foreign
+// operation whose signal was aborted to settle.
+const SHUTDOWN_GRACE_MS = 500;
+
+// The process exits with this code on a second Ctrl-C, as a shell reports
+// a process killed by SIGINT (128 + 2).
+const SIGINT_EXIT_CODE = 130;
+
+// Resolves to true once `future` is done, or to false once the loop has run
+// no step for SHUTDOWN_GRACE_MS of real time while it is still pending.
+function doneOrStuck(
+  loop: EventLoop,
+  future: Future<unknown>,
+): Future<boolean> {
+  const outcome = loop.createFuture<boolean>();
+  let batchesSeen = -1;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const check = () => {
+    if (outcome.done()) return;
+    const batches = loopBatchCount(loop);
+    if (batches === batchesSeen) {
+      outcome.setResult(false);
+      return;
+    }
+    batchesSeen = batches;
+    timer = setTimeout(check, SHUTDOWN_GRACE_MS);
+  };
+  future.addDoneCallback(() => {
+    clearTimeout(timer);
+    if (!outcome.done()) outcome.setResult(true);
+  });
+  check();
+  return outcome;
+}
 
 async function cancelAllTasks(loop: EventLoop): Promise<void> {
   const leftover = liveTasksOf(loop).filter((task) => !task.done());
   if (leftover.length === 0) return;
   for (const task of leftover) task.cancel();
-  await loop.runUntilComplete(gather(leftover, { returnExceptions: true }));
+  const finished = gather(leftover, { returnExceptions: true });
+  await loop.runUntilComplete(doneOrStuck(loop, finished));
   for (const task of leftover) {
+    if (!task.done()) {
+      loop.callExceptionHandler({
+        message:
+          `run() could not finish task "${task.getName()}": it was cancelled but awaits a promise the loop cannot cancel. Pass task.signal to it, or wrap it with wrapFuture().`,
+        task,
+      });
+      continue;
+    }
     if (task.cancelled()) continue;
     const error = task.exception();
     if (error !== null) {
@@ -2607,15 +2971,44 @@ export class Runner {
     this.#options = { ...options };
   }
 
-  /** Runs `coro` as a task on the runner's loop until it is done. */
+  /**
+   * Runs `coro` as a task on the runner's loop until it is done. Ctrl-C
+   * cancels that task (see {@linkcode RunOptions.handleSignals}).
+   */
   async run<T>(coro: Coro<T>): Promise<T> {
-    if (taskContext.getStore() !== undefined) {
+    if (runningTask() !== null) {
       throw new RuntimeError(
         "Runner.run() cannot be called from a running event loop",
       );
     }
     requireCoro(coro, "Runner.run()", "coro");
-    return await this.getLoop().runUntilComplete(coro);
+    const loop = this.getLoop();
+    const task = ensureFuture(coro, loop);
+    let interrupts = 0;
+    const onSigint = () => {
+      interrupts++;
+      if (interrupts === 1 && !task.done()) {
+        task.cancel();
+        return;
+      }
+      process.exit(SIGINT_EXIT_CODE);
+    };
+    const handleSignals = this.#options.handleSignals !== false &&
+      process.listenerCount("SIGINT") === 0;
+    if (handleSignals) process.on("SIGINT", onSigint);
+    try {
+      return await loop.runUntilComplete(task);
+    } catch (error) {
+      if (
+        error instanceof CancelledError && interrupts > 0 &&
+        task instanceof Task && task.uncancel() === 0
+      ) {
+        throw new KeyboardInterrupt(undefined, { cause: error });
+      }
+      throw error;
+    } finally {
+      if (handleSignals) process.off("SIGINT", onSigint);
+    }
   }
 
   /** The runner's loop, made on first use. */
@@ -2669,7 +3062,7 @@ export async function run<T>(
   main: Coro<T>,
   options: RunOptions = {},
 ): Promise<T> {
-  if (taskContext.getStore() !== undefined) {
+  if (runningTask() !== null) {
     throw new RuntimeError("run() cannot be called from a running event loop");
   }
   requireCoro(main, "run()", "main");
@@ -2753,7 +3146,14 @@ class GatheringFuture<T> extends Future<T> {
       }
     };
     markAwaitedBy(onChildDone, this);
-    for (const child of unique) child.addDoneCallback(onChildDone);
+    // Children done already count at once, after the others are watched:
+    // when all are done, gather() is done as it returns (asyncio 3.12+).
+    const doneAlready: Future<unknown>[] = [];
+    for (const child of unique) {
+      if (child.done()) doneAlready.push(child);
+      else child.addDoneCallback(onChildDone);
+    }
+    for (const child of doneAlready) onChildDone(child);
   }
 
   override cancel(msg?: string): boolean {
@@ -2958,11 +3358,17 @@ export async function waitFor<T>(
   if (!(aw instanceof Future)) requireCoro(aw, "waitFor()", "aw");
   const limit = requireOptionalMilliseconds(ms, "waitFor()", "ms");
   if (limit !== null && limit <= 0) {
-    if (typeof aw === "function") throw new TimeoutError();
+    // As asyncio: the work is cancelled (a coroutine function, before it
+    // ever runs) and waited for; what it ends with decides.
     const future = ensureFuture(aw);
     if (future.done()) return future.result();
     await cancelAndWait(future);
-    throw new TimeoutError();
+    try {
+      return future.result();
+    } catch (error) {
+      if (!(error instanceof CancelledError)) throw error;
+      throw new TimeoutError(`timed out after ${limit} ms`, { cause: error });
+    }
   }
   const inner = (): PromiseLike<T> =>
     typeof aw === "function"
@@ -3114,17 +3520,31 @@ export function shield<T>(aw: Coro<T> | Future<T>): Future<T> {
   if (inner.done()) return inner;
   const outer = inner.getLoop().createFuture<T>();
   const onInnerDone = (future: Future<T>) => {
-    if (outer.done()) {
-      if (futureState(future) === REJECTED) future.exception();
-      return;
-    }
-    copyOutcome(future, outer);
+    if (!outer.cancelled()) copyOutcome(future, outer);
   };
   inner.addDoneCallback(onInnerDone);
   outer.addDoneCallback(() => {
-    if (!inner.done()) inner.removeDoneCallback(onInnerDone);
+    if (inner.done()) return;
+    // Nobody waits for the inner work any more: if it fails, say so as it
+    // happens (asyncio 3.14), rather than as "never retrieved" much later.
+    inner.removeDoneCallback(onInnerDone);
+    inner.removeDoneCallback(reportShieldedFailure);
+    inner.addDoneCallback(reportShieldedFailure);
   });
   return outer;
+}
+
+function reportShieldedFailure(inner: Future<unknown>): void {
+  if (inner.cancelled()) return;
+  const error = inner.exception();
+  if (error === null) return;
+  inner.getLoop().callExceptionHandler({
+    message: `${
+      error instanceof Error ? error.name : typeof error
+    } exception in shielded future`,
+    exception: error,
+    future: inner,
+  });
 }
 
 function copyOutcome<T>(source: Future<T>, target: Future<T>): void {
@@ -3143,8 +3563,8 @@ function copyOutcome<T>(source: Future<T>, target: Future<T>): void {
 // Runs `scope` in a new task when called outside any task, so that scopes
 // that must cancel "the current task" also work at a notebook's top level.
 function inTask<T>(scope: (task: Task<unknown>) => Promise<T>): Promise<T> {
-  const task = taskContext.getStore();
-  if (task !== undefined) return scope(task);
+  const task = runningTask();
+  if (task !== null) return scope(task);
   return currentLoop().createTask(() =>
     scope(currentTask()!)
   ) as unknown as Promise<T>;
@@ -3156,7 +3576,11 @@ const TIMEOUT_EXPIRING = 2;
 const TIMEOUT_EXPIRED = 3;
 const TIMEOUT_EXITED = 4;
 
-let enterTimeout: (cm: Timeout, task: Task<unknown>) => void;
+let enterTimeout: (
+  cm: Timeout,
+  task: Task<unknown>,
+  delay: number | null,
+) => void;
 let exitTimeout: (cm: Timeout, error: unknown, failed: boolean) => void;
 
 /**
@@ -3182,10 +3606,34 @@ export class Timeout {
   #task: Task<unknown> | null = null;
   #handle: Handle | null = null;
   #cancellingAtEntry = 0;
+  #delay: number | null = null;
+  #abortController: AbortController | null = null;
 
   /** A scope with deadline `when` (loop time, ms), or none for `null`. */
   constructor(when: number | null) {
     this.#when = requireOptionalMilliseconds(when, "Timeout()", "when");
+  }
+
+  /**
+   * Aborted when the deadline passes: pass it to foreign APIs that take an
+   * `AbortSignal`, so that `timeout(500, (cm) => fetch(url, { signal:
+   * cm.signal }))` really stops the fetch.
+   */
+  get signal(): AbortSignal {
+    this.#abortController ??= new AbortController();
+    if (this.expired() && !this.#abortController.signal.aborted) {
+      this.#abortController.abort(this.#timeoutError());
+    }
+    return this.#abortController.signal;
+  }
+
+  #timeoutError(cause?: unknown): TimeoutError {
+    const message = this.#delay !== null
+      ? `timed out after ${this.#delay} ms`
+      : `timed out: deadline ${this.#when} passed`;
+    return cause === undefined
+      ? new TimeoutError(message)
+      : new TimeoutError(message, { cause });
   }
 
   /** The deadline, in loop time (ms), or `null` for none. */
@@ -3225,13 +3673,15 @@ export class Timeout {
     this.#task!.cancel();
     this.#state = TIMEOUT_EXPIRING;
     this.#handle = null;
+    this.#abortController?.abort(this.#timeoutError());
   };
 
   static {
-    enterTimeout = (cm, task) => {
+    enterTimeout = (cm, task, delay) => {
       if (cm.#state !== TIMEOUT_CREATED) {
         throw new RuntimeError("Timeout has already been entered");
       }
+      cm.#delay = delay;
       cm.#task = task;
       cm.#cancellingAtEntry = task.cancelling();
       cm.#state = TIMEOUT_ENTERED;
@@ -3247,7 +3697,7 @@ export class Timeout {
           error instanceof CancelledError
         ) {
           // Only the cancellation this scope caused becomes a TimeoutError.
-          throw new TimeoutError(undefined, { cause: error });
+          throw cm.#timeoutError(error);
         }
       } else if (cm.#state === TIMEOUT_ENTERED) {
         cm.#state = TIMEOUT_EXITED;
@@ -3289,6 +3739,7 @@ export function timeout<T>(
       new Timeout(delay === null ? null : task.getLoop().time() + delay),
       task,
       body,
+      delay,
     )
   );
 }
@@ -3312,15 +3763,22 @@ export function timeoutAt<T>(
 ): Promise<T> {
   const deadline = requireOptionalMilliseconds(when, "timeoutAt()", "when");
   requireFunction(body, "timeoutAt()", "body");
-  return inTask((task) => timeoutScope(new Timeout(deadline), task, body));
+  return inTask((task) =>
+    timeoutScope(new Timeout(deadline), task, body, null)
+  );
 }
 
 async function timeoutScope<T>(
   cm: Timeout,
   task: Task<unknown>,
   body: (cm: Timeout) => PromiseLike<T> | T,
+  delay: number | null,
 ): Promise<T> {
-  enterTimeout(cm, task);
+  // A cancellation the task has not seen yet is delivered here, before the
+  // scope could take it for its own and turn it into a TimeoutError.
+  const undelivered = takeUndeliveredCancel(task);
+  if (undelivered !== null) throw undelivered;
+  enterTimeout(cm, task, delay);
   let result: T;
   try {
     result = await body(cm);
@@ -3389,12 +3847,11 @@ export class TaskGroup {
       throw new RuntimeError("TaskGroup is shutting down");
     }
     const task = this.#parentTask!.getLoop().createTask(coro, options);
-    if (task.done()) {
-      this.#onTaskDone(task);
-    } else {
-      this.#tasks.add(task);
-      task.addDoneCallback(this.#onTaskDone as DoneCallback<T>);
-    }
+    // Watched even if it is done already (an eager task that finished): its
+    // done callback runs on the loop, never here, or its failure would
+    // cancel the body before createTask() returns (gh-128550).
+    this.#tasks.add(task);
+    task.addDoneCallback(this.#onTaskDone as DoneCallback<T>);
     return task;
   }
 
@@ -3469,6 +3926,14 @@ export class TaskGroup {
         group.#errors.push(error);
       }
       if (group.#errors.length > 0) {
+        // A cancel from outside must survive the errors (gh-116720): take
+        // it back and make it again, so the parent's next await raises
+        // CancelledError and its count of requests stays the same.
+        const parent = group.#parentTask!;
+        if (parent.cancelling() > 0) {
+          parent.uncancel();
+          parent.cancel();
+        }
         const errors = group.#errors;
         group.#errors = [];
         throw new ExceptionGroup("unhandled errors in a TaskGroup", errors);
@@ -3502,6 +3967,8 @@ export function taskGroup<T>(
 ): Promise<T> {
   requireFunction(body, "taskGroup()", "body");
   return inTask(async (parent) => {
+    const undelivered = takeUndeliveredCancel(parent);
+    if (undelivered !== null) throw undelivered;
     const group = new TaskGroup();
     enterGroup(group, parent);
     let result: T;
