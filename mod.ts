@@ -2422,10 +2422,19 @@ let taskCounter = 0;
  * {@linkcode Future} of the coroutine's result, so awaiting it waits for the
  * coroutine to finish.
  *
- * Cancelling it (`task.cancel()`) throws `CancelledError` into the coroutine
- * at the library `await` it is blocked on (a sleep, a queue, a lock, a future,
- * another task), or at its next one. The coroutine may catch it and clean up;
- * `task.signal` is aborted at the same moment, for foreign APIs like `fetch`.
+ * **A task owns every library await made in its context** while it is
+ * pending: its coroutine's, and those of helpers it starts without awaiting,
+ * of every branch of `Promise.all`/`race`/`any`/`allSettled`, and of the
+ * callbacks it registers (timers, event listeners), since the task's context
+ * follows all of them. Cancelling it (`task.cancel()`) reaches every library
+ * await pending in that context (a sleep, a queue, a lock, a future, another
+ * task), so `CancelledError` is thrown at the await the coroutine is really
+ * blocked on; a wait that lost a race is cancelled too and never eats the
+ * cancellation. With no library await pending (the task is running, or awaits
+ * a promise the loop cannot see), the cancellation is delivered at its next
+ * library await. The coroutine may catch it and clean up; `task.signal` is
+ * aborted at the same moment, for foreign APIs like `fetch`. Once the task is
+ * done, an await made in its context behaves as if outside any task.
  *
  * @example
  * ```ts
