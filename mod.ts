@@ -1926,6 +1926,14 @@ let futureState: (future: Future<unknown>) => FutureState;
 let futureAwaitedBy: (future: Future<unknown>) => Future<unknown>[];
 let futureValue: (future: Future<unknown>) => unknown;
 let futureCancelledError: (future: Future<unknown>) => CancelledError;
+// The message a cancelled future was cancelled with, without taking the
+// error a task keeps (see Future #cancelledError).
+let futureCancelMessage: (future: Future<unknown>) => string | undefined;
+// A task ended by a CancelledError keeps it for its first reader.
+let keepCancelledError: (
+  future: Future<unknown>,
+  error: CancelledError,
+) => void;
 let wakeAwaiter: (awaiter: Awaiter) => void;
 // The task's code registered `awaiter`: it is now one of the task's waits.
 let taskWillWait: (task: Task<unknown>, awaiter: Awaiter) => void;
@@ -1967,6 +1975,9 @@ export class Future<T = unknown> implements PromiseLike<T> {
   #state: FutureState = PENDING;
   #value: unknown = undefined;
   #cancelMessage: string | undefined = undefined;
+  // The CancelledError a task ended with, handed to the first reader of its
+  // outcome (then gone: later readers get one with no message), as asyncio.
+  #cancelledError: CancelledError | null = null;
   // One callback or awaiter in a slot of its own (the common case), several
   // in an array: most futures are awaited once, and an array each costs.
   #callbacks: FutureCallback | FutureCallback[] | null = null;
@@ -2181,6 +2192,11 @@ export class Future<T = unknown> implements PromiseLike<T> {
   }
 
   #makeCancelledError(): CancelledError {
+    const kept = this.#cancelledError;
+    if (kept !== null) {
+      this.#cancelledError = null;
+      return kept;
+    }
     return new CancelledError(this.#cancelMessage);
   }
 
@@ -2256,6 +2272,10 @@ export class Future<T = unknown> implements PromiseLike<T> {
     };
     futureValue = (future) => future.#value;
     futureCancelledError = (future) => future.#makeCancelledError();
+    futureCancelMessage = (future) => future.#cancelMessage;
+    keepCancelledError = (future, error) => {
+      future.#cancelledError = error;
+    };
     wakeAwaiter = (awaiter) => {
       if (awaiter.fired) return;
       awaiter.fired = true;
@@ -2479,6 +2499,10 @@ export class Task<T = unknown> extends Future<T> {
   // - `#cancelRequests`: cancel() calls not taken back by uncancel().
   #waits: Awaiter | Awaiter[] | null = null;
   #mustCancel = false;
+  // `#mustCancel` came while the task was away (awaiting a foreign promise)
+  // rather than from its own code: in asyncio it would have been raised at
+  // that await, so the next library call delivers it, even a scope's entry.
+  #cancelledWhileAway = false;
   #cancelMessage: string | undefined = undefined;
   #cancelRequests = 0;
   #abortController: AbortController | null = null;
@@ -2524,6 +2548,7 @@ export class Task<T = unknown> extends Future<T> {
     const waits = this.#waits;
     if (waits === null) {
       this.#mustCancel = true;
+      this.#cancelledWhileAway = this.#started && runningTask() !== this;
       this.#cancelMessage = msg;
       if (this.#started && this.#loop.getDebug()) this.#watchUndelivered();
     } else if (waits instanceof Awaiter) {
@@ -2630,7 +2655,8 @@ export class Task<T = unknown> extends Future<T> {
       // Cancelled before it ever ran: its function is never called.
       task.#mustCancel = false;
       task.#coro = null;
-      Future.prototype.cancel.call(task, task.#cancelMessage);
+      Future.prototype.cancel.call(task);
+      keepCancelledError(task, new CancelledError(task.#cancelMessage));
       Task.#retire(task, true);
       return;
     }
@@ -2677,7 +2703,8 @@ export class Task<T = unknown> extends Future<T> {
     if (this.done()) return;
     const blocked = this.#waits !== null;
     if (state === REJECTED && value instanceof CancelledError) {
-      Future.prototype.cancel.call(this, value.message || undefined);
+      Future.prototype.cancel.call(this);
+      keepCancelledError(this, value);
     } else if (this.#mustCancel && state === FULFILLED) {
       // Cancelled right before the coroutine returned: asyncio ends such a
       // task cancelled, not with its result.
@@ -2747,7 +2774,7 @@ export class Task<T = unknown> extends Future<T> {
       return true;
     };
     takeUndeliveredCancel = (task) => {
-      if (!task.#mustCancel) return null;
+      if (!task.#mustCancel || !task.#cancelledWhileAway) return null;
       task.#mustCancel = false;
       return new CancelledError(task.#cancelMessage);
     };
@@ -3147,7 +3174,10 @@ class GatheringFuture<T> extends Future<T> {
         }
         const results = children.map((child) => {
           const state = futureState(child);
-          if (state === CANCELLED) return futureCancelledError(child);
+          // As asyncio: the cancel message, not the error a task keeps.
+          if (state === CANCELLED) {
+            return new CancelledError(futureCancelMessage(child));
+          }
           if (state === REJECTED) return child.exception();
           return futureValue(child);
         });
@@ -3559,7 +3589,7 @@ function reportShieldedFailure(inner: Future<unknown>): void {
 function copyOutcome<T>(source: Future<T>, target: Future<T>): void {
   switch (futureState(source)) {
     case CANCELLED:
-      target.cancel(futureCancelledError(source).message || undefined);
+      target.cancel(); // asyncio's shield passes no message on
       break;
     case REJECTED:
       target.setException(source.exception());

@@ -477,3 +477,31 @@ test("run: a leftover task stuck on a promise nobody settles is reported, and ru
   assert.match(reports[0].message, /task "stuck"/);
   assert.match(reports[0].message, /task\.signal/);
 });
+
+test("cancel: in debug mode, a cancellation a foreign await holds back is reported with the task's name", async () => {
+  const warnings: string[] = [];
+  const warn = console.warn;
+  console.warn = (message: string) => warnings.push(message);
+  try {
+    await run(async () => {
+      const loop = getRunningLoop();
+      loop.slowCallbackDuration = 10;
+      const foreign = Promise.withResolvers<void>();
+      const target = createTask(async () => {
+        await foreign.promise;
+        await sleep(0);
+      }, { name: "fetcher" });
+      await sleep(0);
+      target.cancel();
+      // The report is due 10 ms (loop time) after the cancel.
+      await sleep(20);
+      foreign.resolve();
+      await assert.rejects(target, CancelledError);
+    }, { debug: true });
+  } finally {
+    console.warn = warn;
+  }
+  assert.equal(warnings.length, 1);
+  assert.match(warnings[0], /task "fetcher"/);
+  assert.match(warnings[0], /task\.signal/);
+});
