@@ -1981,6 +1981,10 @@ export class Future<T = unknown> implements PromiseLike<T> {
   // One callback or awaiter in a slot of its own (the common case), several
   // in an array: most futures are awaited once, and an array each costs.
   #callbacks: FutureCallback | FutureCallback[] | null = null;
+  // The done callbacks scheduled at completion and not run yet, and in an
+  // array, the index of the next.
+  #scheduled: DoneCallback<unknown> | DoneCallback<unknown>[] | null = null;
+  #scheduledIndex = 0;
   #retrieved = false;
 
   /** A pending future on `loop`, by default {@linkcode getEventLoop}'s. */
@@ -2214,33 +2218,43 @@ export class Future<T = unknown> implements PromiseLike<T> {
     this.#callbacks = null;
     // As in asyncio, each callback is a step of its own, scheduled now: one
     // removed afterwards still runs, and a task woken by one runs to its
-    // next suspension before the next callback runs.
+    // next suspension before the next callback runs. The done callbacks
+    // wait in `#scheduled`, in order, each step taking the next.
+    const loop = this.#loop;
     if (!Array.isArray(callbacks)) {
-      Future.#scheduleCallback(this as Future<unknown>, callbacks);
-    } else {
-      for (const callback of callbacks) {
-        Future.#scheduleCallback(this as Future<unknown>, callback);
+      if (callbacks instanceof Awaiter) {
+        scheduleStep(loop, wakeAwaiter, callbacks);
+      } else {
+        this.#scheduled = callbacks as DoneCallback<unknown>;
+        scheduleStep(loop, Future.#runNextCallback, this as Future<unknown>);
+      }
+      return;
+    }
+    const scheduled: DoneCallback<unknown>[] = [];
+    for (const callback of callbacks) {
+      if (callback instanceof Awaiter) {
+        scheduleStep(loop, wakeAwaiter, callback);
+      } else {
+        scheduled.push(callback as DoneCallback<unknown>);
+        scheduleStep(loop, Future.#runNextCallback, this as Future<unknown>);
       }
     }
+    this.#scheduled = scheduled;
   }
 
-  static #scheduleCallback(
-    future: Future<unknown>,
-    callback: FutureCallback,
-  ): void {
-    if (callback instanceof Awaiter) {
-      scheduleStep(future.#loop, wakeAwaiter, callback);
+  static #runNextCallback(future: Future<unknown>): void {
+    const scheduled = future.#scheduled;
+    let callback: DoneCallback<unknown>;
+    if (Array.isArray(scheduled)) {
+      callback = scheduled[future.#scheduledIndex++];
+      if (future.#scheduledIndex === scheduled.length) {
+        future.#scheduled = null;
+        future.#scheduledIndex = 0;
+      }
     } else {
-      scheduleStep(
-        future.#loop,
-        Future.#runDoneCallback,
-        new ScheduledDoneCallback(future, callback as DoneCallback<unknown>),
-      );
+      callback = scheduled!;
+      future.#scheduled = null;
     }
-  }
-
-  static #runDoneCallback(scheduled: ScheduledDoneCallback): void {
-    const { future, callback } = scheduled;
     try {
       callback(future);
     } catch (error) {
@@ -2302,16 +2316,6 @@ export class Future<T = unknown> implements PromiseLike<T> {
         value,
       );
     };
-  }
-}
-
-// A done callback and its future, scheduled as one step.
-class ScheduledDoneCallback {
-  readonly future: Future<unknown>;
-  readonly callback: DoneCallback<unknown>;
-  constructor(future: Future<unknown>, callback: DoneCallback<unknown>) {
-    this.future = future;
-    this.callback = callback;
   }
 }
 
