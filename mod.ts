@@ -4282,8 +4282,19 @@ export class Barrier {
    * @throws {BrokenBarrierError} if the barrier is broken, or is reset or
    * aborted while waiting.
    */
-  async wait(): Promise<number> {
-    await this.#condition.acquire();
+  wait(): Promise<number> {
+    // Taken at once when free, so that, as in asyncio, a party that need
+    // not wait runs through without a pause holding the lock.
+    if (tryAcquireLock(this.#lock)) return this.#passHoldingLock();
+    return this.#acquireAndPass();
+  }
+
+  async #acquireAndPass(): Promise<number> {
+    await this.#lock.acquire();
+    return await this.#passHoldingLock();
+  }
+
+  async #passHoldingLock(): Promise<number> {
     try {
       // Wait while the last round drains or resets.
       if (!this.#open()) await this.#condition.waitFor(this.#open);
@@ -4315,7 +4326,7 @@ export class Barrier {
         }
       }
     } finally {
-      this.#condition.release();
+      this.#lock.release();
     }
   }
 

@@ -1,0 +1,697 @@
+// Locks, semaphores, conditions, barriers and queues as asyncio 3.14 has
+// them. Each behaviour test mirrors a Python program that was run on
+// CPython 3.14.2 (pyodide 314.0.8, on a loop whose clock is virtual, like
+// CPython's test_utils.TestLoop); the program and what it printed are in
+// the comment above the test, and the test expects the same lines. Then
+// seeded random cancellation storms check the invariants: no item lost,
+// duplicated or reordered, never more than maxsize, never two lock
+// holders, never more semaphore holders than its value.
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import {
+  Barrier,
+  BoundedSemaphore,
+  BrokenBarrierError,
+  CancelledError,
+  Condition,
+  createTask,
+  gather,
+  getRunningLoop,
+  LifoQueue,
+  Lock,
+  PriorityQueue,
+  Queue,
+  QueueEmpty,
+  QueueFull,
+  run,
+  RuntimeError,
+  Semaphore,
+  sleep,
+  type Task,
+  TimeoutError,
+  waitFor,
+} from "../mod.ts";
+
+const step = () => sleep(0);
+const now = () => getRunningLoop().time();
+const virtual = { virtualTime: true } as const;
+
+// ---------------------------------------------------------------------------
+// Lock
+// ---------------------------------------------------------------------------
+
+// async def main():
+//     lock = asyncio.Lock()
+//     await lock.acquire()
+//     holders = []
+//     async def waiter(name):
+//         await lock.acquire()
+//         holders.append(name)
+//         print(name, "holds; locked:", lock.locked())
+//     w = create_task(waiter("w"))
+//     await sleep(0)
+//     lock.release()
+//     print("after release, locked:", lock.locked())
+//     try:
+//         lock.release()
+//         print("second release accepted")
+//     except RuntimeError as e:
+//         print("second release: RuntimeError", e)
+//     await w
+//     print("holders", holders, "locked:", lock.locked())
+//
+// CPython 3.14.2 prints:
+//     after release, locked: False
+//     second release: RuntimeError Lock is not acquired.
+//     w holds; locked: True
+//     holders ['w'] locked: True
+test("lock: a second release() while the woken waiter has not run is RuntimeError", async () => {
+  const log = await run(async () => {
+    const log: string[] = [];
+    const lock = new Lock();
+    await lock.acquire();
+    const holders: string[] = [];
+    const waiter = createTask(async () => {
+      await lock.acquire();
+      holders.push("w");
+      log.push(`w holds; locked: ${lock.locked()}`);
+    });
+    await step();
+    lock.release();
+    log.push(`after release, locked: ${lock.locked()}`);
+    try {
+      lock.release();
+      log.push("second release accepted");
+    } catch (e) {
+      assert.ok(e instanceof RuntimeError);
+      log.push(`second release: RuntimeError`);
+    }
+    await waiter;
+    log.push(`holders ${holders} locked: ${lock.locked()}`);
+    return log;
+  }, virtual);
+  assert.deepEqual(log, [
+    "after release, locked: false",
+    "second release: RuntimeError",
+    "w holds; locked: true",
+    "holders w locked: true",
+  ]);
+});
+
+// async def main():
+//     lock = asyncio.Lock()
+//     order = []
+//     await lock.acquire()
+//     async def worker(name):
+//         await lock.acquire()
+//         order.append(name)
+//         await sleep(0)
+//         lock.release()
+//     w = create_task(worker("waiter"))
+//     await sleep(0)
+//     lock.release()
+//     print("locked after release:", lock.locked())
+//     n = create_task(worker("newcomer"))
+//     await lock.acquire()
+//     order.append("releaser")
+//     lock.release()
+//     await gather(w, n)
+//     print(order)
+//
+// CPython 3.14.2 prints:
+//     locked after release: False
+//     ['waiter', 'releaser', 'newcomer']
+test("lock: locked() is false right after release(), yet newcomers queue behind the woken waiter", async () => {
+  const [lockedAfterRelease, order] = await run(async () => {
+    const lock = new Lock();
+    const order: string[] = [];
+    await lock.acquire();
+    const worker = (name: string) => async () => {
+      await lock.acquire();
+      order.push(name);
+      await step();
+      lock.release();
+    };
+    const waiter = createTask(worker("waiter"));
+    await step();
+    lock.release();
+    const lockedAfterRelease = lock.locked();
+    const newcomer = createTask(worker("newcomer"));
+    await lock.acquire();
+    order.push("releaser");
+    lock.release();
+    await gather([waiter, newcomer]);
+    return [lockedAfterRelease, order] as const;
+  }, virtual);
+  assert.equal(lockedAfterRelease, false);
+  assert.deepEqual(order, ["waiter", "releaser", "newcomer"]);
+});
+
+// ---------------------------------------------------------------------------
+// Semaphore
+// ---------------------------------------------------------------------------
+
+// async def main():
+//     sem = asyncio.Semaphore(0)
+//     order = []
+//     async def worker(name):
+//         await sem.acquire()
+//         order.append(name)
+//     w1 = create_task(worker("w1"))
+//     w2 = create_task(worker("w2"))
+//     await sleep(0)
+//     sem.release()
+//     sem.release()
+//     late = create_task(worker("late"))
+//     sem.release()
+//     print("locked:", sem.locked())
+//     await gather(w1, w2, late)
+//     print(order, "locked:", sem.locked())
+//
+// CPython 3.14.2 prints:
+//     locked: True
+//     ['w1', 'w2', 'late'] locked: True
+test("semaphore: a late newcomer never jumps ahead of woken waiters", async () => {
+  const [lockedBefore, order, lockedAfter] = await run(async () => {
+    const semaphore = new Semaphore(0);
+    const order: string[] = [];
+    const worker = (name: string) => async () => {
+      await semaphore.acquire();
+      order.push(name);
+    };
+    const w1 = createTask(worker("w1"));
+    const w2 = createTask(worker("w2"));
+    await step();
+    semaphore.release();
+    semaphore.release();
+    const late = createTask(worker("late"));
+    semaphore.release();
+    const lockedBefore = semaphore.locked();
+    await gather([w1, w2, late]);
+    return [lockedBefore, order, semaphore.locked()] as const;
+  }, virtual);
+  assert.equal(lockedBefore, true);
+  assert.deepEqual(order, ["w1", "w2", "late"]);
+  assert.equal(lockedAfter, true);
+});
+
+// async def main():
+//     sem = asyncio.BoundedSemaphore(1)
+//     try:
+//         sem.release()
+//     except ValueError as e:
+//         print("ValueError", e)
+//
+// CPython 3.14.2 prints:
+//     ValueError BoundedSemaphore released too many times
+test("boundedSemaphore: an over-release is RangeError (asyncio: ValueError)", async () => {
+  await run(async () => {
+    const semaphore = new BoundedSemaphore(1);
+    assert.throws(() => semaphore.release(), {
+      name: "RangeError",
+      message: "BoundedSemaphore released too many times",
+    });
+    const held = await semaphore.acquire();
+    held[Symbol.dispose]();
+    assert.throws(() => semaphore.release(), RangeError);
+    await semaphore.acquire();
+    semaphore.release();
+    assert.equal(semaphore.locked(), false);
+  }, virtual);
+});
+
+// ---------------------------------------------------------------------------
+// Condition
+// ---------------------------------------------------------------------------
+
+// async def main():
+//     c = asyncio.Condition()
+//     async def t1():
+//         await c.acquire()
+//         await c.wait()
+//         print("t1 woken at", ms())
+//         c.release()
+//     async def t2():
+//         await c.acquire()
+//         try:
+//             await asyncio.wait_for(c.wait(), 0.001)
+//             print("t2 notified at", ms())
+//         except TimeoutError:
+//             print("t2 timed out at", ms())
+//         c.release()
+//     a = create_task(t1())
+//     b = create_task(t2())
+//     await sleep(0.050)
+//     async with c:
+//         c.notify()
+//         print("notify at", ms())
+//     await gather(a, b)
+//
+// CPython 3.14.2 prints:
+//     t2 timed out at 1
+//     t1 woken at 1
+//     notify at 50
+test("condition: a waiter that times out wakes the next one in its place (gh-112202)", async () => {
+  const log = await run(async () => {
+    const log: string[] = [];
+    const condition = new Condition();
+    const t1 = createTask(async () => {
+      await condition.acquire();
+      await condition.wait();
+      log.push(`t1 woken at ${now()}`);
+      condition.release();
+    });
+    const t2 = createTask(async () => {
+      await condition.acquire();
+      try {
+        await waitFor(() => condition.wait(), 1);
+        log.push(`t2 notified at ${now()}`);
+      } catch (e) {
+        assert.ok(e instanceof TimeoutError);
+        log.push(`t2 timed out at ${now()}`);
+      }
+      condition.release();
+    });
+    await sleep(50);
+    {
+      using _ = await condition.acquire();
+      condition.notify();
+      log.push(`notify at ${now()}`);
+    }
+    await gather([t1, t2]);
+    return log;
+  }, virtual);
+  assert.deepEqual(log, [
+    "t2 timed out at 1",
+    "t1 woken at 1",
+    "notify at 50",
+  ]);
+});
+
+// async def main():
+//     c = asyncio.Condition()
+//     async def t2():
+//         await c.acquire()
+//         try:
+//             await asyncio.wait_for(c.wait(), 0.001)
+//             print("t2 returned at", ms())
+//         except TimeoutError:
+//             print("t2 timed out at", ms(), "locked:", c.locked())
+//         c.release()
+//     async def t1():
+//         await c.acquire()
+//         await c.wait()
+//         print("t1 woken at", ms())
+//         c.release()
+//     b = create_task(t2())
+//     a = create_task(t1())
+//     await sleep(0)
+//     await c.acquire()
+//     c.notify()
+//     await sleep(0.005)
+//     c.release()
+//     await gather(a, b)
+//
+// CPython 3.14.2 prints:
+//     t2 timed out at 5 locked: True
+//     t1 woken at 5
+test("condition: a notified waiter that times out passes the notification on", async () => {
+  const log = await run(async () => {
+    const log: string[] = [];
+    const condition = new Condition();
+    const t2 = createTask(async () => {
+      await condition.acquire();
+      try {
+        await waitFor(() => condition.wait(), 1);
+        log.push(`t2 returned at ${now()}`);
+      } catch (e) {
+        assert.ok(e instanceof TimeoutError);
+        log.push(`t2 timed out at ${now()} locked: ${condition.locked()}`);
+      }
+      condition.release();
+    });
+    const t1 = createTask(async () => {
+      await condition.acquire();
+      await condition.wait();
+      log.push(`t1 woken at ${now()}`);
+      condition.release();
+    });
+    await step();
+    await condition.acquire();
+    condition.notify(); // t2, first in line; it times out re-acquiring
+    await sleep(5);
+    condition.release();
+    await gather([t1, t2]);
+    return log;
+  }, virtual);
+  assert.deepEqual(log, [
+    "t2 timed out at 5 locked: true",
+    "t1 woken at 5",
+  ]);
+});
+
+// ---------------------------------------------------------------------------
+// Barrier
+// ---------------------------------------------------------------------------
+
+// async def main():
+//     b = asyncio.Barrier(2)
+//     async def party(name, abort_after):
+//         try:
+//             i = await b.wait()
+//             print(name, "passed with", i, "n_waiting", b.n_waiting)
+//             if abort_after:
+//                 await b.abort()
+//                 print(name, "aborted; broken", b.broken)
+//         except asyncio.BrokenBarrierError:
+//             print(name, "BrokenBarrierError")
+//     t1 = create_task(party("a", False))
+//     t2 = create_task(party("b", True))
+//     await gather(t1, t2)
+//     print("broken", b.broken)
+//
+// CPython 3.14.2 prints:
+//     b passed with 1 n_waiting 0
+//     b aborted; broken True
+//     a BrokenBarrierError
+//     broken True
+test("barrier: abort() while a filled round drains breaks the draining waiters", async () => {
+  const log = await run(async () => {
+    const log: string[] = [];
+    const barrier = new Barrier(2);
+    const party = (name: string, abortAfter: boolean) => async () => {
+      try {
+        const index = await barrier.wait();
+        log.push(`${name} passed with ${index} n_waiting ${barrier.nWaiting}`);
+        if (abortAfter) {
+          // a, notified as b filled the round, has not run yet: draining.
+          await barrier.abort();
+          log.push(`${name} aborted; broken ${barrier.broken}`);
+        }
+      } catch (e) {
+        assert.ok(e instanceof BrokenBarrierError);
+        log.push(`${name} BrokenBarrierError`);
+      }
+    };
+    await gather([party("a", false), party("b", true)]);
+    log.push(`broken ${barrier.broken}`);
+    return log;
+  }, virtual);
+  assert.deepEqual(log, [
+    "b passed with 1 n_waiting 0",
+    "b aborted; broken true",
+    "a BrokenBarrierError",
+    "broken true",
+  ]);
+});
+
+// async def main():
+//     b = asyncio.Barrier(2)
+//     log = []
+//     async def party(name):
+//         i = await b.wait()
+//         log.append((name, i))
+//     ts = [create_task(party(n)) for n in ("a", "b", "c", "d")]
+//     await gather(*ts)
+//     print(log)
+//
+// CPython 3.14.2 prints:
+//     [('b', 1), ('a', 0), ('d', 1), ('c', 0)]
+test("barrier: parties arriving while a round drains wait for the next round", async () => {
+  const log = await run(async () => {
+    const log: string[] = [];
+    const barrier = new Barrier(2);
+    const party = (name: string) => async () => {
+      const index = await barrier.wait();
+      log.push(`${name} ${index}`);
+    };
+    await gather(["a", "b", "c", "d"].map(party));
+    return log;
+  }, virtual);
+  assert.deepEqual(log, ["b 1", "a 0", "d 1", "c 0"]);
+});
+
+// async def main():
+//     b = asyncio.Barrier(3)
+//     a = create_task(b.wait())
+//     bb = create_task(b.wait())
+//     await sleep(0)
+//     print("n_waiting", b.n_waiting)
+//     a.cancel()
+//     try:
+//         await a
+//     except asyncio.CancelledError:
+//         print("a cancelled")
+//     print("n_waiting", b.n_waiting)
+//     c = create_task(b.wait())
+//     await sleep(0)
+//     print("c done", c.done())
+//     d = create_task(b.wait())
+//     print("indexes", await gather(bb, c, d))
+//
+// CPython 3.14.2 prints:
+//     n_waiting 2
+//     a cancelled
+//     n_waiting 1
+//     c done False
+//     indexes [1, 1, 2]
+test("barrier: a party cancelled while it fills leaves; indexes count those there", async () => {
+  const log = await run(async () => {
+    const log: string[] = [];
+    const barrier = new Barrier(3);
+    const a = createTask(() => barrier.wait());
+    const b = createTask(() => barrier.wait());
+    await step();
+    log.push(`n_waiting ${barrier.nWaiting}`);
+    a.cancel();
+    await assert.rejects(a, CancelledError);
+    log.push("a cancelled");
+    log.push(`n_waiting ${barrier.nWaiting}`);
+    const c = createTask(() => barrier.wait());
+    await step();
+    log.push(`c done ${c.done()}`);
+    const d = createTask(() => barrier.wait());
+    log.push(`indexes ${await gather([b, c, d])}`);
+    return log;
+  }, virtual);
+  assert.deepEqual(log, [
+    "n_waiting 2",
+    "a cancelled",
+    "n_waiting 1",
+    "c done false",
+    "indexes 1,1,2",
+  ]);
+});
+
+// ---------------------------------------------------------------------------
+// Queues
+// ---------------------------------------------------------------------------
+
+// async def main():
+//     q = asyncio.Queue(1)
+//     g = create_task(q.get())
+//     await sleep(0)
+//     q.put_nowait(1)
+//     print("qsize with getter woken:", q.qsize(), "full:", q.full())
+//     try:
+//         q.put_nowait(2)
+//         print("second put accepted")
+//     except asyncio.QueueFull:
+//         print("QueueFull")
+//     g.cancel()
+//     try:
+//         await g
+//     except asyncio.CancelledError:
+//         print("getter cancelled")
+//     print("qsize", q.qsize(), "items", [q.get_nowait() for _ in range(q.qsize())])
+//
+// CPython 3.14.2 prints:
+//     qsize with getter woken: 1 full: True
+//     QueueFull
+//     getter cancelled
+//     qsize 1 items [1]
+test("queue: a woken getter cancelled before it runs never makes the queue hold more than maxsize", async () => {
+  const log = await run(async () => {
+    const log: string[] = [];
+    const queue = new Queue<number>(1);
+    const getter = createTask(() => queue.get());
+    await step();
+    queue.putNowait(1);
+    log.push(`qsize with getter woken: ${queue.qsize()} full: ${queue.full()}`);
+    try {
+      queue.putNowait(2);
+      log.push("second put accepted");
+    } catch (e) {
+      assert.ok(e instanceof QueueFull);
+      log.push("QueueFull");
+    }
+    getter.cancel();
+    await assert.rejects(getter, CancelledError);
+    log.push("getter cancelled");
+    const items: number[] = [];
+    const size = queue.qsize();
+    for (let i = 0; i < size; i++) items.push(queue.getNowait());
+    log.push(`qsize ${size} items ${items}`);
+    return log;
+  }, virtual);
+  assert.deepEqual(log, [
+    "qsize with getter woken: 1 full: true",
+    "QueueFull",
+    "getter cancelled",
+    "qsize 1 items 1",
+  ]);
+});
+
+// async def main(kind):
+//     q = kind()
+//     got = []
+//     async def getter():
+//         got.append(await q.get())
+//     g1 = create_task(getter())
+//     g2 = create_task(getter())
+//     await sleep(0)
+//     for i in (3, 1, 2) if kind is asyncio.PriorityQueue else (1, 2, 3):
+//         q.put_nowait(i)
+//     print("qsize", q.qsize())
+//     g1.cancel()
+//     await gather(g1, g2, return_exceptions=True)
+//     while not q.empty():
+//         got.append(q.get_nowait())
+//     print(kind.__name__, got)
+//
+// CPython 3.14.2 prints, for Queue, LifoQueue and PriorityQueue:
+//     qsize 3
+//     Queue [1, 2, 3]
+//     qsize 3
+//     LifoQueue [3, 2, 1]
+//     qsize 3
+//     PriorityQueue [1, 2, 3]
+test("queue: a woken getter cancelled before it runs reorders nothing (FIFO, LIFO, priority)", async () => {
+  const kinds = [
+    ["Queue", () => new Queue<number>(), [1, 2, 3], [1, 2, 3]],
+    ["LifoQueue", () => new LifoQueue<number>(), [1, 2, 3], [3, 2, 1]],
+    ["PriorityQueue", () => new PriorityQueue<number>(), [3, 1, 2], [1, 2, 3]],
+  ] as const;
+  for (const [name, make, put, expected] of kinds) {
+    const [qsize, got] = await run(async () => {
+      const queue = make();
+      const got: number[] = [];
+      const getter = async () => {
+        got.push(await queue.get());
+      };
+      const g1 = createTask(getter);
+      const g2 = createTask(getter);
+      await step();
+      for (const item of put) queue.putNowait(item);
+      const qsize = queue.qsize();
+      g1.cancel();
+      await gather([g1, g2], { returnExceptions: true });
+      while (!queue.empty()) got.push(queue.getNowait());
+      return [qsize, got] as const;
+    }, virtual);
+    assert.equal(qsize, 3, name);
+    assert.deepEqual(got, expected, name);
+  }
+});
+
+// async def main():
+//     q = asyncio.Queue()
+//     g = create_task(q.get())
+//     await sleep(0)
+//     q.put_nowait("x")
+//     print("qsize", q.qsize(), "empty", q.empty())
+//     print("newcomer gets", q.get_nowait())
+//     await sleep(0)
+//     print("getter done", g.done())
+//     q.put_nowait("y")
+//     print("got", await g, "qsize", q.qsize())
+//
+// CPython 3.14.2 prints:
+//     qsize 1 empty False
+//     newcomer gets x
+//     getter done False
+//     got y qsize 0
+test("queue: an item put while a getter waits counts in qsize() until the getter runs", async () => {
+  const log = await run(async () => {
+    const log: string[] = [];
+    const queue = new Queue<string>();
+    const getter = createTask(() => queue.get());
+    await step();
+    queue.putNowait("x");
+    log.push(`qsize ${queue.qsize()} empty ${queue.empty()}`);
+    log.push(`newcomer gets ${queue.getNowait()}`);
+    await step();
+    log.push(`getter done ${getter.done()}`); // it waits again
+    queue.putNowait("y");
+    log.push(`got ${await getter} qsize ${queue.qsize()}`);
+    return log;
+  }, virtual);
+  assert.deepEqual(log, [
+    "qsize 1 empty false",
+    "newcomer gets x",
+    "getter done false",
+    "got y qsize 0",
+  ]);
+});
+
+// async def main():
+//     q = asyncio.Queue(1)
+//     q.put_nowait("first")
+//     order = []
+//     async def putter(x):
+//         await q.put(x)
+//         order.append(x)
+//     a = create_task(putter("a"))
+//     b = create_task(putter("b"))
+//     await sleep(0)
+//     print(q.get_nowait(), "full", q.full())
+//     a.cancel()
+//     await sleep(0)
+//     print("after a cancelled: qsize", q.qsize(), "b done", b.done())
+//     q.put_nowait("newcomer")
+//     print("full", q.full())
+//     await sleep(0)
+//     print(q.get_nowait())
+//     await b
+//     print(order, q.qsize())
+//
+// CPython 3.14.2 prints:
+//     first full False
+//     after a cancelled: qsize 0 b done False
+//     full True
+//     newcomer
+//     ['b'] 1
+test("queue: a woken putter cancelled before it runs passes the slot on; a newcomer may fill it first", async () => {
+  const log = await run(async () => {
+    const log: string[] = [];
+    const queue = new Queue<string>(1);
+    queue.putNowait("first");
+    const order: string[] = [];
+    const putter = (item: string) => async () => {
+      await queue.put(item);
+      order.push(item);
+    };
+    const a = createTask(putter("a"));
+    const b = createTask(putter("b"));
+    await step();
+    log.push(`${queue.getNowait()} full ${queue.full()}`);
+    a.cancel();
+    await step();
+    log.push(`after a cancelled: qsize ${queue.qsize()} b done ${b.done()}`);
+    queue.putNowait("newcomer");
+    log.push(`full ${queue.full()}`);
+    await step();
+    log.push(queue.getNowait());
+    await b;
+    log.push(`${order} ${queue.qsize()}`);
+    return log;
+  }, virtual);
+  assert.deepEqual(log, [
+    "first full false",
+    "after a cancelled: qsize 0 b done false",
+    "full true",
+    "newcomer",
+    "b 1",
+  ]);
+});
