@@ -695,3 +695,329 @@ test("queue: a woken putter cancelled before it runs passes the slot on; a newco
     "b 1",
   ]);
 });
+
+// ---------------------------------------------------------------------------
+// Cancellation storms
+//
+// Seeded random programs under virtual time: workers through a queue, a
+// lock or a semaphore, cancelled at random moments by other tasks (often in
+// the same loop step as a wake-up) or timed out by waitFor(). A failure
+// names its seed; SYNC_STORM_SEEDS=N runs N seeds of each (default 30).
+// ---------------------------------------------------------------------------
+
+const env = (globalThis as { process?: { env: Record<string, string> } })
+  .process?.env ?? {};
+const STORM_SEEDS = Number(env.SYNC_STORM_SEEDS ?? 30);
+const FIRST_SEED = Number(env.SYNC_STORM_FIRST_SEED ?? 1);
+
+// mulberry32: small, fast, and the same on every runtime.
+function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+async function forEachSeed(
+  storm: (seed: number) => Promise<void>,
+): Promise<void> {
+  for (let seed = FIRST_SEED; seed < FIRST_SEED + STORM_SEEDS; seed++) {
+    try {
+      await storm(seed);
+    } catch (error) {
+      console.error(`storm failed with seed ${seed}`);
+      throw Object.assign(
+        new Error(`seed ${seed}: ${(error as Error).message}`),
+        { cause: error },
+      );
+    }
+  }
+}
+
+// Cancels `task` after a random delay, from a task of its own, so that
+// cancellations land in the same loop steps as the traffic's wake-ups.
+function cancelLater(random: () => number, task: Task<unknown>): void {
+  const delay = Math.floor(random() * 4) * (random() < 0.5 ? 0 : 1) +
+    Math.floor(random() * 20);
+  createTask(async () => {
+    await sleep(delay);
+    if (random() < 0.5) await step(); // a step later, now and then
+    task.cancel();
+  });
+}
+
+// Cancels one of `doomed` still running: the oldest (wake-ups go to the
+// oldest waiter) or one at random. Called right after a release or a put,
+// it often hits the task just woken, before it runs ("must cancel").
+function cancelOneOf(random: () => number, doomed: Task<unknown>[]): void {
+  const running = doomed.filter((task) => !task.done());
+  if (running.length === 0) return;
+  const pick = random() < 0.5 ? 0 : Math.floor(random() * running.length);
+  running[pick].cancel();
+}
+
+// Awaits `op` directly, or through waitFor() with a short random timeout.
+function maybeTimed<T>(random: () => number, op: () => Promise<T>) {
+  if (random() < 0.7) return op();
+  return waitFor(op, Math.floor(random() * 4));
+}
+
+const isCancellation = (e: unknown) =>
+  e instanceof CancelledError || e instanceof TimeoutError;
+
+type Item = [priority: number, id: number];
+
+// What a queue of `kind` must give out next, from the items it holds.
+function modelTake(kind: string, held: Item[]): Item {
+  if (kind === "fifo") return held.shift()!;
+  if (kind === "lifo") return held.pop()!;
+  let best = 0;
+  for (let i = 1; i < held.length; i++) {
+    const [p, id] = held[i];
+    if (p < held[best][0] || (p === held[best][0] && id < held[best][1])) {
+      best = i;
+    }
+  }
+  return held.splice(best, 1)[0];
+}
+
+async function queueStorm(seed: number): Promise<void> {
+  const random = seededRandom(seed);
+  const kind = ["fifo", "lifo", "priority"][Math.floor(random() * 3)];
+  const maxsize = [1, 2, 3, 5][Math.floor(random() * 4)];
+  await run(async () => {
+    const queue = kind === "fifo"
+      ? new Queue<Item>(maxsize)
+      : kind === "lifo"
+      ? new LifoQueue<Item>(maxsize)
+      : new PriorityQueue<Item>(maxsize);
+    // Follow what really goes in and out, and check each take against a
+    // model of the store: no reordering, and never more than maxsize.
+    const held: Item[] = [];
+    const added = new Set<number>();
+    const putNowait = queue.putNowait.bind(queue);
+    const getNowait = queue.getNowait.bind(queue);
+    queue.putNowait = (item: Item) => {
+      putNowait(item);
+      assert.ok(!added.has(item[1]), `item ${item[1]} added twice`);
+      added.add(item[1]);
+      held.push(item);
+      assert.ok(queue.qsize() <= maxsize, `qsize ${queue.qsize()}`);
+    };
+    queue.getNowait = () => {
+      const item = getNowait();
+      assert.deepEqual(item, modelTake(kind, held), "taken out of order");
+      return item;
+    };
+    const sent = new Set<number>();
+    const notSent = new Set<number>();
+    const received: number[] = [];
+    const tasks: Task<void>[] = [];
+    const getters: Task<void>[] = [];
+    const putters: Task<void>[] = [];
+    const doomedGetters: Task<void>[] = [];
+    const doomedPutters: Task<void>[] = [];
+    const doom = (task: Task<void>, doomed: Task<void>[]) => {
+      if (random() < 0.35) {
+        doomed.push(task);
+        if (random() < 0.6) cancelLater(random, task);
+      }
+    };
+    let nextId = 0;
+    for (let round = 0; round < 12; round++) {
+      const puts = Math.floor(random() * 6);
+      const gets = Math.floor(random() * 6);
+      for (let i = 0; i < puts; i++) {
+        const item: Item = [Math.floor(random() * 4), nextId++];
+        const nowait = random() < 0.15;
+        const task = createTask(async () => {
+          try {
+            // Cancelling at once after putNowait() hits woken getters
+            // before they run.
+            if (nowait) queue.putNowait(item);
+            else await maybeTimed(random, () => queue.put(item));
+            sent.add(item[1]);
+            if (random() < 0.5) cancelOneOf(random, doomedGetters);
+          } catch (e) {
+            if (!isCancellation(e) && !(e instanceof QueueFull)) throw e;
+            notSent.add(item[1]);
+            throw e;
+          }
+        });
+        tasks.push(task);
+        putters.push(task);
+        doom(task, doomedPutters);
+      }
+      for (let i = 0; i < gets; i++) {
+        const nowait = random() < 0.15;
+        const task = createTask(async () => {
+          const item = nowait
+            ? queue.getNowait()
+            : await maybeTimed(random, () => queue.get());
+          received.push(item[1]);
+          if (random() < 0.5) cancelOneOf(random, doomedPutters);
+        });
+        tasks.push(task);
+        getters.push(task);
+        doom(task, doomedGetters);
+      }
+      // Time moves on only once every woken task has run: a getter still
+      // waits only on an empty queue, a putter only on a full one (else a
+      // wake-up was lost). Tasks woken at this very time are only
+      // cancelled, which changes neither.
+      await sleep(1 + Math.floor(random() * 4));
+      if (getters.some((task) => !task.done())) {
+        assert.equal(queue.qsize(), 0, "an item waits while a getter waits");
+      }
+      if (putters.some((task) => !task.done())) {
+        assert.ok(queue.full(), "room is free while a putter waits");
+      }
+    }
+    await sleep(30);
+    for (const task of tasks) task.cancel(); // whatever still waits
+    const outcomes = await gather(tasks, { returnExceptions: true });
+    for (const outcome of outcomes as unknown[]) {
+      if (outcome === undefined || isCancellation(outcome)) continue;
+      if (outcome instanceof QueueFull || outcome instanceof QueueEmpty) {
+        continue;
+      }
+      throw outcome;
+    }
+    const left: number[] = [];
+    while (!queue.empty()) left.push(queue.getNowait()[1]);
+    // Exactly what was sent came out, once, or is still there.
+    const out = [...received, ...left];
+    assert.equal(new Set(out).size, out.length, "an item came out twice");
+    assert.deepEqual(
+      [...out].sort((a, b) => a - b),
+      [...sent].sort((a, b) => a - b),
+      "items lost or made up",
+    );
+    assert.deepEqual(
+      [...added].sort((a, b) => a - b),
+      [...sent].sort((a, b) => a - b),
+    );
+    for (const id of notSent) {
+      assert.ok(!added.has(id), `failed put of ${id} enqueued it`);
+    }
+  }, virtual);
+}
+
+test("storm: queues (FIFO, LIFO, priority) lose, duplicate and reorder nothing, and never exceed maxsize", async () => {
+  await forEachSeed(queueStorm);
+});
+
+// Workers take `semaphore` (or `lock`) in rounds, holding it a random time;
+// the most holders at once must not exceed `limit`, and once the
+// cancellers are done every worker must finish its rounds (no wake-up
+// lost).
+async function holdersStorm(
+  seed: number,
+  make: (random: () => number) => {
+    limit: number;
+    acquire(): Promise<Disposable>;
+    idle(): boolean;
+  },
+): Promise<void> {
+  const random = seededRandom(seed);
+  await run(async () => {
+    const primitive = make(random);
+    let holders = 0;
+    let most = 0;
+    const doomed: Task<void>[] = [];
+    const worker = async (rounds: number, cancellable: boolean) => {
+      for (let r = 0; r < rounds; r++) {
+        let held: Disposable;
+        try {
+          held = await (cancellable
+            ? maybeTimed(random, () =>
+              primitive.acquire())
+            : primitive.acquire());
+        } catch (e) {
+          if (e instanceof TimeoutError) continue;
+          throw e;
+        }
+        holders++;
+        most = Math.max(most, holders);
+        assert.ok(holders <= primitive.limit, `${holders} holders`);
+        try {
+          const pause = Math.floor(random() * 3);
+          if (pause > 0 || random() < 0.5) await sleep(pause);
+        } finally {
+          holders--;
+          held[Symbol.dispose]();
+        }
+        if (random() < 0.5) cancelOneOf(random, doomed);
+      }
+    };
+    const survivors: Task<void>[] = [];
+    for (let i = 0; i < 40; i++) {
+      const rounds = 1 + Math.floor(random() * 4);
+      if (random() < 0.5) {
+        const task = createTask(() => worker(rounds, true));
+        doomed.push(task);
+        if (random() < 0.5) cancelLater(random, task);
+      } else {
+        survivors.push(createTask(() => worker(rounds, false)));
+      }
+    }
+    await sleep(40);
+    for (const task of doomed) task.cancel();
+    const cancelled = await gather(doomed, { returnExceptions: true });
+    for (const outcome of cancelled) {
+      if (outcome !== undefined && !(outcome instanceof CancelledError)) {
+        throw outcome;
+      }
+    }
+    // Every survivor finishes: a lost wake-up would leave one waiting.
+    try {
+      await waitFor(gather(survivors), 10_000);
+    } catch (e) {
+      if (e instanceof TimeoutError) assert.fail("a wake-up was lost");
+      throw e;
+    }
+    assert.equal(holders, 0);
+    assert.ok(most >= 1);
+    assert.ok(primitive.idle(), "not back to its initial state");
+  }, virtual);
+}
+
+test("storm: a lock never has two holders and loses no wake-up", async () => {
+  await forEachSeed((seed) =>
+    holdersStorm(seed, () => {
+      const lock = new Lock();
+      return {
+        limit: 1,
+        acquire: () => lock.acquire(),
+        idle: () => !lock.locked(),
+      };
+    })
+  );
+});
+
+test("storm: a semaphore never has more holders than its value and loses no wake-up", async () => {
+  await forEachSeed((seed) =>
+    holdersStorm(seed, (random) => {
+      const value = 1 + Math.floor(random() * 3);
+      const semaphore = random() < 0.5
+        ? new BoundedSemaphore(value)
+        : new Semaphore(value);
+      return {
+        limit: value,
+        acquire: () => semaphore.acquire(),
+        idle: () => {
+          // All `value` units are free, and no more (bounded or not).
+          for (let i = 0; i < value; i++) {
+            if (semaphore.locked()) return false;
+            void semaphore.acquire();
+          }
+          return semaphore.locked();
+        },
+      };
+    })
+  );
+});
