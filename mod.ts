@@ -4586,6 +4586,13 @@ class HeapStore<T> implements ItemStore<T> {
   }
 }
 
+// Waits again from a `then` handler, which runs outside any task, as an
+// await of `task`, the task that called put() or get(): so that cancelling
+// that task still reaches the new wait.
+function waitAgainIn<R>(task: Task<unknown> | null, wait: () => R): R {
+  return task === null ? wait() : taskContext.run(task, wait);
+}
+
 let useStore: <T>(queue: Queue<T>, store: ItemStore<T>) => void;
 
 /**
@@ -4686,26 +4693,29 @@ export class Queue<T> implements AsyncIterable<T> {
       }
       return RESOLVED_VOID;
     }
-    return this.#putWhenRoom(item);
+    return this.#waitForRoom(item);
   }
 
-  async #putWhenRoom(item: T): Promise<void> {
-    while (this.full()) {
-      if (this.#shutDown) throw new QueueShutDown();
-      const putter = this.#putters.add(this);
-      try {
-        // then(): the task registers as the waiter now, not a job later.
-        await putter.then();
-      } catch (error) {
+  // asyncio's put() loop, waiting while the queue is full. The handlers are
+  // the code after its `await putter`, run as the putter's task resumes: it
+  // puts at once if there is room, or waits again if a newcomer took it.
+  #waitForRoom(item: T): Promise<void> {
+    const putter = this.#putters.add(this);
+    const task = currentTask();
+    return putter.then(
+      () => {
+        if (this.#shutDown || !this.full()) return this.putNowait(item);
+        return waitAgainIn(task, () => this.#waitForRoom(item));
+      },
+      (error) => {
         this.#leaveLine(this.#putters, putter);
         // Woken for a free slot it will not fill: wake the next putter.
         if (!this.full() && !putter.cancelled()) {
           this.#putters.wakeNextUnlisting(undefined);
         }
         throw error;
-      }
-    }
-    this.putNowait(item);
+      },
+    );
   }
 
   /**
@@ -4735,25 +4745,28 @@ export class Queue<T> implements AsyncIterable<T> {
         return Promise.reject(error);
       }
     }
-    return this.#getWhenAny();
+    return this.#waitForItem();
   }
 
-  async #getWhenAny(): Promise<T> {
-    while (this.#items.size === 0) {
-      if (this.#shutDown) throw new QueueShutDown();
-      const getter = this.#getters.add(this);
-      try {
-        await getter.then();
-      } catch (error) {
+  // asyncio's get() loop, waiting while the queue is empty; the handlers
+  // are the code after its `await getter`, as in #waitForRoom.
+  #waitForItem(): Promise<T> {
+    const getter = this.#getters.add(this);
+    const task = currentTask();
+    return getter.then(
+      (): T | Promise<T> => {
+        if (this.#items.size > 0 || this.#shutDown) return this.getNowait();
+        return waitAgainIn(task, () => this.#waitForItem());
+      },
+      (error) => {
         this.#leaveLine(this.#getters, getter);
         // Woken for an item it will not take: wake the next getter.
         if (this.#items.size > 0 && !getter.cancelled()) {
           this.#getters.wakeNextUnlisting(undefined);
         }
         throw error;
-      }
-    }
-    return this.getNowait();
+      },
+    );
   }
 
   // A waiter whose wait failed leaves the line. A woken one is unlisted

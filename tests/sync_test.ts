@@ -638,61 +638,74 @@ test("queue: an item put while a getter waits counts in qsize() until the getter
 // async def main():
 //     q = asyncio.Queue(1)
 //     q.put_nowait("first")
-//     order = []
 //     async def putter(x):
 //         await q.put(x)
-//         order.append(x)
+//         return x
 //     a = create_task(putter("a"))
 //     b = create_task(putter("b"))
 //     await sleep(0)
 //     print(q.get_nowait(), "full", q.full())
 //     a.cancel()
-//     await sleep(0)
-//     print("after a cancelled: qsize", q.qsize(), "b done", b.done())
-//     q.put_nowait("newcomer")
-//     print("full", q.full())
-//     await sleep(0)
+//     print("b put", await b, "a cancelled", a.cancelled(), "qsize", q.qsize())
 //     print(q.get_nowait())
-//     await b
-//     print(order, q.qsize())
+//     # a newcomer fills the slot freed for a woken putter, which waits again
+//     q.put_nowait("x")
+//     c = create_task(putter("c"))
+//     await sleep(0)
+//     print(q.get_nowait(), "full", q.full())
+//     q.put_nowait("newcomer")
+//     await sleep(0)
+//     print("c done", c.done(), "qsize", q.qsize())
+//     print(q.get_nowait())
+//     print("c put", await c, q.get_nowait())
 //
 // CPython 3.14.2 prints:
 //     first full False
-//     after a cancelled: qsize 0 b done False
-//     full True
+//     b put b a cancelled True qsize 1
+//     b
+//     x full False
+//     c done False qsize 1
 //     newcomer
-//     ['b'] 1
-test("queue: a woken putter cancelled before it runs passes the slot on; a newcomer may fill it first", async () => {
+//     c put c c
+test("queue: a woken putter cancelled before it runs passes the slot on; one a newcomer beat waits again", async () => {
   const log = await run(async () => {
     const log: string[] = [];
     const queue = new Queue<string>(1);
     queue.putNowait("first");
-    const order: string[] = [];
     const putter = (item: string) => async () => {
       await queue.put(item);
-      order.push(item);
+      return item;
     };
     const a = createTask(putter("a"));
     const b = createTask(putter("b"));
     await step();
     log.push(`${queue.getNowait()} full ${queue.full()}`);
     a.cancel();
-    await step();
-    log.push(`after a cancelled: qsize ${queue.qsize()} b done ${b.done()}`);
-    queue.putNowait("newcomer");
-    log.push(`full ${queue.full()}`);
-    await step();
+    const bPut = await b;
+    log.push(
+      `b put ${bPut} a cancelled ${a.cancelled()} qsize ${queue.qsize()}`,
+    );
     log.push(queue.getNowait());
-    await b;
-    log.push(`${order} ${queue.qsize()}`);
+    queue.putNowait("x");
+    const c = createTask(putter("c"));
+    await step();
+    log.push(`${queue.getNowait()} full ${queue.full()}`);
+    queue.putNowait("newcomer");
+    await step();
+    log.push(`c done ${c.done()} qsize ${queue.qsize()}`);
+    log.push(queue.getNowait());
+    const cPut = await c;
+    log.push(`c put ${cPut} ${queue.getNowait()}`);
     return log;
   }, virtual);
   assert.deepEqual(log, [
     "first full false",
-    "after a cancelled: qsize 0 b done false",
-    "full true",
+    "b put b a cancelled true qsize 1",
+    "b",
+    "x full false",
+    "c done false qsize 1",
     "newcomer",
-    "b 1",
+    "c put c c",
   ]);
 });
 
