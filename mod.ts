@@ -4346,8 +4346,12 @@ export class Barrier {
       return RESOLVED_VOID;
     }
     return (async () => {
-      using _ = await this.#lock.acquire();
-      change();
+      await this.#lock.acquire();
+      try {
+        change();
+      } finally {
+        this.#lock.release();
+      }
     })();
   }
 

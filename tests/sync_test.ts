@@ -1034,3 +1034,68 @@ test("storm: a semaphore never has more holders than its value and loses no wake
     })
   );
 });
+
+test("storm: a barrier under cancels, resets and aborts never hangs and stays usable", async () => {
+  await forEachSeed(async (seed) => {
+    const random = seededRandom(seed);
+    const parties = 2 + Math.floor(random() * 3);
+    await run(async () => {
+      const barrier = new Barrier(parties);
+      const passed: number[] = [];
+      const worker = async (rounds: number) => {
+        for (let r = 0; r < rounds; r++) {
+          if (random() < 0.5) await sleep(Math.floor(random() * 3));
+          try {
+            const index = await barrier.wait();
+            assert.ok(index >= 0 && index < parties, `index ${index}`);
+            passed.push(index);
+          } catch (e) {
+            if (!(e instanceof BrokenBarrierError)) throw e;
+          }
+        }
+      };
+      const tasks: Task<void>[] = [];
+      for (let i = 0; i < 24; i++) {
+        const task = createTask(() => worker(1 + Math.floor(random() * 4)));
+        tasks.push(task);
+        if (random() < 0.3) cancelLater(random, task);
+      }
+      // Resets and aborts at random moments, some in the same steps as
+      // rounds filling and draining.
+      const controller = createTask(async () => {
+        for (let i = 0; i < 6; i++) {
+          await sleep(Math.floor(random() * 6));
+          if (random() < 0.5) await barrier.reset();
+          else {
+            await barrier.abort();
+            await step();
+            await barrier.reset();
+          }
+        }
+      });
+      await controller;
+      await sleep(20);
+      await barrier.abort(); // whoever still waits for a round to fill
+      const outcomes = await waitFor(
+        gather(tasks, { returnExceptions: true }),
+        1000,
+      );
+      for (const outcome of outcomes) {
+        if (outcome !== undefined && !(outcome instanceof CancelledError)) {
+          throw outcome;
+        }
+      }
+      assert.equal(barrier.nWaiting, 0);
+      assert.ok(passed.length > 0, "no round ever passed");
+      // Usable again after a reset: a full round gets every index once.
+      await barrier.reset();
+      const indexes = await gather(
+        Array.from({ length: parties }, () => () => barrier.wait()),
+      );
+      assert.deepEqual(
+        [...indexes].sort(),
+        Array.from({ length: parties }, (_, i) => i),
+      );
+    }, virtual);
+  });
+});
