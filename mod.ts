@@ -4411,8 +4411,11 @@ export class Barrier {
 // and putters wait in WaiterLists; put and get wake the oldest one, which
 // checks again as it runs, and waits again at the back of the line if a
 // newcomer got there first. One woken and then cancelled before it runs
-// wakes the next in its place. Relies on the synchronization primitives
-// above (WaiterList, Deque, Event).
+// wakes the next in its place. As Lock's, the waits run the code after
+// asyncio's `await` as `then` handlers; one that must wait again does so in
+// its task's context, as its own await would. Relies on the
+// synchronization primitives above (WaiterList, Deque, Event) and on tasks
+// (taskContext).
 // ---------------------------------------------------------------------------
 
 // Where a queue keeps its items; the order of `take()` is the queue's kind.

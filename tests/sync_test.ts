@@ -636,6 +636,52 @@ test("queue: an item put while a getter waits counts in qsize() until the getter
 });
 
 // async def main():
+//     q = asyncio.Queue()
+//     g = create_task(q.get())
+//     await sleep(0)
+//     q.put_nowait("x")
+//     print("newcomer gets", q.get_nowait())
+//     await sleep(0)
+//     print("getter waits again", not g.done())
+//     g.cancel()
+//     try:
+//         await g
+//     except asyncio.CancelledError:
+//         print("getter cancelled")
+//     q.put_nowait("y")
+//     print("qsize", q.qsize(), q.get_nowait())
+//
+// CPython 3.14.2 prints:
+//     newcomer gets x
+//     getter waits again True
+//     getter cancelled
+//     qsize 1 y
+test("queue: a getter waiting again after a newcomer took its item can still be cancelled", async () => {
+  const log = await run(async () => {
+    const log: string[] = [];
+    const queue = new Queue<string>();
+    const getter = createTask(() => queue.get());
+    await step();
+    queue.putNowait("x");
+    log.push(`newcomer gets ${queue.getNowait()}`);
+    await step();
+    log.push(`getter waits again ${!getter.done()}`);
+    getter.cancel();
+    await assert.rejects(getter, CancelledError);
+    log.push("getter cancelled");
+    queue.putNowait("y");
+    log.push(`qsize ${queue.qsize()} ${queue.getNowait()}`);
+    return log;
+  }, virtual);
+  assert.deepEqual(log, [
+    "newcomer gets x",
+    "getter waits again true",
+    "getter cancelled",
+    "qsize 1 y",
+  ]);
+});
+
+// async def main():
 //     q = asyncio.Queue(1)
 //     q.put_nowait("first")
 //     async def putter(x):
