@@ -4029,13 +4029,18 @@ export function taskGroup<T>(
 // ---------------------------------------------------------------------------
 // Synchronization primitives
 //
-// Lock, Event, Condition, Semaphore, BoundedSemaphore, Barrier. Each waiter
-// is a future of its own in a first-in-first-out WaiterQueue, so cancelling
-// a task cancels exactly its own wait. A wake-up is a hand-over: release()
-// gives the lock (or the semaphore's unit) to the first waiter directly, so
-// no newcomer can slip in before it runs, and a waiter that is cancelled
-// after being handed something passes it on in its `catch`. Relies on
-// futures, tasks (their "must cancel" at the next await) and getEventLoop().
+// Lock, Event, Condition, Semaphore, BoundedSemaphore, Barrier, built as
+// asyncio 3.14 builds them. Each waiter is a future of its own in a
+// first-in-first-out WaiterList. A wake-up only completes that future: the
+// waiter stays listed, and what it was woken for (the lock, a unit, a
+// notification) is taken by the waiter's own code as its task resumes,
+// which also unlists it. So a newcomer cannot slip in before a woken
+// waiter, nothing is handed to a task that is no longer there, and a woken
+// waiter that is cancelled before it runs ("must cancel": its await throws
+// CancelledError although its future has a result) passes the wake-up on,
+// as asyncio's code does. Lock and Semaphore run that resuming code as the
+// `then` handlers of the waiter's future, which saves an async function
+// per wait. Relies on futures, tasks and getEventLoop().
 // ---------------------------------------------------------------------------
 
 // Resolved once, shared: the uncontended paths allocate nothing.
@@ -4083,11 +4088,6 @@ class Deque<T> {
     this.#items.push(item);
   }
 
-  unshift(item: T): void {
-    if (this.#head > 0) this.#items[--this.#head] = item;
-    else this.#items.unshift(item);
-  }
-
   shift(): T | undefined {
     const items = this.#items;
     const head = this.#head;
@@ -4106,63 +4106,112 @@ class Deque<T> {
     return item;
   }
 
-  // Keeps only the items `keep` accepts, in order; returns how many remain.
-  retain(keep: (item: T) => boolean): number {
-    const items = this.#items;
-    let kept = 0;
-    for (let i = this.#head; i < items.length; i++) {
-      const item = items[i] as T;
-      if (keep(item)) items[kept++] = item;
-    }
-    items.length = kept;
-    this.#head = 0;
-    return kept;
-  }
-
-  count(matching: (item: T) => boolean): number {
-    const items = this.#items;
-    let found = 0;
-    for (let i = this.#head; i < items.length; i++) {
-      if (matching(items[i] as T)) found++;
-    }
-    return found;
-  }
-
   clear(): void {
     this.#items.length = 0;
     this.#head = 0;
   }
 }
 
-const isPending = (future: Future<unknown>): boolean => !future.done();
-
-// The tasks waiting on one primitive, oldest first, each as its own future.
-// A cancelled waiter's future is done, so it is skipped when waking, and
-// dropped in bulk once the dead outnumber the living (no hook on cancel).
-// Bound to the loop of its first waiter, as asyncio's _LoopBoundMixin.
-class WaiterQueue<T> {
-  #futures = new Deque<Future<T>>();
+// The futures of the tasks waiting on one primitive, oldest first: asyncio's
+// deque of waiters. A waiter unlists its own future when its task resumes
+// (asyncio's `finally: remove(fut)`), so a woken or cancelled future stays
+// listed until then, and counts. Unlisting from the middle leaves a hole,
+// skipped, and squeezed out once holes are most of the list; the head is
+// never a hole. Bound to the loop of its first waiter, as asyncio's
+// _LoopBoundMixin, except that a closed loop lets go of it.
+class WaiterList<T> {
+  #items: (Future<T> | null)[] = [];
+  #head = 0;
+  #holes = 0;
   #loop: EventLoop | null = null;
-  #compactAt = 64;
+
+  // How many futures are listed.
+  get size(): number {
+    return this.#items.length - this.#head - this.#holes;
+  }
 
   // A new waiter at the back of the line.
   add(owner: object): Future<T> {
     const loop = getEventLoop();
     if (loop !== this.#loop) this.#bind(loop, owner);
-    const futures = this.#futures;
-    if (futures.length >= this.#compactAt) {
-      this.#compactAt = Math.max(64, 2 * futures.retain(isPending));
-    }
     const future = new Future<T>(loop);
-    futures.push(future);
+    this.#items.push(future);
     return future;
   }
 
-  // Completes the oldest live waiter with `value`; false if there is none.
-  wakeFirst(value: T): boolean {
-    const futures = this.#futures;
+  first(): Future<T> | undefined {
+    return this.#head < this.#items.length
+      ? this.#items[this.#head]!
+      : undefined;
+  }
+
+  // Unlists and returns the first future.
+  shift(): Future<T> | undefined {
+    const items = this.#items;
+    if (this.#head === items.length) return undefined;
+    const future = items[this.#head]!;
+    items[this.#head++] = null;
+    this.#skipHoles();
+    return future;
+  }
+
+  // Unlists `future`; false if it is not listed.
+  remove(future: Future<T>): boolean {
+    const items = this.#items;
+    if (items[this.#head] === future) {
+      items[this.#head++] = null;
+      this.#skipHoles();
+      return true;
+    }
+    const index = items.indexOf(future, this.#head + 1);
+    if (index < 0) return false;
+    items[index] = null;
+    if (++this.#holes > 32 && 2 * this.#holes > items.length - this.#head) {
+      this.#squeeze((entry) => entry !== null);
+    }
+    return true;
+  }
+
+  // Whether no listed waiter may still run for what it waits for: each
+  // was cancelled while waiting (or none is listed).
+  allCancelled(): boolean {
+    const items = this.#items;
+    for (let i = this.#head; i < items.length; i++) {
+      const future = items[i];
+      if (future !== null && !future.cancelled()) return false;
+    }
+    return true;
+  }
+
+  // The first listed future not yet woken or cancelled.
+  firstPending(): Future<T> | undefined {
+    const items = this.#items;
+    for (let i = this.#head; i < items.length; i++) {
+      const future = items[i];
+      if (future !== null && !future.done()) return future;
+    }
+    return undefined;
+  }
+
+  // Wakes up to `n` listed futures with `value`, oldest first; they stay
+  // listed.
+  wakeListed(value: T, n: number): void {
+    const items = this.#items;
+    let woken = 0;
+    for (let i = this.#head; i < items.length && woken < n; i++) {
+      const future = items[i];
+      if (future !== null && !future.done()) {
+        future.setResult(value);
+        woken++;
+      }
+    }
+  }
+
+  // Unlists futures, oldest first, until one is pending, and wakes that
+  // one with `value` (asyncio's queues do so); false if none was pending.
+  wakeNextUnlisting(value: T): boolean {
     for (;;) {
-      const future = futures.shift();
+      const future = this.shift();
       if (future === undefined) return false;
       if (!future.done()) {
         future.setResult(value);
@@ -4171,28 +4220,45 @@ class WaiterQueue<T> {
     }
   }
 
-  // Completes every live waiter with `value`, oldest first.
-  wakeAll(value: T): void {
-    while (this.wakeFirst(value));
+  // Unlists every future, waking the pending ones with `value`.
+  wakeAllUnlisting(value: T): void {
+    while (this.wakeNextUnlisting(value));
   }
 
-  // Fails every live waiter with a fresh error from `makeError`.
-  failAll(makeError: () => Error): void {
-    const futures = this.#futures;
-    for (;;) {
-      const future = futures.shift();
-      if (future === undefined) return;
-      if (!future.done()) future.setException(makeError());
+  // Unlists the futures that are done, for waiters that do not unlist
+  // themselves (Event's); called as the list grows, so it stays O(1)
+  // amortized.
+  dropDone(): void {
+    this.#squeeze((entry) => entry !== null && !entry.done());
+  }
+
+  #skipHoles(): void {
+    const items = this.#items;
+    let head = this.#head;
+    while (head < items.length && items[head] === null) {
+      head++;
+      this.#holes--;
     }
+    if (head === items.length) {
+      items.length = 0;
+      head = 0;
+    } else if (head >= 1024 && 2 * head >= items.length) {
+      items.splice(0, head);
+      head = 0;
+    }
+    this.#head = head;
   }
 
-  // How many waiters there are, counting cancelled ones not yet dropped.
-  get size(): number {
-    return this.#futures.length;
-  }
-
-  liveCount(): number {
-    return this.#futures.count(isPending);
+  #squeeze(keep: (entry: Future<T> | null) => boolean): void {
+    const items = this.#items;
+    let kept = 0;
+    for (let i = this.#head; i < items.length; i++) {
+      const entry = items[i];
+      if (keep(entry)) items[kept++] = entry;
+    }
+    items.length = kept;
+    this.#head = 0;
+    this.#holes = 0;
   }
 
   #bind(loop: EventLoop, owner: object): void {
@@ -4202,17 +4268,14 @@ class WaiterQueue<T> {
       );
     }
     // The old loop is closed: its waiters can never run again.
-    this.#futures.clear();
+    this.#items.length = 0;
+    this.#head = 0;
+    this.#holes = 0;
     this.#loop = loop;
   }
 }
 
-// Whether `future` completed with a result: its waiter was handed something
-// (the lock, a unit, a notification, an item, a free slot) that it must pass
-// on if it fails.
-function wasHandedOver(future: Future<unknown>): boolean {
-  return future.done() && !future.cancelled() && future.exception() === null;
-}
+let tryAcquireLock: (lock: Lock) => boolean;
 
 /**
  * A mutual exclusion lock, as asyncio's `Lock`: one task holds it at a time.
@@ -4220,9 +4283,11 @@ function wasHandedOver(future: Future<unknown>): boolean {
  * of the block (asyncio's `async with lock:`).
  *
  * Fair: waiters get the lock in the order they asked for it. `release()`
- * hands it straight to the first waiter, so `locked()` stays `true` until
- * that waiter has run, and no newcomer can take it in between. A waiter
- * cancelled right after being handed the lock passes it on.
+ * frees the lock and wakes the first waiter, which takes the lock as it
+ * runs. In between, `locked()` is already `false`, yet a newcomer still
+ * queues behind the woken waiter; and if that waiter is cancelled before it
+ * runs, it wakes the next one. Releasing a lock nobody holds is a
+ * `RuntimeError`, even while a woken waiter has not run yet.
  *
  * @example
  * ```ts
@@ -4244,7 +4309,7 @@ function wasHandedOver(future: Future<unknown>): boolean {
  */
 export class Lock {
   #locked = false;
-  #waiters = new WaiterQueue<void>();
+  #waiters = new WaiterList<void>();
   #release: Disposable = { [Symbol.dispose]: () => this.release() };
   #acquired: Promise<Disposable> | null = null;
 
@@ -4253,35 +4318,65 @@ export class Lock {
    * that releases it: `using _ = await lock.acquire();`.
    */
   acquire(): Promise<Disposable> {
-    if (!this.#locked) {
-      this.#locked = true;
+    if (this.#tryAcquire()) {
       return this.#acquired ??= Promise.resolve(this.#release);
     }
-    // Not an async function: the handlers run as the waiter wakes, which
-    // saves a hop, and the rejection handler sees a cancellation that came
-    // after the hand-over ("must cancel"), so it can pass the lock on.
     const waiter = this.#waiters.add(this);
-    return waiter.then(this.#handedOver, (error) => {
-      if (wasHandedOver(waiter)) this.release();
-      throw error;
-    });
+    return waiter.then(
+      this.#takeLock,
+      (error) => this.#giveUp(waiter, error),
+    );
   }
 
-  #handedOver = (): Disposable => this.#release;
+  // Free, and no waiter that may still run is in line: asyncio lets a
+  // newcomer take the lock only then.
+  #tryAcquire(): boolean {
+    if (this.#locked || !this.#waiters.allCancelled()) return false;
+    this.#locked = true;
+    return true;
+  }
+
+  // A woken waiter resumes. Only the first waiter is ever woken, and
+  // nobody gets ahead of it, so it is still the first.
+  #takeLock = (): Disposable => {
+    this.#waiters.shift();
+    this.#locked = true;
+    return this.#release;
+  };
+
+  // A waiter leaves the line, cancelled while waiting or after being woken:
+  // if the lock is free, the (new) first waiter must be woken.
+  #giveUp(waiter: Future<void>, error: unknown): never {
+    this.#waiters.remove(waiter);
+    if (error instanceof CancelledError && !this.#locked) this.#wakeFirst();
+    throw error;
+  }
+
+  #wakeFirst(): void {
+    const first = this.#waiters.first();
+    // A done first waiter is woken already, or was cancelled and will wake
+    // the next one itself as it leaves.
+    if (first !== undefined && !first.done()) first.setResult();
+  }
 
   /**
-   * Releases the lock, handing it to the first waiter if there is one.
+   * Releases the lock and wakes the first waiter, if there is one.
    *
    * @throws {RuntimeError} if the lock is not locked.
    */
   release(): void {
     if (!this.#locked) throw new RuntimeError("Lock is not acquired");
-    if (!this.#waiters.wakeFirst(undefined)) this.#locked = false;
+    this.#locked = false;
+    this.#wakeFirst();
   }
 
-  /** Whether a task holds the lock, or was handed it and has not run yet. */
+  /** Whether a task holds the lock. */
   locked(): boolean {
     return this.#locked;
+  }
+
+  static {
+    tryAcquireLock = (lock) => lock.#tryAcquire();
   }
 }
 
@@ -4309,13 +4404,14 @@ export class Lock {
  */
 export class Event {
   #isSet = false;
-  #waiters = new WaiterQueue<true>();
+  #waiters = new WaiterList<true>();
+  #dropDoneAt = 64;
 
   /** Sets the flag and wakes every task waiting for it. */
   set(): void {
     if (this.#isSet) return;
     this.#isSet = true;
-    this.#waiters.wakeAll(true);
+    this.#waiters.wakeAllUnlisting(true);
   }
 
   /** Resets the flag: later `wait()` calls block until the next `set()`. */
@@ -4334,7 +4430,13 @@ export class Event {
    */
   wait(): Promise<true> {
     if (this.#isSet) return RESOLVED_TRUE;
-    return this.#waiters.add(this) as unknown as Promise<true>;
+    const waiters = this.#waiters;
+    // Nothing unlists a cancelled wait: drop them in bulk as they pile up.
+    if (waiters.size >= this.#dropDoneAt) {
+      waiters.dropDone();
+      this.#dropDoneAt = Math.max(64, 2 * waiters.size);
+    }
+    return waiters.add(this) as unknown as Promise<true>;
   }
 }
 
@@ -4344,8 +4446,11 @@ export class Event {
  * conditions may share one {@linkcode Lock}, passed to the constructor.
  *
  * `wait()` always re-acquires the lock before it returns or throws, even
- * when cancelled; a waiter that fails after being notified passes the
- * notification on to the next waiter.
+ * when cancelled. A waiter that leaves `wait()` with an error (cancelled,
+ * or timed out by {@linkcode waitFor}) notifies the next waiter in its
+ * place, in case it had been notified itself (asyncio 3.13+): so no
+ * notification is lost, and a waiter may wake without one, which
+ * condition variables allow (check the state again, or use `waitFor()`).
  *
  * @example
  * ```ts
@@ -4371,7 +4476,7 @@ export class Event {
  */
 export class Condition {
   #lock: Lock;
-  #waiters = new WaiterQueue<true>();
+  #waiters = new WaiterList<boolean>();
 
   /** A condition on `lock`, or on a new {@linkcode Lock}. */
   constructor(lock?: Lock) {
@@ -4401,7 +4506,8 @@ export class Condition {
   /**
    * Releases the lock, waits to be notified, re-acquires the lock and
    * resolves to `true`. If cancelled, it still re-acquires the lock before
-   * throwing `CancelledError`.
+   * throwing `CancelledError`, and passes a notification it may have had
+   * on to the next waiter.
    *
    * @throws {RuntimeError} if the lock is not held.
    */
@@ -4411,27 +4517,32 @@ export class Condition {
     }
     const waiter = this.#waiters.add(this);
     this.#lock.release();
-    let failure: { error: unknown } | null = null;
     try {
-      await waiter;
-    } catch (error) {
-      failure = { error };
-    }
-    for (;;) {
+      let failure: { error: unknown } | null = null;
       try {
-        await this.#lock.acquire();
-        break;
+        // then(): the task registers as the waiter now, not a job later.
+        await waiter.then();
       } catch (error) {
-        if (!(error instanceof CancelledError)) throw error;
         failure = { error };
       }
+      this.#waiters.remove(waiter);
+      for (;;) {
+        try {
+          await this.#lock.acquire();
+          break;
+        } catch (error) {
+          // Anything but a cancellation would spin: it goes out as it is.
+          if (!(error instanceof CancelledError)) throw error;
+          failure = { error };
+        }
+      }
+      if (failure !== null) throw failure.error;
+      return true;
+    } catch (error) {
+      // It may have been notified before it failed: notify another.
+      this.#notify(1);
+      throw error;
     }
-    if (failure !== null) {
-      // Notified, but leaving with an error: let another waiter have it.
-      if (wasHandedOver(waiter)) this.#waiters.wakeFirst(true);
-      throw failure.error;
-    }
-    return true;
   }
 
   /**
@@ -4458,9 +4569,11 @@ export class Condition {
     if (!this.#lock.locked()) {
       throw new RuntimeError("cannot notify on un-acquired lock");
     }
-    for (let woken = 0; woken < count; woken++) {
-      if (!this.#waiters.wakeFirst(true)) return;
-    }
+    this.#notify(count);
+  }
+
+  #notify(n: number): void {
+    this.#waiters.wakeListed(false, n);
   }
 
   /**
@@ -4480,9 +4593,11 @@ let limitSemaphore: (semaphore: Semaphore, limit: number) => void;
  * `acquire()` takes one of (waiting while there are none) and `release()`
  * gives back. Use it to limit concurrency.
  *
- * Fair, like {@linkcode Lock}: `release()` hands the unit straight to the
- * oldest waiter, and a waiter cancelled right after passes it on. The value
- * must be a non-negative integer (or `Infinity`).
+ * Fair, like {@linkcode Lock}: `release()` sets a unit aside for the oldest
+ * waiter and wakes it; a newcomer never takes a unit while a waiter that
+ * may still run is in line, and a woken waiter cancelled before it runs
+ * passes its unit on. The value must be a non-negative integer (or
+ * `Infinity`).
  *
  * @example
  * ```ts
@@ -4499,9 +4614,10 @@ let limitSemaphore: (semaphore: Semaphore, limit: number) => void;
  * ```
  */
 export class Semaphore {
+  // Free units, not counting those set aside for woken waiters.
   #value: number;
   #limit = Infinity;
-  #waiters = new WaiterQueue<void>();
+  #waiters = new WaiterList<void>();
   #release: Disposable = { [Symbol.dispose]: () => this.release() };
   #acquired: Promise<Disposable> | null = null;
 
@@ -4524,39 +4640,61 @@ export class Semaphore {
    * `Disposable` that gives it back: `using _ = await semaphore.acquire();`.
    */
   acquire(): Promise<Disposable> {
-    if (this.#value > 0) {
+    if (!this.locked()) {
       this.#value--;
       return this.#acquired ??= Promise.resolve(this.#release);
     }
     const waiter = this.#waiters.add(this);
-    return waiter.then(this.#handedOver, (error) => {
-      if (wasHandedOver(waiter)) this.#giveBack();
-      throw error;
-    });
+    return waiter.then(
+      (): Disposable => this.#leave(waiter, null),
+      (error) => this.#leave(waiter, { error }),
+    );
   }
 
-  #handedOver = (): Disposable => this.#release;
+  // A waiter resumes, woken with a unit set aside for it, or failing.
+  #leave(waiter: Future<void>, failure: { error: unknown } | null): Disposable {
+    this.#waiters.remove(waiter);
+    if (
+      failure !== null && failure.error instanceof CancelledError &&
+      waiter.done() && !waiter.cancelled()
+    ) {
+      this.#value++; // woken, yet not taking its unit
+    }
+    // Waiters that came while units were set aside wait for those to be
+    // taken: wake as many as are free now.
+    while (this.#value > 0 && this.#wakeNext());
+    if (failure !== null) throw failure.error;
+    return this.#release;
+  }
+
+  #wakeNext(): boolean {
+    const next = this.#waiters.firstPending();
+    if (next === undefined) return false;
+    this.#value--;
+    next.setResult();
+    return true;
+  }
 
   /**
-   * Gives a unit back, handing it to the oldest waiter if there is one.
+   * Gives a unit back, waking the oldest waiter if there is one.
    *
    * @throws {RangeError} for a {@linkcode BoundedSemaphore} released more
-   * times than it was acquired.
+   * times than it was acquired (asyncio raises `ValueError`).
    */
   release(): void {
     if (this.#value >= this.#limit) {
       throw new RangeError("BoundedSemaphore released too many times");
     }
-    this.#giveBack();
+    this.#value++;
+    this.#wakeNext();
   }
 
-  #giveBack(): void {
-    if (!this.#waiters.wakeFirst(undefined)) this.#value++;
-  }
-
-  /** Whether `acquire()` would have to wait. */
+  /**
+   * Whether `acquire()` would have to wait: no unit is free, or a waiter
+   * that may still run is in line.
+   */
   locked(): boolean {
-    return this.#value === 0;
+    return this.#value === 0 || !this.#waiters.allCancelled();
   }
 
   static {
@@ -4566,7 +4704,8 @@ export class Semaphore {
 
 /**
  * A {@linkcode Semaphore} that refuses to be released more times than it was
- * acquired, catching that bug early: asyncio's `BoundedSemaphore`.
+ * acquired, catching that bug early: asyncio's `BoundedSemaphore`. The
+ * over-release is a `RangeError` (asyncio raises `ValueError`).
  *
  * @example
  * ```ts
@@ -4588,17 +4727,24 @@ export class BoundedSemaphore extends Semaphore {
   }
 }
 
+// A barrier's rounds, as asyncio's _BarrierState.
+const FILLING = 0; // parties arrive
+const DRAINING = 1; // full: its parties leave; newcomers wait for the next
+const RESETTING = 2; // reset(): its parties leave with BrokenBarrierError
+const BROKEN = 3; // abort(): every wait fails until reset()
+
 /**
  * A barrier, as asyncio's `Barrier`: each of `parties` tasks calls `wait()`,
- * and all of them go on together once the last one arrives. Each gets a
- * distinct index from 0 to `parties - 1`, in order of arrival; then the
- * barrier is ready for the next round.
+ * and all of them go on together once the last one arrives. Each gets an
+ * index from 0 to `parties - 1`, in order of arrival (distinct, unless a
+ * party left early: indexes count the parties there are).
  *
- * A waiter cancelled before the barrier fills simply leaves it. `reset()`
- * makes the current waiters throw {@linkcode BrokenBarrierError} and starts
- * afresh; `abort()` does the same but leaves the barrier broken for good.
- * Unlike Python, a round that has filled does not hold up the next one
- * while its tasks wake.
+ * A round that has filled drains: its parties leave one by one, and tasks
+ * that call `wait()` meanwhile wait for the next round. A waiter cancelled
+ * before the barrier fills simply leaves it. `reset()` makes the current
+ * waiters throw {@linkcode BrokenBarrierError} and starts afresh; `abort()`
+ * makes current waiters, draining parties included, and later ones throw
+ * it, until `reset()`.
  *
  * @example
  * ```ts
@@ -4617,8 +4763,11 @@ export class BoundedSemaphore extends Semaphore {
  */
 export class Barrier {
   #parties: number;
-  #waiters = new WaiterQueue<number>();
-  #broken = false;
+  #lock = new Lock();
+  #condition = new Condition(this.#lock);
+  #state = FILLING;
+  // Parties inside wait(), past the entrance.
+  #count = 0;
 
   /**
    * A barrier for `parties` tasks.
@@ -4644,42 +4793,106 @@ export class Barrier {
    * aborted while waiting.
    */
   wait(): Promise<number> {
-    if (this.#broken) {
-      return Promise.reject(new BrokenBarrierError("Barrier aborted"));
+    // Taken at once when free, so that, as in asyncio, a party that need
+    // not wait runs through without a pause holding the lock.
+    if (tryAcquireLock(this.#lock)) return this.#passHoldingLock();
+    return this.#acquireAndPass();
+  }
+
+  async #acquireAndPass(): Promise<number> {
+    await this.#lock.acquire();
+    return await this.#passHoldingLock();
+  }
+
+  async #passHoldingLock(): Promise<number> {
+    try {
+      // Wait while the last round drains or resets.
+      if (!this.#open()) await this.#condition.waitFor(this.#open);
+      if (this.#state === BROKEN) {
+        throw new BrokenBarrierError("Barrier aborted");
+      }
+      const index = this.#count++;
+      try {
+        if (index + 1 === this.#parties) {
+          this.#state = DRAINING;
+          this.#condition.notifyAll();
+        } else {
+          if (this.#state === FILLING) {
+            await this.#condition.waitFor(this.#notFilling);
+          }
+          if (this.#state === BROKEN || this.#state === RESETTING) {
+            throw new BrokenBarrierError("Abort or reset of barrier");
+          }
+        }
+        return index;
+      } finally {
+        this.#count--;
+        if (this.#count === 0) {
+          // The last one out: the next round may start.
+          if (this.#state === DRAINING || this.#state === RESETTING) {
+            this.#state = FILLING;
+          }
+          this.#condition.notifyAll();
+        }
+      }
+    } finally {
+      this.#lock.release();
     }
-    const waiters = this.#waiters;
-    // The raw size is an upper bound: count the living only when it may fill.
-    const waiting = waiters.size + 1 < this.#parties
-      ? waiters.size
-      : waiters.liveCount();
-    if (waiting + 1 < this.#parties) {
-      return waiters.add(this) as unknown as Promise<number>;
+  }
+
+  #open = (): boolean => this.#state !== DRAINING && this.#state !== RESETTING;
+
+  #notFilling = (): boolean => this.#state !== FILLING;
+
+  // Runs `change` holding the lock, as asyncio's `async with cond:`; at
+  // once when the lock is free, as there asyncio does not suspend either.
+  #withLock(change: () => void): Promise<void> {
+    if (tryAcquireLock(this.#lock)) {
+      try {
+        change();
+      } finally {
+        this.#lock.release();
+      }
+      return RESOLVED_VOID;
     }
-    for (let index = 0; index < waiting; index++) {
-      waiters.wakeFirst(index);
-    }
-    return Promise.resolve(waiting);
+    return (async () => {
+      await this.#lock.acquire();
+      try {
+        change();
+      } finally {
+        this.#lock.release();
+      }
+    })();
   }
 
   /**
    * Breaks the current round: its waiters throw
-   * {@linkcode BrokenBarrierError}. The barrier is then empty and usable,
-   * even after {@linkcode Barrier.abort}.
+   * {@linkcode BrokenBarrierError}. Once they are gone, the barrier is
+   * usable again, even after {@linkcode Barrier.abort}.
    */
   reset(): Promise<void> {
-    this.#waiters.failAll(() => new BrokenBarrierError("Barrier reset"));
-    this.#broken = false;
-    return RESOLVED_VOID;
+    return this.#withLock(() => {
+      if (this.#count > 0) {
+        // Filling or draining: the parties inside leave broken, and the
+        // last one out starts the next round.
+        if (this.#state !== RESETTING) this.#state = RESETTING;
+      } else {
+        this.#state = FILLING;
+      }
+      this.#condition.notifyAll();
+    });
   }
 
   /**
-   * Breaks the barrier for good: current and future waiters throw
-   * {@linkcode BrokenBarrierError} (until {@linkcode Barrier.reset}).
+   * Breaks the barrier for good: current waiters, draining parties
+   * included, and future ones throw {@linkcode BrokenBarrierError} (until
+   * {@linkcode Barrier.reset}).
    */
   abort(): Promise<void> {
-    this.#broken = true;
-    this.#waiters.failAll(() => new BrokenBarrierError("Barrier aborted"));
-    return RESOLVED_VOID;
+    return this.#withLock(() => {
+      this.#state = BROKEN;
+      this.#condition.notifyAll();
+    });
   }
 
   /** How many tasks must wait for the barrier to let them through. */
@@ -4687,14 +4900,14 @@ export class Barrier {
     return this.#parties;
   }
 
-  /** How many tasks are waiting in the current round. */
+  /** How many tasks are waiting in the round that is filling (else 0). */
   get nWaiting(): number {
-    return this.#waiters.liveCount();
+    return this.#state === FILLING ? this.#count : 0;
   }
 
   /** Whether the barrier is broken by {@linkcode Barrier.abort}. */
   get broken(): boolean {
-    return this.#broken;
+    return this.#state === BROKEN;
   }
 }
 
@@ -4702,14 +4915,17 @@ export class Barrier {
 // Queues
 //
 // Queue, PriorityQueue, LifoQueue: one Queue class, whose items live in an
-// ItemStore (first-in-first-out, a heap, or a stack). Blocked getters and
-// putters wait in WaiterQueues and are served by hand-over, like the lock:
-// a put hands its item straight to the oldest waiting getter, a get keeps
-// the slot it frees for the oldest waiting putter, which fills it as it
-// wakes. One that fails after its hand-over gives the item back (first in
-// line) or passes the slot on, so nothing is lost, and a cancelled put()
-// never enqueues its item. Relies on the synchronization primitives above
-// (WaiterQueue, Deque, Event).
+// ItemStore (first-in-first-out, a heap, or a stack), built as asyncio
+// 3.14 builds it. Items stay in the store until a get() takes one, so the
+// queue never holds more than maxsize and never reorders. Blocked getters
+// and putters wait in WaiterLists; put and get wake the oldest one, which
+// checks again as it runs, and waits again at the back of the line if a
+// newcomer got there first. One woken and then cancelled before it runs
+// wakes the next in its place. As Lock's, the waits run the code after
+// asyncio's `await` as `then` handlers; one that must wait again does so in
+// its task's context, as its own await would. Relies on the
+// synchronization primitives above (WaiterList, Deque, Event) and on tasks
+// (taskContext).
 // ---------------------------------------------------------------------------
 
 // Where a queue keeps its items; the order of `take()` is the queue's kind.
@@ -4717,8 +4933,6 @@ interface ItemStore<T> {
   readonly size: number;
   add(item: T): void;
   take(): T;
-  // Returns an item just taken, so that `take()` gives it again.
-  putBack(item: T): void;
   clear(): void;
 }
 
@@ -4732,9 +4946,6 @@ class FifoStore<T> implements ItemStore<T> {
   }
   take(): T {
     return this.#items.shift() as T;
-  }
-  putBack(item: T): void {
-    this.#items.unshift(item);
   }
   clear(): void {
     this.#items.clear();
@@ -4751,9 +4962,6 @@ class LifoStore<T> implements ItemStore<T> {
   }
   take(): T {
     return this.#items.pop() as T;
-  }
-  putBack(item: T): void {
-    this.#items.push(item);
   }
   clear(): void {
     this.#items.length = 0;
@@ -4889,14 +5097,17 @@ class HeapStore<T> implements ItemStore<T> {
     return top;
   }
 
-  putBack(item: T): void {
-    this.add(item);
-  }
-
   clear(): void {
     this.#items.length = 0;
     this.#sequence.length = 0;
   }
+}
+
+// Waits again from a `then` handler, which runs outside any task, as an
+// await of `task`, the task that called put() or get(): so that cancelling
+// that task still reaches the new wait.
+function waitAgainIn<R>(task: Task<unknown> | null, wait: () => R): R {
+  return task === null ? wait() : taskContext.run(task, wait);
 }
 
 let useStore: <T>(queue: Queue<T>, store: ItemStore<T>) => void;
@@ -4904,9 +5115,9 @@ let useStore: <T>(queue: Queue<T>, store: ItemStore<T>) => void;
 /**
  * A first-in-first-out queue for tasks, as asyncio's `Queue`: `put()` waits
  * while the queue is full (`maxsize` items; 0 or less means unbounded),
- * `get()` waits while it is empty. Waiting getters and putters are served
- * in order, and cancelling one loses nothing: a cancelled `put()` never
- * enqueues its item, a cancelled `get()` leaves the item for the next.
+ * `get()` waits while it is empty. Cancelling a waiting `put()` or `get()`
+ * loses nothing: a cancelled `put()` never enqueues its item, and a
+ * cancelled `get()` takes none.
  *
  * `join()` waits until every item put has been marked done with
  * `taskDone()`. `shutdown()` stops it: `put()` throws
@@ -4914,12 +5125,14 @@ let useStore: <T>(queue: Queue<T>, store: ItemStore<T>) => void;
  * once with `shutdown(true)`, which drops the items). `for await` takes
  * items until the queue is shut down and empty.
  *
- * Like a lock, the queue serves by hand-over: `put()` gives its item
- * straight to the oldest waiting getter (so `qsize()` does not count it),
- * and `get()` keeps the slot it frees for the oldest waiting putter (so
- * `full()` stays true until that putter runs). As with any promise, an item
- * that is itself a promise or a {@linkcode Future} is awaited by
- * `await queue.get()`: box it (`{ task }`) to pass it along as is.
+ * As in asyncio, items stay in the queue until a `get()` takes one: an item
+ * put while a getter waits counts in `qsize()` until that getter runs and
+ * takes it, so the queue never holds more than `maxsize` items and never
+ * changes their order. A woken getter or putter checks again as it runs: if
+ * a newcomer took the item (or the free slot) first, it waits again, at
+ * the back of the line. As with any promise, an item that is itself a
+ * promise or a {@linkcode Future} is awaited by `await queue.get()`: box
+ * it (`{ task }`) to pass it along as is.
  *
  * @example Workers
  * ```ts
@@ -4945,9 +5158,8 @@ let useStore: <T>(queue: Queue<T>, store: ItemStore<T>) => void;
 export class Queue<T> implements AsyncIterable<T> {
   #maxsize: number;
   #items: ItemStore<T> = new FifoStore<T>();
-  #getters = new WaiterQueue<T>();
-  #putters = new WaiterQueue<void>();
-  #reservedSlots = 0;
+  #getters = new WaiterList<void>();
+  #putters = new WaiterList<void>();
   #unfinishedTasks = 0;
   #finished: Event | null = null;
   #shutDown = false;
@@ -4967,8 +5179,8 @@ export class Queue<T> implements AsyncIterable<T> {
   }
 
   /**
-   * How many items are in the queue. An item handed to a waiting getter
-   * that has not run yet is no longer counted.
+   * How many items are in the queue, counting one put for a waiting getter
+   * that has not run yet to take it.
    */
   qsize(): number {
     return this.#items.size;
@@ -4979,13 +5191,9 @@ export class Queue<T> implements AsyncIterable<T> {
     return this.#items.size === 0;
   }
 
-  /**
-   * Whether there is no room for another item (never, when unbounded). A
-   * slot freed for a waiting putter that has not run yet counts as taken.
-   */
+  /** Whether there is no room for another item (never, when unbounded). */
   full(): boolean {
-    return this.#maxsize > 0 &&
-      this.#items.size + this.#reservedSlots >= this.#maxsize;
+    return this.#maxsize > 0 && this.#items.size >= this.#maxsize;
   }
 
   /**
@@ -5002,24 +5210,29 @@ export class Queue<T> implements AsyncIterable<T> {
       }
       return RESOLVED_VOID;
     }
-    // The putter is woken with a slot kept for it; it fills the slot as it
-    // wakes, or, failing, passes the slot on.
+    return this.#waitForRoom(item);
+  }
+
+  // asyncio's put() loop, waiting while the queue is full. The handlers are
+  // the code after its `await putter`, run as the putter's task resumes: it
+  // puts at once if there is room, or waits again if a newcomer took it.
+  #waitForRoom(item: T): Promise<void> {
     const putter = this.#putters.add(this);
-    return putter.then(() => {
-      this.#reservedSlots--;
-      try {
-        this.putNowait(item);
-      } catch (error) {
-        this.#passSlotOn();
+    const task = currentTask();
+    return putter.then(
+      () => {
+        if (this.#shutDown || !this.full()) return this.putNowait(item);
+        return waitAgainIn(task, () => this.#waitForRoom(item));
+      },
+      (error) => {
+        this.#leaveLine(this.#putters, putter);
+        // Woken for a free slot it will not fill: wake the next putter.
+        if (!this.full() && !putter.cancelled()) {
+          this.#putters.wakeNextUnlisting(undefined);
+        }
         throw error;
-      }
-    }, (error) => {
-      if (wasHandedOver(putter)) {
-        this.#reservedSlots--;
-        this.#passSlotOn();
-      }
-      throw error;
-    });
+      },
+    );
   }
 
   /**
@@ -5031,9 +5244,9 @@ export class Queue<T> implements AsyncIterable<T> {
   putNowait(item: T): void {
     if (this.#shutDown) throw new QueueShutDown();
     if (this.full()) throw new QueueFull();
-    // Getters wait only on an empty queue: the oldest gets the item directly.
-    if (!this.#getters.wakeFirst(item)) this.#items.add(item);
+    this.#items.add(item);
     if (this.#unfinishedTasks++ === 0) this.#finished?.clear();
+    this.#getters.wakeNextUnlisting(undefined);
   }
 
   /**
@@ -5049,13 +5262,36 @@ export class Queue<T> implements AsyncIterable<T> {
         return Promise.reject(error);
       }
     }
+    return this.#waitForItem();
+  }
+
+  // asyncio's get() loop, waiting while the queue is empty; the handlers
+  // are the code after its `await getter`, as in #waitForRoom.
+  #waitForItem(): Promise<T> {
     const getter = this.#getters.add(this);
-    return getter.then(undefined, (error) => {
-      // Handed an item, then cancelled before running: the item goes back
-      // to the front, for the next getter.
-      if (wasHandedOver(getter)) this.#giveBack(getter.result());
-      throw error;
-    });
+    const task = currentTask();
+    return getter.then(
+      (): T | Promise<T> => {
+        if (this.#items.size > 0 || this.#shutDown) return this.getNowait();
+        return waitAgainIn(task, () => this.#waitForItem());
+      },
+      (error) => {
+        this.#leaveLine(this.#getters, getter);
+        // Woken for an item it will not take: wake the next getter.
+        if (this.#items.size > 0 && !getter.cancelled()) {
+          this.#getters.wakeNextUnlisting(undefined);
+        }
+        throw error;
+      },
+    );
+  }
+
+  // A waiter whose wait failed leaves the line. A woken one is unlisted
+  // already; one still pending (its await failed for another reason) is
+  // cancelled first, so that nobody wakes it.
+  #leaveLine(waiters: WaiterList<void>, waiter: Future<void>): void {
+    waiter.cancel();
+    if (waiter.cancelled()) waiters.remove(waiter);
   }
 
   /**
@@ -5069,19 +5305,8 @@ export class Queue<T> implements AsyncIterable<T> {
       throw this.#shutDown ? new QueueShutDown() : new QueueEmpty();
     }
     const item = this.#items.take();
-    this.#passSlotOn();
+    this.#putters.wakeNextUnlisting(undefined);
     return item;
-  }
-
-  #giveBack(item: T): void {
-    if (!this.#getters.wakeFirst(item)) this.#items.putBack(item);
-  }
-
-  // Keeps a free slot for the oldest waiting putter.
-  #passSlotOn(): void {
-    if (!this.full() && this.#putters.wakeFirst(undefined)) {
-      this.#reservedSlots++;
-    }
   }
 
   /**
@@ -5117,9 +5342,10 @@ export class Queue<T> implements AsyncIterable<T> {
       this.#unfinishedTasks = Math.max(0, this.#unfinishedTasks - dropped);
       if (this.#unfinishedTasks === 0) this.#finished?.set();
     }
-    // Getters wait only on an empty queue, putters only on a full one.
-    this.#getters.failAll(() => new QueueShutDown());
-    this.#putters.failAll(() => new QueueShutDown());
+    // Each wakes, checks again, and throws QueueShutDown (a getter once the
+    // queue is empty).
+    this.#getters.wakeAllUnlisting(undefined);
+    this.#putters.wakeAllUnlisting(undefined);
   }
 
   /** Takes items with `get()` until the queue is shut down and empty. */

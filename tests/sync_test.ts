@@ -1,0 +1,1147 @@
+// Locks, semaphores, conditions, barriers and queues as asyncio 3.14 has
+// them. Each behaviour test mirrors a Python program that was run on
+// CPython 3.14.2 (pyodide 314.0.8, on a loop whose clock is virtual, like
+// CPython's test_utils.TestLoop); the program and what it printed are in
+// the comment above the test, and the test expects the same lines. Then
+// seeded random cancellation storms check the invariants: no item lost,
+// duplicated or reordered, never more than maxsize, never two lock
+// holders, never more semaphore holders than its value.
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import {
+  Barrier,
+  BoundedSemaphore,
+  BrokenBarrierError,
+  CancelledError,
+  Condition,
+  createTask,
+  gather,
+  getRunningLoop,
+  LifoQueue,
+  Lock,
+  PriorityQueue,
+  Queue,
+  QueueEmpty,
+  QueueFull,
+  run,
+  RuntimeError,
+  Semaphore,
+  sleep,
+  type Task,
+  TimeoutError,
+  waitFor,
+} from "../mod.ts";
+
+const step = () => sleep(0);
+const now = () => getRunningLoop().time();
+const virtual = { virtualTime: true } as const;
+
+// ---------------------------------------------------------------------------
+// Lock
+// ---------------------------------------------------------------------------
+
+// async def main():
+//     lock = asyncio.Lock()
+//     await lock.acquire()
+//     holders = []
+//     async def waiter(name):
+//         await lock.acquire()
+//         holders.append(name)
+//         print(name, "holds; locked:", lock.locked())
+//     w = create_task(waiter("w"))
+//     await sleep(0)
+//     lock.release()
+//     print("after release, locked:", lock.locked())
+//     try:
+//         lock.release()
+//         print("second release accepted")
+//     except RuntimeError as e:
+//         print("second release: RuntimeError", e)
+//     await w
+//     print("holders", holders, "locked:", lock.locked())
+//
+// CPython 3.14.2 prints:
+//     after release, locked: False
+//     second release: RuntimeError Lock is not acquired.
+//     w holds; locked: True
+//     holders ['w'] locked: True
+test("lock: a second release() while the woken waiter has not run is RuntimeError", async () => {
+  const log = await run(async () => {
+    const log: string[] = [];
+    const lock = new Lock();
+    await lock.acquire();
+    const holders: string[] = [];
+    const waiter = createTask(async () => {
+      await lock.acquire();
+      holders.push("w");
+      log.push(`w holds; locked: ${lock.locked()}`);
+    });
+    await step();
+    lock.release();
+    log.push(`after release, locked: ${lock.locked()}`);
+    try {
+      lock.release();
+      log.push("second release accepted");
+    } catch (e) {
+      assert.ok(e instanceof RuntimeError);
+      log.push(`second release: RuntimeError`);
+    }
+    await waiter;
+    log.push(`holders ${holders} locked: ${lock.locked()}`);
+    return log;
+  }, virtual);
+  assert.deepEqual(log, [
+    "after release, locked: false",
+    "second release: RuntimeError",
+    "w holds; locked: true",
+    "holders w locked: true",
+  ]);
+});
+
+// async def main():
+//     lock = asyncio.Lock()
+//     order = []
+//     await lock.acquire()
+//     async def worker(name):
+//         await lock.acquire()
+//         order.append(name)
+//         await sleep(0)
+//         lock.release()
+//     w = create_task(worker("waiter"))
+//     await sleep(0)
+//     lock.release()
+//     print("locked after release:", lock.locked())
+//     n = create_task(worker("newcomer"))
+//     await lock.acquire()
+//     order.append("releaser")
+//     lock.release()
+//     await gather(w, n)
+//     print(order)
+//
+// CPython 3.14.2 prints:
+//     locked after release: False
+//     ['waiter', 'releaser', 'newcomer']
+test("lock: locked() is false right after release(), yet newcomers queue behind the woken waiter", async () => {
+  const [lockedAfterRelease, order] = await run(async () => {
+    const lock = new Lock();
+    const order: string[] = [];
+    await lock.acquire();
+    const worker = (name: string) => async () => {
+      await lock.acquire();
+      order.push(name);
+      await step();
+      lock.release();
+    };
+    const waiter = createTask(worker("waiter"));
+    await step();
+    lock.release();
+    const lockedAfterRelease = lock.locked();
+    const newcomer = createTask(worker("newcomer"));
+    await lock.acquire();
+    order.push("releaser");
+    lock.release();
+    await gather([waiter, newcomer]);
+    return [lockedAfterRelease, order] as const;
+  }, virtual);
+  assert.equal(lockedAfterRelease, false);
+  assert.deepEqual(order, ["waiter", "releaser", "newcomer"]);
+});
+
+// ---------------------------------------------------------------------------
+// Semaphore
+// ---------------------------------------------------------------------------
+
+// async def main():
+//     sem = asyncio.Semaphore(0)
+//     order = []
+//     async def worker(name):
+//         await sem.acquire()
+//         order.append(name)
+//     w1 = create_task(worker("w1"))
+//     w2 = create_task(worker("w2"))
+//     await sleep(0)
+//     sem.release()
+//     sem.release()
+//     late = create_task(worker("late"))
+//     sem.release()
+//     print("locked:", sem.locked())
+//     await gather(w1, w2, late)
+//     print(order, "locked:", sem.locked())
+//
+// CPython 3.14.2 prints:
+//     locked: True
+//     ['w1', 'w2', 'late'] locked: True
+test("semaphore: a late newcomer never jumps ahead of woken waiters", async () => {
+  const [lockedBefore, order, lockedAfter] = await run(async () => {
+    const semaphore = new Semaphore(0);
+    const order: string[] = [];
+    const worker = (name: string) => async () => {
+      await semaphore.acquire();
+      order.push(name);
+    };
+    const w1 = createTask(worker("w1"));
+    const w2 = createTask(worker("w2"));
+    await step();
+    semaphore.release();
+    semaphore.release();
+    const late = createTask(worker("late"));
+    semaphore.release();
+    const lockedBefore = semaphore.locked();
+    await gather([w1, w2, late]);
+    return [lockedBefore, order, semaphore.locked()] as const;
+  }, virtual);
+  assert.equal(lockedBefore, true);
+  assert.deepEqual(order, ["w1", "w2", "late"]);
+  assert.equal(lockedAfter, true);
+});
+
+// async def main():
+//     sem = asyncio.BoundedSemaphore(1)
+//     try:
+//         sem.release()
+//     except ValueError as e:
+//         print("ValueError", e)
+//
+// CPython 3.14.2 prints:
+//     ValueError BoundedSemaphore released too many times
+test("boundedSemaphore: an over-release is RangeError (asyncio: ValueError)", async () => {
+  await run(async () => {
+    const semaphore = new BoundedSemaphore(1);
+    assert.throws(() => semaphore.release(), {
+      name: "RangeError",
+      message: "BoundedSemaphore released too many times",
+    });
+    const held = await semaphore.acquire();
+    held[Symbol.dispose]();
+    assert.throws(() => semaphore.release(), RangeError);
+    await semaphore.acquire();
+    semaphore.release();
+    assert.equal(semaphore.locked(), false);
+  }, virtual);
+});
+
+// ---------------------------------------------------------------------------
+// Condition
+// ---------------------------------------------------------------------------
+
+// async def main():
+//     c = asyncio.Condition()
+//     async def t1():
+//         await c.acquire()
+//         await c.wait()
+//         print("t1 woken at", ms())
+//         c.release()
+//     async def t2():
+//         await c.acquire()
+//         try:
+//             await asyncio.wait_for(c.wait(), 0.001)
+//             print("t2 notified at", ms())
+//         except TimeoutError:
+//             print("t2 timed out at", ms())
+//         c.release()
+//     a = create_task(t1())
+//     b = create_task(t2())
+//     await sleep(0.050)
+//     async with c:
+//         c.notify()
+//         print("notify at", ms())
+//     await gather(a, b)
+//
+// CPython 3.14.2 prints:
+//     t2 timed out at 1
+//     t1 woken at 1
+//     notify at 50
+test("condition: a waiter that times out wakes the next one in its place (gh-112202)", async () => {
+  const log = await run(async () => {
+    const log: string[] = [];
+    const condition = new Condition();
+    const t1 = createTask(async () => {
+      await condition.acquire();
+      await condition.wait();
+      log.push(`t1 woken at ${now()}`);
+      condition.release();
+    });
+    const t2 = createTask(async () => {
+      await condition.acquire();
+      try {
+        await waitFor(() => condition.wait(), 1);
+        log.push(`t2 notified at ${now()}`);
+      } catch (e) {
+        assert.ok(e instanceof TimeoutError);
+        log.push(`t2 timed out at ${now()}`);
+      }
+      condition.release();
+    });
+    await sleep(50);
+    {
+      using _ = await condition.acquire();
+      condition.notify();
+      log.push(`notify at ${now()}`);
+    }
+    await gather([t1, t2]);
+    return log;
+  }, virtual);
+  assert.deepEqual(log, [
+    "t2 timed out at 1",
+    "t1 woken at 1",
+    "notify at 50",
+  ]);
+});
+
+// async def main():
+//     c = asyncio.Condition()
+//     async def t2():
+//         await c.acquire()
+//         try:
+//             await asyncio.wait_for(c.wait(), 0.001)
+//             print("t2 returned at", ms())
+//         except TimeoutError:
+//             print("t2 timed out at", ms(), "locked:", c.locked())
+//         c.release()
+//     async def t1():
+//         await c.acquire()
+//         await c.wait()
+//         print("t1 woken at", ms())
+//         c.release()
+//     b = create_task(t2())
+//     a = create_task(t1())
+//     await sleep(0)
+//     await c.acquire()
+//     c.notify()
+//     await sleep(0.005)
+//     c.release()
+//     await gather(a, b)
+//
+// CPython 3.14.2 prints:
+//     t2 timed out at 5 locked: True
+//     t1 woken at 5
+test("condition: a notified waiter that times out passes the notification on", async () => {
+  const log = await run(async () => {
+    const log: string[] = [];
+    const condition = new Condition();
+    const t2 = createTask(async () => {
+      await condition.acquire();
+      try {
+        await waitFor(() => condition.wait(), 1);
+        log.push(`t2 returned at ${now()}`);
+      } catch (e) {
+        assert.ok(e instanceof TimeoutError);
+        log.push(`t2 timed out at ${now()} locked: ${condition.locked()}`);
+      }
+      condition.release();
+    });
+    const t1 = createTask(async () => {
+      await condition.acquire();
+      await condition.wait();
+      log.push(`t1 woken at ${now()}`);
+      condition.release();
+    });
+    await step();
+    await condition.acquire();
+    condition.notify(); // t2, first in line; it times out re-acquiring
+    await sleep(5);
+    condition.release();
+    await gather([t1, t2]);
+    return log;
+  }, virtual);
+  assert.deepEqual(log, [
+    "t2 timed out at 5 locked: true",
+    "t1 woken at 5",
+  ]);
+});
+
+// ---------------------------------------------------------------------------
+// Barrier
+// ---------------------------------------------------------------------------
+
+// async def main():
+//     b = asyncio.Barrier(2)
+//     async def party(name, abort_after):
+//         try:
+//             i = await b.wait()
+//             print(name, "passed with", i, "n_waiting", b.n_waiting)
+//             if abort_after:
+//                 await b.abort()
+//                 print(name, "aborted; broken", b.broken)
+//         except asyncio.BrokenBarrierError:
+//             print(name, "BrokenBarrierError")
+//     t1 = create_task(party("a", False))
+//     t2 = create_task(party("b", True))
+//     await gather(t1, t2)
+//     print("broken", b.broken)
+//
+// CPython 3.14.2 prints:
+//     b passed with 1 n_waiting 0
+//     b aborted; broken True
+//     a BrokenBarrierError
+//     broken True
+test("barrier: abort() while a filled round drains breaks the draining waiters", async () => {
+  const log = await run(async () => {
+    const log: string[] = [];
+    const barrier = new Barrier(2);
+    const party = (name: string, abortAfter: boolean) => async () => {
+      try {
+        const index = await barrier.wait();
+        log.push(`${name} passed with ${index} n_waiting ${barrier.nWaiting}`);
+        if (abortAfter) {
+          // a, notified as b filled the round, has not run yet: draining.
+          await barrier.abort();
+          log.push(`${name} aborted; broken ${barrier.broken}`);
+        }
+      } catch (e) {
+        assert.ok(e instanceof BrokenBarrierError);
+        log.push(`${name} BrokenBarrierError`);
+      }
+    };
+    await gather([party("a", false), party("b", true)]);
+    log.push(`broken ${barrier.broken}`);
+    return log;
+  }, virtual);
+  assert.deepEqual(log, [
+    "b passed with 1 n_waiting 0",
+    "b aborted; broken true",
+    "a BrokenBarrierError",
+    "broken true",
+  ]);
+});
+
+// async def main():
+//     b = asyncio.Barrier(2)
+//     log = []
+//     async def party(name):
+//         i = await b.wait()
+//         log.append((name, i))
+//     ts = [create_task(party(n)) for n in ("a", "b", "c", "d")]
+//     await gather(*ts)
+//     print(log)
+//
+// CPython 3.14.2 prints:
+//     [('b', 1), ('a', 0), ('d', 1), ('c', 0)]
+test("barrier: parties arriving while a round drains wait for the next round", async () => {
+  const log = await run(async () => {
+    const log: string[] = [];
+    const barrier = new Barrier(2);
+    const party = (name: string) => async () => {
+      const index = await barrier.wait();
+      log.push(`${name} ${index}`);
+    };
+    await gather(["a", "b", "c", "d"].map(party));
+    return log;
+  }, virtual);
+  assert.deepEqual(log, ["b 1", "a 0", "d 1", "c 0"]);
+});
+
+// async def main():
+//     b = asyncio.Barrier(3)
+//     a = create_task(b.wait())
+//     bb = create_task(b.wait())
+//     await sleep(0)
+//     print("n_waiting", b.n_waiting)
+//     a.cancel()
+//     try:
+//         await a
+//     except asyncio.CancelledError:
+//         print("a cancelled")
+//     print("n_waiting", b.n_waiting)
+//     c = create_task(b.wait())
+//     await sleep(0)
+//     print("c done", c.done())
+//     d = create_task(b.wait())
+//     print("indexes", await gather(bb, c, d))
+//
+// CPython 3.14.2 prints:
+//     n_waiting 2
+//     a cancelled
+//     n_waiting 1
+//     c done False
+//     indexes [1, 1, 2]
+test("barrier: a party cancelled while it fills leaves; indexes count those there", async () => {
+  const log = await run(async () => {
+    const log: string[] = [];
+    const barrier = new Barrier(3);
+    const a = createTask(() => barrier.wait());
+    const b = createTask(() => barrier.wait());
+    await step();
+    log.push(`n_waiting ${barrier.nWaiting}`);
+    a.cancel();
+    await assert.rejects(a, CancelledError);
+    log.push("a cancelled");
+    log.push(`n_waiting ${barrier.nWaiting}`);
+    const c = createTask(() => barrier.wait());
+    await step();
+    log.push(`c done ${c.done()}`);
+    const d = createTask(() => barrier.wait());
+    log.push(`indexes ${await gather([b, c, d])}`);
+    return log;
+  }, virtual);
+  assert.deepEqual(log, [
+    "n_waiting 2",
+    "a cancelled",
+    "n_waiting 1",
+    "c done false",
+    "indexes 1,1,2",
+  ]);
+});
+
+// ---------------------------------------------------------------------------
+// Queues
+// ---------------------------------------------------------------------------
+
+// async def main():
+//     q = asyncio.Queue(1)
+//     g = create_task(q.get())
+//     await sleep(0)
+//     q.put_nowait(1)
+//     print("qsize with getter woken:", q.qsize(), "full:", q.full())
+//     try:
+//         q.put_nowait(2)
+//         print("second put accepted")
+//     except asyncio.QueueFull:
+//         print("QueueFull")
+//     g.cancel()
+//     try:
+//         await g
+//     except asyncio.CancelledError:
+//         print("getter cancelled")
+//     print("qsize", q.qsize(), "items", [q.get_nowait() for _ in range(q.qsize())])
+//
+// CPython 3.14.2 prints:
+//     qsize with getter woken: 1 full: True
+//     QueueFull
+//     getter cancelled
+//     qsize 1 items [1]
+test("queue: a woken getter cancelled before it runs never makes the queue hold more than maxsize", async () => {
+  const log = await run(async () => {
+    const log: string[] = [];
+    const queue = new Queue<number>(1);
+    const getter = createTask(() => queue.get());
+    await step();
+    queue.putNowait(1);
+    log.push(`qsize with getter woken: ${queue.qsize()} full: ${queue.full()}`);
+    try {
+      queue.putNowait(2);
+      log.push("second put accepted");
+    } catch (e) {
+      assert.ok(e instanceof QueueFull);
+      log.push("QueueFull");
+    }
+    getter.cancel();
+    await assert.rejects(getter, CancelledError);
+    log.push("getter cancelled");
+    const items: number[] = [];
+    const size = queue.qsize();
+    for (let i = 0; i < size; i++) items.push(queue.getNowait());
+    log.push(`qsize ${size} items ${items}`);
+    return log;
+  }, virtual);
+  assert.deepEqual(log, [
+    "qsize with getter woken: 1 full: true",
+    "QueueFull",
+    "getter cancelled",
+    "qsize 1 items 1",
+  ]);
+});
+
+// async def main(kind):
+//     q = kind()
+//     got = []
+//     async def getter():
+//         got.append(await q.get())
+//     g1 = create_task(getter())
+//     g2 = create_task(getter())
+//     await sleep(0)
+//     for i in (3, 1, 2) if kind is asyncio.PriorityQueue else (1, 2, 3):
+//         q.put_nowait(i)
+//     print("qsize", q.qsize())
+//     g1.cancel()
+//     await gather(g1, g2, return_exceptions=True)
+//     while not q.empty():
+//         got.append(q.get_nowait())
+//     print(kind.__name__, got)
+//
+// CPython 3.14.2 prints, for Queue, LifoQueue and PriorityQueue:
+//     qsize 3
+//     Queue [1, 2, 3]
+//     qsize 3
+//     LifoQueue [3, 2, 1]
+//     qsize 3
+//     PriorityQueue [1, 2, 3]
+test("queue: a woken getter cancelled before it runs reorders nothing (FIFO, LIFO, priority)", async () => {
+  const kinds = [
+    ["Queue", () => new Queue<number>(), [1, 2, 3], [1, 2, 3]],
+    ["LifoQueue", () => new LifoQueue<number>(), [1, 2, 3], [3, 2, 1]],
+    ["PriorityQueue", () => new PriorityQueue<number>(), [3, 1, 2], [1, 2, 3]],
+  ] as const;
+  for (const [name, make, put, expected] of kinds) {
+    const [qsize, got] = await run(async () => {
+      const queue = make();
+      const got: number[] = [];
+      const getter = async () => {
+        got.push(await queue.get());
+      };
+      const g1 = createTask(getter);
+      const g2 = createTask(getter);
+      await step();
+      for (const item of put) queue.putNowait(item);
+      const qsize = queue.qsize();
+      g1.cancel();
+      await gather([g1, g2], { returnExceptions: true });
+      while (!queue.empty()) got.push(queue.getNowait());
+      return [qsize, got] as const;
+    }, virtual);
+    assert.equal(qsize, 3, name);
+    assert.deepEqual(got, expected, name);
+  }
+});
+
+// async def main():
+//     q = asyncio.Queue()
+//     g = create_task(q.get())
+//     await sleep(0)
+//     q.put_nowait("x")
+//     print("qsize", q.qsize(), "empty", q.empty())
+//     print("newcomer gets", q.get_nowait())
+//     await sleep(0)
+//     print("getter done", g.done())
+//     q.put_nowait("y")
+//     print("got", await g, "qsize", q.qsize())
+//
+// CPython 3.14.2 prints:
+//     qsize 1 empty False
+//     newcomer gets x
+//     getter done False
+//     got y qsize 0
+test("queue: an item put while a getter waits counts in qsize() until the getter runs", async () => {
+  const log = await run(async () => {
+    const log: string[] = [];
+    const queue = new Queue<string>();
+    const getter = createTask(() => queue.get());
+    await step();
+    queue.putNowait("x");
+    log.push(`qsize ${queue.qsize()} empty ${queue.empty()}`);
+    log.push(`newcomer gets ${queue.getNowait()}`);
+    await step();
+    log.push(`getter done ${getter.done()}`); // it waits again
+    queue.putNowait("y");
+    log.push(`got ${await getter} qsize ${queue.qsize()}`);
+    return log;
+  }, virtual);
+  assert.deepEqual(log, [
+    "qsize 1 empty false",
+    "newcomer gets x",
+    "getter done false",
+    "got y qsize 0",
+  ]);
+});
+
+// async def main():
+//     q = asyncio.Queue()
+//     g = create_task(q.get())
+//     await sleep(0)
+//     q.put_nowait("x")
+//     print("newcomer gets", q.get_nowait())
+//     await sleep(0)
+//     print("getter waits again", not g.done())
+//     g.cancel()
+//     try:
+//         await g
+//     except asyncio.CancelledError:
+//         print("getter cancelled")
+//     q.put_nowait("y")
+//     print("qsize", q.qsize(), q.get_nowait())
+//
+// CPython 3.14.2 prints:
+//     newcomer gets x
+//     getter waits again True
+//     getter cancelled
+//     qsize 1 y
+test("queue: a getter waiting again after a newcomer took its item can still be cancelled", async () => {
+  const log = await run(async () => {
+    const log: string[] = [];
+    const queue = new Queue<string>();
+    const getter = createTask(() => queue.get());
+    await step();
+    queue.putNowait("x");
+    log.push(`newcomer gets ${queue.getNowait()}`);
+    await step();
+    log.push(`getter waits again ${!getter.done()}`);
+    getter.cancel();
+    await assert.rejects(getter, CancelledError);
+    log.push("getter cancelled");
+    queue.putNowait("y");
+    log.push(`qsize ${queue.qsize()} ${queue.getNowait()}`);
+    return log;
+  }, virtual);
+  assert.deepEqual(log, [
+    "newcomer gets x",
+    "getter waits again true",
+    "getter cancelled",
+    "qsize 1 y",
+  ]);
+});
+
+// async def main():
+//     q = asyncio.Queue(1)
+//     q.put_nowait("first")
+//     async def putter(x):
+//         await q.put(x)
+//         return x
+//     a = create_task(putter("a"))
+//     b = create_task(putter("b"))
+//     await sleep(0)
+//     print(q.get_nowait(), "full", q.full())
+//     a.cancel()
+//     print("b put", await b, "a cancelled", a.cancelled(), "qsize", q.qsize())
+//     print(q.get_nowait())
+//     # a newcomer fills the slot freed for a woken putter, which waits again
+//     q.put_nowait("x")
+//     c = create_task(putter("c"))
+//     await sleep(0)
+//     print(q.get_nowait(), "full", q.full())
+//     q.put_nowait("newcomer")
+//     await sleep(0)
+//     print("c done", c.done(), "qsize", q.qsize())
+//     print(q.get_nowait())
+//     print("c put", await c, q.get_nowait())
+//
+// CPython 3.14.2 prints:
+//     first full False
+//     b put b a cancelled True qsize 1
+//     b
+//     x full False
+//     c done False qsize 1
+//     newcomer
+//     c put c c
+test("queue: a woken putter cancelled before it runs passes the slot on; one a newcomer beat waits again", async () => {
+  const log = await run(async () => {
+    const log: string[] = [];
+    const queue = new Queue<string>(1);
+    queue.putNowait("first");
+    const putter = (item: string) => async () => {
+      await queue.put(item);
+      return item;
+    };
+    const a = createTask(putter("a"));
+    const b = createTask(putter("b"));
+    await step();
+    log.push(`${queue.getNowait()} full ${queue.full()}`);
+    a.cancel();
+    const bPut = await b;
+    log.push(
+      `b put ${bPut} a cancelled ${a.cancelled()} qsize ${queue.qsize()}`,
+    );
+    log.push(queue.getNowait());
+    queue.putNowait("x");
+    const c = createTask(putter("c"));
+    await step();
+    log.push(`${queue.getNowait()} full ${queue.full()}`);
+    queue.putNowait("newcomer");
+    await step();
+    log.push(`c done ${c.done()} qsize ${queue.qsize()}`);
+    log.push(queue.getNowait());
+    const cPut = await c;
+    log.push(`c put ${cPut} ${queue.getNowait()}`);
+    return log;
+  }, virtual);
+  assert.deepEqual(log, [
+    "first full false",
+    "b put b a cancelled true qsize 1",
+    "b",
+    "x full false",
+    "c done false qsize 1",
+    "newcomer",
+    "c put c c",
+  ]);
+});
+
+// ---------------------------------------------------------------------------
+// Cancellation storms
+//
+// Seeded random programs under virtual time: workers through a queue, a
+// lock or a semaphore, cancelled at random moments by other tasks (often in
+// the same loop step as a wake-up) or timed out by waitFor(). A failure
+// names its seed; SYNC_STORM_SEEDS=N runs N seeds of each (default 30).
+// ---------------------------------------------------------------------------
+
+const env = (globalThis as { process?: { env: Record<string, string> } })
+  .process?.env ?? {};
+const STORM_SEEDS = Number(env.SYNC_STORM_SEEDS ?? 30);
+const FIRST_SEED = Number(env.SYNC_STORM_FIRST_SEED ?? 1);
+
+// mulberry32: small, fast, and the same on every runtime.
+function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+async function forEachSeed(
+  storm: (seed: number) => Promise<void>,
+): Promise<void> {
+  for (let seed = FIRST_SEED; seed < FIRST_SEED + STORM_SEEDS; seed++) {
+    try {
+      await storm(seed);
+    } catch (error) {
+      console.error(`storm failed with seed ${seed}`);
+      throw Object.assign(
+        new Error(`seed ${seed}: ${(error as Error).message}`),
+        { cause: error },
+      );
+    }
+  }
+}
+
+// Cancels `task` after a random delay, from a task of its own, so that
+// cancellations land in the same loop steps as the traffic's wake-ups.
+function cancelLater(random: () => number, task: Task<unknown>): void {
+  const delay = Math.floor(random() * 4) * (random() < 0.5 ? 0 : 1) +
+    Math.floor(random() * 20);
+  createTask(async () => {
+    await sleep(delay);
+    if (random() < 0.5) await step(); // a step later, now and then
+    task.cancel();
+  });
+}
+
+// Cancels one of `doomed` still running: the oldest (wake-ups go to the
+// oldest waiter) or one at random. Called right after a release or a put,
+// it often hits the task just woken, before it runs ("must cancel").
+function cancelOneOf(random: () => number, doomed: Task<unknown>[]): void {
+  const running = doomed.filter((task) => !task.done());
+  if (running.length === 0) return;
+  const pick = random() < 0.5 ? 0 : Math.floor(random() * running.length);
+  running[pick].cancel();
+}
+
+// Awaits `op` directly, or through waitFor() with a short random timeout.
+function maybeTimed<T>(random: () => number, op: () => Promise<T>) {
+  if (random() < 0.7) return op();
+  return waitFor(op, Math.floor(random() * 4));
+}
+
+const isCancellation = (e: unknown) =>
+  e instanceof CancelledError || e instanceof TimeoutError;
+
+type Item = [priority: number, id: number];
+
+// What a queue of `kind` must give out next, from the items it holds.
+function modelTake(kind: string, held: Item[]): Item {
+  if (kind === "fifo") return held.shift()!;
+  if (kind === "lifo") return held.pop()!;
+  let best = 0;
+  for (let i = 1; i < held.length; i++) {
+    const [p, id] = held[i];
+    if (p < held[best][0] || (p === held[best][0] && id < held[best][1])) {
+      best = i;
+    }
+  }
+  return held.splice(best, 1)[0];
+}
+
+async function queueStorm(seed: number): Promise<void> {
+  const random = seededRandom(seed);
+  const kind = ["fifo", "lifo", "priority"][Math.floor(random() * 3)];
+  const maxsize = [1, 2, 3, 5][Math.floor(random() * 4)];
+  await run(async () => {
+    const queue = kind === "fifo"
+      ? new Queue<Item>(maxsize)
+      : kind === "lifo"
+      ? new LifoQueue<Item>(maxsize)
+      : new PriorityQueue<Item>(maxsize);
+    // Follow what really goes in and out, and check each take against a
+    // model of the store: no reordering, and never more than maxsize.
+    const held: Item[] = [];
+    const added = new Set<number>();
+    const putNowait = queue.putNowait.bind(queue);
+    const getNowait = queue.getNowait.bind(queue);
+    queue.putNowait = (item: Item) => {
+      putNowait(item);
+      assert.ok(!added.has(item[1]), `item ${item[1]} added twice`);
+      added.add(item[1]);
+      held.push(item);
+      assert.ok(queue.qsize() <= maxsize, `qsize ${queue.qsize()}`);
+    };
+    queue.getNowait = () => {
+      const item = getNowait();
+      assert.deepEqual(item, modelTake(kind, held), "taken out of order");
+      return item;
+    };
+    const sent = new Set<number>();
+    const notSent = new Set<number>();
+    const received: number[] = [];
+    const tasks: Task<void>[] = [];
+    const getters: Task<void>[] = [];
+    const putters: Task<void>[] = [];
+    const doomedGetters: Task<void>[] = [];
+    const doomedPutters: Task<void>[] = [];
+    const doom = (task: Task<void>, doomed: Task<void>[]) => {
+      if (random() < 0.35) {
+        doomed.push(task);
+        if (random() < 0.6) cancelLater(random, task);
+      }
+    };
+    let nextId = 0;
+    for (let round = 0; round < 12; round++) {
+      const puts = Math.floor(random() * 6);
+      const gets = Math.floor(random() * 6);
+      for (let i = 0; i < puts; i++) {
+        const item: Item = [Math.floor(random() * 4), nextId++];
+        const nowait = random() < 0.15;
+        const task = createTask(async () => {
+          try {
+            // Cancelling at once after putNowait() hits woken getters
+            // before they run.
+            if (nowait) queue.putNowait(item);
+            else await maybeTimed(random, () => queue.put(item));
+            sent.add(item[1]);
+            if (random() < 0.5) cancelOneOf(random, doomedGetters);
+          } catch (e) {
+            if (!isCancellation(e) && !(e instanceof QueueFull)) throw e;
+            notSent.add(item[1]);
+            throw e;
+          }
+        });
+        tasks.push(task);
+        putters.push(task);
+        doom(task, doomedPutters);
+      }
+      for (let i = 0; i < gets; i++) {
+        const nowait = random() < 0.15;
+        const task = createTask(async () => {
+          const item = nowait
+            ? queue.getNowait()
+            : await maybeTimed(random, () => queue.get());
+          received.push(item[1]);
+          if (random() < 0.5) cancelOneOf(random, doomedPutters);
+        });
+        tasks.push(task);
+        getters.push(task);
+        doom(task, doomedGetters);
+      }
+      // Time moves on only once every woken task has run: a getter still
+      // waits only on an empty queue, a putter only on a full one (else a
+      // wake-up was lost). Tasks woken at this very time are only
+      // cancelled, which changes neither.
+      await sleep(1 + Math.floor(random() * 4));
+      if (getters.some((task) => !task.done())) {
+        assert.equal(queue.qsize(), 0, "an item waits while a getter waits");
+      }
+      if (putters.some((task) => !task.done())) {
+        assert.ok(queue.full(), "room is free while a putter waits");
+      }
+    }
+    await sleep(30);
+    for (const task of tasks) task.cancel(); // whatever still waits
+    const outcomes = await gather(tasks, { returnExceptions: true });
+    for (const outcome of outcomes as unknown[]) {
+      if (outcome === undefined || isCancellation(outcome)) continue;
+      if (outcome instanceof QueueFull || outcome instanceof QueueEmpty) {
+        continue;
+      }
+      throw outcome;
+    }
+    const left: number[] = [];
+    while (!queue.empty()) left.push(queue.getNowait()[1]);
+    // Exactly what was sent came out, once, or is still there.
+    const out = [...received, ...left];
+    assert.equal(new Set(out).size, out.length, "an item came out twice");
+    assert.deepEqual(
+      [...out].sort((a, b) => a - b),
+      [...sent].sort((a, b) => a - b),
+      "items lost or made up",
+    );
+    assert.deepEqual(
+      [...added].sort((a, b) => a - b),
+      [...sent].sort((a, b) => a - b),
+    );
+    for (const id of notSent) {
+      assert.ok(!added.has(id), `failed put of ${id} enqueued it`);
+    }
+  }, virtual);
+}
+
+test("storm: queues (FIFO, LIFO, priority) lose, duplicate and reorder nothing, and never exceed maxsize", async () => {
+  await forEachSeed(queueStorm);
+});
+
+// Workers take `semaphore` (or `lock`) in rounds, holding it a random time;
+// the most holders at once must not exceed `limit`, and once the
+// cancellers are done every worker must finish its rounds (no wake-up
+// lost).
+async function holdersStorm(
+  seed: number,
+  make: (random: () => number) => {
+    limit: number;
+    acquire(): Promise<Disposable>;
+    idle(): boolean;
+  },
+): Promise<void> {
+  const random = seededRandom(seed);
+  await run(async () => {
+    const primitive = make(random);
+    let holders = 0;
+    let most = 0;
+    const doomed: Task<void>[] = [];
+    const worker = async (rounds: number, cancellable: boolean) => {
+      for (let r = 0; r < rounds; r++) {
+        let held: Disposable;
+        try {
+          held = await (cancellable
+            ? maybeTimed(random, () =>
+              primitive.acquire())
+            : primitive.acquire());
+        } catch (e) {
+          if (e instanceof TimeoutError) continue;
+          throw e;
+        }
+        holders++;
+        most = Math.max(most, holders);
+        assert.ok(holders <= primitive.limit, `${holders} holders`);
+        try {
+          const pause = Math.floor(random() * 3);
+          if (pause > 0 || random() < 0.5) await sleep(pause);
+        } finally {
+          holders--;
+          held[Symbol.dispose]();
+        }
+        if (random() < 0.5) cancelOneOf(random, doomed);
+      }
+    };
+    const survivors: Task<void>[] = [];
+    for (let i = 0; i < 40; i++) {
+      const rounds = 1 + Math.floor(random() * 4);
+      if (random() < 0.5) {
+        const task = createTask(() => worker(rounds, true));
+        doomed.push(task);
+        if (random() < 0.5) cancelLater(random, task);
+      } else {
+        survivors.push(createTask(() => worker(rounds, false)));
+      }
+    }
+    await sleep(40);
+    for (const task of doomed) task.cancel();
+    const cancelled = await gather(doomed, { returnExceptions: true });
+    for (const outcome of cancelled) {
+      if (outcome !== undefined && !(outcome instanceof CancelledError)) {
+        throw outcome;
+      }
+    }
+    // Every survivor finishes: a lost wake-up would leave one waiting.
+    try {
+      await waitFor(gather(survivors), 10_000);
+    } catch (e) {
+      if (e instanceof TimeoutError) assert.fail("a wake-up was lost");
+      throw e;
+    }
+    assert.equal(holders, 0);
+    assert.ok(most >= 1);
+    assert.ok(primitive.idle(), "not back to its initial state");
+  }, virtual);
+}
+
+test("storm: a lock never has two holders and loses no wake-up", async () => {
+  await forEachSeed((seed) =>
+    holdersStorm(seed, () => {
+      const lock = new Lock();
+      return {
+        limit: 1,
+        acquire: () => lock.acquire(),
+        idle: () => !lock.locked(),
+      };
+    })
+  );
+});
+
+test("storm: a semaphore never has more holders than its value and loses no wake-up", async () => {
+  await forEachSeed((seed) =>
+    holdersStorm(seed, (random) => {
+      const value = 1 + Math.floor(random() * 3);
+      const semaphore = random() < 0.5
+        ? new BoundedSemaphore(value)
+        : new Semaphore(value);
+      return {
+        limit: value,
+        acquire: () => semaphore.acquire(),
+        idle: () => {
+          // All `value` units are free, and no more (bounded or not).
+          for (let i = 0; i < value; i++) {
+            if (semaphore.locked()) return false;
+            void semaphore.acquire();
+          }
+          return semaphore.locked();
+        },
+      };
+    })
+  );
+});
+
+test("storm: a barrier under cancels, resets and aborts never hangs and stays usable", async () => {
+  await forEachSeed(async (seed) => {
+    const random = seededRandom(seed);
+    const parties = 2 + Math.floor(random() * 3);
+    await run(async () => {
+      const barrier = new Barrier(parties);
+      const passed: number[] = [];
+      const worker = async (rounds: number) => {
+        for (let r = 0; r < rounds; r++) {
+          if (random() < 0.5) await sleep(Math.floor(random() * 3));
+          try {
+            const index = await barrier.wait();
+            assert.ok(index >= 0 && index < parties, `index ${index}`);
+            passed.push(index);
+          } catch (e) {
+            if (!(e instanceof BrokenBarrierError)) throw e;
+          }
+        }
+      };
+      const tasks: Task<void>[] = [];
+      for (let i = 0; i < 24; i++) {
+        const task = createTask(() => worker(1 + Math.floor(random() * 4)));
+        tasks.push(task);
+        if (random() < 0.3) cancelLater(random, task);
+      }
+      // Resets and aborts at random moments, some in the same steps as
+      // rounds filling and draining.
+      const controller = createTask(async () => {
+        for (let i = 0; i < 6; i++) {
+          await sleep(Math.floor(random() * 6));
+          if (random() < 0.5) await barrier.reset();
+          else {
+            await barrier.abort();
+            await step();
+            await barrier.reset();
+          }
+        }
+      });
+      await controller;
+      await sleep(20);
+      await barrier.abort(); // whoever still waits for a round to fill
+      const outcomes = await waitFor(
+        gather(tasks, { returnExceptions: true }),
+        1000,
+      );
+      for (const outcome of outcomes) {
+        if (outcome !== undefined && !(outcome instanceof CancelledError)) {
+          throw outcome;
+        }
+      }
+      assert.equal(barrier.nWaiting, 0);
+      assert.ok(passed.length > 0, "no round ever passed");
+      // Usable again after a reset: a full round gets every index once.
+      await barrier.reset();
+      const indexes = await gather(
+        Array.from({ length: parties }, () => () => barrier.wait()),
+      );
+      assert.deepEqual(
+        [...indexes].sort(),
+        Array.from({ length: parties }, (_, i) => i),
+      );
+    }, virtual);
+  });
+});
