@@ -13,7 +13,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 
 // The dimensions, in the test's order; the test enumerates the same ones.
-const CANCELS = ["none", "early", "exit"] as const;
+const CANCELS = ["none", "early", "exit", "double", "twice"] as const;
 const CHILDREN = ["none", "sleep", "sleepOrCancel", "now"] as const;
 const BODIES = ["none", "sleep", "sleepOrCancel", "now"] as const;
 const NESTS = ["flat", "nested"] as const;
@@ -22,10 +22,11 @@ const EAGERS = ["lazy", "eager", "eagerChild"] as const;
 // The program, in Python. Its TypeScript twin is in the test; the two are
 // written line for line alike, so keep them so.
 //
-// - main starts `parent`, then cancels it: never ("none"), at 1 ms, before a
-//   child fails after its sleep ("early"), or 1 ms after the body of the
-//   (outer) group has ended, while the group waits in its exit for the slow
-//   child ("exit").
+// - main starts `parent`, then cancels it: never ("none"); at 1 ms, before a
+//   child fails after its sleep ("early"); 1 ms after the body of the (outer)
+//   group has ended, while the group waits in its exit for the slow child
+//   ("exit"); twice in a row at 1 ms ("double"); at 1 ms and again at 2 ms,
+//   while the group waits in its exit ("twice").
 // - The failing child: none; fails after sleep(2) and is cancelled by a
 //   cancel ("sleep"); fails after sleep(2) or right after its cancel,
 //   whichever comes first ("sleepOrCancel"); fails before its first await
@@ -150,9 +151,13 @@ async def program(cancel, child, body, nest, eager, trace):
         log("cancelling: " + str(me.cancelling()))
 
     parent = create_task(parent_fn())
-    if cancel == "early":
+    if cancel in ("early", "double", "twice"):
         await sleep(1)
         log("main: cancel " + str(parent.cancel()).lower())
+        if cancel == "twice":
+            await sleep(1)
+        if cancel != "early":
+            log("main: cancel " + str(parent.cancel()).lower())
     elif cancel == "exit":
         await body_ended.wait()
         await sleep(1)
