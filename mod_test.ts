@@ -3381,7 +3381,11 @@ function secondsOfDay(clock: string): number {
   return h * 3600 + m * 60 + s;
 }
 
-test("timeline: examples/ programs run and print what they should", async () => {
+// Each example is a child process: allow for a loaded machine (Bun's
+// default test timeout is 5 s).
+test("timeline: examples/ programs run and print what they should", {
+  timeout: 60_000,
+}, async () => {
   for (
     const [file, seconds] of [["async_await_demo.ts", 3], [
       "async_task_demo.ts",
