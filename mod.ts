@@ -526,17 +526,21 @@ function checkCreateTaskArguments(coro: unknown, options: unknown): void {
   checkTaskOptions(options, "createTask()");
 }
 
-function checkWaitArguments(aws: unknown, options: unknown): void {
+function requireIterable(value: unknown, where: string, argument: string) {
   if (
-    aws === null || aws === undefined ||
-    typeof (aws as Iterable<unknown>)[Symbol.iterator] !== "function"
+    value === null || value === undefined ||
+    typeof (value as Iterable<unknown>)[Symbol.iterator] !== "function"
   ) {
     throw new TypeError(
-      `wait(): aws must be an iterable of futures or tasks, got ${
-        describeValue(aws)
+      `${where}: ${argument} must be an iterable of futures or tasks, got ${
+        describeValue(value)
       }`,
     );
   }
+}
+
+function checkWaitArguments(aws: unknown, options: unknown): void {
+  requireIterable(aws, "wait()", "aws");
   // A one-shot iterator (a generator) cannot be read twice: only a
   // re-readable collection is checked here; wait() checks the rest.
   if (
@@ -596,7 +600,9 @@ function failWith(future: Future<unknown>, error: unknown): void {
 // not, since it carries no message or stack and is almost always a slip.
 function checkExceptionArgument(error: unknown, where: string): void {
   if (passingOnFailure) return;
-  if (error === null || (typeof error !== "object" && typeof error !== "function")) {
+  if (
+    error === null || (typeof error !== "object" && typeof error !== "function")
+  ) {
     throw new TypeError(
       `${where}: exception must be an Error, got ${describeValue(error)}`,
     );
@@ -3246,6 +3252,7 @@ export function asCompleted<T>(
   aws: Iterable<Coro<T> | Future<T>>,
   options: AsCompletedOptions = {},
 ): AsCompleted<T> {
+  requireIterable(aws, "asCompleted()", "aws");
   const timeoutMs = requireOptionalMilliseconds(
     options.timeout,
     "asCompleted()",

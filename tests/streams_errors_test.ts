@@ -4,12 +4,17 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import type { Socket } from "node:net";
+import { existsSync, readFileSync } from "node:fs";
 import {
+  createSubprocessExec,
+  IncompleteReadError,
   openConnection,
+  PIPE,
+  type Process,
   run,
   type Server,
   startServer,
-  type StreamReader,
+  StreamReader,
   type StreamWriter,
 } from "../mod.ts";
 
@@ -24,9 +29,13 @@ async function connectedPair(): Promise<{
   peer: Socket;
 }> {
   const accepted = Promise.withResolvers<Socket>();
-  const server = await startServer((_r, w) => {
-    accepted.resolve(w.transport.getExtraInfo("socket") as Socket);
-  }, "127.0.0.1", 0);
+  const server = await startServer(
+    (_r, w) => {
+      accepted.resolve(w.transport.getExtraInfo("socket") as Socket);
+    },
+    "127.0.0.1",
+    0,
+  );
   const [host, port] = server.sockets[0].getsockname() as [string, number];
   const [reader, writer] = await openConnection(host, port);
   return { server, reader, writer, peer: await accepted.promise };
@@ -46,8 +55,9 @@ test("drain() blocked on a peer that resets raises the reset error", async () =>
     let blocked: Promise<void> | null = null;
     for (let i = 0; i < 400 && blocked === null; i++) {
       writer.write(chunk);
-      if (writer.transport.getWriteBufferSize() > high) blocked = writer.drain();
-      else await writer.drain();
+      if (writer.transport.getWriteBufferSize() > high) {
+        blocked = writer.drain();
+      } else await writer.drain();
     }
     assert.ok(blocked !== null, "the peer's window never filled");
     peer.resetAndDestroy();
@@ -137,4 +147,70 @@ test("in debug mode, the closing loop names each thing it closes", async () => {
     unclosed.some((w) => w.includes("transport to 127.0.0.1:")),
     unclosed.join("\n"),
   );
+});
+
+test("StreamReader: a rejected argument leaves the buffer as it was", async () => {
+  await run(async () => {
+    const reader = new StreamReader();
+    const text = "12345678";
+    reader.feedData(new TextEncoder().encode(text));
+    const bad: Array<() => unknown> = [
+      () => reader.read(NaN),
+      () => reader.read(1.5),
+      () => reader.read("3" as unknown as number),
+      () => reader.feedData("hello" as unknown as Uint8Array),
+      () => reader.readuntil(42 as unknown as string),
+      () => reader.readuntil(""),
+      () => reader.readexactly(-1),
+      () => reader.readexactly(NaN),
+    ];
+    for (const attempt of bad) {
+      assert.throws(
+        attempt,
+        (e) => e instanceof TypeError || e instanceof RangeError,
+      );
+    }
+    reader.feedEof();
+    assert.equal(new TextDecoder().decode(await reader.read()), text);
+  });
+});
+
+test("StreamReader.readuntil([...]): the match that ends first wins", async () => {
+  await run(async () => {
+    const reader = new StreamReader();
+    reader.feedData(new TextEncoder().encode("ab\r\ncd\nef||gh"));
+    reader.feedEof();
+    const next = async () =>
+      new TextDecoder().decode(await reader.readuntil(["\r\n", "\n", "||"]));
+    assert.equal(await next(), "ab\r\n");
+    assert.equal(await next(), "cd\n");
+    assert.equal(await next(), "ef||");
+    await assert.rejects(next(), IncompleteReadError);
+  });
+});
+
+test("run() closes the pipes of a child it leaves running, and kills it", async () => {
+  let child: Process | undefined;
+  await run(async () => {
+    child = await createSubprocessExec("sleep", ["30"], {
+      stdin: PIPE,
+      stdout: PIPE,
+    });
+  });
+  assert.equal(child!.stdin!.isClosing(), true);
+  assert.equal(child!.returncode, null); // its exit is not awaited
+  if (!existsSync("/proc")) return; // Linux only: watch it die
+  // SIGKILL was sent; the kernel ends it a moment later (a zombie, "Z", until
+  // the runtime reaps it). Poll for that event, for at most two seconds.
+  const state = () => {
+    try {
+      return readFileSync(`/proc/${child!.pid}/stat`, "utf8").split(" ")[2];
+    } catch {
+      return "gone";
+    }
+  };
+  for (let i = 0; i < 100 && !["Z", "gone"].includes(state()); i++) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  assert.ok(["Z", "gone"].includes(state()), `child state ${state()}`);
 });
