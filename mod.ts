@@ -515,9 +515,15 @@ function checkRunArguments(main: unknown, options: unknown): void {
   checkLoopOptions(options, "run()");
 }
 
-function checkRunUntilCompleteArgument(future: unknown): void {
+// asyncio's run_until_complete() is a plain function: a closed or running
+// loop is refused at the call, not at the await.
+function checkRunUntilComplete(loop: EventLoop, future: unknown): void {
   if (!(future instanceof Future)) {
     requireCoro(future, "runUntilComplete()", "future");
+  }
+  if (loop.isClosed()) throw new RuntimeError("Event loop is closed");
+  if (loop.isRunning()) {
+    throw new RuntimeError("This event loop is already running");
   }
 }
 
@@ -1064,7 +1070,7 @@ export class EventLoop {
    * error). A coroutine function or promise is wrapped in a task first.
    */
   runUntilComplete<T>(future: Coro<T> | Future<T>): Promise<T> {
-    checkRunUntilCompleteArgument(future);
+    checkRunUntilComplete(this, future);
     return this.#runUntilComplete(future);
   }
 

@@ -285,8 +285,8 @@ test("loop: a closed loop refuses work; closing a running one is an error", asyn
     message: /closed/,
   });
   assert.throws(() => loop.createTask(() => sleep(1)), RuntimeError);
-  await assert.rejects(
-    loop.runUntilComplete(loop.createFuture()),
+  assert.throws(
+    () => loop.runUntilComplete(loop.createFuture()),
     RuntimeError,
   );
 });

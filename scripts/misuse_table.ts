@@ -7,8 +7,9 @@ const rows: string[] = [];
 await run(async () => {
   for (const misuse of MISUSE) {
     let message = "(no error)";
+    const prepared = await misuse.prepare?.();
     try {
-      misuse.attempt();
+      misuse.attempt(prepared);
     } catch (error) {
       message = `${(error as Error).name}: ${(error as Error).message}`;
     }

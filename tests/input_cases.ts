@@ -13,6 +13,7 @@ import {
   EventLoop,
   Future,
   gather,
+  getRunningLoop,
   InvalidStateError,
   LifoQueue,
   Lock,
@@ -27,6 +28,7 @@ import {
   sleep,
   startServer,
   StreamReader,
+  type TaskGroup,
   taskGroup,
   timeout,
   wait,
@@ -43,8 +45,13 @@ export interface MisuseCase {
   names: RegExp;
   /** What asyncio does with the same mistake. */
   asyncio: string;
-  /** Makes the mistake; it runs inside a running loop (virtual time). */
-  attempt: () => unknown;
+  /**
+   * Makes the mistake, inside a running loop (virtual time), with what
+   * `prepare` made, if there is one.
+   */
+  attempt: (prepared?: unknown) => unknown;
+  /** Makes, and may await, what the mistake needs (a finished group). */
+  prepare?: () => Promise<unknown>;
 }
 
 const fn = () => sleep(1);
@@ -162,6 +169,24 @@ export const MISUSE: MisuseCase[] = [
       loop.close();
       return loop.createTask(fn);
     },
+  },
+  {
+    call: "closedLoop.runUntilComplete(fn)",
+    error: RuntimeError,
+    names: /Event loop is closed/,
+    asyncio: "RuntimeError (same)",
+    attempt: () => {
+      const loop = new EventLoop();
+      loop.close();
+      return loop.runUntilComplete(fn);
+    },
+  },
+  {
+    call: "runningLoop.runUntilComplete(fn)",
+    error: RuntimeError,
+    names: /already running/,
+    asyncio: "RuntimeError (same)",
+    attempt: () => getRunningLoop().runUntilComplete(fn),
   },
   {
     call: "loop.setExceptionHandler(42)",
@@ -346,6 +371,20 @@ export const MISUSE: MisuseCase[] = [
     names: /timeout\(\): body must be a function/,
     asyncio: "(no body: a context manager)",
     attempt: () => timeout(10, any(42)),
+  },
+  {
+    call: "finishedGroup.createTask(fn)",
+    error: RuntimeError,
+    names: /TaskGroup is finished/,
+    asyncio: "RuntimeError (same)",
+    prepare: async () => {
+      let group: TaskGroup | undefined;
+      await taskGroup(async (tg) => {
+        group = tg;
+      });
+      return group;
+    },
+    attempt: (group) => (group as TaskGroup).createTask(fn),
   },
   {
     call: "taskGroup(42)",
