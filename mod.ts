@@ -453,6 +453,193 @@ function requireCoro(value: unknown, where: string, argument: string) {
   }
 }
 
+function requireOptionsObject(
+  value: unknown,
+  where: string,
+  argument = "options",
+): Record<string, unknown> {
+  if (value === undefined) return {};
+  if (value === null || typeof value !== "object") {
+    throw new TypeError(
+      `${where}: ${argument} must be an object, got ${describeValue(value)}`,
+    );
+  }
+  return value as Record<string, unknown>;
+}
+
+function requireOptionalBoolean(
+  value: unknown,
+  where: string,
+  argument: string,
+): void {
+  if (value !== undefined && typeof value !== "boolean") {
+    throw new TypeError(
+      `${where}: ${argument} must be true or false, got ${
+        describeValue(value)
+      }`,
+    );
+  }
+}
+
+// A count of bytes, items or parties: an integer, where asyncio would raise
+// TypeError for a float and ValueError (here RangeError) below `min`.
+function requireInteger(
+  value: unknown,
+  where: string,
+  argument: string,
+  min = -Infinity,
+): number {
+  if (typeof value !== "number" || !Number.isInteger(value)) {
+    throw new TypeError(
+      `${where}: ${argument} must be an integer, got ${describeValue(value)}`,
+    );
+  }
+  if (value < min) {
+    throw new RangeError(
+      `${where}: ${argument} must be >= ${min}, got ${value}`,
+    );
+  }
+  return value;
+}
+
+// Options a loop is made with: by run(), Runner, new EventLoop().
+function checkLoopOptions(options: unknown, where: string): void {
+  const given = requireOptionsObject(options, where);
+  requireOptionalBoolean(given.debug, where, "options.debug");
+  requireOptionalBoolean(given.virtualTime, where, "options.virtualTime");
+  requireOptionalBoolean(given.handleSignals, where, "options.handleSignals");
+  const timeline = given.timeline;
+  if (timeline !== undefined && !(timeline instanceof Timeline)) {
+    throw new TypeError(
+      `${where}: options.timeline must be a Timeline, got ${
+        describeValue(timeline)
+      }`,
+    );
+  }
+}
+
+function checkTaskOptions(options: unknown, where: string): void {
+  // As asyncio, any name is taken (made a string); eagerStart must be a
+  // boolean, since a truthy string is more likely a slip than a wish.
+  const given = requireOptionsObject(options, where);
+  requireOptionalBoolean(given.eagerStart, where, "options.eagerStart");
+}
+
+function checkRunArguments(main: unknown, options: unknown): void {
+  requireCoro(main, "run()", "main");
+  checkLoopOptions(options, "run()");
+}
+
+// asyncio's run_until_complete() is a plain function: a closed or running
+// loop is refused at the call, not at the await.
+function checkRunUntilComplete(loop: EventLoop, future: unknown): void {
+  if (!(future instanceof Future)) {
+    requireCoro(future, "runUntilComplete()", "future");
+  }
+  if (loop.isClosed()) throw new RuntimeError("Event loop is closed");
+  if (loop.isRunning()) {
+    throw new RuntimeError("This event loop is already running");
+  }
+}
+
+function checkCreateTaskArguments(coro: unknown, options: unknown): void {
+  requireCoro(coro, "createTask()", "coro");
+  checkTaskOptions(options, "createTask()");
+}
+
+function requireIterable(value: unknown, where: string, argument: string) {
+  if (
+    value === null || value === undefined ||
+    typeof (value as Iterable<unknown>)[Symbol.iterator] !== "function"
+  ) {
+    throw new TypeError(
+      `${where}: ${argument} must be an iterable of futures or tasks, got ${
+        describeValue(value)
+      }`,
+    );
+  }
+}
+
+function checkWaitArguments(aws: unknown, options: unknown): void {
+  requireIterable(aws, "wait()", "aws");
+  // A one-shot iterator (a generator) cannot be read twice: only a
+  // re-readable collection is checked here; wait() checks the rest.
+  if (
+    Array.isArray(aws) || aws instanceof Set
+  ) {
+    const items = [...(aws as Iterable<unknown>)];
+    if (items.length === 0) {
+      throw new RangeError("wait(): aws is empty: give it futures or tasks");
+    }
+    for (const item of items) {
+      if (!(item instanceof Future)) {
+        throw new TypeError(
+          `wait(): aws must hold futures or tasks (wrap a coroutine with createTask()), got ${
+            describeValue(item)
+          }`,
+        );
+      }
+    }
+  }
+  const given = requireOptionsObject(options, "wait()");
+  requireOptionalMilliseconds(given.timeout, "wait()", "options.timeout");
+  const returnWhen = given.returnWhen;
+  if (
+    returnWhen !== undefined && returnWhen !== "FIRST_COMPLETED" &&
+    returnWhen !== "FIRST_EXCEPTION" && returnWhen !== "ALL_COMPLETED"
+  ) {
+    throw new RangeError(
+      `wait(): options.returnWhen must be FIRST_COMPLETED, FIRST_EXCEPTION or ALL_COMPLETED, got ${
+        describeValue(returnWhen)
+      }`,
+    );
+  }
+}
+
+function checkWaitForArguments(aw: unknown, ms: unknown): void {
+  if (!(aw instanceof Future)) requireCoro(aw, "waitFor()", "aw");
+  requireOptionalMilliseconds(ms, "waitFor()", "ms");
+}
+
+// Library code that passes on a failure it did not make (a foreign promise
+// rejected with a string, a child task that threw one) sets this, so that
+// only a user's own setException() call is held to asyncio's rule.
+let passingOnFailure = false;
+
+// Fails `future` with a value that came from elsewhere, unchecked.
+function failWith(future: Future<unknown>, error: unknown): void {
+  passingOnFailure = true;
+  try {
+    future.setException(error);
+  } finally {
+    passingOnFailure = false;
+  }
+}
+
+// asyncio: set_exception() of a non-exception is a TypeError. Here any
+// object (an Error, a DOMException, an error-like) passes; a primitive does
+// not, since it carries no message or stack and is almost always a slip.
+function checkExceptionArgument(error: unknown, where: string): void {
+  if (passingOnFailure) return;
+  if (
+    error === null || (typeof error !== "object" && typeof error !== "function")
+  ) {
+    throw new TypeError(
+      `${where}: exception must be an Error, got ${describeValue(error)}`,
+    );
+  }
+}
+
+// asyncio's primitives take no arguments (their `loop` parameter is gone):
+// `new Lock(42)` is a slip, as it is a TypeError there.
+function requireNoArguments(args: IArguments, where: string): void {
+  if (args.length > 0) {
+    throw new TypeError(
+      `${where} takes no arguments, got ${describeValue(args[0])}`,
+    );
+  }
+}
+
 // ---------------------------------------------------------------------------
 // Event loop
 //
@@ -849,6 +1036,7 @@ export class EventLoop {
 
   /** A new loop; `virtualTime: true` gives it a virtual clock. */
   constructor(options: LoopOptions = {}) {
+    checkLoopOptions(options, "EventLoop()");
     this.#virtualTime = options.virtualTime === true;
     this.#debug = options.debug === true;
     this.#timeline = options.timeline ?? null;
@@ -920,6 +1108,7 @@ export class EventLoop {
 
   /** Wraps `coro` in a {@linkcode Task} on this loop: see {@linkcode createTask}. */
   createTask<T>(coro: Coro<T>, options: TaskOptions = {}): Task<T> {
+    checkCreateTaskArguments(coro, options);
     this.#checkClosed();
     return new Task(
       coro,
@@ -935,7 +1124,12 @@ export class EventLoop {
    * Runs until `future` is done and returns its result (or throws its
    * error). A coroutine function or promise is wrapped in a task first.
    */
-  async runUntilComplete<T>(future: Coro<T> | Future<T>): Promise<T> {
+  runUntilComplete<T>(future: Coro<T> | Future<T>): Promise<T> {
+    checkRunUntilComplete(this, future);
+    return this.#runUntilComplete(future);
+  }
+
+  async #runUntilComplete<T>(future: Coro<T> | Future<T>): Promise<T> {
     this.#checkClosed();
     if (this.#running) {
       throw new RuntimeError("This event loop is already running");
@@ -1039,6 +1233,7 @@ export class EventLoop {
     for (const signal of [...this.#signalListeners.keys()]) {
       removeSignalListener(this.#signalListeners, signal);
     }
+    closeOwnedResources(this);
     this.#closed = true;
     this.#readyFns.length = 0;
     this.#readyArgs.length = 0;
@@ -2051,6 +2246,7 @@ export class Future<T = unknown> implements PromiseLike<T> {
 
   /** Fails the future with `error`. Throws `InvalidStateError` if done. */
   setException(error: unknown): void {
+    checkExceptionArgument(error, "setException()");
     if (this.#state !== PENDING) {
       throw new InvalidStateError(
         `invalid state: the future is already ${STATE_NAMES[this.#state]}`,
@@ -2384,7 +2580,7 @@ export function wrapFuture<T>(
       },
       (error) => {
         settled();
-        if (!future.done() && !owner.isClosed()) future.setException(error);
+        if (!future.done() && !owner.isClosed()) failWith(future, error);
       },
     )
   );
@@ -2516,7 +2712,7 @@ export class Task<T = unknown> extends Future<T> {
    * the default loop). Prefer {@linkcode createTask}.
    */
   constructor(coro: Coro<T>, options: TaskOptions & { loop?: EventLoop } = {}) {
-    requireCoro(coro, "createTask()", "coro");
+    checkCreateTaskArguments(coro, options);
     const loop = options.loop ?? currentLoop();
     super(loop);
     this.#loop = loop;
@@ -2814,7 +3010,7 @@ export function createTask<T>(
   coro: Coro<T>,
   options: TaskOptions = {},
 ): Task<T> {
-  requireCoro(coro, "createTask()", "coro");
+  checkCreateTaskArguments(coro, options);
   return currentLoop().createTask(coro, options);
 }
 
@@ -3008,6 +3204,7 @@ export class Runner {
 
   /** A runner whose loop gets `options`. */
   constructor(options: RunOptions = {}) {
+    checkLoopOptions(options, "Runner()");
     this.#options = { ...options };
   }
 
@@ -3015,7 +3212,12 @@ export class Runner {
    * Runs `coro` as a task on the runner's loop until it is done. Ctrl-C
    * cancels that task (see {@linkcode RunOptions.handleSignals}).
    */
-  async run<T>(coro: Coro<T>): Promise<T> {
+  run<T>(coro: Coro<T>): Promise<T> {
+    requireCoro(coro, "Runner.run()", "coro");
+    return this.#run(coro);
+  }
+
+  async #run<T>(coro: Coro<T>): Promise<T> {
     if (runningTask() !== null) {
       throw new RuntimeError(
         "Runner.run() cannot be called from a running event loop",
@@ -3098,7 +3300,15 @@ export class Runner {
  * console.log(answer); // 42
  * ```
  */
-export async function run<T>(
+export function run<T>(
+  main: Coro<T>,
+  options: RunOptions = {},
+): Promise<T> {
+  checkRunArguments(main, options);
+  return runMain(main, options);
+}
+
+async function runMain<T>(
   main: Coro<T>,
   options: RunOptions = {},
 ): Promise<T> {
@@ -3167,7 +3377,7 @@ class GatheringFuture<T> extends Future<T> {
           return;
         }
         if (state === REJECTED) {
-          super.setException(child.exception());
+          failWith(this, child.exception());
           return;
         }
       }
@@ -3313,7 +3523,15 @@ export interface WaitOptions {
  * });
  * ```
  */
-export async function wait<F extends Future<unknown>>(
+export function wait<F extends Future<unknown>>(
+  aws: Iterable<F>,
+  options: WaitOptions = {},
+): Promise<[Set<F>, Set<F>]> {
+  checkWaitArguments(aws, options);
+  return waitBody(aws, options);
+}
+
+async function waitBody<F extends Future<unknown>>(
   aws: Iterable<F>,
   options: WaitOptions = {},
 ): Promise<[Set<F>, Set<F>]> {
@@ -3394,7 +3612,15 @@ export async function wait<F extends Future<unknown>>(
  * });
  * ```
  */
-export async function waitFor<T>(
+export function waitFor<T>(
+  aw: Coro<T> | Future<T>,
+  ms: number | null,
+): Promise<T> {
+  checkWaitForArguments(aw, ms);
+  return waitForBody(aw, ms);
+}
+
+async function waitForBody<T>(
   aw: Coro<T> | Future<T>,
   ms: number | null,
 ): Promise<T> {
@@ -3481,6 +3707,7 @@ export function asCompleted<T>(
   aws: Iterable<Coro<T> | Future<T>>,
   options: AsCompletedOptions = {},
 ): AsCompleted<T> {
+  requireIterable(aws, "asCompleted()", "aws");
   const timeoutMs = requireOptionalMilliseconds(
     options.timeout,
     "asCompleted()",
@@ -3596,7 +3823,7 @@ function copyOutcome<T>(source: Future<T>, target: Future<T>): void {
       target.cancel(); // asyncio's shield passes no message on
       break;
     case REJECTED:
-      target.setException(source.exception());
+      failWith(target, source.exception());
       break;
     default:
       target.setResult(futureValue(source) as T);
@@ -4313,6 +4540,11 @@ export class Lock {
   #release: Disposable = { [Symbol.dispose]: () => this.release() };
   #acquired: Promise<Disposable> | null = null;
 
+  /** A free lock. */
+  constructor() {
+    requireNoArguments(arguments, "Lock()");
+  }
+
   /**
    * Waits until the lock is free, takes it, and resolves to a `Disposable`
    * that releases it: `using _ = await lock.acquire();`.
@@ -4406,6 +4638,11 @@ export class Event {
   #isSet = false;
   #waiters = new WaiterList<true>();
   #dropDoneAt = 64;
+
+  /** An event whose flag is not set. */
+  constructor() {
+    requireNoArguments(arguments, "Event()");
+  }
 
   /** Sets the flag and wakes every task waiting for it. */
   set(): void {
@@ -6103,8 +6340,11 @@ class WriteFlowControl {
     }
   }
 
-  // Called from the runtime's write callbacks, so the resume is posted.
-  afterFlush = (): void => {
+  // Called from the runtime's write callbacks, so the resume is posted. A
+  // write that failed resumes nobody: the connection is lost, and a drain()
+  // waiting must get that error, not a resume that looks like success.
+  afterFlush = (error?: Error | null): void => {
+    if (error) return;
     if (!this.#paused || this.#resumePosted) return;
     if (this.#bufferSize() > this.#low) return;
     this.#resumePosted = true;
@@ -6123,7 +6363,52 @@ class WriteFlowControl {
   };
 }
 
+// What each loop owns and must close when it closes, as asyncio's closing
+// loop leaves no socket behind: servers still listening, connections not
+// yet lost, children still running. Each entry describes itself (for the
+// debug-mode warning) and knows how to let go at once.
+interface OwnedResource {
+  describe(): string;
+  release(): void;
+}
+
+const ownedResources = new WeakMap<EventLoop, Set<OwnedResource>>();
+
+function trackResource(loop: EventLoop, resource: OwnedResource): void {
+  let owned = ownedResources.get(loop);
+  if (owned === undefined) ownedResources.set(loop, owned = new Set());
+  owned.add(resource);
+}
+
+function untrackResource(loop: EventLoop, resource: OwnedResource): void {
+  ownedResources.get(loop)?.delete(resource);
+}
+
+// Called by EventLoop.close(): nothing the loop owned may keep the process
+// alive once it is closed. In debug mode each is named, as asyncio's
+// ResourceWarning names an unclosed transport.
+function closeOwnedResources(loop: EventLoop): void {
+  const owned = ownedResources.get(loop);
+  if (owned === undefined) return;
+  ownedResources.delete(loop);
+  for (const resource of owned) {
+    if (loop.getDebug()) {
+      console.warn(
+        `ResourceWarning: unclosed ${resource.describe()}, closed by the closing loop`,
+      );
+    }
+    try {
+      resource.release();
+    } catch {
+      // Already gone at the runtime's level: nothing left to close.
+    }
+  }
+}
+
 const END_OF_STREAM = Symbol("end of stream");
+
+// asyncio's LOG_THRESHOLD_FOR_CONNLOST_WRITES.
+const LOST_WRITES_BEFORE_WARNING = 5;
 
 // Queues what a runtime stream hands over and delivers it on the loop, in
 // order, holding it while paused: the common core of the read transports.
@@ -6194,6 +6479,8 @@ class SocketTransport implements Transport {
   #closing = false;
   #eofWritten = false;
   #lost = false;
+  #failed = false;
+  #lostWrites = 0;
   #error: Error | null = null;
 
   constructor(
@@ -6220,9 +6507,23 @@ class SocketTransport implements Transport {
     postToLoop(loop, this.#connectionMade, made);
     socket.on("data", (chunk: Uint8Array) => this.#receive(plainBytes(chunk)));
     socket.on("end", () => this.#receive(END_OF_STREAM));
-    socket.on("error", (error: Error) => this.#error ??= error);
+    socket.on("error", this.#fail);
     socket.on("close", () => postToLoop(loop, this.#connectionLost));
+    trackResource(loop, this.#owned);
   }
+
+  #owned: OwnedResource = {
+    describe: () => {
+      const peer = this.#extra.peername;
+      return `transport to ${
+        Array.isArray(peer) ? peer.join(":") : String(peer || "a Unix socket")
+      }`;
+    },
+    release: () => {
+      this.#closing = true;
+      this.#socket.destroy();
+    },
+  };
 
   getExtraInfo(name: string, defaultValue?: unknown): unknown {
     if (name === "socket") return this.#socket;
@@ -6270,8 +6571,19 @@ class SocketTransport implements Transport {
     if (this.#eofWritten) {
       throw new RuntimeError("Cannot call write() after writeEof()");
     }
-    // As asyncio, writes after close() or a lost connection are dropped.
-    if (data.length === 0 || this.#closing || this.#socket.destroyed) return;
+    if (data.length === 0) return;
+    // As asyncio: a write to a lost connection goes nowhere, the next
+    // drain() raises the error that ended it, and from the fifth such write
+    // on each one is logged, so a loop that never drains is not silent.
+    if (this.#failed || this.#socket.destroyed) {
+      if (++this.#lostWrites >= LOST_WRITES_BEFORE_WARNING) {
+        console.warn(
+          "asyncio: socket.send() raised exception: write() to a lost connection",
+        );
+      }
+      return;
+    }
+    if (this.#closing) return;
     this.#socket.write(data, this.#flow.afterFlush);
     this.#flow.afterWrite();
   }
@@ -6384,11 +6696,25 @@ class SocketTransport implements Transport {
     if (keepOpen !== true || this.#isTls) this.close();
   }
 
+  // A socket error (ECONNRESET, EPIPE, ...) ends the connection at once, as
+  // asyncio's fatal error does: it is closing from now on, and the protocol
+  // hears of it on the next loop step rather than whenever the runtime gets
+  // round to its "close" event (Deno: several writes later).
+  #fail = (error: Error): void => {
+    this.#error ??= error;
+    if (this.#failed) return;
+    this.#failed = true;
+    this.#closing = true;
+    this.#socket.destroy();
+    postToLoop(this.#loop, this.#connectionLost);
+  };
+
   #connectionLost = (): void => {
     if (this.#lost) return;
     this.#lost = true;
     this.#closing = true;
     this.#inbox.clear();
+    untrackResource(this.#loop, this.#owned);
     try {
       this.#protocol.connectionLost(this.#error);
     } catch (error) {
@@ -6651,6 +6977,7 @@ export class Server {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    untrackResource(this.#loop, this.#owned);
     if (this.#listening) {
       this.#listener.close(() => {
         this.#listenerClosed = true;
@@ -6709,6 +7036,16 @@ export class Server {
     );
   }
 
+  #owned: OwnedResource = {
+    describe: () => {
+      const where = this.sockets[0]?.getsockname();
+      return `server listening on ${
+        Array.isArray(where) ? where.join(":") : where
+      }`;
+    },
+    release: () => this.close(),
+  };
+
   #checkAllClosed(): void {
     if (this.#closed && this.#listenerClosed && this.#clients.size === 0) {
       this.#allClosed.set();
@@ -6743,6 +7080,7 @@ export class Server {
         listener.off("error", onError);
       }
       server.#listening = true;
+      trackResource(server.#loop, server.#owned);
       // Errors after listening (rare: EMFILE on accept) go to the handler.
       listener.on("error", (error: Error) => {
         if (!server.#loop.isClosed()) {
@@ -6825,9 +7163,16 @@ class UdpTransport implements DatagramTransport {
     });
     socket.on("close", () => {
       this.#closed = true;
+      untrackResource(loop, this.#owned);
       postToLoop(loop, () => this.#call("connectionLost", null));
     });
+    trackResource(loop, this.#owned);
   }
+
+  #owned: OwnedResource = {
+    describe: () => `datagram transport on ${this.#extra.sockname}`,
+    release: () => this.abort(),
+  };
 
   getExtraInfo(name: string, defaultValue?: unknown): unknown {
     const value = this.#extra[name];
@@ -7091,6 +7436,11 @@ export class StreamReader {
 
   /** Adds `data` to the buffer and wakes a waiting read. */
   feedData(data: Uint8Array): void {
+    if (!(data instanceof Uint8Array)) {
+      throw new TypeError(
+        `feedData(): data must be a Uint8Array, got ${describeValue(data)}`,
+      );
+    }
     this.#feed(data, false);
   }
 
@@ -7132,7 +7482,12 @@ export class StreamReader {
    * negative (the default), reads everything until the end. At the end of
    * the stream, returns an empty array.
    */
-  async read(n = -1): Promise<Uint8Array> {
+  read(n = -1): Promise<Uint8Array> {
+    requireInteger(n, "read()", "n");
+    return this.#read(n);
+  }
+
+  async #read(n: number): Promise<Uint8Array> {
     this.#throwIfFailed();
     if (n === 0) return new Uint8Array(0);
     if (n < 0) {
@@ -7152,7 +7507,7 @@ export class StreamReader {
    */
   async readline(): Promise<Uint8Array> {
     try {
-      return await this.readuntil(NEWLINE);
+      return await this.#readuntil(NEWLINES);
     } catch (error) {
       if (error instanceof IncompleteReadError) return error.partial;
       if (!(error instanceof LimitOverrunError)) throw error;
@@ -7166,31 +7521,47 @@ export class StreamReader {
   }
 
   /**
-   * Reads up to and including `separator` (a string is taken as UTF-8).
+   * Reads up to and including `separator` (a string is taken as UTF-8). Given
+   * an array of separators, reads up to the first match to end in the
+   * stream (asyncio 3.13's tuple of separators).
    *
    * @throws {IncompleteReadError} at the end of the stream without the
    * separator; `partial` holds the rest of the stream, which is consumed.
    * @throws {LimitOverrunError} when no separator is found within the limit;
    * the data stays in the buffer, and `consumed` says how much to skip.
    */
-  async readuntil(
-    separator: Uint8Array | string = NEWLINE,
+  readuntil(
+    separator: Uint8Array | string | Array<Uint8Array | string> = NEWLINE,
   ): Promise<Uint8Array> {
-    const sep = toBytes(separator);
-    if (sep.length === 0) {
-      throw new RangeError("readuntil(): separator must not be empty");
-    }
+    return this.#readuntil(separatorsOf(separator));
+  }
+
+  async #readuntil(separators: Uint8Array[]): Promise<Uint8Array> {
     this.#throwIfFailed();
+    const shortest = separators[0].length;
+    const longest = separators[separators.length - 1].length;
     let offset = 0;
     let found: number;
+    let sepLength = 0;
     for (;;) {
       const buffered = this.#view();
-      if (buffered.length - offset >= sep.length) {
-        found = sep.length === 1
-          ? buffered.indexOf(sep[0], offset)
-          : indexOfBytes(buffered, sep, offset);
+      if (buffered.length - offset >= shortest) {
+        // As asyncio 3.13: of several separators, the match that ends first
+        // wins (the shortest, when two end at the same byte).
+        found = -1;
+        let end = Infinity;
+        for (const sep of separators) {
+          const at = sep.length === 1
+            ? buffered.indexOf(sep[0], offset)
+            : indexOfBytes(buffered, sep, offset);
+          if (at !== -1 && at + sep.length < end) {
+            end = at + sep.length;
+            found = at;
+            sepLength = sep.length;
+          }
+        }
         if (found !== -1) break;
-        offset = buffered.length + 1 - sep.length;
+        offset = Math.max(0, buffered.length + 1 - longest);
         if (offset > this.#limit) {
           throw new LimitOverrunError(
             "Separator is not found, and chunk exceed the limit",
@@ -7209,7 +7580,7 @@ export class StreamReader {
         found,
       );
     }
-    return this.#take(found + sep.length);
+    return this.#take(found + sepLength);
   }
 
   /**
@@ -7218,12 +7589,12 @@ export class StreamReader {
    * @throws {IncompleteReadError} when the stream ends first; `partial`
    * holds the bytes there were, which are consumed.
    */
-  async readexactly(n: number): Promise<Uint8Array> {
-    if (typeof n !== "number" || !(n >= 0)) {
-      throw new RangeError(
-        `readexactly(): n must be a number >= 0, got ${describeValue(n)}`,
-      );
-    }
+  readexactly(n: number): Promise<Uint8Array> {
+    requireInteger(n, "readexactly()", "n", 0);
+    return this.#readexactly(n);
+  }
+
+  async #readexactly(n: number): Promise<Uint8Array> {
     this.#throwIfFailed();
     while (this.#length < n) {
       if (this.#eof) {
@@ -7324,6 +7695,33 @@ export class StreamReader {
 }
 
 const NEWLINE = new Uint8Array([10]);
+const NEWLINES = [NEWLINE];
+
+// readuntil()'s separator, checked before the buffer is touched: bytes or a
+// string (UTF-8), or a non-empty array of them; each non-empty. Sorted by
+// length, shortest first.
+function separatorsOf(separator: unknown): Uint8Array[] {
+  const one = (value: unknown, argument: string): Uint8Array => {
+    if (typeof value !== "string" && !(value instanceof Uint8Array)) {
+      throw new TypeError(
+        `readuntil(): ${argument} must be a Uint8Array or a string, got ${
+          describeValue(value)
+        }`,
+      );
+    }
+    const bytes = toBytes(value);
+    if (bytes.length === 0) {
+      throw new RangeError(`readuntil(): ${argument} must not be empty`);
+    }
+    return bytes;
+  };
+  if (!Array.isArray(separator)) return [one(separator, "separator")];
+  if (separator.length === 0) {
+    throw new RangeError("readuntil(): separator must not be an empty array");
+  }
+  return separator.map((item, i) => one(item, `separator[${i}]`))
+    .sort((a, b) => a.length - b.length);
+}
 
 // What a StreamWriter needs from its protocol: to wait while the transport
 // has paused writing, and to know when the connection has closed.
@@ -7359,7 +7757,9 @@ class DrainControl {
   // Not async: the common case, nothing to wait for, costs no promise of
   // its own (drain() follows every write of a stream server).
   drain(): Promise<void> {
-    if (this.#lost) return Promise.reject(connectionLostError());
+    if (this.#lost) {
+      return Promise.reject(this.#lostError ?? connectionLostError());
+    }
     if (!this.#paused) return RESOLVED_VOID;
     return this.#waitForResume();
   }
@@ -7588,8 +7988,11 @@ export class StreamWriter {
   }
 
   async #drainWhileClosing(): Promise<void> {
-    // Give the transport a step to report its connection lost.
+    // Give the transport a step to report its connection lost, then raise
+    // the error that ended it, if one did.
     await sleep(0);
+    const error = this.#reader?.exception();
+    if (error) throw error;
     await this.#drainControl?.drain();
   }
 }
@@ -8124,7 +8527,21 @@ class ChildProcessTransport implements SubprocessTransport, PipeOwner {
       this.#returncode ??= exitStatus(code, signal);
       this.whenStarted(this.#finish);
     });
+    trackResource(loop, this.#owned);
   }
+
+  // A closing loop closes the child's pipes and kills it if it still runs,
+  // as asyncio's transport does when it is dropped unclosed.
+  #owned: OwnedResource = {
+    describe: () => `child process ${this.#child.pid ?? ""} (its pipes)`,
+    release: () => {
+      this.close();
+      for (const pipe of this.#pipes.values()) {
+        if (pipe instanceof PipeWriteTransport) pipe.abort();
+      }
+      this.#child.unref();
+    },
+  };
 
   /** @ignore Tells the protocol the child runs, then what it did since. */
   start(made: IoFuture<void>): void {
@@ -8218,6 +8635,7 @@ class ChildProcessTransport implements SubprocessTransport, PipeOwner {
   }
 
   #finish = (): void => {
+    untrackResource(this.#loop, this.#owned);
     const stdin = this.#pipes.get(0);
     if (stdin instanceof PipeWriteTransport) stdin.lost();
     this.#closed = true;

@@ -285,8 +285,8 @@ test("loop: a closed loop refuses work; closing a running one is an error", asyn
     message: /closed/,
   });
   assert.throws(() => loop.createTask(() => sleep(1)), RuntimeError);
-  await assert.rejects(
-    loop.runUntilComplete(loop.createFuture()),
+  assert.throws(
+    () => loop.runUntilComplete(loop.createFuture()),
     RuntimeError,
   );
 });
@@ -1094,9 +1094,9 @@ test("wait: FIRST_COMPLETED, FIRST_EXCEPTION, ALL_COMPLETED and a timeout that c
     assert.equal(done.size, 3);
     assert.equal(pending.size, 0);
     assert.equal(failing.exception() instanceof Error, true);
-    await assert.rejects(wait([]), RangeError);
-    await assert.rejects(
-      wait([(() => sleep(1)) as unknown as Future<void>]),
+    assert.throws(() => wait([]), RangeError);
+    assert.throws(
+      () => wait([(() => sleep(1)) as unknown as Future<void>]),
       TypeError,
     );
   });
@@ -2670,7 +2670,7 @@ test("streams: readexactly at EOF raises IncompleteReadError with partial and ex
     });
     assert.equal(reader.atEof(), true);
     assert.equal((await reader.readexactly(0)).length, 0);
-    await assert.rejects(reader.readexactly(-1), RangeError);
+    assert.throws(() => reader.readexactly(-1), RangeError);
   });
 });
 
@@ -2689,7 +2689,7 @@ test("streams: readuntil over the limit raises LimitOverrunError and leaves the 
     await assert.rejects(reader.readuntil(";"), LimitOverrunError);
     reader.feedEof();
     assert.equal(textOf(await reader.read()), "rest0123456789");
-    await assert.rejects(reader.readuntil(""), RangeError);
+    assert.throws(() => reader.readuntil(""), RangeError);
     // Multi-byte separators, at the end of the stream.
     const r2 = new StreamReader();
     r2.feedData(bytesOf("a\r\nb"));
