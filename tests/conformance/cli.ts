@@ -1,0 +1,152 @@
+// Differential conformance: random asyncio programs on this library (virtual
+// time) and on CPython 3.14 (pyodide), traces compared.
+//
+//   deno run -A tests/conformance/cli.ts --seeds 0..499 [--lib path/to/mod.ts]
+//       [--shrink] [--show N] [--write-fixture] [--print SEED]
+//   node tests/conformance/cli.ts ...      bun tests/conformance/cli.ts ...
+//
+// --lib         the library to judge (default: this checkout's mod.ts)
+// --show N      print the first N divergent seeds in full (default 0), and
+//               with --shrink, shrink up to N groups (default 5)
+// --shrink      minimize one program per divergence group, print it in both
+//               languages with both traces
+// --write-fixture  store CPython's traces for these seeds in fixture.json,
+//               which tests/conformance_test.ts compares against
+// --print SEED  print one program in both languages and both traces
+
+import process from "node:process";
+import { writeFileSync } from "node:fs";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { resolve } from "node:path";
+import { GEN_VERSION } from "./gen.ts";
+import { emitPy } from "./emit.ts";
+import { loadPython } from "./python.ts";
+import {
+  checkSeed,
+  describeShrunk,
+  hash,
+  type Outcome,
+  parseSeeds,
+  shrink,
+} from "./core.ts";
+
+const FIXTURE = fileURLToPath(new URL("./fixture.json", import.meta.url));
+
+function parseArgs(argv: string[]) {
+  const opts = {
+    seeds: "0..99",
+    lib: undefined as string | undefined,
+    shrink: false,
+    show: undefined as number | undefined,
+    writeFixture: false,
+    print: undefined as number | undefined,
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const value = () => {
+      const v = argv[++i];
+      if (v === undefined) throw new RangeError(`${a} needs a value`);
+      return v;
+    };
+    if (a === "--seeds") opts.seeds = value();
+    else if (a === "--lib") opts.lib = value();
+    else if (a === "--shrink") opts.shrink = true;
+    else if (a === "--show") opts.show = Number(value());
+    else if (a === "--write-fixture") opts.writeFixture = true;
+    else if (a === "--print") opts.print = Number(value());
+    else throw new RangeError(`unknown argument ${a}`);
+  }
+  return opts;
+}
+
+async function main() {
+  const opts = parseArgs(process.argv.slice(2));
+  const libUrl = opts.lib === undefined
+    ? new URL("../../mod.ts", import.meta.url).href
+    : pathToFileURL(resolve(opts.lib)).href;
+  const lib = await import(libUrl);
+  const t0 = performance.now();
+  const py = await loadPython();
+  console.log(
+    `CPython ${py.version} (pyodide, ${
+      Math.round(performance.now() - t0)
+    } ms to load); library ${libUrl}`,
+  );
+
+  if (opts.print !== undefined) {
+    const o = await checkSeed(lib, py, opts.print);
+    console.log(describeShrunk(o, opts.lib));
+    return;
+  }
+
+  const seeds = parseSeeds(opts.seeds);
+  const groups = new Map<string, Outcome[]>();
+  const fixture: Record<string, { py: string; trace: string }> = {};
+  let agree = 0;
+  const t1 = performance.now();
+  for (const seed of seeds) {
+    const o = await checkSeed(lib, py, seed);
+    if (opts.writeFixture) {
+      fixture[seed] = { py: hash(emitPy(o.prog)), trace: o.py.join("\n") };
+    }
+    if (o.same) agree++;
+    else {
+      const list = groups.get(o.key) ?? [];
+      list.push(o);
+      groups.set(o.key, list);
+    }
+  }
+  const secs = ((performance.now() - t1) / 1000).toFixed(1);
+  console.log(`${agree} of ${seeds.length} seeds agree (${secs} s)`);
+  const sorted = [...groups.entries()].sort((a, b) =>
+    b[1].length - a[1].length
+  );
+  if (sorted.length > 0) {
+    console.log(`\n${sorted.length} divergence groups (first differing line):`);
+  }
+  for (const [key, list] of sorted) {
+    const ids = list.map((o) => o.prog.seed);
+    console.log(
+      `${String(list.length).padStart(5)}  ${key}\n       seeds ${
+        ids.slice(0, 12).join(" ")
+      }${ids.length > 12 ? " …" : ""}`,
+    );
+  }
+  const show = opts.show ?? 0;
+  const divergent = sorted.flatMap(([, l]) => l).sort((a, b) =>
+    a.prog.seed - b.prog.seed
+  );
+  for (const o of divergent.slice(0, opts.shrink ? 0 : show)) {
+    console.log(`\n=== seed ${o.prog.seed}: ${o.key}`);
+    console.log(describeShrunk(o, opts.lib));
+  }
+  if (opts.shrink) {
+    for (const [key, list] of sorted.slice(0, opts.show ?? 5)) {
+      const small = await shrink(lib, py, list[0]);
+      console.log(
+        `\n=== group "${key}" (${list.length} seeds), seed ${
+          list[0].prog.seed
+        } shrunk`,
+      );
+      console.log(describeShrunk(small, opts.lib));
+    }
+  }
+  if (opts.writeFixture) {
+    const data = {
+      about:
+        "CPython's traces for tests/conformance_test.ts; regenerate with cli.ts --write-fixture",
+      genVersion: GEN_VERSION,
+      python: py.version,
+      seeds: fixture,
+    };
+    writeFileSync(
+      FIXTURE,
+      JSON.stringify(data, null, 0).replace(/\},"/g, '},\n"') + "\n",
+    );
+    console.log(`wrote ${FIXTURE} (${seeds.length} seeds)`);
+  }
+}
+
+await main();
+// The library's loops and pyodide may keep handles open; the work is done.
+process.exit(0);
