@@ -13,6 +13,7 @@
 // --write-fixture  store CPython's traces for these seeds in fixture.json,
 //               which tests/conformance_test.ts compares against
 // --print SEED  print one program in both languages and both traces
+// --save FILE   with --shrink: the shrunk programs and traces as JSON
 
 import process from "node:process";
 import { writeFileSync } from "node:fs";
@@ -39,6 +40,7 @@ function parseArgs(argv: string[]) {
     shrink: false,
     show: undefined as number | undefined,
     writeFixture: false,
+    save: undefined as string | undefined,
     print: undefined as number | undefined,
   };
   for (let i = 0; i < argv.length; i++) {
@@ -51,6 +53,7 @@ function parseArgs(argv: string[]) {
     if (a === "--seeds") opts.seeds = value();
     else if (a === "--lib") opts.lib = value();
     else if (a === "--shrink") opts.shrink = true;
+    else if (a === "--save") opts.save = value();
     else if (a === "--show") opts.show = Number(value());
     else if (a === "--write-fixture") opts.writeFixture = true;
     else if (a === "--print") opts.print = Number(value());
@@ -83,12 +86,27 @@ async function main() {
   const groups = new Map<string, Outcome[]>();
   const fixture: Record<string, { py: string; trace: string }> = {};
   let agree = 0;
+  // Outcomes other than a plain trace, per side: worth knowing about even
+  // when both sides agree (a HANG on both is agreement, but a weak test).
+  const abnormal = new Map<string, number[]>();
+  const note = (side: string, trace: string[], seed: number) => {
+    const last = trace.at(-1) ?? "";
+    const m = /^(HANG|PYERR|RUNERR|COMPILE)\b/.exec(last);
+    if (m) {
+      abnormal.set(`${side} ${m[1]}`, [
+        ...(abnormal.get(`${side} ${m[1]}`) ?? []),
+        seed,
+      ]);
+    }
+  };
   const t1 = performance.now();
   for (const seed of seeds) {
     const o = await checkSeed(lib, py, seed);
     if (opts.writeFixture) {
       fixture[seed] = { py: hash(emitPy(o.prog)), trace: o.py.join("\n") };
     }
+    note("ts", o.ts, seed);
+    note("py", o.py, seed);
     if (o.same) agree++;
     else {
       const list = groups.get(o.key) ?? [];
@@ -98,6 +116,13 @@ async function main() {
   }
   const secs = ((performance.now() - t1) / 1000).toFixed(1);
   console.log(`${agree} of ${seeds.length} seeds agree (${secs} s)`);
+  for (const [what, ids] of abnormal) {
+    console.log(
+      `  ${what}: ${ids.length} seeds (${ids.slice(0, 12).join(" ")}${
+        ids.length > 12 ? " …" : ""
+      })`,
+    );
+  }
   const sorted = [...groups.entries()].sort((a, b) =>
     b[1].length - a[1].length
   );
@@ -121,14 +146,26 @@ async function main() {
     console.log(describeShrunk(o, opts.lib));
   }
   if (opts.shrink) {
+    const saved: unknown[] = [];
     for (const [key, list] of sorted.slice(0, opts.show ?? 5)) {
       const small = await shrink(lib, py, list[0]);
+      saved.push({
+        seed: list[0].prog.seed,
+        key,
+        seeds: list.length,
+        prog: small.prog,
+        ts: small.ts,
+        py: small.py,
+      });
       console.log(
         `\n=== group "${key}" (${list.length} seeds), seed ${
           list[0].prog.seed
         } shrunk`,
       );
       console.log(describeShrunk(small, opts.lib));
+    }
+    if (opts.save !== undefined) {
+      writeFileSync(opts.save, JSON.stringify(saved, null, 1));
     }
   }
   if (opts.writeFixture) {

@@ -59,14 +59,18 @@ export function divergenceKey(ts: string[], py: string[]): string {
   return `ts: ${event(a)}  |  py: ${event(b)}`;
 }
 
+/** Runs `prog` here, and on CPython unless its trace is `expected` already. */
 export async function compare(
   lib: Lib,
-  py: PythonRunner,
+  py: PythonRunner | undefined,
   prog: Program,
   expected?: string[],
 ): Promise<Outcome> {
   const ts = await runTsSource(lib, emitTsFunction(prog));
-  const pyTrace = expected ?? py.run(emitPy(prog));
+  if (expected === undefined && py === undefined) {
+    throw new TypeError("compare(): no Python and no expected trace");
+  }
+  const pyTrace = expected ?? py!.run(emitPy(prog));
   const key = divergenceKey(ts, pyTrace);
   return { prog, ts, py: pyTrace, same: key === "", key };
 }
