@@ -55,7 +55,9 @@ test("conformance fixture matches the generator and emitter", () => {
   );
 });
 
-test(`conformance with CPython ${fixture.python}: ${SEEDS} random programs`, async () => {
+test(`conformance with CPython ${fixture.python}: ${SEEDS} random programs`, {
+  timeout: 3_600_000,
+}, async () => {
   let py: PythonRunner | undefined;
   const python = async () => (py ??= await loadPython());
   const failures: Outcome[] = [];

@@ -84,9 +84,11 @@ function tsStmt(s: Stmt, ind: string): string[] {
       return [`${ind}await sleep(${s.ms});`, `${ind}tr(me, "s${s.ms}");`];
     case "spawn":
       return [
-        `${ind}sp(${q(s.name)}, () => f${s.fn}(${q(s.name)})${
-          s.eager ? ", true" : ""
-        });`,
+        s.eager
+          ? `${ind}sp(${q(s.name)}, eager(${q(s.name)}, () => f${s.fn}(${
+            q(s.name)
+          })), true);`
+          : `${ind}sp(${q(s.name)}, () => f${s.fn}(${q(s.name)}));`,
         `${ind}tr(me, "spawn ${s.name}");`,
       ];
     case "join":
@@ -278,7 +280,7 @@ export function emitTsBody(prog: Program): string {
 export function emitTsFunction(prog: Program): string {
   return [
     `const { ${TS_IMPORTS.join(", ")} } = lib;`,
-    `const { T, tr, fmt, desc, names, sp, tk, tkOnly, Boom, main } = rt;`,
+    `const { T, tr, fmt, desc, names, sp, eager, tk, tkOnly, Boom, main } = rt;`,
     emitTsBody(prog),
     "return () => main(f0);",
   ].join("\n");
@@ -345,9 +347,11 @@ function pyStmt(s: Stmt, ind: string): string[] {
       return [`${ind}await asyncio.sleep(${s.ms})`, `${ind}tr(me, "s${s.ms}")`];
     case "spawn":
       return [
-        `${ind}sp(${pyStr(s.name)}, f${s.fn}(${pyStr(s.name)})${
-          s.eager ? ", True" : ""
-        })`,
+        s.eager
+          ? `${ind}sp(${pyStr(s.name)}, eager(${pyStr(s.name)}, f${s.fn}(${
+            pyStr(s.name)
+          })), True)`
+          : `${ind}sp(${pyStr(s.name)}, f${s.fn}(${pyStr(s.name)}))`,
         `${ind}tr(me, "spawn ${s.name}")`,
       ];
     case "join":
@@ -492,7 +496,7 @@ function pyStmt(s: Stmt, ind: string): string[] {
       ];
     case "taskGroup":
       return [
-        `${ind}async with asyncio.TaskGroup() as tg:`,
+        `${ind}async with TaskGroup() as tg:`,
         ...s.children.flatMap((c) => [
           `${I}T[${pyStr(c.name)}] = tg.create_task(f${c.fn}(${
             pyStr(c.name)
@@ -584,6 +588,20 @@ class VirtualLoop(base_events.BaseEventLoop):
     def _write_to_self(self):
         pass
 
+class OrderedSet(dict):
+    def add(self, x):
+        self[x] = None
+    def discard(self, x):
+        self.pop(x, None)
+
+class TaskGroup(asyncio.TaskGroup):
+    # asyncio's TaskGroup keeps its children in a set, so it cancels them in
+    # an order that depends on memory addresses. Creation order (the
+    # library's) keeps that undefined order out of the comparison.
+    def __init__(self):
+        super().__init__()
+        self._tasks = OrderedSet()
+
 class Boom(Exception):
     pass
 
@@ -628,6 +646,14 @@ def sp(name, coro, eager=False):
 def tk_only(name):
     t = T.get(name)
     return None if t is None or t is asyncio.current_task() else t
+
+async def eager(me, coro):
+    # Only the part before the first await runs eagerly in both languages:
+    # JavaScript cannot go on past an await synchronously, even one that
+    # asyncio would not suspend at (a free lock, a finished coroutine).
+    tr(me, "eager")
+    await asyncio.sleep(0)
+    return await coro
 
 async def nothing():
     return "none"

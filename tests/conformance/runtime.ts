@@ -20,6 +20,7 @@ export interface Runtime {
   desc(e: unknown): string;
   names(tasks: Iterable<AnyTask>): string;
   sp(name: string, coro: () => unknown, eager?: boolean): AnyTask;
+  eager(name: string, fn: () => Promise<unknown>): () => Promise<unknown>;
   tk(name: string): unknown;
   tkOnly(name: string): AnyTask | undefined;
   Boom: new (msg: string) => Error;
@@ -78,6 +79,14 @@ export function makeRuntime(lib: Lib): Runtime {
       );
       rt.T.set(name, t);
       return t;
+    },
+    eager(name, fn) {
+      // See eager() in PY_PRELUDE.
+      return async () => {
+        rt.tr(name, "eager");
+        await lib.sleep(0);
+        return await fn();
+      };
     },
     tkOnly(name) {
       const t = rt.T.get(name);
