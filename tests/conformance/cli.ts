@@ -2,7 +2,8 @@
 // time) and on CPython 3.14 (pyodide), traces compared.
 //
 //   deno run -A tests/conformance/cli.ts --seeds 0..499 [--lib path/to/mod.ts]
-//       [--shrink] [--show N] [--write-fixture] [--print SEED]
+//       [--shrink] [--show N] [--save FILE] [--repeat N] [--write-fixture]
+//   deno run -A tests/conformance/cli.ts --print SEED | --program FILE [--lib ...]
 //   node tests/conformance/cli.ts ...      bun tests/conformance/cli.ts ...
 //
 // --lib         the library to judge (default: this checkout's mod.ts)
@@ -13,17 +14,22 @@
 // --write-fixture  store CPython's traces for these seeds in fixture.json,
 //               which tests/conformance_test.ts compares against
 // --print SEED  print one program in both languages and both traces
+// --program FILE  run hand-written programs (JSON: a Program or a list)
+// --repeat N    run each program N times here: reports seeds whose trace
+//               changes between runs (virtual time must be deterministic)
 // --save FILE   with --shrink: the shrunk programs and traces as JSON
 
 import process from "node:process";
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { resolve } from "node:path";
 import { GEN_VERSION } from "./gen.ts";
-import { emitPy } from "./emit.ts";
+import { emitPy, emitTsFunction } from "./emit.ts";
+import { runTsSource } from "./runtime.ts";
 import { loadPython } from "./python.ts";
 import {
   checkSeed,
+  compare,
   describeShrunk,
   hash,
   type Outcome,
@@ -35,13 +41,15 @@ const FIXTURE = fileURLToPath(new URL("./fixture.json", import.meta.url));
 
 function parseArgs(argv: string[]) {
   const opts = {
-    seeds: "0..99",
+    seeds: "0..499",
     lib: undefined as string | undefined,
     shrink: false,
     show: undefined as number | undefined,
     writeFixture: false,
     save: undefined as string | undefined,
     print: undefined as number | undefined,
+    program: undefined as string | undefined,
+    repeat: 1,
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -57,6 +65,8 @@ function parseArgs(argv: string[]) {
     else if (a === "--show") opts.show = Number(value());
     else if (a === "--write-fixture") opts.writeFixture = true;
     else if (a === "--print") opts.print = Number(value());
+    else if (a === "--program") opts.program = value();
+    else if (a === "--repeat") opts.repeat = Number(value());
     else throw new RangeError(`unknown argument ${a}`);
   }
   return opts;
@@ -76,6 +86,22 @@ async function main() {
     } ms to load); library ${libUrl}`,
   );
 
+  if (opts.program !== undefined) {
+    // A hand-written program: a Program, or a list of them, as JSON.
+    const data = JSON.parse(readFileSync(opts.program, "utf8"));
+    for (const prog of Array.isArray(data) ? data : [data]) {
+      const o = await compare(lib, py, {
+        version: GEN_VERSION,
+        seed: -1,
+        ...prog,
+      });
+      console.log(
+        `\n=== ${prog.title ?? opts.program}: ${o.same ? "same" : o.key}`,
+      );
+      console.log(describeShrunk(o, opts.lib));
+    }
+    return;
+  }
   if (opts.print !== undefined) {
     const o = await checkSeed(lib, py, opts.print);
     console.log(describeShrunk(o, opts.lib));
@@ -86,6 +112,7 @@ async function main() {
   const groups = new Map<string, Outcome[]>();
   const fixture: Record<string, { py: string; trace: string }> = {};
   let agree = 0;
+  const unstable: number[] = [];
   // Outcomes other than a plain trace, per side: worth knowing about even
   // when both sides agree (a HANG on both is agreement, but a weak test).
   const abnormal = new Map<string, number[]>();
@@ -107,6 +134,13 @@ async function main() {
     }
     note("ts", o.ts, seed);
     note("py", o.py, seed);
+    for (let i = 1; i < opts.repeat; i++) {
+      const again = await runTsSource(lib, emitTsFunction(o.prog));
+      if (again.join("\n") !== o.ts.join("\n")) {
+        unstable.push(seed);
+        break;
+      }
+    }
     if (o.same) agree++;
     else {
       const list = groups.get(o.key) ?? [];
@@ -116,6 +150,13 @@ async function main() {
   }
   const secs = ((performance.now() - t1) / 1000).toFixed(1);
   console.log(`${agree} of ${seeds.length} seeds agree (${secs} s)`);
+  if (opts.repeat > 1) {
+    console.log(
+      `  this library gave another trace on a rerun (of ${opts.repeat} runs) for ${unstable.length} seeds${
+        unstable.length ? ": " + unstable.slice(0, 12).join(" ") : ""
+      }`,
+    );
+  }
   for (const [what, ids] of abnormal) {
     console.log(
       `  ${what}: ${ids.length} seeds (${ids.slice(0, 12).join(" ")}${

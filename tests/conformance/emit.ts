@@ -517,7 +517,8 @@ export function emitPy(prog: Program): string {
     `# conformance program, generator ${prog.version}, seed ${prog.seed}`,
   ];
   lines.push("def make_prims():");
-  lines.push("    global " + prog.prims.map((_, i) => `P${i}`).join(", "));
+  if (prog.prims.length === 0) lines.push("    pass");
+  else lines.push("    global " + prog.prims.map((_, i) => `P${i}`).join(", "));
   prog.prims.forEach((p, i) => lines.push(`    P${i} = ${pyPrim(p)}`));
   prog.fns.forEach((body, i) => {
     lines.push("");
