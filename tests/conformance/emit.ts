@@ -471,9 +471,7 @@ function pyStmt(s: Stmt, ind: string): string[] {
         `${ind}ws = ${pyTasks(s.items, s.names)}`,
         `${ind}if not ws: tr(me, "ac none")`,
         `${ind}else:`,
-        `${I}async for f in asyncio.as_completed(ws, timeout=${
-          PY_NONE(s.timeout)
-        }):`,
+        `${I}async for f in as_completed(ws, timeout=${PY_NONE(s.timeout)}):`,
         `${I}    tr(me, "ac " + f.get_name() + " " + fmt(await f))`,
       ];
     case "waitFor":
@@ -602,6 +600,25 @@ class TaskGroup(asyncio.TaskGroup):
     def __init__(self):
         super().__init__()
         self._tasks = OrderedSet()
+
+class AsCompleted(asyncio.tasks._AsCompletedIterator):
+    # asyncio's as_completed() puts its inputs in a set, so inputs that are
+    # done already come out in an order that depends on memory addresses.
+    # Input order (the library's) keeps that undefined order out.
+    def __init__(self, aws, timeout):
+        self._done = asyncio.Queue()
+        self._timeout_handle = None
+        loop = asyncio.get_running_loop()
+        todo = list(dict.fromkeys(asyncio.ensure_future(aw) for aw in dict.fromkeys(aws)))
+        for f in todo:
+            f.add_done_callback(self._handle_completion)
+        if todo and timeout is not None:
+            self._timeout_handle = loop.call_later(timeout, self._handle_timeout)
+        self._todo = set(todo)
+        self._todo_left = len(todo)
+
+def as_completed(aws, timeout=None):
+    return AsCompleted(aws, timeout)
 
 class Boom(Exception):
     pass

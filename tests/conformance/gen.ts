@@ -10,7 +10,7 @@
 // whatever is left (a few rounds) and prints each task's final state.
 
 /** Bump when the generator's output for a seed changes: it keys the fixture. */
-export const GEN_VERSION = "2";
+export const GEN_VERSION = "3";
 
 export type QueueKind = "Queue" | "PriorityQueue" | "LifoQueue";
 
