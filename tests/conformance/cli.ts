@@ -14,7 +14,8 @@
 // --write-fixture  store CPython's traces for these seeds in fixture.json,
 //               which tests/conformance_test.ts compares against
 // --print SEED  print one program in both languages and both traces
-// --program FILE  run hand-written programs (JSON: a Program or a list)
+// --program FILE  run hand-written programs (JSON: a Program or a list), such
+//               as differences.json: minimal programs for known differences
 // --repeat N    run each program N times here: reports seeds whose trace
 //               changes between runs (virtual time must be deterministic)
 // --save FILE   with --shrink: the shrunk programs and traces as JSON
