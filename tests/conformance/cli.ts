@@ -220,7 +220,7 @@ async function main() {
     };
     writeFileSync(
       FIXTURE,
-      JSON.stringify(data, null, 0).replace(/\},"/g, '},\n"') + "\n",
+      JSON.stringify(data, null, 2) + "\n",
     );
     console.log(`wrote ${FIXTURE} (${seeds.length} seeds)`);
   }

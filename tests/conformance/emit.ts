@@ -715,15 +715,22 @@ def run_program():
     try:
         try:
             loop.run_until_complete(main())
-            left = asyncio.all_tasks(loop)
-            for t in left:
-                t.cancel()
-            if left:
-                loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
         except Deadlock:
             TRACE.append("HANG")
         except BaseException as e:
             TRACE.append("PYERR " + type(e).__name__ + " " + str(e))
+        else:
+            # asyncio.run's last step. When a leftover task can never end
+            # (it re-acquires a lock held by a task waiting for it), asyncio
+            # hangs here; the library's run() always returns, by design.
+            left = asyncio.all_tasks(loop)
+            for t in left:
+                t.cancel()
+            try:
+                if left:
+                    loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+            except Deadlock:
+                pass
     finally:
         for t in asyncio.all_tasks(loop):
             t._log_destroy_pending = False
