@@ -293,12 +293,12 @@ export function statementCount(prog: Program): number {
 export function sideBySide(ts: string[], py: string[]): string {
   const width =
     Math.max(20, ...ts.map((l) => l.length), ...py.map((l) => l.length)) + 2;
-  const lines = [`${"this library".padEnd(width)}CPython`];
+  const lines = [`  ${"this library".padEnd(width)}CPython`];
   const n = Math.max(ts.length, py.length);
   for (let i = 0; i < n; i++) {
     const a = ts[i] ?? "";
     const b = py[i] ?? "";
-    lines.push(`${a === b ? " " : "*"} ${a.padEnd(width - 2)}${b}`);
+    lines.push(`${a === b ? " " : "*"} ${a.padEnd(width)}${b}`);
   }
   return lines.join("\n");
 }
