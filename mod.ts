@@ -2498,11 +2498,15 @@ export class Future<T = unknown> implements PromiseLike<T> {
       if (state === CANCELLED) {
         state = REJECTED;
         value = future.#makeCancelledError();
-      } else if (resumes && awaiter.mustCancel) {
+      } else if (
+        resumes && awaiter.mustCancel &&
+        !(state === REJECTED && value instanceof CancelledError)
+      ) {
         // Must-cancel: the task was cancelled after the future settled but
         // before it could resume. It sees CancelledError here; what the
         // future handed it stays with the future's owner, not lost. (A
-        // cancelled future keeps its own error: the first message wins.)
+        // CancelledError already on its way is kept: the first message
+        // wins, as in asyncio.)
         state = REJECTED;
         value = new CancelledError(awaiter.cancelMessage);
       }
@@ -3352,7 +3356,6 @@ export type GatherSettled<T extends readonly unknown[]> = {
 class GatheringFuture<T> extends Future<T> {
   #children: Future<unknown>[];
   #cancelRequested = false;
-  #cancelMessage: string | undefined = undefined;
 
   // `unique` lists each child once: the same future may be given twice.
   constructor(
@@ -3383,7 +3386,9 @@ class GatheringFuture<T> extends Future<T> {
       }
       if (finished === unique.length) {
         if (this.#cancelRequested) {
-          super.setException(new CancelledError(this.#cancelMessage));
+          // As asyncio, the error comes from the last child: its kept
+          // CancelledError, or one with no message.
+          super.setException(futureCancelledError(children.at(-1)!));
           return;
         }
         const results = children.map((child) => {
@@ -3415,10 +3420,7 @@ class GatheringFuture<T> extends Future<T> {
     for (const child of this.#children) {
       if (child.cancel(msg)) cancelledAny = true;
     }
-    if (cancelledAny) {
-      this.#cancelRequested = true;
-      this.#cancelMessage = msg;
-    }
+    if (cancelledAny) this.#cancelRequested = true;
     return cancelledAny;
   }
 }
