@@ -86,7 +86,9 @@ else
   fi
 fi
 
-"$deno" run -A bench/report.ts "$out"
+"$deno" run -A bench/report.ts "$out" --clock cpu
+echo
+"$deno" run -A bench/report.ts "$out" --clock wall --summary
 
 if [ ${#quick[@]} -eq 0 ]; then
   echo

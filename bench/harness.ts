@@ -9,6 +9,8 @@
  * beyond the one that exposes the garbage collector.
  */
 
+import { readFileSync } from "node:fs";
+
 // ---------------------------------------------------------------- runtime
 
 type Globals = {
@@ -124,14 +126,40 @@ export type Workloads = Partial<Record<Workload, () => Promise<number>>>;
 
 // ---------------------------------------------------------------- timing
 
+/**
+ * Milliseconds the thread running JavaScript has spent on a CPU (Linux:
+ * the first field of /proc/thread-self/schedstat, in ns), or NaN. On a
+ * machine whose cores other processes share, wall time grows with their
+ * load and this does not; it leaves out the runtime's helper threads
+ * (concurrent GC marking, JIT compilation), which run beside the main one.
+ */
+export function threadCpuMs(): number {
+  try {
+    const text = readFileSync("/proc/thread-self/schedstat", "utf8");
+    return Number(text.slice(0, text.indexOf(" "))) / 1e6;
+  } catch {
+    return NaN;
+  }
+}
+
 export type Measurement = {
-  /** ops per second of the median run */
+  /** ops per second of wall time, of the median run */
   ops: number;
   medianMs: number;
+  /** ops per second of main-thread CPU time (`threadCpuMs`), median run */
+  cpuOps: number;
   /** every measured run, in order, in ms (the warm-up is not among them) */
   runsMs: number[];
+  /** the main thread's CPU time of each of those runs, in ms */
+  runsCpuMs: number[];
   warmUpMs: number;
 };
+
+function median(xs: number[]): number {
+  const sorted = xs.slice().sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
 
 /** Stop after this long on one workload once 3 runs are in. */
 const BUDGET_MS = Number(flag("--budget-ms") ?? 3000);
@@ -143,7 +171,7 @@ async function once(
   fn: () => Promise<number>,
   expected: number,
   what: string,
-): Promise<number> {
+): Promise<[wallMs: number, cpuMs: number]> {
   forceGc();
   let timer: ReturnType<typeof setTimeout> | undefined;
   const dog = new Promise<never>((_, reject) => {
@@ -152,14 +180,16 @@ async function once(
       WATCHDOG_MS,
     );
   });
+  const cpuStart = threadCpuMs();
   const start = performance.now();
   try {
     const got = await Promise.race([fn(), dog]);
     const ms = performance.now() - start;
+    const cpuMs = threadCpuMs() - cpuStart;
     if (got !== expected) {
       throw new Error(`${what}: got ${got}, expected ${expected}`);
     }
-    return ms;
+    return [ms, cpuMs];
   } finally {
     clearTimeout(timer);
   }
@@ -167,8 +197,9 @@ async function once(
 
 /**
  * One warm-up run, then up to `--runs` (5) runs, fewer once `--budget-ms`
- * (3000) is spent and 3 are in; the median run. A warm-up slower than 3x the
- * budget is the only sample.
+ * (3000) is spent and 3 are in; the median run, by wall time and by
+ * main-thread CPU time. A warm-up slower than 3x the budget is the only
+ * sample.
  */
 export async function measure(
   fn: () => Promise<number>,
@@ -177,24 +208,29 @@ export async function measure(
 ): Promise<Measurement> {
   const expected = OPS[workload];
   const began = performance.now();
-  const warmUpMs = await once(fn, expected, what);
+  const [warmUpMs, warmUpCpuMs] = await once(fn, expected, what);
   const runsMs: number[] = [];
+  const runsCpuMs: number[] = [];
   if (warmUpMs < 3 * BUDGET_MS) {
     while (runsMs.length < MAX_RUNS) {
-      runsMs.push(await once(fn, expected, what));
+      const [ms, cpuMs] = await once(fn, expected, what);
+      runsMs.push(ms);
+      runsCpuMs.push(cpuMs);
       const spent = performance.now() - began;
       if (spent > 3 * BUDGET_MS) break;
       if (spent > BUDGET_MS && runsMs.length >= Math.min(3, MAX_RUNS)) break;
     }
   }
-  const sorted = (runsMs.length ? runsMs : [warmUpMs]).slice().sort((a, b) =>
-    a - b
-  );
-  const mid = sorted.length >> 1;
-  const medianMs = sorted.length % 2
-    ? sorted[mid]
-    : (sorted[mid - 1] + sorted[mid]) / 2;
-  return { ops: expected / (medianMs / 1000), medianMs, runsMs, warmUpMs };
+  const medianMs = median(runsMs.length ? runsMs : [warmUpMs]);
+  const medianCpuMs = median(runsCpuMs.length ? runsCpuMs : [warmUpCpuMs]);
+  return {
+    ops: expected / (medianMs / 1000),
+    medianMs,
+    cpuOps: expected / (medianCpuMs / 1000),
+    runsMs,
+    runsCpuMs,
+    warmUpMs,
+  };
 }
 
 export const sumOf = (xs: readonly number[]): number =>

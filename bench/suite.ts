@@ -65,7 +65,9 @@ for (const w of WORKLOADS) {
     console.error(
       `# ${runtimeName} ${impl}/${w}: ${
         Math.round(m.ops).toLocaleString("en-US")
-      } ops/s (median ${m.medianMs.toFixed(1)} ms of ${m.runsMs.length})`,
+      } ops/s (median ${m.medianMs.toFixed(1)} ms of ${m.runsMs.length}), ${
+        Math.round(m.cpuOps).toLocaleString("en-US")
+      } per CPU s`,
     );
   } catch (e) {
     const error = e instanceof Error ? e.message : String(e);
