@@ -4,8 +4,9 @@
 #   bash bench/profile.sh deno event     # deno run --cpu-prof
 #   bash bench/profile.sh bun lock       # bun --cpu-prof
 #
-# Runs bench/suite.ts --impl ours --only WORKLOAD (a warm-up and a few runs,
-# so the profile is mostly steady state) and prints bench/profile_top.ts of
+# Runs bench/suite.ts --impl ours --only WORKLOAD --no-gc (a warm-up and a few
+# runs, so the profile is mostly steady state; no forced collections between
+# runs, so the GC share is the workload's own) and prints bench/profile_top.ts of
 # the profile. The .cpuprofile file stays in a temporary directory (named on
 # stderr), for Chrome DevTools or VS Code.
 set -euo pipefail
@@ -15,7 +16,7 @@ workload=${2:?usage: bash bench/profile.sh deno|bun|node WORKLOAD}
 shift 2
 PATH=$PATH:.tools/node_modules/.bin
 dir=$(mktemp -d "${TMPDIR:-/tmp}/aio-profile.XXXXXX")
-args=(bench/suite.ts --impl ours --only "$workload" "$@")
+args=(bench/suite.ts --impl ours --only "$workload" --no-gc "$@")
 case "$rt" in
   deno) deno run -A --v8-flags=--expose-gc --cpu-prof --cpu-prof-dir="$dir" "${args[@]}" >/dev/null ;;
   bun) bun --cpu-prof --cpu-prof-dir="$dir" "${args[@]}" >/dev/null ;;
