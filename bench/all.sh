@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Every benchmark from one run: `deno task bench`.
 #
-#   bash bench/all.sh            # full run (about 15 minutes on 2 cores)
+#   bash bench/all.sh            # full run (see below for how long)
 #   bash bench/all.sh --quick    # sizes / 10, short runs, no TCP echo
+#   BENCH_IMPLS="floor ours" BENCH_RUNTIMES="bun" bash bench/all.sh --quick
+#                                # some implementations or runtimes only
 #
+# A full run took 31 minutes with the machine's 2 cores at a load of 9 to 13;
+# Effection's 100,000-task workloads take 20 to 100 s a run of that.
 # Throughput: bench/suite.ts runs the floor (bare promises), ours and the JS
 # peers (Effect, Effection, async-mutex, p-limit), each implementation in a
 # process of its own, on Deno, Bun and Node; bench/core_asyncio.py and
@@ -49,13 +53,13 @@ on() {
   esac
 }
 
-for rt in deno bun node; do
+for rt in ${BENCH_RUNTIMES:-deno bun node}; do
   if [ -z "$(eval echo \$$rt)" ]; then
     echo "$rt not found: skipping it" >&2
     continue
   fi
   run=$(on "$rt")
-  for impl in floor ours effect effection async-mutex p-limit; do
+  for impl in ${BENCH_IMPLS:-floor ours effect effection async-mutex p-limit}; do
     $run bench/suite.ts --impl "$impl" "${quick[@]}" >"$out/$rt-$impl.json" ||
       echo "$rt $impl failed" >&2
   done
