@@ -1632,8 +1632,35 @@ export class EventLoop {
     if (this.#resumed !== task) return;
     this.#resumed = null;
     if (this.#inStep) return;
-    if (finished) this.#continueBatch();
-    else SETTLED.then(this.#continueBatch); // cheaper than queueMicrotask
+    if (finished) {
+      this.#continueBatch();
+      return;
+    }
+    // The task is still running its synchronous code up to its `await`. A
+    // next step that only settles a bare awaiter (a sleep's, a yield's)
+    // runs no code of anyone's now, so it can be taken here at once: its
+    // task resumes in a microtask, after this one. Anything else waits
+    // for a microtask of its own.
+    while (this.#batchIndex < this.#batchLength) {
+      const index = this.#batchIndex;
+      if (this.#batchFns[index] !== (wakeAwaiter as Step)) break;
+      const awaiter = this.#batchArgs[index] as Awaiter;
+      if (awaiter.onFulfilled != null || awaiter.onRejected != null) break;
+      this.#batchArgs[index] = undefined;
+      this.#batchIndex++;
+      this.#inStep = true;
+      try {
+        wakeAwaiter(awaiter);
+      } finally {
+        this.#inStep = false;
+      }
+      if (this.#resumed !== null) {
+        this.#armStallCheck();
+        return;
+      }
+      if (this.#closed || this.#stopped) break;
+    }
+    SETTLED.then(this.#continueBatch); // cheaper than queueMicrotask
   }
 
   #continueBatch = (): void => {
