@@ -123,8 +123,42 @@ const ms = fc.integer({ min: 0, max: 20 });
 const queueIndex = fc.constantFrom<QueueIndex>(0, 1);
 const target = fc.nat({ max: 30 });
 
+// PROPERTY_EXCLUDE=race,helper,... leaves those ops out of the programs, to
+// look past a known failure.
+const excluded = new Set(
+  (process.env.PROPERTY_EXCLUDE ?? "").split(",").map((s) => s.trim()),
+);
+
+function allowed(
+  choices: fc.WeightedArbitrary<Op>[],
+  kinds: string[],
+): fc.WeightedArbitrary<Op>[] {
+  return choices.filter((_, index) => !excluded.has(kinds[index]));
+}
+
+const LEAF_KINDS = [
+  "sleep",
+  "put",
+  "get",
+  "shutdown",
+  "lock",
+  "lockReleaseTwice",
+  "sem",
+  "condWait",
+  "condNotify",
+  "eventWait",
+  "eventSet",
+  "eventClear",
+  "barrierWait",
+  "barrierAbort",
+  "barrierReset",
+  "foreign",
+  "cancel",
+  "fail",
+];
+
 function leafOp(): fc.Arbitrary<Op> {
-  return fc.oneof(
+  return fc.oneof(...allowed([
     { weight: 4, arbitrary: ms.map((ms): Op => ({ t: "sleep", ms })) },
     {
       weight: 5,
@@ -164,7 +198,7 @@ function leafOp(): fc.Arbitrary<Op> {
       arbitrary: target.map((target): Op => ({ t: "cancel", target })),
     },
     { weight: 1, arbitrary: fc.constant<Op>({ t: "fail" }) },
-  );
+  ], LEAF_KINDS));
 }
 
 const deadline = fc.oneof(
@@ -263,7 +297,21 @@ function op(where: Where): fc.Arbitrary<Op> {
       })),
     },
   ];
+  const compositeKinds = [
+    "all",
+    "race",
+    "helper",
+    "hostTimer",
+    "waitFor",
+    "timeout",
+    "timeoutAt",
+    "group",
+    "sub",
+    "gather",
+    "shield",
+  ];
   if (where.guard) {
+    compositeKinds.push("guard");
     composite.push({
       weight: 2,
       // The guard's body may hold no other guard: one per task.
@@ -272,12 +320,15 @@ function op(where: Where): fc.Arbitrary<Op> {
       ): Op => ({ t: "guard", body })),
     });
   }
-  return fc.oneof({ weight: 6, arbitrary: leafOp() }, ...composite);
+  return fc.oneof(
+    { weight: 6, arbitrary: leafOp() },
+    ...allowed(composite, compositeKinds),
+  );
 }
 
 // The director is the program's clock: it sleeps, cancels, feeds and shuts
 // the queues, sets events, notifies, without blocking for long.
-const directorOp: fc.Arbitrary<Op> = fc.oneof(
+const directorOp: fc.Arbitrary<Op> = fc.oneof(...allowed([
   { weight: 4, arbitrary: ms.map((ms): Op => ({ t: "sleep", ms })) },
   {
     weight: 5,
@@ -304,7 +355,17 @@ const directorOp: fc.Arbitrary<Op> = fc.oneof(
     arbitrary: fc.boolean().map((all): Op => ({ t: "condNotify", all })),
   },
   { weight: 1, arbitrary: fc.constant<Op>({ t: "barrierReset" }) },
-);
+], [
+  "sleep",
+  "cancel",
+  "put",
+  "get",
+  "shutdown",
+  "eventSet",
+  "eventClear",
+  "condNotify",
+  "barrierReset",
+]));
 
 const queueSpec = fc.record({
   kind: fc.constantFrom<QueueKind>("fifo", "fifo", "priority", "lifo"),
@@ -633,6 +694,8 @@ async function runProgram(program: Program): Promise<Outcome> {
         await barrier.reset();
         return;
       case "all":
+        // After the first failure the other branches go on, unawaited.
+        usesLooseCode = true;
         await Promise.all(op.branches.map(runOps));
         return;
       case "race":
