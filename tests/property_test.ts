@@ -110,10 +110,11 @@ interface Program {
   actors: { eager: boolean; body: Op[] }[];
 }
 
-// Where an op list runs. `guard`: a guard (catch CancelledError, uncancel)
-// may appear here: only once per task, never in the body of a task that
-// its parent awaits directly (asyncio itself loses the parent's cancel when
-// such a child swallows it), and never in loose code (helpers, host timers).
+// Where an op list runs. `guard`: a guard (catch CancelledError, take back
+// the program's own cancels with uncancel()) may appear here: never in the
+// body of a task that its parent awaits directly (asyncio itself loses the
+// parent's cancel when such a child swallows it), and never in loose code
+// (helpers, host timers), which has no cancellation of its own.
 interface Where {
   depth: number;
   guard: boolean;
@@ -806,12 +807,17 @@ async function runProgram(program: Program): Promise<Outcome> {
           await runOps(op.body);
         } catch (error) {
           if (!(error instanceof CancelledError) || wrappingUp) throw error;
+          // Take back only the program's own cancel() calls: a cancellation
+          // a timeout or a task group asked for is theirs to take back, and
+          // swallowing it would break them in asyncio too.
           const task = currentTask()!;
-          if (task.cancelling() > 0) {
-            while (task.cancelling() > 0) task.uncancel();
-            const record = recordOf.get(task);
-            if (record !== undefined) record.lastTakeBack = events++;
-          }
+          const record = recordOf.get(task);
+          const live = record === undefined
+            ? 0
+            : record.cancels.filter((at) => at > record.lastTakeBack).length;
+          if (live === 0) throw error;
+          for (let i = 0; i < live; i++) task.uncancel();
+          record!.lastTakeBack = events++;
         }
         return;
       case "cancel": {
