@@ -370,7 +370,10 @@ const directorOp: fc.Arbitrary<Op> = fc.oneof(...allowed([
 
 const queueSpec = fc.record({
   kind: fc.constantFrom<QueueKind>("fifo", "fifo", "priority", "lifo"),
-  maxsize: fc.integer({ min: 0, max: 3 }),
+  // PROPERTY_EXCLUDE=bounded: unbounded queues only.
+  maxsize: excluded.has("bounded")
+    ? fc.constant(0)
+    : fc.integer({ min: 0, max: 3 }),
 });
 
 const programArbitrary: fc.Arbitrary<Program> = fc.record({
