@@ -88,7 +88,11 @@ async function outcome(task: PromiseLike<unknown>): Promise<string> {
   try {
     return `result ${await task}`;
   } catch (error) {
-    return error instanceof Error ? error.name : String(error);
+    // By class, not by name: a plain Error named so would not do.
+    if (error instanceof CancelledError) return "CancelledError";
+    return error instanceof Error
+      ? `${error.name} (not CancelledError)`
+      : String(error);
   }
 }
 
