@@ -17,8 +17,17 @@
 // - run() returns, every task is done by then, and a program without loose
 //   awaits leaves no timer behind.
 //
-// Environment: PROPERTY_SECONDS (default 30) bounds the run; PROPERTY_SEED
-// (and PROPERTY_PATH, both printed on failure) replays one failure.
+// Environment:
+// - PROPERTY_SECONDS (default 30): how long to generate programs (and shrink
+//   a failure).
+// - PROPERTY_SEED, PROPERTY_PATH (printed on failure): replay that failure.
+// - PROPERTY_PROGRAM='{...}' (the JSON printed on failure): run one program;
+//   PROPERTY_TRACE=1 prints each op of it as it runs, with its task and time.
+// - PROPERTY_EXCLUDE=race,helper,bounded,...: leave those op kinds out
+//   ("bounded": unbounded queues only), to look past a known failure.
+// - PROPERTY_NO_SHRINK=1: report the first failure as found.
+// The file only imports ../mod.ts: copy it into any checkout's tests/ to
+// judge that checkout.
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
