@@ -544,29 +544,29 @@ async function runProgram(program: Program): Promise<Outcome> {
     return firing;
   };
 
+  // Tracing must add no await: one more microtask hop changes the program.
+  const trace = (op: Op, what: string) => {
+    const who = currentTask()?.getName() ?? "no task";
+    console.log(
+      `${loopOfRun?.time()} ${who}: ${JSON.stringify(op).slice(0, 70)} ${what}`,
+    );
+  };
+
   async function runOps(ops: Op[]): Promise<void> {
     for (const op of ops) {
-      await runOp(op);
+      if (tracing) trace(op, "starts");
+      try {
+        await runOp(op);
+      } catch (error) {
+        if (tracing) trace(op, `throws ${error}`);
+        throw error;
+      }
+      if (tracing) trace(op, "returns");
       checkQueueSizes(`after ${op.t}`);
     }
   }
 
   async function runOp(op: Op): Promise<void> {
-    if (!tracing) return runOpUntraced(op);
-    const who = currentTask()?.getName() ?? "no task";
-    const at = () => loopOfRun?.time();
-    const what = JSON.stringify(op).slice(0, 60);
-    console.log(`${at()} ${who}: ${what}`);
-    try {
-      await runOpUntraced(op);
-      console.log(`${at()} ${who}: ${op.t} done`);
-    } catch (error) {
-      console.log(`${at()} ${who}: ${op.t} threw ${error}`);
-      throw error;
-    }
-  }
-
-  async function runOpUntraced(op: Op): Promise<void> {
     switch (op.t) {
       case "sleep":
         await sleep(op.ms);
