@@ -901,6 +901,11 @@ async function runProgram(program: Program): Promise<Outcome> {
     if (pendingActors.length > 0) {
       await wait(pendingActors, { timeout: GRACE_MS });
     }
+    // Let the host timers set so far fire while the loop still runs.
+    for (let seen = 0; seen < hostTimers.length;) {
+      seen = hostTimers.length;
+      await wrapFuture(Promise.all(hostTimers));
+    }
     // From here on, every cancellation must end its task.
     wrappingUp = true;
     for (const record of records) {
@@ -960,6 +965,9 @@ async function runProgram(program: Program): Promise<Outcome> {
   const realMs = performance.now() - started;
   await Promise.all(hostTimers);
   for (const handle of hostTimerHandles) clearTimeout(handle);
+  // A host callback that fired late may still be running: one host turn lets
+  // whatever does not wait on the closed loop finish.
+  await new Promise((resolve) => setTimeout(resolve, 0));
 
   // Every task is done, and cancelled when it was asked to be.
   for (const record of records) {
