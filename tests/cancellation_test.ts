@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import {
   CancelledError,
   createTask,
+  currentTask,
   Event,
   type EventLoop,
   type ExceptionContext,
@@ -162,6 +163,21 @@ test("2. Promise.race: the losing wait does not swallow a later cancel", async (
     assert.equal(task.cancel(), true);
     assert.equal(await outcome(task), "CancelledError");
     assert.ok(task.cancelled());
+  });
+});
+
+test("2. Promise.race: a cancel asked for while the task runs is not eaten by the loser", async () => {
+  // The rule (asyncio has no race of bare awaits): the sleep loses
+  // the race, so it cannot consume the cancellation; the task, which never
+  // sees it, must still end cancelled, as asyncio ends a task that returns
+  // with a cancellation pending.
+  await runBounded(async () => {
+    const task = createTask(async () => {
+      currentTask()!.cancel();
+      await Promise.race([Promise.resolve("first"), sleep(0)]);
+      return "result";
+    });
+    assert.equal(await outcome(task), "CancelledError");
   });
 });
 
