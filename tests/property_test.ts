@@ -13,7 +13,9 @@
 // - never two holders of a lock, never more holders of a semaphore than its
 //   value;
 // - a cancel() that returned true ends its task cancelled, unless the task
-//   took it back with uncancel();
+//   took it back with uncancel() (or, as in asyncio, it was the task's own
+//   cancel, merged into the TimeoutError of a scope entered after it with
+//   its deadline already passed);
 // - run() returns, every task is done by then, and a program without loose
 //   awaits leaves no timer behind.
 //
@@ -417,6 +419,12 @@ interface TaskRecord {
   cancels: number[];
   // Event number of the last time a guard took every cancellation back.
   lastTakeBack: number;
+  // The cancels asked for while the task, or the subtask it awaits (and so
+  // forwards its cancel to), was running: which task was running.
+  selfCancels: Map<number, TaskRecord>;
+  // Entry events of the timeout scopes, entered with their deadline passed,
+  // that gave the task TimeoutError.
+  expiredScopes: number[];
 }
 
 interface ItemRecord {
@@ -447,6 +455,8 @@ async function runProgram(program: Program): Promise<Outcome> {
   let usesLooseCode = false;
   const records: TaskRecord[] = [];
   const recordOf = new Map<Task<unknown>, TaskRecord>();
+  // The subtask each task is awaiting (op "sub").
+  const awaiting = new Map<Task<unknown>, Task<unknown>>();
   const items = new Map<number, ItemRecord>();
   const dropped = [0, 0];
   const hostTimers: Promise<void>[] = [];
@@ -483,6 +493,8 @@ async function runProgram(program: Program): Promise<Outcome> {
       label,
       cancels: [],
       lastTakeBack: -1,
+      selfCancels: new Map(),
+      expiredScopes: [],
     };
     records.push(record);
     if (tracing) {
@@ -510,6 +522,12 @@ async function runProgram(program: Program): Promise<Outcome> {
         `${holders[which]} holders of the ${which} at once (limit ${limit})`,
       );
     }
+  };
+
+  // A timeout scope entered at event `entered` with its deadline passed
+  // gave TimeoutError.
+  const expiredAtEntry = (entered: number) => {
+    recordOf.get(currentTask()!)?.expiredScopes.push(entered);
   };
 
   const cancelledHere = (error: unknown) =>
@@ -737,14 +755,18 @@ async function runProgram(program: Program): Promise<Outcome> {
           if (!(error instanceof TimeoutError)) throw error;
         }
         return;
-      case "timeout":
+      case "timeout": {
+        const entered = events++;
         try {
           await timeout(op.ms, () => runOps(op.body));
         } catch (error) {
           if (!(error instanceof TimeoutError)) throw error;
+          if (op.ms === 0) expiredAtEntry(entered);
         }
         return;
-      case "timeoutAt":
+      }
+      case "timeoutAt": {
+        const entered = events++;
         try {
           await timeoutAt(
             getRunningLoop().time() - op.ago,
@@ -752,8 +774,10 @@ async function runProgram(program: Program): Promise<Outcome> {
           );
         } catch (error) {
           if (!(error instanceof TimeoutError)) throw error;
+          expiredAtEntry(entered);
         }
         return;
+      }
       case "group":
         try {
           await taskGroup(async (group) => {
@@ -778,6 +802,8 @@ async function runProgram(program: Program): Promise<Outcome> {
           op.awaited ? "awaited subtask" : "subtask",
         );
         if (!op.awaited) return;
+        const parent = currentTask()!;
+        awaiting.set(parent, child);
         try {
           await child;
         } catch (error) {
@@ -785,6 +811,8 @@ async function runProgram(program: Program): Promise<Outcome> {
           if (!(error instanceof Boom || error instanceof CancelledError)) {
             throw error;
           }
+        } finally {
+          awaiting.delete(parent);
         }
         return;
       }
@@ -835,8 +863,20 @@ async function runProgram(program: Program): Promise<Outcome> {
       case "cancel": {
         if (records.length === 0) return;
         const record = records[op.target % records.length];
+        // As asyncio forwards a cancel to the subtask awaited, a cancel
+        // that reaches the running task is that task's own.
+        const running = currentTask();
+        let reached: Task<unknown> | undefined = record.task;
+        while (reached !== undefined && reached !== running) {
+          reached = awaiting.get(reached);
+        }
         const accepted = record.task.cancel();
-        if (accepted) record.cancels.push(events++);
+        if (accepted) {
+          if (reached !== undefined && recordOf.has(reached)) {
+            record.selfCancels.set(events, recordOf.get(reached)!);
+          }
+          record.cancels.push(events++);
+        }
         if (tracing) {
           console.log(
             `cancel ${record.label} ${record.task.getName()}: ${accepted}`,
@@ -976,7 +1016,16 @@ async function runProgram(program: Program): Promise<Outcome> {
       violate(`${record.label} ${task.getName()} is pending after run()`);
       continue;
     }
-    const live = record.cancels.filter((at) => at > record.lastTakeBack);
+    // asyncio's one exception (CPython 3.14 checked): a cancel the task
+    // asked for itself, while running, merges with the cancellation of a
+    // timeout scope entered after it with its deadline passed, and comes
+    // out as that scope's TimeoutError.
+    const live = record.cancels.filter((at) =>
+      at > record.lastTakeBack &&
+      !(record.selfCancels.get(at)?.expiredScopes.some((entered) =>
+        entered > at
+      ))
+    );
     if (live.length > 0 && !task.cancelled()) {
       let ending: string;
       try {
