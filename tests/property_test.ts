@@ -794,6 +794,14 @@ async function runProgram(program: Program): Promise<Outcome> {
           if (error.exceptions.some((e) => e instanceof CancelledError)) {
             violate("an ExceptionGroup holds a CancelledError");
           }
+          // An outside cancel met by a failing child comes back (3.13+) as
+          // the group cancelling its running task again: the task's own.
+          const record = recordOf.get(currentTask()!);
+          for (const at of record?.cancels ?? []) {
+            if (at > record!.lastTakeBack && !record!.selfCancels.has(at)) {
+              record!.selfCancels.set(at, record!);
+            }
+          }
         }
         return;
       case "sub": {
