@@ -425,11 +425,15 @@ test("9. run() returns when a leftover task awaits a promise nobody settles", as
   let stuck = null as unknown as ReturnType<typeof createTask>;
   await runBounded(async () => {
     getRunningLoop().setExceptionHandler((_, context) => reports.push(context));
+    const stuckNow = new Event();
     stuck = createTask(async () => {
       await sleep(1);
+      stuckNow.set();
       await new Promise(() => {});
     }, { name: "stuck" });
-    await sleep(5);
+    // main ends only once the task is past its last library await.
+    await stuckNow.wait();
+    await sleep(1);
   }, { virtualTime: false });
   // Reported, with the task (or its name) for the reader.
   assert.ok(
