@@ -256,6 +256,34 @@ for (
   });
 }
 
+test("4. a cancel held over a foreign await is not lost at `await` of a failing eager child", async () => {
+  // Found by the property test. CPython 3.14, with the cancel pending as
+  // the task awaits the child: the child is cancelled at its sleep(0), and
+  // the task ends cancelled.
+  await runBounded(async () => {
+    let release!: () => void;
+    const foreign = new Promise<void>((resolve) => release = resolve);
+    const task = createTask(async () => {
+      await foreign;
+      const child = createTask(async () => {
+        await sleep(0);
+        throw new Boom();
+      }, { eagerStart: true });
+      try {
+        await child;
+      } catch (error) {
+        if (error instanceof Boom) return "caught Boom";
+        throw error;
+      }
+    });
+    await sleep(0);
+    assert.equal(task.cancel(), true);
+    // Settled from a host callback, as a real foreign promise would be.
+    setTimeout(release, 0);
+    assert.equal(await outcome(task), "CancelledError");
+  });
+});
+
 // --- 5. taskGroup: outside cancel plus a failing child ---------------------
 
 test("5. taskGroup: outside cancel and a failing child re-cancel the parent (gh-116720)", async () => {
