@@ -1479,7 +1479,14 @@ export class EventLoop {
     const index = this.#readyCount++;
     this.#readyFns[index] = step as Step;
     this.#readyArgs[index] = argument;
-    if (!this.#runScheduled && !this.#batchActive) this.#scheduleRun();
+    if (!this.#runScheduled && !this.#batchActive) {
+      // Scheduled from outside the loop's steps: by a task a foreign promise
+      // resumed, a host callback, or top-level code. Its microtasks must
+      // all run first (that task runs alone until it suspends, and its
+      // next await must be registered before anything is woken), so the
+      // batch waits for a host turn.
+      this.#scheduleRun(true);
+    }
   }
 
   // The next batch runs in a microtask while the loop has had the host for
@@ -1487,11 +1494,13 @@ export class EventLoop {
   // `await sleep(0)` never starves host timers and I/O. Under virtual time
   // the budget is counted in batches, not read off the wall clock: which
   // turn a batch runs in must not depend on how fast the machine is.
-  #scheduleRun(): void {
+  #scheduleRun(fromOutside = false): void {
     if (this.#closed) return;
     this.#runScheduled = true;
     let hostTurn: boolean;
-    if (this.#virtualTime) {
+    if (fromOutside) {
+      hostTurn = true;
+    } else if (this.#virtualTime) {
       hostTurn = ++this.#batchesSinceHostTurn >= VIRTUAL_BATCHES_PER_HOST_TURN;
     } else {
       // Reading the clock costs as much as the rest of a small batch: look
@@ -2100,6 +2109,9 @@ const STATE_NAMES = ["pending", "finished", "finished", "cancelled"];
 class Awaiter {
   fired = false;
   mustCancel = false;
+  // Cancelled as it was made, by its task's pending `#mustCancel`: its
+  // wake-up is that cancellation delivered.
+  carriesTaskCancel = false;
   cancelMessage: string | undefined = undefined;
   resolve!: (value: unknown) => void;
   reject!: (reason: unknown) => void;
@@ -2735,14 +2747,18 @@ export class Task<T = unknown> extends Future<T> {
   //   wake-up has not run is marked must-cancel. So a wait that lost a race
   //   is cancelled along with the rest and never eats a cancellation. The
   //   task counts as blocked, for virtual time, while `#waits` is not empty.
-  // - `#mustCancel`: a cancel() found no wait to reach (the task was
-  //   running, or awaiting a promise the loop cannot see). The task's next
-  //   library await is cancelled as it is made; if the coroutine returns
-  //   first, the task ends cancelled. Cleared when delivered, or when
-  //   uncancel() brings `#cancelRequests` to 0.
+  // - `#suspended`: the task's last event was an await made, not a wake-up:
+  //   it waits on the loop (true), or runs or awaits something foreign.
+  // - `#mustCancel`: a cancel() came while the task was not suspended (it
+  //   was running, or awaiting a promise the loop cannot see). Every library
+  //   await it makes is cancelled as it is made, until one of those wakes
+  //   (the cancellation is then delivered), so a helper or a race branch
+  //   cannot take it alone; if the coroutine returns first, the task ends
+  //   cancelled. Also cleared when uncancel() brings `#cancelRequests` to 0.
   // - `#cancelMessage`: the message `#mustCancel` delivers.
   // - `#cancelRequests`: cancel() calls not taken back by uncancel().
   #waits: Awaiter | Awaiter[] | null = null;
+  #suspended = false;
   #mustCancel = false;
   // `#mustCancel` came while the task was away (awaiting a foreign promise)
   // rather than from its own code: in asyncio it would have been raised at
@@ -2791,15 +2807,21 @@ export class Task<T = unknown> extends Future<T> {
       controller.abort(new CancelledError(msg));
     }
     const waits = this.#waits;
-    if (waits === null) {
-      this.#mustCancel = true;
-      this.#cancelledWhileAway = this.#started && runningTask() !== this;
-      this.#cancelMessage = msg;
-      if (this.#started && this.#loop.getDebug()) this.#watchUndelivered();
-    } else if (waits instanceof Awaiter) {
+    if (waits instanceof Awaiter) {
       Task.#cancelWait(waits, msg);
-    } else {
+    } else if (waits !== null) {
       for (const awaiter of waits.slice()) Task.#cancelWait(awaiter, msg);
+    }
+    // Until one of the waits reached wakes the task with the cancellation,
+    // whatever it awaits next is cancelled too: it may be running (a branch
+    // made a wait, the rest of it goes on), or away on a foreign promise.
+    // asyncio's message: the last of the cancels that found the task not
+    // waiting; a cancel that reached a wait leaves the one already set.
+    if (!this.#suspended || !this.#mustCancel) this.#cancelMessage = msg;
+    this.#mustCancel = true;
+    if (!this.#suspended) {
+      this.#cancelledWhileAway = this.#started && runningTask() !== this;
+      if (this.#started && this.#loop.getDebug()) this.#watchUndelivered();
     }
     return true;
   }
@@ -2807,6 +2829,7 @@ export class Task<T = unknown> extends Future<T> {
   // Cancels one wait: its future if it is pending (its waiter then wakes
   // with CancelledError), else the wake-up already scheduled.
   static #cancelWait(awaiter: Awaiter, msg: string | undefined): void {
+    awaiter.carriesTaskCancel = true;
     const future = awaiter.future;
     if (!future.done() && future.cancel(msg)) return;
     awaiter.mustCancel = true;
@@ -2997,14 +3020,17 @@ export class Task<T = unknown> extends Future<T> {
         waits.push(awaiter);
       }
       loopTimeline(task.#loop)?.record(task, "waiting", task.#loop.time());
-      if (task.#mustCancel) {
-        task.#mustCancel = false;
-        Task.#cancelWait(awaiter, task.#cancelMessage);
-      }
+      task.#suspended = true;
+      if (task.#mustCancel) Task.#cancelWait(awaiter, task.#cancelMessage);
       noteSuspended(task.#loop, task);
     };
     taskWakes = (task, awaiter) => {
       if (task.done()) return false;
+      task.#suspended = false;
+      if (awaiter.carriesTaskCancel) {
+        task.#mustCancel = false;
+        task.#cancelledWhileAway = false;
+      }
       const waits = task.#waits;
       if (waits === awaiter) {
         task.#waits = null;
@@ -3023,6 +3049,7 @@ export class Task<T = unknown> extends Future<T> {
     takeUndeliveredCancel = (task) => {
       if (!task.#mustCancel || !task.#cancelledWhileAway) return null;
       task.#mustCancel = false;
+      task.#cancelledWhileAway = false;
       return new CancelledError(task.#cancelMessage);
     };
     yieldAwaiter = (loop) => {
