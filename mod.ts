@@ -61,6 +61,10 @@ import { constants as osConstants } from "node:os";
 import process from "node:process";
 import type { Readable, Writable } from "node:stream";
 import * as tls from "node:tls";
+import { availableParallelism } from "node:os";
+import { resolve as resolvePath } from "node:path";
+import { pathToFileURL } from "node:url";
+import { Worker } from "node:worker_threads";
 
 // ---------------------------------------------------------------------------
 // Errors
@@ -965,6 +969,7 @@ export class EventLoop {
     for (const signal of [...this.#signalListeners.keys()]) {
       removeSignalListener(this.#signalListeners, signal);
     }
+    terminateLoopExecutor(this); // nothing of the loop's keeps the process alive
     this.#closed = true;
     this.#readyFns.length = 0;
     this.#readyArgs.length = 0;
@@ -1188,6 +1193,36 @@ export class EventLoop {
   /** Removes the handler for `signal`; returns whether there was one. */
   removeSignalHandler(signal: string | number): boolean {
     return removeSignalListener(this.#signalListeners, signal);
+  }
+
+  /**
+   * Runs the function `name` that `executor`'s module exports, on one of
+   * its workers, and returns the future of its result: asyncio's
+   * `run_in_executor()`. JavaScript cannot send a function to another
+   * thread, so the executor is required and the function is named: see
+   * {@linkcode WorkerPoolExecutor} and, for the default executor,
+   * {@linkcode toThread}.
+   */
+  runInExecutor<M, K extends FunctionNames<M>>(
+    executor: WorkerPoolExecutor<M>,
+    name: K,
+    ...args: M[K] extends (...args: infer A) => unknown ? A : never
+  ): Future<M[K] extends (...args: never[]) => infer R ? Awaited<R> : never> {
+    return runInLoopExecutor(this, executor as never, name, args) as never;
+  }
+
+  /** Makes `executor` the one {@linkcode toThread} uses on this loop. */
+  setDefaultExecutor(executor: WorkerPoolExecutor<unknown>): void {
+    setLoopExecutor(this, executor);
+  }
+
+  /**
+   * Shuts the default executor down, waiting for its jobs and workers to
+   * end; {@linkcode toThread} then throws `RuntimeError`. Closing the loop
+   * terminates the default executor's workers without waiting.
+   */
+  shutdownDefaultExecutor(): Promise<void> {
+    return shutdownLoopExecutor(this);
   }
 
   // --- Internals: scheduling ---------------------------------------------
@@ -7876,6 +7911,607 @@ function removeSignalListener(
   process.off(name, listener);
   listeners.delete(name);
   return true;
+}
+
+// ---------------------------------------------------------------------------
+// Executors
+//
+// Work on other cores. JavaScript cannot send a closure to another thread,
+// so a job names a module and one of its exported functions; the arguments
+// and the result are copied (structured clone). WorkerPoolExecutor runs jobs
+// on a pool of node:worker_threads workers, the one worker API that Deno, Bun
+// and Node share; each worker imports a module on its first job for it.
+// Rule: a worker runs one job at a time; cancelling a queued job drops it,
+// cancelling a running one terminates its worker, and a fresh worker is
+// started when a job needs one. An idle worker is unref'd, so a pool never
+// keeps the process alive by itself. Relies on the transports' IoFuture and
+// the loop. Used by EventLoop's runInExecutor and shutdownDefaultExecutor,
+// and by toThread.
+// ---------------------------------------------------------------------------
+
+/**
+ * Any module, as an executor sees it when it is not told the module's type:
+ * functions by name.
+ */
+// deno-lint-ignore no-explicit-any
+export type ModuleFunctions = Record<string, (...args: any[]) => unknown>;
+
+/**
+ * The names of the functions that module type `M` exports, for typed calls:
+ * `FunctionNames<typeof import("./work.ts")>`.
+ */
+export type FunctionNames<M> =
+  & {
+    [K in keyof M]: M[K] extends (...args: never[]) => unknown ? K : never;
+  }[keyof M]
+  & string;
+
+/** Options for {@linkcode WorkerPoolExecutor}. */
+export interface WorkerPoolOptions {
+  /**
+   * How many workers at most run at once; default the number of cores
+   * (`os.availableParallelism()`). Workers are started as jobs need them.
+   */
+  maxWorkers?: number;
+}
+
+/** Options for {@linkcode WorkerPoolExecutor.shutdown}. */
+export interface ShutdownOptions {
+  /**
+   * Wait for the queued and running jobs to finish and the workers to exit
+   * (default `true`); with `false`, return at once while they go on.
+   */
+  wait?: boolean;
+  /** Cancel the jobs that have not started (default `false`). */
+  cancelFutures?: boolean;
+}
+
+// The code each worker runs: import a job's module (once), call the export,
+// post back the result or the error. A reply that cannot be copied (a
+// function, say) is reported as the error it is.
+const WORKER_BOOTSTRAP = `
+const { parentPort } = require("node:worker_threads");
+const modules = new Map();
+const describe = (e) => e instanceof Error
+  ? { name: e.name, message: e.message, stack: e.stack, code: e.code }
+  : { name: "Error", message: String(e) };
+parentPort.on("message", async ({ module, name, args }) => {
+  let reply;
+  try {
+    let loading = modules.get(module);
+    if (loading === undefined) modules.set(module, loading = import(module));
+    const fn = (await loading)[name];
+    if (typeof fn !== "function") {
+      throw new TypeError(module + ' exports no function named "' + name + '"');
+    }
+    reply = { ok: true, value: await fn(...args) };
+  } catch (error) {
+    reply = { ok: false, error: describe(error) };
+  }
+  try {
+    parentPort.postMessage(reply);
+  } catch (error) {
+    parentPort.postMessage({ ok: false, error: describe(error) });
+  }
+});
+`;
+
+type WorkerReply =
+  | { ok: true; value: unknown }
+  | { ok: false; error: WorkerErrorReport };
+
+interface WorkerErrorReport {
+  name: string;
+  message: string;
+  stack?: string;
+  code?: unknown;
+}
+
+const BUILTIN_ERRORS: Record<string, ErrorConstructor> = {
+  Error,
+  TypeError,
+  RangeError,
+  SyntaxError,
+  ReferenceError,
+  EvalError,
+  URIError,
+};
+
+// The worker's error, rebuilt on this side: same class where it is a
+// built-in one, same name, message and stack (the worker's frames), and
+// code (as node:fs errors carry).
+function errorFromWorker(report: WorkerErrorReport): Error {
+  const error = new (BUILTIN_ERRORS[report.name] ?? Error)(report.message);
+  if (error.name !== report.name) error.name = report.name;
+  if (report.stack !== undefined) error.stack = report.stack;
+  if (report.code !== undefined) {
+    (error as Error & { code: unknown }).code = report.code;
+  }
+  return error;
+}
+
+// One job: a call of `name` in `module`, and the future that awaits it.
+interface Job {
+  module: string;
+  name: string;
+  args: unknown[];
+  future: JobFuture<unknown>;
+  // The thread running it, or null while queued (or once done).
+  thread: PoolThread | null;
+}
+
+// One worker of a pool. `job` is what it runs, null while idle.
+interface PoolThread {
+  worker: Worker;
+  job: Job | null;
+  exited: Promise<void>;
+}
+
+// A job's future: cancelling it takes the job back from the pool.
+class JobFuture<T> extends IoFuture<T> {
+  #withdraw: () => void;
+
+  constructor(loop: EventLoop, withdraw: () => void) {
+    super(loop);
+    this.#withdraw = withdraw;
+  }
+
+  override cancel(msg?: string): boolean {
+    if (!super.cancel(msg)) return false;
+    this.#withdraw();
+    return true;
+  }
+}
+
+function moduleSpecifier(module: unknown, where: string): string {
+  if (module instanceof URL) return module.href;
+  if (typeof module === "string" && module !== "") {
+    // A URL (file:, data:, https:, node:) as it is; a path from the cwd.
+    return /^[a-z][a-z0-9+.-]+:/i.test(module)
+      ? module
+      : pathToFileURL(resolvePath(module)).href;
+  }
+  throw new TypeError(
+    `${where}: module must be a URL or a path, got ${describeValue(module)}`,
+  );
+}
+
+function requireFunctionName(name: unknown, where: string): string {
+  if (typeof name !== "string" || name === "") {
+    throw new TypeError(
+      `${where}: name must be the name of an exported function, got ${
+        describeValue(name)
+      }`,
+    );
+  }
+  return name;
+}
+
+let submitJob: (
+  executor: WorkerPoolExecutor<unknown>,
+  loop: EventLoop,
+  module: string | URL | null,
+  name: string,
+  args: unknown[],
+  where: string,
+) => Future<unknown>;
+let terminateExecutor: (executor: WorkerPoolExecutor<unknown>) => void;
+
+/**
+ * Runs functions exported by a module on a pool of worker threads, so that
+ * CPU-bound or blocking work leaves the event loop free: asyncio's
+ * `ThreadPoolExecutor` / `ProcessPoolExecutor`, shaped by what JavaScript
+ * can send to another thread.
+ *
+ * **The difference from Python:** a closure cannot cross threads, so a job
+ * is a module and the name of one of its exported functions (which may be
+ * `async`). Arguments and the result are copied with the structured clone
+ * algorithm (numbers, strings, arrays, plain objects, typed arrays, maps…);
+ * a function or class instance cannot be sent. Each worker imports the
+ * module on its first job, so module-level state is per worker.
+ *
+ * `run()` returns a {@linkcode Future}. Cancelling it, or the task awaiting
+ * it, drops a job that has not started; a job that is running is stopped by
+ * **terminating its worker** (no `finally` of the job runs), and a fresh
+ * worker takes its place when a job needs one. An error thrown in the worker
+ * arrives at the `await` with its class (for built-in errors), name,
+ * message and the worker's stack.
+ *
+ * Workers start as jobs need them, up to `maxWorkers` (default: the number
+ * of cores). Idle workers never keep the process alive; `shutdown()` (or
+ * `await using`) ends them.
+ *
+ * With a type for the module, calls are checked:
+ * `new WorkerPoolExecutor<typeof import("./work.ts")>(url)`.
+ *
+ * @example Hashing on other cores
+ * ```ts
+ * import { gather, run, WorkerPoolExecutor } from "@aio/asyncio";
+ *
+ * await using pool = new WorkerPoolExecutor<typeof import("node:crypto")>(
+ *   "node:crypto",
+ *   { maxWorkers: 2 },
+ * );
+ * await run(async () => {
+ *   const keys = await gather([
+ *     () => pool.run("pbkdf2Sync", "secret", "salt-1", 100_000, 32, "sha256"),
+ *     () => pool.run("pbkdf2Sync", "secret", "salt-2", 100_000, 32, "sha256"),
+ *   ]);
+ *   console.log(keys.map((key) => key.length)); // [ 32, 32 ]
+ * });
+ * ```
+ */
+export class WorkerPoolExecutor<M = ModuleFunctions> {
+  // The module `run()` calls into; null: only toThread() names modules.
+  #module: string | null;
+  #maxWorkers: number;
+  // Every worker not yet exited, including those being terminated.
+  #alive = new Set<PoolThread>();
+  // The workers that take jobs: alive and not being terminated.
+  #working = new Set<PoolThread>();
+  // Working threads with no job, most recently idle last.
+  #idle: PoolThread[] = [];
+  #queue: Job[] = [];
+  #shutdown = false;
+  // Resolved each time nothing is queued or running.
+  #drained: Array<() => void> = [];
+
+  /**
+   * A pool for the functions `module` exports (a URL, `import.meta`-relative
+   * is best: `new URL("./work.ts", import.meta.url)`; a path is taken from
+   * the current directory). Without a module, only jobs that name their own
+   * run on it (the loop's default executor, {@linkcode toThread}).
+   *
+   * @throws {TypeError} for a module that is neither a URL nor a path.
+   * @throws {RangeError} for a `maxWorkers` that is not a positive integer.
+   */
+  constructor(
+    module: string | URL | null = null,
+    options: WorkerPoolOptions = {},
+  ) {
+    this.#module = module === null
+      ? null
+      : moduleSpecifier(module, "WorkerPoolExecutor()");
+    const max = options.maxWorkers ?? availableParallelism();
+    if (!Number.isInteger(max) || max < 1) {
+      throw new RangeError(
+        `WorkerPoolExecutor(): options.maxWorkers must be a positive integer, got ${
+          describeValue(max)
+        }`,
+      );
+    }
+    this.#maxWorkers = max;
+  }
+
+  /** How many workers may run at once. */
+  get maxWorkers(): number {
+    return this.#maxWorkers;
+  }
+
+  /**
+   * Runs `name(...args)` from the pool's module on a worker, and returns
+   * the future of its result. Outside a running loop the future belongs
+   * to the default loop.
+   *
+   * @throws {RuntimeError} after `shutdown()`, or when the pool has no
+   * module.
+   * @throws {TypeError} for a name that is not a non-empty string.
+   */
+  run<K extends FunctionNames<M>>(
+    name: K,
+    ...args: M[K] extends (...args: infer A) => unknown ? A : never
+  ): Future<
+    M[K] extends (...args: never[]) => infer R ? Awaited<R> : never
+  > {
+    return submitJob(
+      this,
+      currentLoop(),
+      null,
+      name,
+      args,
+      "WorkerPoolExecutor.run()",
+    ) as Future<
+      M[K] extends (...args: never[]) => infer R ? Awaited<R> : never
+    >;
+  }
+
+  /**
+   * Stops taking jobs. With `wait` (the default), waits until the queued
+   * and running jobs are done and every worker has exited; `cancelFutures`
+   * cancels the jobs that have not started. Idle workers exit at once.
+   */
+  async shutdown(options: ShutdownOptions = {}): Promise<void> {
+    this.#shutdown = true;
+    if (options.cancelFutures === true) {
+      for (const job of [...this.#queue]) job.future.cancel();
+    }
+    this.#dispatch();
+    if (options.wait === false) return;
+    if (this.#queue.length > 0 || this.#idle.length < this.#working.size) {
+      await new Promise<void>((resolve) => this.#drained.push(resolve));
+    }
+    await Promise.all([...this.#alive].map((thread) => thread.exited));
+  }
+
+  /** Shuts the pool down and waits: `await using pool = …`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.shutdown();
+  }
+
+  #submit(
+    loop: EventLoop,
+    module: string | URL | null,
+    name: string,
+    args: unknown[],
+    where: string,
+  ): Future<unknown> {
+    requireFunctionName(name, where);
+    const specifier = module === null
+      ? this.#module
+      : moduleSpecifier(module, where);
+    if (specifier === null) {
+      throw new RuntimeError(
+        `${where}: this executor has no module: give it one, or use toThread(module, name)`,
+      );
+    }
+    if (this.#shutdown) {
+      throw new RuntimeError("cannot schedule new futures after shutdown");
+    }
+    const job: Job = {
+      module: specifier,
+      name,
+      args,
+      future: null as unknown as JobFuture<unknown>,
+      thread: null,
+    };
+    job.future = new JobFuture(loop, () => this.#withdraw(job));
+    this.#queue.push(job);
+    this.#dispatch();
+    return job.future;
+  }
+
+  // Hands queued jobs to idle workers, starting workers up to the limit.
+  // Once shut down and out of jobs, idle workers are let go.
+  #dispatch(): void {
+    while (this.#queue.length > 0) {
+      let thread = this.#idle.pop();
+      if (thread === undefined) {
+        if (this.#working.size >= this.#maxWorkers) break;
+        thread = this.#startThread();
+      }
+      this.#assign(thread, this.#queue.shift()!);
+    }
+    if (this.#queue.length > 0) return;
+    if (this.#shutdown) {
+      for (const thread of this.#idle.splice(0)) this.#retire(thread);
+    }
+    if (this.#idle.length === this.#working.size) {
+      for (const resolve of this.#drained.splice(0)) resolve();
+    }
+  }
+
+  #startThread(): PoolThread {
+    const worker = new Worker(WORKER_BOOTSTRAP, { eval: true });
+    const thread: PoolThread = {
+      worker,
+      job: null,
+      exited: null as unknown as Promise<void>,
+    };
+    thread.exited = new Promise((resolve) => {
+      worker.once("exit", (code: number) => {
+        this.#onExit(thread, code);
+        resolve();
+      });
+    });
+    worker.on("message", (reply: WorkerReply) => this.#onReply(thread, reply));
+    worker.on("error", (error: Error) => this.#onCrash(thread, error));
+    this.#alive.add(thread);
+    this.#working.add(thread);
+    return thread;
+  }
+
+  #assign(thread: PoolThread, job: Job): void {
+    thread.job = job;
+    job.thread = thread;
+    // A worker with a job keeps the process alive, as a Python thread does.
+    thread.worker.ref();
+    try {
+      thread.worker.postMessage({
+        module: job.module,
+        name: job.name,
+        args: job.args,
+      });
+    } catch (error) {
+      // Arguments that cannot be copied (DataCloneError).
+      this.#release(thread);
+      settleIo(job.future, error);
+    }
+  }
+
+  // The thread's job is over: it goes back to the idle ones, unref'd.
+  #release(thread: PoolThread): Job | null {
+    const job = thread.job;
+    if (job !== null) job.thread = null;
+    thread.job = null;
+    thread.worker.unref();
+    this.#idle.push(thread);
+    return job;
+  }
+
+  #onReply(thread: PoolThread, reply: WorkerReply): void {
+    if (thread.job === null || !this.#working.has(thread)) return;
+    const job = this.#release(thread)!;
+    if (reply.ok) settleIo(job.future, undefined, reply.value);
+    else settleIo(job.future, errorFromWorker(reply.error));
+    this.#dispatch();
+  }
+
+  // An error the job's module threw outside the job (in a timer, say):
+  // the worker dies of it, and the job it ran fails with it.
+  #onCrash(thread: PoolThread, error: Error): void {
+    const job = thread.job;
+    if (job === null) return;
+    thread.job = job.thread = null;
+    settleIo(job.future, error);
+  }
+
+  #onExit(thread: PoolThread, code: number): void {
+    this.#alive.delete(thread);
+    if (!this.#working.delete(thread)) return; // terminated by us
+    const index = this.#idle.indexOf(thread);
+    if (index >= 0) this.#idle.splice(index, 1);
+    const job = thread.job;
+    if (job !== null) {
+      job.thread = null;
+      settleIo(
+        job.future,
+        new RuntimeError(
+          `the worker running ${job.name}() exited with code ${code}`,
+        ),
+      );
+    }
+    this.#dispatch();
+  }
+
+  // Terminates a worker; it leaves the working ones at once, and the
+  // alive ones when it has exited.
+  #retire(thread: PoolThread): void {
+    this.#working.delete(thread);
+    thread.job = null;
+    thread.worker.terminate();
+  }
+
+  // A cancelled job: taken off the queue, or its worker terminated.
+  #withdraw(job: Job): void {
+    const thread = job.thread;
+    if (thread === null) {
+      const index = this.#queue.indexOf(job);
+      if (index >= 0) this.#queue.splice(index, 1);
+    } else {
+      job.thread = null;
+      this.#retire(thread);
+    }
+    this.#dispatch();
+  }
+
+  static {
+    submitJob = (executor, loop, module, name, args, where) =>
+      executor.#submit(loop, module, name, args, where);
+    terminateExecutor = (executor) => {
+      executor.#shutdown = true;
+      for (const job of executor.#queue.splice(0)) job.future.cancel();
+      for (const thread of [...executor.#working]) executor.#retire(thread);
+      executor.#idle.length = 0;
+      executor.#dispatch();
+    };
+  }
+}
+
+// Each loop's default executor: made on first use by toThread(), replaced
+// by setDefaultExecutor(), and `null` once shutdownDefaultExecutor() has
+// been called, as asyncio refuses new work then.
+const defaultExecutors = new WeakMap<
+  EventLoop,
+  WorkerPoolExecutor<unknown> | null
+>();
+
+function defaultExecutorOf(loop: EventLoop): WorkerPoolExecutor<unknown> {
+  let executor = defaultExecutors.get(loop);
+  if (executor === null) {
+    throw new RuntimeError("Executor shutdown has been called");
+  }
+  if (executor === undefined) {
+    executor = new WorkerPoolExecutor<unknown>();
+    defaultExecutors.set(loop, executor);
+  }
+  return executor;
+}
+
+function setLoopExecutor(
+  loop: EventLoop,
+  executor: WorkerPoolExecutor<unknown>,
+): void {
+  if (!(executor instanceof WorkerPoolExecutor)) {
+    throw new TypeError(
+      `setDefaultExecutor(): executor must be a WorkerPoolExecutor, got ${
+        describeValue(executor)
+      }`,
+    );
+  }
+  defaultExecutors.set(loop, executor);
+}
+
+function runInLoopExecutor(
+  loop: EventLoop,
+  executor: WorkerPoolExecutor<unknown>,
+  name: string,
+  args: unknown[],
+): Future<unknown> {
+  if (!(executor instanceof WorkerPoolExecutor)) {
+    throw new TypeError(
+      `runInExecutor(): executor must be a WorkerPoolExecutor (JavaScript cannot send a function to another thread, so there is no default executor for one: use toThread(module, name, ...args)), got ${
+        describeValue(executor)
+      }`,
+    );
+  }
+  return submitJob(executor, loop, null, name, args, "runInExecutor()");
+}
+
+async function shutdownLoopExecutor(loop: EventLoop): Promise<void> {
+  const executor = defaultExecutors.get(loop);
+  defaultExecutors.set(loop, null);
+  await executor?.shutdown();
+}
+
+// A closing loop ends its default executor's workers at once: the futures
+// of their jobs belong to the loop, which will run nothing more.
+function terminateLoopExecutor(loop: EventLoop): void {
+  const executor = defaultExecutors.get(loop);
+  defaultExecutors.set(loop, null);
+  if (executor) terminateExecutor(executor);
+}
+
+/**
+ * Runs the function `name` that `module` exports on the loop's default
+ * executor (a {@linkcode WorkerPoolExecutor} made on first use, one worker
+ * per core), and returns the future of its result: asyncio's `to_thread()`.
+ *
+ * **The difference from Python:** `to_thread(f, *args)` sends a function;
+ * JavaScript cannot send a closure to another thread, so name a module (a
+ * URL, such as `new URL("./work.ts", import.meta.url)`, or `"node:zlib"`)
+ * and one of its exported functions. Arguments and result are copied
+ * (structured clone). Cancelling the awaiting task drops the job if it has
+ * not started, or terminates the worker running it. The default executor
+ * ends with `loop.shutdownDefaultExecutor()` or when the loop closes.
+ *
+ * @throws {RuntimeError} after the loop's `shutdownDefaultExecutor()`.
+ * @throws {TypeError} for a module or name of the wrong kind.
+ *
+ * @example Compressing off the loop
+ * ```ts
+ * import { run, toThread } from "@aio/asyncio";
+ *
+ * await run(async () => {
+ *   const data = new TextEncoder().encode("hello ".repeat(10_000));
+ *   const packed = await toThread<Uint8Array>("node:zlib", "gzipSync", data);
+ *   console.log(data.length, "->", packed.length); // 60000 -> about 100
+ * });
+ * ```
+ */
+export function toThread<T = unknown>(
+  module: string | URL,
+  name: string,
+  ...args: unknown[]
+): Future<T> {
+  const loop = currentLoop();
+  return submitJob(
+    defaultExecutorOf(loop),
+    loop,
+    moduleSpecifier(module, "toThread()"),
+    requireFunctionName(name, "toThread()"),
+    args,
+    "toThread()",
+  ) as Future<T>;
 }
 
 // ---------------------------------------------------------------------------
