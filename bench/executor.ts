@@ -20,9 +20,9 @@ const WORK = new URL("../tests/executor_work.ts", import.meta.url);
 
 async function wallTime(maxWorkers: number): Promise<number> {
   await using pool = new WorkerPoolExecutor<typeof Work>(WORK, { maxWorkers });
-  // Warm-up: start every worker and load the module in each.
+  // Warm-up: start every worker, load the module and warm its JIT in each.
   await run(() =>
-    gather(Array.from({ length: maxWorkers }, () => () => pool.run("fib", 1)))
+    gather(Array.from({ length: maxWorkers }, () => () => pool.run("fib", 27)))
   );
   const started = performance.now();
   await run(() =>
