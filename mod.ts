@@ -65,6 +65,10 @@ import { availableParallelism } from "node:os";
 import { resolve as resolvePath } from "node:path";
 import { pathToFileURL } from "node:url";
 import { Worker } from "node:worker_threads";
+import {
+  Readable as NodeReadable,
+  Writable as NodeWritable,
+} from "node:stream";
 
 // ---------------------------------------------------------------------------
 // Errors
@@ -1127,6 +1131,74 @@ export class EventLoop {
       }
     }
     return createUdpEndpoint(this, protocolFactory, options);
+  }
+
+  /**
+   * Reads from `pipe` (`process.stdin`, a readable stream, a web
+   * `ReadableStream`, or a file descriptor): returns a
+   * {@linkcode ReadTransport} and the protocol `protocolFactory()` made,
+   * whose `dataReceived` gets what arrives, then `eofReceived` and
+   * `connectionLost(null)` at the end. With a {@linkcode StreamReaderProtocol}
+   * it feeds a {@linkcode StreamReader}: asyncio's way to read stdin.
+   *
+   * @example Reading stdin line by line
+   * ```ts
+   * import { getRunningLoop, run, StreamReader, StreamReaderProtocol } from "@aio/asyncio";
+   * import process from "node:process";
+   *
+   * await run(async () => {
+   *   const reader = new StreamReader();
+   *   await getRunningLoop().connectReadPipe(
+   *     () => new StreamReaderProtocol(reader),
+   *     process.stdin,
+   *   );
+   *   for await (const line of reader) {
+   *     console.log(new TextDecoder().decode(line).trimEnd().toUpperCase());
+   *   }
+   * });
+   * ```
+   */
+  connectReadPipe<P extends Protocol>(
+    protocolFactory: () => P,
+    pipe: ReadablePipe,
+  ): Promise<[ReadTransport, P]> {
+    requireFactory(protocolFactory, "connectReadPipe()");
+    return connectReadablePipe(this, protocolFactory, readableOf(pipe));
+  }
+
+  /**
+   * Writes to `pipe` (`process.stdout`, a writable stream, a web
+   * `WritableStream`, or a file descriptor): returns a
+   * {@linkcode WriteTransport}, with flow control, and the protocol
+   * `protocolFactory()` made. A {@linkcode StreamWriter} over it (with a
+   * {@linkcode StreamReaderProtocol} as the protocol, for `drain()`) is
+   * asyncio's way to write stdout.
+   *
+   * @example
+   * ```ts
+   * import {
+   *   getRunningLoop, run, StreamReader, StreamReaderProtocol, StreamWriter,
+   * } from "@aio/asyncio";
+   * import process from "node:process";
+   *
+   * await run(async () => {
+   *   const loop = getRunningLoop();
+   *   const [transport, protocol] = await loop.connectWritePipe(
+   *     () => new StreamReaderProtocol(new StreamReader()),
+   *     process.stdout,
+   *   );
+   *   const writer = new StreamWriter(transport, protocol, null, loop);
+   *   writer.write("written through a pipe transport\n");
+   *   await writer.drain();
+   * });
+   * ```
+   */
+  connectWritePipe<P extends BaseProtocol>(
+    protocolFactory: () => P,
+    pipe: WritablePipe,
+  ): Promise<[WriteTransport, P]> {
+    requireFactory(protocolFactory, "connectWritePipe()");
+    return connectWritablePipe(this, protocolFactory, writableOf(pipe));
   }
 
   /**
@@ -6270,6 +6342,337 @@ async function createUdpEndpoint<P extends DatagramProtocol>(
   return [transport, protocol];
 }
 
+/**
+ * What {@linkcode EventLoop.connectReadPipe} reads from: a Node-style
+ * readable stream (`process.stdin`, a child's stdout, `fs.createReadStream`),
+ * a web `ReadableStream` (`Deno.stdin.readable`, `Bun.stdin.stream()`), or an
+ * open file descriptor number.
+ */
+export type ReadablePipe = Readable | ReadableStream<Uint8Array> | number;
+
+/**
+ * What {@linkcode EventLoop.connectWritePipe} writes to: a Node-style
+ * writable stream (`process.stdout`), a web `WritableStream`, or an open
+ * file descriptor number.
+ */
+export type WritablePipe = Writable | WritableStream<Uint8Array> | number;
+
+function readableOf(pipe: unknown): Readable {
+  if (typeof pipe === "number" && Number.isInteger(pipe) && pipe >= 0) {
+    return fs.createReadStream("", { fd: pipe, autoClose: true });
+  }
+  if (pipe instanceof ReadableStream) return NodeReadable.fromWeb(pipe);
+  if (
+    pipe !== null && typeof pipe === "object" &&
+    typeof (pipe as Readable).on === "function" &&
+    typeof (pipe as Readable).pause === "function"
+  ) return pipe as Readable;
+  throw new TypeError(
+    `connectReadPipe(): pipe must be a readable stream or a file descriptor, got ${
+      describeValue(pipe)
+    }`,
+  );
+}
+
+function writableOf(pipe: unknown): Writable {
+  if (typeof pipe === "number" && Number.isInteger(pipe) && pipe >= 0) {
+    return fs.createWriteStream("", { fd: pipe, autoClose: true });
+  }
+  if (pipe instanceof WritableStream) return NodeWritable.fromWeb(pipe);
+  if (
+    pipe !== null && typeof pipe === "object" &&
+    typeof (pipe as Writable).write === "function" &&
+    typeof (pipe as Writable).end === "function"
+  ) return pipe as Writable;
+  throw new TypeError(
+    `connectWritePipe(): pipe must be a writable stream or a file descriptor, got ${
+      describeValue(pipe)
+    }`,
+  );
+}
+
+// The read end of a pipe (stdin, a FIFO, any readable stream) as asyncio's
+// read pipe transport: data goes to dataReceived; at the end, eofReceived
+// and then connectionLost(null); an error ends it with connectionLost(exc).
+class ReadPipeTransport implements ReadTransport {
+  #loop: EventLoop;
+  #stream: Readable;
+  #protocol: Protocol;
+  #inbox: Inbox<Uint8Array | typeof END_OF_STREAM>;
+  #error: Error | null = null;
+  #closing = false;
+  #paused = false;
+  #lost = false;
+
+  constructor(
+    loop: EventLoop,
+    stream: Readable,
+    protocol: Protocol,
+    made: IoFuture<void>,
+  ) {
+    this.#loop = loop;
+    this.#stream = stream;
+    this.#protocol = protocol;
+    // Held until connectionMade has run.
+    this.#inbox = new Inbox(loop, this.#deliver, true);
+    postToLoop(loop, this.#connectionMade, made);
+    stream.on("data", (chunk: Uint8Array | string) => {
+      if (!this.#closing) this.#inbox.push(plainBytes(toBytes(chunk)));
+    });
+    stream.on("end", () => this.#inbox.push(END_OF_STREAM));
+    stream.on("error", (error: Error) => {
+      this.#error ??= error;
+      this.#inbox.push(END_OF_STREAM);
+    });
+    stream.on("close", () => this.#inbox.push(END_OF_STREAM));
+  }
+
+  getExtraInfo(name: string, defaultValue?: unknown): unknown {
+    return name === "pipe" ? this.#stream : defaultValue;
+  }
+
+  isClosing(): boolean {
+    return this.#closing;
+  }
+
+  setProtocol(protocol: BaseProtocol): void {
+    this.#protocol = protocol as Protocol;
+  }
+
+  getProtocol(): BaseProtocol {
+    return this.#protocol;
+  }
+
+  isReading(): boolean {
+    return !this.#closing && !this.#paused;
+  }
+
+  pauseReading(): void {
+    if (this.#closing || this.#paused) return;
+    this.#paused = true;
+    this.#inbox.pause();
+    this.#stream.pause();
+  }
+
+  resumeReading(): void {
+    if (this.#closing || !this.#paused) return;
+    this.#paused = false;
+    this.#inbox.resume();
+    this.#stream.resume();
+  }
+
+  close(): void {
+    if (this.#closing) return;
+    this.#closing = true;
+    this.#inbox.clear();
+    this.#stream.destroy();
+    postToLoop(this.#loop, this.#connectionLost);
+  }
+
+  #connectionMade = (made: IoFuture<void>): void => {
+    try {
+      this.#protocol.connectionMade(this as unknown as Transport);
+    } catch (error) {
+      reportProtocolError(this.#loop, "connectionMade", error, this);
+      this.close();
+      settleIo(made, error);
+      return;
+    }
+    settleIo(made, undefined);
+    if (!this.#paused) this.#inbox.resume();
+  };
+
+  #deliver = (item: Uint8Array | typeof END_OF_STREAM): void => {
+    if (this.#closing) return;
+    if (item !== END_OF_STREAM) {
+      try {
+        this.#protocol.dataReceived(item);
+      } catch (error) {
+        reportProtocolError(this.#loop, "dataReceived", error, this);
+        this.close();
+      }
+      return;
+    }
+    this.#closing = true;
+    if (this.#error === null) {
+      try {
+        this.#protocol.eofReceived();
+      } catch (error) {
+        reportProtocolError(this.#loop, "eofReceived", error, this);
+      }
+    }
+    this.#connectionLost();
+  };
+
+  #connectionLost = (): void => {
+    if (this.#lost) return;
+    this.#lost = true;
+    try {
+      this.#protocol.connectionLost(this.#error);
+    } catch (error) {
+      reportProtocolError(this.#loop, "connectionLost", error, this);
+    }
+  };
+}
+
+// The write end of a pipe (stdout, a FIFO, any writable stream) as
+// asyncio's write pipe transport, with write flow control. writeEof()
+// closes it, as asyncio's does: a pipe has no half-close.
+class WritePipeTransport implements WriteTransport {
+  #loop: EventLoop;
+  #stream: Writable;
+  #protocol: BaseProtocol;
+  #flow: WriteFlowControl;
+  #error: Error | null = null;
+  #closing = false;
+  #lost = false;
+
+  constructor(
+    loop: EventLoop,
+    stream: Writable,
+    protocol: BaseProtocol,
+    made: IoFuture<void>,
+  ) {
+    this.#loop = loop;
+    this.#stream = stream;
+    this.#protocol = protocol;
+    this.#flow = new WriteFlowControl(
+      loop,
+      this,
+      () => stream.writableLength,
+      () => this.#protocol,
+    );
+    postToLoop(loop, this.#connectionMade, made);
+    // The reader went away (EPIPE) or the stream failed: connectionLost
+    // reports it.
+    stream.on("error", (error: Error) => {
+      this.#error ??= error;
+      this.#closing = true;
+      postToLoop(loop, this.#connectionLost);
+    });
+    stream.on("close", () => postToLoop(loop, this.#connectionLost));
+    stream.on("finish", () => postToLoop(loop, this.#connectionLost));
+  }
+
+  getExtraInfo(name: string, defaultValue?: unknown): unknown {
+    return name === "pipe" ? this.#stream : defaultValue;
+  }
+
+  isClosing(): boolean {
+    return this.#closing;
+  }
+
+  setProtocol(protocol: BaseProtocol): void {
+    this.#protocol = protocol;
+  }
+
+  getProtocol(): BaseProtocol {
+    return this.#protocol;
+  }
+
+  write(data: Uint8Array | string): void {
+    requireBytes(data, "write()");
+    if (data.length === 0 || this.#closing) return;
+    this.#stream.write(data, this.#flow.afterFlush);
+    this.#flow.afterWrite();
+  }
+
+  writelines(list: Iterable<Uint8Array | string>): void {
+    for (const data of list) this.write(data);
+  }
+
+  writeEof(): void {
+    this.close();
+  }
+
+  canWriteEof(): boolean {
+    return true;
+  }
+
+  close(): void {
+    if (this.#closing) return;
+    this.#closing = true;
+    this.#stream.end();
+  }
+
+  abort(): void {
+    this.#closing = true;
+    this.#stream.destroy();
+    postToLoop(this.#loop, this.#connectionLost);
+  }
+
+  getWriteBufferSize(): number {
+    return this.#stream.writableLength;
+  }
+
+  getWriteBufferLimits(): [low: number, high: number] {
+    return this.#flow.limits();
+  }
+
+  setWriteBufferLimits(high?: number, low?: number): void {
+    this.#flow.setLimits(high, low);
+  }
+
+  #connectionMade = (made: IoFuture<void>): void => {
+    try {
+      this.#protocol.connectionMade(this);
+    } catch (error) {
+      reportProtocolError(this.#loop, "connectionMade", error, this);
+      this.abort();
+      settleIo(made, error);
+      return;
+    }
+    settleIo(made, undefined);
+  };
+
+  #connectionLost = (): void => {
+    if (this.#lost) return;
+    this.#lost = true;
+    this.#closing = true;
+    try {
+      this.#protocol.connectionLost(this.#error);
+    } catch (error) {
+      reportProtocolError(this.#loop, "connectionLost", error, this);
+    }
+  };
+}
+
+async function connectPipe<T extends BaseTransport, P extends BaseProtocol>(
+  loop: EventLoop,
+  protocolFactory: () => P,
+  makeTransport: (protocol: P, made: IoFuture<void>) => T,
+): Promise<[T, P]> {
+  const protocol = protocolFactory();
+  const made = new IoFuture<void>(loop);
+  const transport = makeTransport(protocol, made);
+  await made;
+  return [transport, protocol];
+}
+
+function connectReadablePipe<P extends Protocol>(
+  loop: EventLoop,
+  protocolFactory: () => P,
+  stream: Readable,
+): Promise<[ReadTransport, P]> {
+  return connectPipe(
+    loop,
+    protocolFactory,
+    (protocol, made) => new ReadPipeTransport(loop, stream, protocol, made),
+  );
+}
+
+function connectWritablePipe<P extends BaseProtocol>(
+  loop: EventLoop,
+  protocolFactory: () => P,
+  stream: Writable,
+): Promise<[WriteTransport, P]> {
+  return connectPipe(
+    loop,
+    protocolFactory,
+    (protocol, made) => new WritePipeTransport(loop, stream, protocol, made),
+  );
+}
+
 // ---------------------------------------------------------------------------
 // Streams
 //
@@ -6696,7 +7099,12 @@ interface DrainableProtocol {
   readonly drainControl: DrainControl;
 }
 
+// Each StreamReaderProtocol's DrainControl, kept out of its public face.
+const drainControls = new WeakMap<BaseProtocol, DrainControl>();
+
 function drainControlOf(protocol: BaseProtocol): DrainControl | null {
+  const own = drainControls.get(protocol);
+  if (own !== undefined) return own;
   const control = (protocol as Partial<DrainableProtocol>).drainControl;
   return control instanceof DrainControl ? control : null;
 }
@@ -6710,27 +7118,67 @@ export type ClientConnectedCallback = (
   writer: StreamWriter,
 ) => unknown;
 
-// Joins a transport to a StreamReader (what arrives) and a DrainControl
-// (write flow control), and for servers starts the client's callback.
-class StreamReaderProtocol extends Protocol implements DrainableProtocol {
-  readonly drainControl: DrainControl;
+/**
+ * The protocol that joins a transport to a {@linkcode StreamReader}: what
+ * arrives is fed to the reader, and the transport's flow control reaches
+ * {@linkcode StreamWriter.drain}. For a server, `clientConnected(reader,
+ * writer)` runs as a task for each connection. asyncio's
+ * `StreamReaderProtocol`; the stream functions make these, and
+ * {@linkcode EventLoop.connectReadPipe} takes one to read stdin.
+ *
+ * @example Reading a pipe through a StreamReader
+ * ```ts
+ * import { getRunningLoop, run, StreamReader, StreamReaderProtocol } from "@aio/asyncio";
+ * import { PassThrough } from "node:stream";
+ *
+ * await run(async () => {
+ *   const pipe = new PassThrough();
+ *   const reader = new StreamReader();
+ *   await getRunningLoop().connectReadPipe(() => new StreamReaderProtocol(reader), pipe);
+ *   pipe.end("one\ntwo\n");
+ *   for await (const line of reader) console.log(new TextDecoder().decode(line));
+ * });
+ * ```
+ */
+export class StreamReaderProtocol extends Protocol {
+  #drainControl: DrainControl;
   #loop: EventLoop;
   #reader: StreamReader;
   #clientConnected: ClientConnectedCallback | null;
   #clientTask: Task<unknown> | null = null;
 
+  /**
+   * A protocol feeding `reader`; `clientConnected`, for servers, runs for
+   * each connection. `loop` defaults to the running loop, else the default.
+   */
   constructor(
     reader: StreamReader,
-    clientConnected: ClientConnectedCallback | null,
-    loop: EventLoop,
+    clientConnected: ClientConnectedCallback | null = null,
+    loop?: EventLoop,
   ) {
     super();
-    this.#loop = loop;
+    if (!(reader instanceof StreamReader)) {
+      throw new TypeError(
+        `StreamReaderProtocol(): reader must be a StreamReader, got ${
+          describeValue(reader)
+        }`,
+      );
+    }
+    if (clientConnected !== null) {
+      requireFunction(
+        clientConnected,
+        "StreamReaderProtocol()",
+        "clientConnected",
+      );
+    }
+    this.#loop = loop ?? getEventLoop();
     this.#reader = reader;
     this.#clientConnected = clientConnected;
-    this.drainControl = new DrainControl(loop);
+    this.#drainControl = new DrainControl(this.#loop);
+    drainControls.set(this, this.#drainControl);
   }
 
+  /** Attaches the transport to the reader; for a server, starts the client. */
   override connectionMade(transport: Transport): void {
     this.#reader.setTransport(transport);
     const clientConnected = this.#clientConnected;
@@ -6755,27 +7203,32 @@ class StreamReaderProtocol extends Protocol implements DrainableProtocol {
     });
   }
 
+  /** Ends the reader: at its end, or failed with `exc`. */
   override connectionLost(exc: Error | null): void {
     if (exc === null) this.#reader.feedEof();
     else this.#reader.setException(exc);
-    this.drainControl.lose(exc);
+    this.#drainControl.lose(exc);
   }
 
+  /** Feeds `data` to the reader. */
   override dataReceived(data: Uint8Array): void {
     feedOwnedData(this.#reader, data);
   }
 
+  /** Feeds the end to the reader, and keeps the writing side open. */
   override eofReceived(): boolean {
     this.#reader.feedEof();
     return true;
   }
 
+  /** Makes `drain()` wait. */
   override pauseWriting(): void {
-    this.drainControl.pause();
+    this.#drainControl.pause();
   }
 
+  /** Lets `drain()` return. */
   override resumeWriting(): void {
-    this.drainControl.resume();
+    this.#drainControl.resume();
   }
 }
 
