@@ -6869,30 +6869,73 @@ export class StreamReader {
 
   /**
    * Reads up to and including `separator` (a string is taken as UTF-8).
+   * Given an array of separators (asyncio 3.13's tuple), returns the
+   * shortest chunk that ends with any of them; where two end at the same
+   * place, the shorter separator counts as the one that matched.
    *
    * @throws {IncompleteReadError} at the end of the stream without the
    * separator; `partial` holds the rest of the stream, which is consumed.
    * @throws {LimitOverrunError} when no separator is found within the limit;
    * the data stays in the buffer, and `consumed` says how much to skip.
+   * @throws {RangeError} at the call, for an empty separator or array.
+   *
+   * @example Whichever line ending comes first
+   * ```ts
+   * import { StreamReader } from "@aio/asyncio";
+   *
+   * const reader = new StreamReader();
+   * reader.feedData(new TextEncoder().encode("HELO a\r\nQUIT\n"));
+   * const decode = (bytes: Uint8Array) => JSON.stringify(new TextDecoder().decode(bytes));
+   * console.log(decode(await reader.readuntil(["\r\n", "\n"]))); // "HELO a\r\n"
+   * console.log(decode(await reader.readuntil(["\r\n", "\n"]))); // "QUIT\n"
+   * ```
    */
-  async readuntil(
-    separator: Uint8Array | string = NEWLINE,
+  readuntil(
+    separator: Uint8Array | string | ReadonlyArray<Uint8Array | string> =
+      NEWLINE,
   ): Promise<Uint8Array> {
-    const sep = toBytes(separator);
-    if (sep.length === 0) {
+    const separators = Array.isArray(separator)
+      ? separator.map(toBytes)
+      : [toBytes(separator as Uint8Array | string)];
+    if (separators.length === 0) {
+      throw new RangeError(
+        "readuntil(): separator must contain at least one separator",
+      );
+    }
+    // Shortest first (a stable sort keeps the given order among equals),
+    // so that of two matches ending at the same place the shorter wins.
+    separators.sort((a, b) => a.length - b.length);
+    if (separators[0].length === 0) {
       throw new RangeError("readuntil(): separator must not be empty");
     }
+    return this.#readuntil(separators);
+  }
+
+  async #readuntil(separators: Uint8Array[]): Promise<Uint8Array> {
     this.#throwIfFailed();
+    const shortest = separators[0].length;
+    const longest = separators[separators.length - 1].length;
+    // No separator starts before `offset`: rescans start there.
     let offset = 0;
-    let found: number;
+    let matchStart = -1;
+    let matchEnd = -1;
     for (;;) {
       const buffered = this.#view();
-      if (buffered.length - offset >= sep.length) {
-        found = sep.length === 1
-          ? buffered.indexOf(sep[0], offset)
-          : indexOfBytes(buffered, sep, offset);
-        if (found !== -1) break;
-        offset = buffered.length + 1 - sep.length;
+      if (buffered.length - offset >= shortest) {
+        for (const sep of separators) {
+          const found = sep.length === 1
+            ? buffered.indexOf(sep[0], offset)
+            : indexOfBytes(buffered, sep, offset);
+          if (
+            found !== -1 && (matchEnd === -1 || found + sep.length < matchEnd)
+          ) {
+            matchStart = found;
+            matchEnd = found + sep.length;
+          }
+        }
+        if (matchEnd !== -1) break;
+        // The tail may hold the start of the longest separator.
+        offset = Math.max(0, buffered.length + 1 - longest);
         if (offset > this.#limit) {
           throw new LimitOverrunError(
             "Separator is not found, and chunk exceed the limit",
@@ -6900,18 +6943,20 @@ export class StreamReader {
           );
         }
       }
+      // A chunk that completed the separator may come with the end: look
+      // at the buffer first, then at the end.
       if (this.#eof) {
         throw new IncompleteReadError(this.#take(this.#length), null);
       }
       await this.#waitForData("readuntil");
     }
-    if (found > this.#limit) {
+    if (matchStart > this.#limit) {
       throw new LimitOverrunError(
         "Separator is found, but chunk is longer than limit",
-        found,
+        matchStart,
       );
     }
-    return this.#take(found + sep.length);
+    return this.#take(matchEnd);
   }
 
   /**
