@@ -874,6 +874,9 @@ export class EventLoop {
   /** Wraps `coro` in a {@linkcode Task} on this loop: see {@linkcode createTask}. */
   createTask<T>(coro: Coro<T>, options: TaskOptions = {}): Task<T> {
     this.#checkClosed();
+    if (this.#taskFactory !== null) {
+      return this.#taskFactory(this, coro, options);
+    }
     return new Task(
       coro,
       options.name === undefined && !options.eagerStart
@@ -1050,6 +1053,28 @@ export class EventLoop {
   // sections below, which do the work.
 
   #signalListeners = new Map<string, () => void>();
+  // The factory createTask() hands tasks to, or null for plain Tasks.
+  #taskFactory: TaskFactory | null = null;
+
+  /**
+   * Makes `createTask()` on this loop (and so every task of the library:
+   * `createTask`, task groups, `gather`, servers) call `factory(loop, coro,
+   * options)` instead of `new Task(...)`; `null` restores the default.
+   * {@linkcode eagerTaskFactory} makes a whole program's tasks eager.
+   *
+   * @throws {TypeError} for anything but a function or `null`.
+   */
+  setTaskFactory(factory: TaskFactory | null): void {
+    if (factory !== null) {
+      requireFunction(factory, "setTaskFactory()", "factory");
+    }
+    this.#taskFactory = factory;
+  }
+
+  /** The factory set by `setTaskFactory()`, or `null` for the default. */
+  getTaskFactory(): TaskFactory | null {
+    return this.#taskFactory;
+  }
 
   /**
    * Connects to `host`:`port` over TCP (TLS with `options.tls`), and
@@ -9011,6 +9036,97 @@ export function toThread<T = unknown>(
     "toThread()",
   ) as Future<T>;
 }
+
+// ---------------------------------------------------------------------------
+// Task factories
+//
+// What EventLoop.setTaskFactory() takes, and asyncio 3.12's eager task
+// factory, which starts every task at once, up to its first await. Relies
+// on tasks. Used by EventLoop.createTask.
+// ---------------------------------------------------------------------------
+
+/**
+ * A task factory for {@linkcode EventLoop.setTaskFactory}: makes the task
+ * that `loop.createTask(coro, options)` returns.
+ */
+export type TaskFactory = <T>(
+  loop: EventLoop,
+  coro: Coro<T>,
+  options: TaskOptions,
+) => Task<T>;
+
+/**
+ * A task class, or any constructor with `Task`'s signature, for
+ * {@linkcode createEagerTaskFactory}.
+ */
+export type TaskConstructor = new <T>(
+  coro: Coro<T>,
+  options: TaskOptions & { loop?: EventLoop },
+) => Task<T>;
+
+/**
+ * A task factory whose tasks, made by `taskConstructor`, start eagerly
+ * (unless a caller passes `eagerStart: false`): asyncio 3.12's
+ * `create_eager_task_factory()`.
+ *
+ * @example Eager tasks of a Task subclass
+ * ```ts
+ * import { createEagerTaskFactory, createTask, getRunningLoop, run, Task } from "@aio/asyncio";
+ *
+ * class TracedTask<T> extends Task<T> {}
+ * await run(async () => {
+ *   getRunningLoop().setTaskFactory(createEagerTaskFactory(TracedTask));
+ *   let started = false;
+ *   const task = createTask(async () => {
+ *     started = true;
+ *   });
+ *   console.log(started, task instanceof TracedTask); // true true
+ *   await task;
+ * });
+ * ```
+ */
+export function createEagerTaskFactory(
+  taskConstructor: TaskConstructor,
+): TaskFactory {
+  requireFunction(
+    taskConstructor,
+    "createEagerTaskFactory()",
+    "taskConstructor",
+  );
+  return (loop, coro, options) =>
+    new taskConstructor(coro, {
+      ...options,
+      loop,
+      eagerStart: options.eagerStart ?? true,
+    });
+}
+
+/**
+ * The task factory that makes every task eager: it runs at once, inside
+ * `createTask()`, up to its first `await` (asyncio 3.12's
+ * `eager_task_factory`). A task may still ask for `eagerStart: false`.
+ *
+ * One difference from Python: an `async` function always settles its
+ * promise in a microtask, so an eager task that never waits is done just
+ * after `createTask()` returns, not inside it.
+ *
+ * @example
+ * ```ts
+ * import { createTask, eagerTaskFactory, getRunningLoop, run } from "@aio/asyncio";
+ *
+ * await run(async () => {
+ *   getRunningLoop().setTaskFactory(eagerTaskFactory);
+ *   const steps: string[] = [];
+ *   const task = createTask(async () => {
+ *     steps.push("task started");
+ *   });
+ *   steps.push("createTask returned");
+ *   await task;
+ *   console.log(steps); // [ "task started", "createTask returned" ]
+ * });
+ * ```
+ */
+export const eagerTaskFactory: TaskFactory = createEagerTaskFactory(Task);
 
 // ---------------------------------------------------------------------------
 // Introspection
