@@ -65,6 +65,7 @@ import { availableParallelism } from "node:os";
 import { resolve as resolvePath } from "node:path";
 import { pathToFileURL } from "node:url";
 import { Worker } from "node:worker_threads";
+import * as dns from "node:dns";
 import {
   Readable as NodeReadable,
   Writable as NodeWritable,
@@ -1224,6 +1225,56 @@ export class EventLoop {
   ): Promise<[WriteTransport, P]> {
     requireFactory(protocolFactory, "connectWritePipe()");
     return connectWritablePipe(this, protocolFactory, writableOf(pipe));
+  }
+
+  /**
+   * Resolves `host` and `port` to socket addresses with the system's
+   * resolver: asyncio's `getaddrinfo()`. Each is an {@linkcode AddrInfo},
+   * `[family, type, proto, canonname, [host, port]]`, once per socket type
+   * (stream and datagram, unless `options.type` picks one). Differences
+   * from Python: families are 4 and 6; the port is a number (service names
+   * are not looked up); `canonname` is always `""`. A name that does not
+   * resolve fails at the await with the resolver's error (`code`:
+   * `ENOTFOUND`, `EAI_AGAIN`).
+   *
+   * @example
+   * ```ts
+   * import { getRunningLoop, run, SOCK_STREAM } from "@aio/asyncio";
+   *
+   * await run(async () => {
+   *   const infos = await getRunningLoop().getaddrinfo("localhost", 80, {
+   *     type: SOCK_STREAM,
+   *   });
+   *   console.log(infos[0]); // [ 4, 1, 6, "", [ "127.0.0.1", 80 ] ]
+   * });
+   * ```
+   */
+  getaddrinfo(
+    host: string | null,
+    port: number | string | null,
+    options: GetaddrinfoOptions = {},
+  ): Promise<AddrInfo[]> {
+    const number = checkAddrinfoArguments(host, port, options);
+    return lookupAddresses(this, host, number, options);
+  }
+
+  /**
+   * The host name and service of a socket address: asyncio's
+   * `getnameinfo()`, as `[host, service]`.
+   *
+   * @example
+   * ```ts
+   * import { getRunningLoop, run } from "@aio/asyncio";
+   *
+   * await run(async () => {
+   *   console.log(await getRunningLoop().getnameinfo(["127.0.0.1", 80])); // [ "localhost", "http" ]
+   * });
+   * ```
+   */
+  getnameinfo(
+    sockaddr: [host: string, port: number],
+  ): Promise<[host: string, service: string]> {
+    return lookupName(this, sockaddr);
   }
 
   /**
@@ -9127,6 +9178,204 @@ export function createEagerTaskFactory(
  * ```
  */
 export const eagerTaskFactory: TaskFactory = createEagerTaskFactory(Task);
+
+// ---------------------------------------------------------------------------
+// Name resolution
+//
+// EventLoop.getaddrinfo and getnameinfo, asyncio's, over node:dns: the
+// system resolver (getaddrinfo(3)), run by the runtime off the loop. The
+// results keep asyncio's tuple shape, with the runtime's 4 and 6 for the
+// address families. Relies on the transports' IoFuture.
+// ---------------------------------------------------------------------------
+
+/** `SOCK_STREAM`: a stream socket (TCP), in {@linkcode AddrInfo}. */
+export const SOCK_STREAM: 1 = 1;
+
+/** `SOCK_DGRAM`: a datagram socket (UDP), in {@linkcode AddrInfo}. */
+export const SOCK_DGRAM: 2 = 2;
+
+/**
+ * One address from {@linkcode EventLoop.getaddrinfo}, as asyncio's 5-tuple
+ * `(family, type, proto, canonname, sockaddr)`; the family is 4 or 6 (the
+ * runtime's names for `AF_INET` and `AF_INET6`), and `sockaddr` is
+ * `[host, port]` for both.
+ */
+export type AddrInfo = [
+  family: 4 | 6,
+  type: typeof SOCK_STREAM | typeof SOCK_DGRAM,
+  proto: number,
+  canonname: string,
+  sockaddr: [host: string, port: number],
+];
+
+/** Options for {@linkcode EventLoop.getaddrinfo}. */
+export interface GetaddrinfoOptions {
+  /** 4 or 6 for one family only; 0 (the default) for both. */
+  family?: 0 | 4 | 6;
+  /** {@linkcode SOCK_STREAM} or {@linkcode SOCK_DGRAM}; 0 (default): both. */
+  type?: 0 | typeof SOCK_STREAM | typeof SOCK_DGRAM;
+  /** 6 (TCP) or 17 (UDP); 0 (the default): what the type implies. */
+  proto?: number;
+  /**
+   * Resolver hints from `node:dns` (`dns.ADDRCONFIG | dns.V4MAPPED`); their
+   * values differ between runtimes, so take them from `node:dns`.
+   */
+  flags?: number;
+}
+
+const IPPROTO_TCP = 6;
+const IPPROTO_UDP = 17;
+
+function requireService(port: unknown, where: string): number {
+  if (port === null || port === undefined) return 0;
+  const number = typeof port === "string" && /^\d+$/.test(port)
+    ? Number(port)
+    : port;
+  if (
+    typeof number !== "number" || !Number.isInteger(number) || number < 0 ||
+    number > 65535
+  ) {
+    throw new RangeError(
+      `${where}: port must be a port number from 0 to 65535 (service names are not looked up), got ${
+        describeValue(port)
+      }`,
+    );
+  }
+  return number;
+}
+
+function checkAddrinfoArguments(
+  host: unknown,
+  port: unknown,
+  options: GetaddrinfoOptions,
+): number {
+  if (host !== null && typeof host !== "string") {
+    throw new TypeError(
+      `getaddrinfo(): host must be a string or null, got ${
+        describeValue(host)
+      }`,
+    );
+  }
+  const { family = 0, type = 0, proto = 0 } = options;
+  if (family !== 0 && family !== 4 && family !== 6) {
+    throw new RangeError(
+      `getaddrinfo(): options.family must be 0, 4 or 6, got ${
+        describeValue(family)
+      }`,
+    );
+  }
+  if (type !== 0 && type !== SOCK_STREAM && type !== SOCK_DGRAM) {
+    throw new RangeError(
+      `getaddrinfo(): options.type must be 0, SOCK_STREAM or SOCK_DGRAM, got ${
+        describeValue(type)
+      }`,
+    );
+  }
+  if (proto !== 0 && proto !== IPPROTO_TCP && proto !== IPPROTO_UDP) {
+    throw new RangeError(
+      `getaddrinfo(): options.proto must be 0, 6 (TCP) or 17 (UDP), got ${
+        describeValue(proto)
+      }`,
+    );
+  }
+  return requireService(port, "getaddrinfo()");
+}
+
+// The system's answer as asyncio's tuples: each address once per socket
+// type asked for, in the resolver's order.
+function addrInfos(
+  addresses: Array<{ address: string; family: number }>,
+  port: number,
+  options: GetaddrinfoOptions,
+): AddrInfo[] {
+  const { type = 0, proto = 0 } = options;
+  const kinds: Array<[AddrInfo[1], number]> = [];
+  if ((type === 0 || type === SOCK_STREAM) && proto !== IPPROTO_UDP) {
+    kinds.push([SOCK_STREAM, IPPROTO_TCP]);
+  }
+  if ((type === 0 || type === SOCK_DGRAM) && proto !== IPPROTO_TCP) {
+    kinds.push([SOCK_DGRAM, IPPROTO_UDP]);
+  }
+  const infos: AddrInfo[] = [];
+  for (const { address, family } of addresses) {
+    for (const [socketType, protocol] of kinds) {
+      infos.push([
+        family === 6 ? 6 : 4,
+        socketType,
+        protocol,
+        "",
+        [address, port],
+      ]);
+    }
+  }
+  return infos;
+}
+
+function resolverError(code: string, host: string): Error {
+  return Object.assign(new Error(`getaddrinfo ${code} ${host}`), {
+    code,
+    hostname: host,
+  });
+}
+
+async function lookupAddresses(
+  loop: EventLoop,
+  host: string | null,
+  port: number,
+  options: GetaddrinfoOptions,
+): Promise<AddrInfo[]> {
+  const family = options.family ?? 0;
+  let addresses: Array<{ address: string; family: number }>;
+  if (host === null || host === "") {
+    // As getaddrinfo(3) without AI_PASSIVE: the loopback addresses.
+    addresses = [{ address: "::1", family: 6 }, {
+      address: "127.0.0.1",
+      family: 4,
+    }];
+  } else {
+    const looked = new IoFuture<Array<{ address: string; family: number }>>(
+      loop,
+    );
+    dns.lookup(
+      host,
+      { all: true, family, hints: options.flags ?? 0 },
+      (error, found) => settleIo(looked, error ?? undefined, found),
+    );
+    addresses = await looked;
+  }
+  // A numeric address of the other family comes back as it is: refuse it,
+  // as getaddrinfo(3) does.
+  if (family !== 0) addresses = addresses.filter((a) => a.family === family);
+  if (addresses.length === 0) {
+    throw resolverError("EAI_ADDRFAMILY", host ?? "");
+  }
+  return addrInfos(addresses, port, options);
+}
+
+function lookupName(
+  loop: EventLoop,
+  sockaddr: unknown,
+): Promise<[host: string, service: string]> {
+  if (
+    !Array.isArray(sockaddr) || typeof sockaddr[0] !== "string" ||
+    net.isIP(sockaddr[0]) === 0
+  ) {
+    throw new TypeError(
+      `getnameinfo(): sockaddr must be [ip address, port], got ${
+        describeValue(sockaddr)
+      }`,
+    );
+  }
+  const port = requireService(sockaddr[1], "getnameinfo()");
+  const looked = new IoFuture<[string, string]>(loop);
+  dns.lookupService(
+    sockaddr[0],
+    port,
+    (error, hostname, service) =>
+      settleIo(looked, error ?? undefined, [hostname, service]),
+  );
+  return looked.then();
+}
 
 // ---------------------------------------------------------------------------
 // Introspection
