@@ -6423,6 +6423,15 @@ async function createUdpEndpoint<P extends DatagramProtocol>(
  * readable stream (`process.stdin`, a child's stdout, `fs.createReadStream`),
  * a web `ReadableStream` (`Deno.stdin.readable`, `Bun.stdin.stream()`), or an
  * open file descriptor number.
+ *
+ * @example
+ * ```ts
+ * import type { ReadablePipe } from "@aio/asyncio";
+ * import process from "node:process";
+ *
+ * const pipes: ReadablePipe[] = [process.stdin, new Blob(["x"]).stream(), 0];
+ * console.log(pipes.length); // 3
+ * ```
  */
 export type ReadablePipe = Readable | ReadableStream<Uint8Array> | number;
 
@@ -6430,6 +6439,15 @@ export type ReadablePipe = Readable | ReadableStream<Uint8Array> | number;
  * What {@linkcode EventLoop.connectWritePipe} writes to: a Node-style
  * writable stream (`process.stdout`), a web `WritableStream`, or an open
  * file descriptor number.
+ *
+ * @example
+ * ```ts
+ * import type { WritablePipe } from "@aio/asyncio";
+ * import process from "node:process";
+ *
+ * const pipes: WritablePipe[] = [process.stdout, new WritableStream(), 1];
+ * console.log(pipes.length); // 3
+ * ```
  */
 export type WritablePipe = Writable | WritableStream<Uint8Array> | number;
 
@@ -8506,6 +8524,14 @@ function removeSignalListener(
 /**
  * Any module, as an executor sees it when it is not told the module's type:
  * functions by name.
+ *
+ * @example
+ * ```ts
+ * import type { ModuleFunctions } from "@aio/asyncio";
+ *
+ * const work: ModuleFunctions = { square: (n: number) => n * n };
+ * console.log(work.square(4)); // 16
+ * ```
  */
 // deno-lint-ignore no-explicit-any
 export type ModuleFunctions = Record<string, (...args: any[]) => unknown>;
@@ -8513,6 +8539,14 @@ export type ModuleFunctions = Record<string, (...args: any[]) => unknown>;
 /**
  * The names of the functions that module type `M` exports, for typed calls:
  * `FunctionNames<typeof import("./work.ts")>`.
+ *
+ * @example
+ * ```ts
+ * import type { FunctionNames } from "@aio/asyncio";
+ *
+ * const name: FunctionNames<typeof import("node:zlib")> = "gzipSync";
+ * console.log(name); // gzipSync
+ * ```
  */
 export type FunctionNames<M> =
   & {
@@ -9099,6 +9133,21 @@ export function toThread<T = unknown>(
 /**
  * A task factory for {@linkcode EventLoop.setTaskFactory}: makes the task
  * that `loop.createTask(coro, options)` returns.
+ *
+ * @example A factory that names every task
+ * ```ts
+ * import { createTask, getRunningLoop, run, Task, type TaskFactory } from "@aio/asyncio";
+ *
+ * let count = 0;
+ * const named: TaskFactory = (loop, coro, options) =>
+ *   new Task(coro, { name: `job-${++count}`, ...options, loop });
+ * await run(async () => {
+ *   getRunningLoop().setTaskFactory(named);
+ *   const task = createTask(async () => {});
+ *   console.log(task.getName()); // job-1
+ *   await task;
+ * });
+ * ```
  */
 export type TaskFactory = <T>(
   loop: EventLoop,
@@ -9109,6 +9158,15 @@ export type TaskFactory = <T>(
 /**
  * A task class, or any constructor with `Task`'s signature, for
  * {@linkcode createEagerTaskFactory}.
+ *
+ * @example
+ * ```ts
+ * import { Task, type TaskConstructor } from "@aio/asyncio";
+ *
+ * class LoggedTask<T> extends Task<T> {}
+ * const constructors: TaskConstructor[] = [Task, LoggedTask];
+ * console.log(constructors.length); // 2
+ * ```
  */
 export type TaskConstructor = new <T>(
   coro: Coro<T>,
@@ -9188,17 +9246,54 @@ export const eagerTaskFactory: TaskFactory = createEagerTaskFactory(Task);
 // address families. Relies on the transports' IoFuture.
 // ---------------------------------------------------------------------------
 
-/** `SOCK_STREAM`: a stream socket (TCP), in {@linkcode AddrInfo}. */
-export const SOCK_STREAM: 1 = 1;
+/**
+ * `SOCK_STREAM`: a stream socket (TCP), in {@linkcode AddrInfo} and
+ * {@linkcode GetaddrinfoOptions}.
+ *
+ * @example
+ * ```ts
+ * import { getRunningLoop, run, SOCK_STREAM } from "@aio/asyncio";
+ *
+ * await run(async () => {
+ *   const loop = getRunningLoop();
+ *   const infos = await loop.getaddrinfo("127.0.0.1", 80, { type: SOCK_STREAM });
+ *   console.log(infos.length); // 1
+ * });
+ * ```
+ */
+export const SOCK_STREAM = 1 as const;
 
-/** `SOCK_DGRAM`: a datagram socket (UDP), in {@linkcode AddrInfo}. */
-export const SOCK_DGRAM: 2 = 2;
+/**
+ * `SOCK_DGRAM`: a datagram socket (UDP), in {@linkcode AddrInfo} and
+ * {@linkcode GetaddrinfoOptions}.
+ *
+ * @example
+ * ```ts
+ * import { getRunningLoop, run, SOCK_DGRAM } from "@aio/asyncio";
+ *
+ * await run(async () => {
+ *   const loop = getRunningLoop();
+ *   const [info] = await loop.getaddrinfo("127.0.0.1", 53, { type: SOCK_DGRAM });
+ *   console.log(info[1] === SOCK_DGRAM, info[2]); // true 17
+ * });
+ * ```
+ */
+export const SOCK_DGRAM = 2 as const;
 
 /**
  * One address from {@linkcode EventLoop.getaddrinfo}, as asyncio's 5-tuple
  * `(family, type, proto, canonname, sockaddr)`; the family is 4 or 6 (the
  * runtime's names for `AF_INET` and `AF_INET6`), and `sockaddr` is
  * `[host, port]` for both.
+ *
+ * @example
+ * ```ts
+ * import type { AddrInfo } from "@aio/asyncio";
+ *
+ * const info: AddrInfo = [4, 1, 6, "", ["127.0.0.1", 80]];
+ * const [, , , , [host, port]] = info;
+ * console.log(host, port); // 127.0.0.1 80
+ * ```
  */
 export type AddrInfo = [
   family: 4 | 6,
