@@ -1100,22 +1100,24 @@ export class EventLoop {
   }
 
   /**
-   * Listens on `host`:`port` (port 0: a free one; host `null`: every
-   * interface), with a new protocol from `protocolFactory()` for each
-   * connection. Fails at the await with the system's error (`EADDRINUSE`).
+   * Listens on `host`:`port` (port 0: a free one), with a new protocol from
+   * `protocolFactory()` for each connection. Host `null` or `""` listens
+   * on every interface, IPv4 and IPv6, a socket each (on Deno, one socket
+   * serves both); a list of hosts listens on each. Fails at the await with
+   * the system's error (`EADDRINUSE`).
    */
   createServer(
     protocolFactory: () => Protocol | BufferedProtocol,
-    host: string | null,
+    host: string | readonly string[] | null,
     port: number,
     options: ServerOptions = {},
   ): Promise<Server> {
     requireFactory(protocolFactory, "createServer()");
-    requireHostPort(host, port, "createServer()");
+    requireServerArguments(host, port, options, "createServer()");
     return createStreamServer(
       this,
       protocolFactory,
-      { host: host ?? undefined, port },
+      { hosts: serverHosts(host), port },
       options,
     );
   }
@@ -5318,6 +5320,12 @@ export interface ServerOptions {
   backlog?: number;
   /** Start accepting at once (default `true`); else call `startServing()`. */
   startServing?: boolean;
+  /**
+   * Let several servers, in this process or others, listen on the same
+   * address and port, the system spreading connections among them
+   * (SO_REUSEPORT; Linux and the BSDs).
+   */
+  reusePort?: boolean;
 }
 
 /** Options for {@linkcode EventLoop.createDatagramEndpoint}. */
@@ -5469,6 +5477,32 @@ function requireHostPort(
     throw new RangeError(
       `${where}: port must be an integer from 0 to 65535, got ${
         describeValue(port)
+      }`,
+    );
+  }
+}
+
+function requireServerArguments(
+  host: unknown,
+  port: unknown,
+  options: ServerOptions,
+  where: string,
+): void {
+  if (Array.isArray(host)) {
+    if (host.length === 0) {
+      throw new RangeError(`${where}: host must not be an empty list`);
+    }
+    for (const h of host) requireHostPort(h, port, where);
+  } else {
+    requireHostPort(host, port, where);
+  }
+  const backlog = options.backlog;
+  if (
+    backlog !== undefined && (!Number.isInteger(backlog) || backlog < 0)
+  ) {
+    throw new RangeError(
+      `${where}: options.backlog must be an integer >= 0, got ${
+        describeValue(backlog)
       }`,
     );
   }
@@ -6003,14 +6037,18 @@ let startListening: (server: Server) => Promise<void>;
  */
 export class Server {
   #loop: EventLoop;
-  #listener: net.Server;
-  #address: { host?: string; port?: number; path?: string };
+  // One listening socket per address: a Unix path, or each host given
+  // (every interface: IPv4's and IPv6's wildcard addresses).
+  #listeners: net.Server[] = [];
+  #address: ServerAddress;
   #backlog: number;
+  #reusePort: boolean;
   #protocolFactory: () => Protocol | BufferedProtocol;
   #clients = new Set<SocketTransport>();
   #listening = false;
   #closed = false;
   #listenerClosed = false;
+  #makeListener: () => net.Server;
   #allClosed: IoLatch;
   #servingForever: IoFuture<void> | null = null;
 
@@ -6018,23 +6056,27 @@ export class Server {
   constructor(
     loop: EventLoop,
     protocolFactory: () => Protocol | BufferedProtocol,
-    address: { host?: string; port?: number; path?: string },
+    address: ServerAddress,
     options: ServerOptions,
   ) {
     this.#loop = loop;
     this.#protocolFactory = protocolFactory;
     this.#address = address;
     this.#backlog = options.backlog ?? 511;
+    this.#reusePort = options.reusePort === true;
     this.#allClosed = new IoLatch(loop);
     const onConnection = (socket: net.Socket) => this.#accept(socket);
-    this.#listener = options.tls === undefined
-      ? net.createServer({ allowHalfOpen: true }, onConnection)
-      : tls.createServer(
-        { ...nodeTlsOptions(options.tls), allowHalfOpen: true },
-        onConnection,
-      );
-    // A failed TLS handshake concerns that client only.
-    this.#listener.on("tlsClientError", () => {});
+    this.#makeListener = () => {
+      const listener = options.tls === undefined
+        ? net.createServer({ allowHalfOpen: true }, onConnection)
+        : tls.createServer(
+          { ...nodeTlsOptions(options.tls), allowHalfOpen: true },
+          onConnection,
+        );
+      // A failed TLS handshake concerns that client only.
+      listener.on("tlsClientError", () => {});
+      return listener;
+    };
   }
 
   /** The loop the server belongs to. */
@@ -6042,18 +6084,20 @@ export class Server {
     return this.#loop;
   }
 
-  /** The listening sockets (one), each with `getsockname()`. */
+  /**
+   * The listening sockets, each with `getsockname()`: one per address
+   * (with host `null`, IPv4's `0.0.0.0` and IPv6's `::`).
+   */
   get sockets(): ServerSocket[] {
     if (!this.#listening || this.#closed) return [];
-    const listener = this.#listener;
-    return [{
+    return this.#listeners.map((listener) => ({
       getsockname(): SocketAddress {
         const address = listener.address();
         if (address === null) return "";
         if (typeof address === "string") return address;
         return [address.address, address.port];
       },
-    }];
+    }));
   }
 
   /** Whether the server accepts connections. */
@@ -6098,13 +6142,14 @@ export class Server {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    if (this.#listening) {
-      this.#listener.close(() => {
+    let open = this.#listening ? this.#listeners.length : 0;
+    if (open === 0) this.#listenerClosed = true;
+    for (let i = 0; open > 0 && i < this.#listeners.length; i++) {
+      this.#listeners[i].close(() => {
+        if (--open > 0) return;
         this.#listenerClosed = true;
         this.#checkAllClosed();
       });
-    } else {
-      this.#listenerClosed = true;
     }
     this.#servingForever?.cancel();
     this.#checkAllClosed();
@@ -6168,39 +6213,101 @@ export class Server {
       server.#checkAllClosed();
     };
     startListening = async (server) => {
-      const { host, port, path } = server.#address;
-      const listener = server.#listener;
-      const listening = new IoFuture<void>(server.#loop);
-      const onError = (error: Error) => settleIo(listening, error);
-      listener.once("error", onError);
-      listener.once("listening", () => settleIo(listening, undefined));
-      if (path !== undefined) removeStaleUnixSocket(path);
-      listener.listen(
-        path !== undefined
-          ? { path, backlog: server.#backlog }
-          : { host: host ?? undefined, port, backlog: server.#backlog },
-      );
+      const { hosts, port, path } = server.#address;
+      const loop = server.#loop;
+      const listeners: net.Server[] = [];
       try {
-        await listening;
+        if (path !== undefined) {
+          removeStaleUnixSocket(path);
+          listeners.push(
+            await listenOn(loop, server.#makeListener(), {
+              path,
+              backlog: server.#backlog,
+            }),
+          );
+        }
+        for (const host of hosts ?? []) {
+          try {
+            listeners.push(
+              await listenOn(loop, server.#makeListener(), {
+                host,
+                port,
+                backlog: server.#backlog,
+                reusePort: server.#reusePort,
+                // As asyncio: an IPv6 socket serves IPv6 only, so that
+                // IPv4's wildcard can take the same port.
+                ipv6Only: net.isIPv6(host),
+              }),
+            );
+          } catch (error) {
+            // As asyncio (bpo-30945): a family the system lacks is skipped.
+            const code = (error as { code?: string }).code;
+            if (code !== "EADDRNOTAVAIL" && code !== "EAFNOSUPPORT") {
+              throw error;
+            }
+            if (hosts!.length === 1) throw error;
+          }
+        }
       } catch (error) {
+        for (const listener of listeners) listener.close();
         server.#closed = server.#listenerClosed = true;
-        if (listener.listening) listener.close();
         throw error;
-      } finally {
-        listener.off("error", onError);
       }
+      server.#listeners = listeners;
       server.#listening = true;
       // Errors after listening (rare: EMFILE on accept) go to the handler.
-      listener.on("error", (error: Error) => {
-        if (!server.#loop.isClosed()) {
-          server.#loop.callExceptionHandler({
-            message: "Error on a listening socket",
-            exception: error,
-          });
-        }
-      });
+      for (const listener of listeners) {
+        listener.on("error", (error: Error) => {
+          if (!loop.isClosed()) {
+            loop.callExceptionHandler({
+              message: "Error on a listening socket",
+              exception: error,
+            });
+          }
+        });
+      }
     };
   }
+}
+
+// Where a server listens: a Unix path, or hosts and a port.
+type ServerAddress = { hosts?: string[]; port?: number; path?: string };
+
+// Deno's node:net leaves IPV6_V6ONLY off whatever it is told: there its
+// IPv6 wildcard socket also takes IPv4, and one socket serves both.
+const IPV6_SERVES_IPV4 = "Deno" in globalThis;
+
+// Every interface, as asyncio's host None or "": IPv4's and IPv6's
+// wildcard addresses, a socket each.
+const EVERY_INTERFACE = IPV6_SERVES_IPV4 ? ["::"] : ["0.0.0.0", "::"];
+
+// The hosts a server listens on, from its `host` argument.
+function serverHosts(host: string | readonly string[] | null): string[] {
+  if (host === null || host === "") return EVERY_INTERFACE;
+  if (typeof host === "string") return [host];
+  return host.flatMap((h) => (h ?? "") === "" ? EVERY_INTERFACE : [h]);
+}
+
+// Listens, waiting cancellably; a listener that fails is closed.
+async function listenOn(
+  loop: EventLoop,
+  listener: net.Server,
+  options: net.ListenOptions & { reusePort?: boolean },
+): Promise<net.Server> {
+  const listening = new IoFuture<void>(loop);
+  const onError = (error: Error) => settleIo(listening, error);
+  listener.once("error", onError);
+  listener.once("listening", () => settleIo(listening, undefined));
+  listener.listen(options);
+  try {
+    await listening;
+  } catch (error) {
+    if (listener.listening) listener.close();
+    throw error;
+  } finally {
+    listener.off("error", onError);
+  }
+  return listener;
 }
 
 // As asyncio: a socket file left by a server that died is removed before
@@ -6216,7 +6323,7 @@ function removeStaleUnixSocket(path: string): void {
 async function createStreamServer(
   loop: EventLoop,
   protocolFactory: () => Protocol | BufferedProtocol,
-  address: { host?: string; port?: number; path?: string },
+  address: ServerAddress,
   options: ServerOptions,
 ): Promise<Server> {
   const server = new Server(loop, protocolFactory, address, options);
@@ -7589,10 +7696,13 @@ function streamServerFactory(
 }
 
 /**
- * Listens on `host`:`port` (port 0: any free one; host `null`: every
- * interface) and runs `clientConnected(reader, writer)` as a new task for
- * each client: asyncio's `start_server()`. A port in use fails at the await
- * with code `EADDRINUSE`.
+ * Listens on `host`:`port` (port 0: any free one) and runs
+ * `clientConnected(reader, writer)` as a new task for each client:
+ * asyncio's `start_server()`. Host `null` or `""` listens on every
+ * interface, IPv4 and IPv6, with a socket each, as asyncio does (so with
+ * port 0 each gets its own port; on Deno one socket serves both); a list of
+ * hosts listens on each. A port in use fails at the await with code
+ * `EADDRINUSE`.
  *
  * @example An echo server
  * ```ts
@@ -7610,7 +7720,7 @@ function streamServerFactory(
  */
 export function startServer(
   clientConnected: ClientConnectedCallback,
-  host: string | null,
+  host: string | readonly string[] | null,
   port: number,
   options: StreamServerOptions = {},
 ): Promise<Server> {
