@@ -1145,6 +1145,43 @@ export class EventLoop {
   }
 
   /**
+   * Upgrades a TCP (or Unix socket) connection to TLS in place (STARTTLS,
+   * as SMTP, IMAP and Postgres do), and returns the new transport: asyncio's
+   * `start_tls()`. The old transport must not be used again; `protocol`
+   * gets the new transport's events (no second `connectionMade`). The
+   * handshake starts at once: call this right after the exchange that
+   * agreed on it. Fails at the await with the TLS error (a certificate that
+   * does not verify, say), the connection then closed.
+   *
+   * @example A protocol's client upgrading its connection
+   * ```ts
+   * import { getRunningLoop, Protocol, type Transport } from "@aio/asyncio";
+   *
+   * async function upgrade(transport: Transport, protocol: Protocol) {
+   *   transport.write("STARTTLS\r\n");
+   *   // ... once the server has said yes:
+   *   return await getRunningLoop().startTls(transport, protocol, {
+   *     serverHostname: "mail.example.com",
+   *   });
+   * }
+   * console.log(typeof upgrade); // "function"
+   * ```
+   */
+  startTls(
+    transport: Transport,
+    protocol: Protocol | BufferedProtocol,
+    options: StartTlsOptions = {},
+  ): Promise<Transport> {
+    checkStartTlsArguments(transport, protocol, options);
+    return upgradeToTls(
+      this,
+      transport as unknown as SocketTransport,
+      protocol,
+      options,
+    );
+  }
+
+  /**
    * Opens a UDP endpoint bound to `localAddr` and/or connected to
    * `remoteAddr`, and returns its transport and protocol.
    */
@@ -5328,6 +5365,22 @@ export interface ServerOptions {
   reusePort?: boolean;
 }
 
+/** Options for {@linkcode EventLoop.startTls} and {@linkcode StreamWriter.startTls}. */
+export interface StartTlsOptions extends TlsOptions {
+  /**
+   * Be the TLS server of the handshake (`cert` and `key` required); default
+   * `false`. {@linkcode StreamWriter.startTls} decides it itself: the
+   * server's side of a connection is the server.
+   */
+  serverSide?: boolean;
+  /**
+   * Give up on a handshake that takes longer, in ms: the connection is
+   * aborted, and the await fails with `ConnectionAbortedError`. Default
+   * 60000, as asyncio.
+   */
+  handshakeTimeout?: number;
+}
+
 /** Options for {@linkcode EventLoop.createDatagramEndpoint}. */
 export interface DatagramEndpointOptions {
   /** Bind to this `[host, port]`; port 0 picks a free one. */
@@ -5644,6 +5697,13 @@ class Inbox<T> {
     this.#items.length = 0;
   }
 
+  // Moves what is queued into `out` (the end of stream stays behind).
+  drainInto(out: T[]): void {
+    for (const item of this.#items.splice(0)) {
+      if (item !== END_OF_STREAM) out.push(item);
+    }
+  }
+
   #post(): void {
     if (this.#posted || this.#items.length === 0) return;
     this.#posted = true;
@@ -5658,6 +5718,16 @@ class Inbox<T> {
 }
 
 let detachFromServer: (server: Server, transport: SocketTransport) => void;
+let attachToServer: (server: Server, transport: SocketTransport) => void;
+// What a transport hands over when start_tls takes its socket: the socket,
+// the bytes received but not yet delivered, and the server it belongs to.
+interface ReleasedSocket {
+  socket: net.Socket;
+  undelivered: Uint8Array[];
+  server: Server | null;
+  extra: Record<string, unknown>;
+}
+let releaseSocket: (transport: SocketTransport) => ReleasedSocket;
 
 // A TCP, TLS or Unix stream socket as an asyncio Transport. What arrives is
 // queued in an Inbox and delivered on the loop; pausing reading stops both
@@ -5677,6 +5747,8 @@ class SocketTransport implements Transport {
   #lost = false;
   #error: Error | null = null;
 
+  // `connected`: the protocol is already connected (start_tls hands it a
+  // new transport), so connectionMade is not called again.
   constructor(
     loop: EventLoop,
     socket: net.Socket,
@@ -5684,6 +5756,7 @@ class SocketTransport implements Transport {
     extra: Record<string, unknown>,
     server: Server | null,
     made: IoFuture<void> | null,
+    connected = false,
   ) {
     this.#loop = loop;
     this.#socket = socket;
@@ -5698,12 +5771,19 @@ class SocketTransport implements Transport {
       () => socket.writableLength,
       () => this.#protocol,
     );
-    postToLoop(loop, this.#connectionMade, made);
-    socket.on("data", (chunk: Uint8Array) => this.#receive(plainBytes(chunk)));
-    socket.on("end", () => this.#receive(END_OF_STREAM));
-    socket.on("error", (error: Error) => this.#error ??= error);
-    socket.on("close", () => postToLoop(loop, this.#connectionLost));
+    if (!connected) postToLoop(loop, this.#connectionMade, made);
+    socket.on("data", this.#onData);
+    socket.on("end", this.#onEnd);
+    socket.on("error", this.#onError);
+    socket.on("close", this.#onClose);
   }
+
+  #onData = (chunk: Uint8Array): void => this.#receive(plainBytes(chunk));
+  #onEnd = (): void => this.#receive(END_OF_STREAM);
+  #onError = (error: Error): void => {
+    this.#error ??= error;
+  };
+  #onClose = (): void => postToLoop(this.#loop, this.#connectionLost);
 
   getExtraInfo(name: string, defaultValue?: unknown): unknown {
     if (name === "socket") return this.#socket;
@@ -5878,6 +5958,32 @@ class SocketTransport implements Transport {
       if (this.#server !== null) detachFromServer(this.#server, this);
     }
   };
+
+  // Gives the socket up to start_tls: this transport goes quiet for good
+  // (no more callbacks, writes dropped), and hands over what it received
+  // but has not delivered, so that no handshake byte is lost.
+  #release(): ReleasedSocket {
+    if (this.#closing || this.#isTls || this.#socket.destroyed) {
+      throw new RuntimeError(
+        this.#isTls
+          ? "startTls(): the transport is already over TLS"
+          : "startTls(): the transport is closing",
+      );
+    }
+    const undelivered: Uint8Array[] = [];
+    this.#inbox.drainInto(undelivered);
+    this.#closing = this.#lost = true;
+    const socket = this.#socket;
+    socket.off("data", this.#onData);
+    socket.off("end", this.#onEnd);
+    socket.off("error", this.#onError);
+    socket.off("close", this.#onClose);
+    return { socket, undelivered, server: this.#server, extra: this.#extra };
+  }
+
+  static {
+    releaseSocket = (transport) => transport.#release();
+  }
 }
 
 function tcpAddress(address: string | undefined, port: number | undefined) {
@@ -5989,6 +6095,132 @@ async function createStreamConnection<P extends Protocol | BufferedProtocol>(
     throw error;
   }
   return [transport, protocol];
+}
+
+// asyncio's default limit for a TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT_MS = 60_000;
+
+function checkStartTlsArguments(
+  transport: unknown,
+  protocol: unknown,
+  options: StartTlsOptions,
+): void {
+  if (!(transport instanceof SocketTransport)) {
+    throw new TypeError(
+      `startTls(): transport must be a TCP or Unix stream transport, got ${
+        describeValue(transport)
+      }`,
+    );
+  }
+  if (!(protocol instanceof BaseProtocol)) {
+    throw new TypeError(
+      `startTls(): protocol must be a protocol, got ${describeValue(protocol)}`,
+    );
+  }
+  if (transport.getExtraInfo("sslObject") !== undefined) {
+    throw new RuntimeError("startTls(): the transport is already over TLS");
+  }
+  if (transport.isClosing()) {
+    throw new RuntimeError("startTls(): the transport is closing");
+  }
+  if (options.serverSide && (!options.cert || !options.key)) {
+    throw new TypeError(
+      "startTls(): a server side needs options.cert and options.key",
+    );
+  }
+  if (options.handshakeTimeout !== undefined) {
+    requireMilliseconds(
+      options.handshakeTimeout,
+      "startTls()",
+      "options.handshakeTimeout",
+    );
+  }
+}
+
+// STARTTLS: takes the socket from `transport` at once (before any await,
+// so that the peer's first handshake bytes reach TLS, not the protocol),
+// runs the handshake over it, and returns a new transport that delivers to
+// the same protocol, which is not told connectionMade again.
+async function upgradeToTls(
+  loop: EventLoop,
+  transport: SocketTransport,
+  protocol: Protocol | BufferedProtocol,
+  options: StartTlsOptions,
+): Promise<Transport> {
+  const { socket, undelivered, server, extra } = releaseSocket(transport);
+  for (let i = undelivered.length - 1; i >= 0; i--) {
+    socket.unshift(undelivered[i]);
+  }
+  let secure: tls.TLSSocket;
+  if (options.serverSide) {
+    secure = new tls.TLSSocket(socket, {
+      ...nodeTlsOptions(options),
+      isServer: true,
+    });
+  } else {
+    const peer = extra.peername;
+    const host = Array.isArray(peer) ? String(peer[0]) : "";
+    secure = tls.connect({
+      socket,
+      ...nodeTlsOptions(options),
+      servername: options.serverHostname ??
+        (net.isIP(host) === 0 && host !== "" ? host : undefined),
+    } as tls.ConnectionOptions);
+  }
+  const handshake = new IoFuture<void>(loop);
+  const onError = (error: Error) => settleIo(handshake, error);
+  // A peer that hangs up mid-handshake may leave no error event behind,
+  // and on a half-open socket (as servers' are), not even a close.
+  const onClose = () => settleIo(handshake, connectionLostError());
+  secure.once("error", onError);
+  secure.once("end", onClose);
+  secure.once("close", onClose);
+  socket.once("close", onClose);
+  secure.once(
+    options.serverSide ? "secure" : "secureConnect",
+    () => settleIo(handshake, undefined),
+  );
+  const timeout = options.handshakeTimeout ?? TLS_HANDSHAKE_TIMEOUT_MS;
+  const timer = setTimeout(() => {
+    settleIo(
+      handshake,
+      Object.assign(
+        new Error(
+          `SSL handshake is taking longer than ${timeout} ms: aborting the connection`,
+        ),
+        { name: "ConnectionAbortedError", code: "ECONNABORTED" },
+      ),
+    );
+  }, timeout);
+  try {
+    await handshake;
+  } catch (error) {
+    secure.destroy();
+    socket.destroy();
+    if (server !== null) detachFromServer(server, transport);
+    throw error;
+  } finally {
+    clearTimeout(timer);
+    secure.off("error", onError);
+    secure.off("end", onClose);
+    secure.off("close", onClose);
+    socket.off("close", onClose);
+  }
+  const upgraded = new SocketTransport(
+    loop,
+    secure,
+    protocol,
+    extra,
+    server,
+    null,
+    true,
+  );
+  if (server !== null) {
+    attachToServer(server, upgraded);
+    detachFromServer(server, transport);
+  }
+  adoptTransport(protocol, upgraded);
+  return upgraded;
 }
 
 /**
@@ -6211,6 +6443,9 @@ export class Server {
     detachFromServer = (server, transport) => {
       server.#clients.delete(transport);
       server.#checkAllClosed();
+    };
+    attachToServer = (server, transport) => {
+      server.#clients.add(transport);
     };
     startListening = async (server) => {
       const { hosts, port, path } = server.#address;
@@ -6921,6 +7156,10 @@ function connectionLostError(): Error {
 const NO_BYTES: Uint8Array = new Uint8Array(0);
 
 let feedOwnedData: (reader: StreamReader, data: Uint8Array) => void;
+let replaceReaderTransport: (
+  reader: StreamReader,
+  transport: ReadTransport,
+) => void;
 
 /**
  * Reads from a connection or a child's pipe, with a buffer: asyncio's
@@ -7245,6 +7484,11 @@ export class StreamReader {
 
   static {
     feedOwnedData = (reader, data) => reader.#feed(data, true);
+    // start_tls's new transport reads; the old one, paused or not, is gone.
+    replaceReaderTransport = (reader, transport) => {
+      reader.#transport = transport;
+      reader.#paused = false;
+    };
   }
 
   #wakeWaiter(): void {
@@ -7364,6 +7608,12 @@ export type ClientConnectedCallback = (
   writer: StreamWriter,
 ) => unknown;
 
+// Points a StreamReaderProtocol (and its reader) at the transport that
+// start_tls made; other protocols need nothing.
+let adoptTransport: (protocol: BaseProtocol, transport: Transport) => void;
+// Whether a StreamReaderProtocol is a server's (it has a client callback).
+let isServerProtocol: (protocol: BaseProtocol) => boolean;
+
 /**
  * The protocol that joins a transport to a {@linkcode StreamReader}: what
  * arrives is fed to the reader, and the transport's flow control reaches
@@ -7476,6 +7726,17 @@ export class StreamReaderProtocol extends Protocol {
   override resumeWriting(): void {
     this.#drainControl.resume();
   }
+
+  static {
+    adoptTransport = (protocol, transport) => {
+      if (protocol instanceof StreamReaderProtocol) {
+        replaceReaderTransport(protocol.#reader, transport);
+      }
+    };
+    isServerProtocol = (protocol) =>
+      protocol instanceof StreamReaderProtocol &&
+      protocol.#clientConnected !== null;
+  }
 }
 
 /**
@@ -7504,6 +7765,7 @@ export class StreamReaderProtocol extends Protocol {
  */
 export class StreamWriter {
   #transport: WriteTransport;
+  #protocol: BaseProtocol;
   #reader: StreamReader | null;
   #drainControl: DrainControl | null;
 
@@ -7519,8 +7781,55 @@ export class StreamWriter {
     _loop?: EventLoop,
   ) {
     this.#transport = transport;
+    this.#protocol = protocol;
     this.#reader = reader;
     this.#drainControl = drainControlOf(protocol);
+  }
+
+  /**
+   * Upgrades the connection to TLS in place (STARTTLS), after draining
+   * what was written: asyncio's `StreamWriter.start_tls()`. The writer and
+   * its reader then go over TLS. On a server's connection (a
+   * {@linkcode startServer} client) this side is the TLS server and
+   * `options` needs `cert` and `key`; on a client's, `ca` or the system's
+   * authorities verify the server. See {@linkcode EventLoop.startTls}.
+   *
+   * @throws {TypeError} at the call, for a transport that cannot upgrade
+   * (a pipe) or a server side without `cert` and `key`.
+   * @throws {RuntimeError} at the call, when the connection is already over
+   * TLS or closing.
+   *
+   * @example An SMTP-style client
+   * ```ts
+   * import type { StreamReader, StreamWriter } from "@aio/asyncio";
+   *
+   * async function secure(reader: StreamReader, writer: StreamWriter) {
+   *   writer.write("STARTTLS\r\n");
+   *   const reply = new TextDecoder().decode(await reader.readline());
+   *   if (!reply.startsWith("220")) throw new Error(reply);
+   *   await writer.startTls({ serverHostname: "mail.example.com" });
+   *   writer.write("EHLO me\r\n"); // encrypted from here on
+   * }
+   * console.log(typeof secure); // "function"
+   * ```
+   */
+  startTls(options: StartTlsOptions = {}): Promise<void> {
+    const tlsOptions = {
+      ...options,
+      serverSide: options.serverSide ?? isServerProtocol(this.#protocol),
+    };
+    checkStartTlsArguments(this.#transport, this.#protocol, tlsOptions);
+    return this.#startTls(tlsOptions);
+  }
+
+  async #startTls(options: StartTlsOptions): Promise<void> {
+    await this.drain();
+    this.#transport = await upgradeToTls(
+      currentLoop(),
+      this.#transport as unknown as SocketTransport,
+      this.#protocol as Protocol,
+      options,
+    );
   }
 
   /** The transport underneath. */
