@@ -9521,7 +9521,7 @@ function terminateLoopExecutor(loop: EventLoop): void {
  * await run(async () => {
  *   const data = new TextEncoder().encode("hello ".repeat(10_000));
  *   const packed = await toThread<Uint8Array>("node:zlib", "gzipSync", data);
- *   console.log(data.length, "->", packed.length); // 60000 -> about 100
+ *   console.log(data.length, "->", packed.length); // 60000 -> a few hundred
  * });
  * ```
  */
