@@ -19,16 +19,22 @@ const workers = option("workers", availableParallelism());
 const WORK = new URL("../tests/executor_work.ts", import.meta.url);
 
 async function wallTime(maxWorkers: number): Promise<number> {
-  await using pool = new WorkerPoolExecutor<typeof Work>(WORK, { maxWorkers });
-  // Warm-up: start every worker, load the module and warm its JIT in each.
-  await run(() =>
-    gather(Array.from({ length: maxWorkers }, () => () => pool.run("fib", 27)))
-  );
-  const started = performance.now();
-  await run(() =>
-    gather(Array.from({ length: jobs }, () => () => pool.run("fib", n)))
-  );
-  return performance.now() - started;
+  const pool = new WorkerPoolExecutor<typeof Work>(WORK, { maxWorkers });
+  try {
+    // Warm-up: start every worker, load the module and warm its JIT in each.
+    await run(() =>
+      gather(
+        Array.from({ length: maxWorkers }, () => () => pool.run("fib", 27)),
+      )
+    );
+    const started = performance.now();
+    await run(() =>
+      gather(Array.from({ length: jobs }, () => () => pool.run("fib", n)))
+    );
+    return performance.now() - started;
+  } finally {
+    await pool[Symbol.asyncDispose]();
+  }
 }
 
 const one = await wallTime(1);

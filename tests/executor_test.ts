@@ -26,65 +26,89 @@ function release(shared: Int32Array): void {
 }
 
 test("executor: run() calls a module's export on a worker and returns its result", async () => {
-  await using pool = new WorkerPoolExecutor<typeof Work>(WORK, {
+  const pool = new WorkerPoolExecutor<typeof Work>(WORK, {
     maxWorkers: 2,
   });
-  await run(async () => {
-    assert.equal(await pool.run("fib", 20), 6765);
-    assert.equal(await pool.run("double", 21), 42);
-  });
+  try {
+    await run(async () => {
+      assert.equal(await pool.run("fib", 20), 6765);
+      assert.equal(await pool.run("double", 21), 42);
+    });
+  } finally {
+    await pool[Symbol.asyncDispose]();
+  }
 });
 
 test("executor: loop.runInExecutor() runs on the given executor", async () => {
-  await using pool = new WorkerPoolExecutor<typeof Work>(WORK, {
+  const pool = new WorkerPoolExecutor<typeof Work>(WORK, {
     maxWorkers: 1,
   });
-  await run(async () => {
-    const loop = getRunningLoop();
-    assert.equal(await loop.runInExecutor(pool, "fib", 10), 55);
-  });
+  try {
+    await run(async () => {
+      const loop = getRunningLoop();
+      assert.equal(await loop.runInExecutor(pool, "fib", 10), 55);
+    });
+  } finally {
+    await pool[Symbol.asyncDispose]();
+  }
 });
 
 test("executor: the pool's size defaults to the number of cores", async () => {
   const { availableParallelism } = await import("node:os");
-  await using pool = new WorkerPoolExecutor(WORK);
-  assert.equal(pool.maxWorkers, availableParallelism());
+  const pool = new WorkerPoolExecutor(WORK);
+  try {
+    assert.equal(pool.maxWorkers, availableParallelism());
+  } finally {
+    await pool[Symbol.asyncDispose]();
+  }
 });
 
 test("executor: a worker's error arrives with its class, message and stack", async () => {
-  await using pool = new WorkerPoolExecutor<typeof Work>(WORK, {
+  const pool = new WorkerPoolExecutor<typeof Work>(WORK, {
     maxWorkers: 1,
   });
-  await run(async () => {
-    const error = await pool.run("boom", "bad input").then(
-      () => assert.fail("should have thrown"),
-      (e: unknown) => e,
-    );
-    assert.ok(error instanceof TypeError);
-    assert.equal(error.message, "bad input");
-    assert.match(error.stack ?? "", /boom/);
-    assert.match(error.stack ?? "", /executor_work\.ts/);
-    // The worker survives its job's error.
-    assert.equal(await pool.run("fib", 5), 5);
-  });
+  try {
+    await run(async () => {
+      const error = await pool.run("boom", "bad input").then(
+        () => assert.fail("should have thrown"),
+        (e: unknown) => e,
+      );
+      assert.ok(error instanceof TypeError);
+      assert.equal(error.message, "bad input");
+      assert.match(error.stack ?? "", /boom/);
+      assert.match(error.stack ?? "", /executor_work\.ts/);
+      // The worker survives its job's error.
+      assert.equal(await pool.run("fib", 5), 5);
+    });
+  } finally {
+    await pool[Symbol.asyncDispose]();
+  }
 });
 
 test("executor: a name the module does not export as a function fails at the await", async () => {
-  await using pool = new WorkerPoolExecutor(WORK, { maxWorkers: 1 });
-  await run(async () => {
-    await assert.rejects(pool.run("nothing"), {
-      name: "TypeError",
-      message: /exports no function named "nothing"/,
+  const pool = new WorkerPoolExecutor(WORK, { maxWorkers: 1 });
+  try {
+    await run(async () => {
+      await assert.rejects(pool.run("nothing"), {
+        name: "TypeError",
+        message: /exports no function named "nothing"/,
+      });
+      await assert.rejects(pool.run("notAFunction"), TypeError);
     });
-    await assert.rejects(pool.run("notAFunction"), TypeError);
-  });
+  } finally {
+    await pool[Symbol.asyncDispose]();
+  }
 });
 
 test("executor: a result that cannot be copied fails at the await", async () => {
-  await using pool = new WorkerPoolExecutor(WORK, { maxWorkers: 1 });
-  await run(async () => {
-    await assert.rejects(pool.run("unsendable"), { name: "DataCloneError" });
-  });
+  const pool = new WorkerPoolExecutor(WORK, { maxWorkers: 1 });
+  try {
+    await run(async () => {
+      await assert.rejects(pool.run("unsendable"), { name: "DataCloneError" });
+    });
+  } finally {
+    await pool[Symbol.asyncDispose]();
+  }
 });
 
 test("executor: bad arguments throw at the call", async () => {
@@ -93,65 +117,85 @@ test("executor: bad arguments throw at the call", async () => {
     () => new WorkerPoolExecutor(WORK, { maxWorkers: 0 }),
     RangeError,
   );
-  await using pool = new WorkerPoolExecutor(WORK, { maxWorkers: 1 });
-  await using bare = new WorkerPoolExecutor(null, { maxWorkers: 1 });
-  await run(async () => {
-    assert.throws(() => pool.run(42 as never), TypeError);
-    assert.throws(() => bare.run("fib", 1), RuntimeError);
-    assert.throws(
-      () => getRunningLoop().runInExecutor(null as never, "fib" as never),
-      /toThread/,
-    );
-    assert.throws(() => toThread(WORK, "" as never), TypeError);
-  });
+  const pool = new WorkerPoolExecutor(WORK, { maxWorkers: 1 });
+  try {
+    const bare = new WorkerPoolExecutor(null, { maxWorkers: 1 });
+    try {
+      await run(async () => {
+        assert.throws(() => pool.run(42 as never), TypeError);
+        assert.throws(() => bare.run("fib", 1), RuntimeError);
+        assert.throws(
+          () => getRunningLoop().runInExecutor(null as never, "fib" as never),
+          /toThread/,
+        );
+        assert.throws(() => toThread(WORK, "" as never), TypeError);
+      });
+    } finally {
+      await bare[Symbol.asyncDispose]();
+    }
+  } finally {
+    await pool[Symbol.asyncDispose]();
+  }
 });
 
 test("executor: cancelling the task drops a job that has not started", async () => {
   const shared = cells();
-  await using pool = new WorkerPoolExecutor<typeof Work>(WORK, {
+  const pool = new WorkerPoolExecutor<typeof Work>(WORK, {
     maxWorkers: 1,
   });
-  await run(async () => {
-    const held = pool.run("hold", shared); // takes the only worker
-    const queued = pool.run("bump", shared);
-    assert.equal(queued.cancel(), true);
-    release(shared);
-    assert.equal(await held, "released");
-    assert.equal(await pool.run("bump", shared), 1); // the cancelled one never ran
-  });
+  try {
+    await run(async () => {
+      const held = pool.run("hold", shared); // takes the only worker
+      const queued = pool.run("bump", shared);
+      assert.equal(queued.cancel(), true);
+      release(shared);
+      assert.equal(await held, "released");
+      assert.equal(await pool.run("bump", shared), 1); // the cancelled one never ran
+    });
+  } finally {
+    await pool[Symbol.asyncDispose]();
+  }
 });
 
 test("executor: cancelling a running job terminates its worker; a fresh one takes over", async () => {
   const shared = cells();
-  await using pool = new WorkerPoolExecutor<typeof Work>(WORK, {
+  const pool = new WorkerPoolExecutor<typeof Work>(WORK, {
     maxWorkers: 1,
   });
-  await run(async () => {
-    const first = await pool.run("workerId");
-    const task = getRunningLoop().createTask(() => pool.run("hold", shared));
-    await sleep(0);
-    task.cancel();
-    await assert.rejects(task, CancelledError);
-    const second = await pool.run("workerId");
-    assert.notEqual(second, first);
-  });
-  // Never released: had the worker not been terminated, shutdown would hang.
+  try {
+    await run(async () => {
+      const first = await pool.run("workerId");
+      const task = getRunningLoop().createTask(() => pool.run("hold", shared));
+      await sleep(0);
+      task.cancel();
+      await assert.rejects(task, CancelledError);
+      const second = await pool.run("workerId");
+      assert.notEqual(second, first);
+    });
+    // Never released: had the worker not been terminated, shutdown would hang.
+  } finally {
+    await pool[Symbol.asyncDispose]();
+  }
 });
 
 test("executor: in a taskGroup, a failing job cancels a running one", async () => {
   const shared = cells();
-  await using pool = new WorkerPoolExecutor<typeof Work>(WORK, {
+  const pool = new WorkerPoolExecutor<typeof Work>(WORK, {
     maxWorkers: 2,
   });
-  await run(async () => {
-    const error = await taskGroup(async (tg) => {
-      tg.createTask(() => pool.run("hold", shared));
-      tg.createTask(() => pool.run("boom", "one failed"));
-    }).catch((e: unknown) => e);
-    assert.ok(error instanceof ExceptionGroup);
-    assert.equal(error.exceptions.length, 1);
-    assert.equal((error.exceptions[0] as Error).message, "one failed");
-  });
+  try {
+    await run(async () => {
+      const error = await taskGroup(async (tg) => {
+        tg.createTask(() => pool.run("hold", shared));
+        tg.createTask(() => pool.run("boom", "one failed"));
+      }).catch((e: unknown) => e);
+      assert.ok(error instanceof ExceptionGroup);
+      assert.equal(error.exceptions.length, 1);
+      assert.equal((error.exceptions[0] as Error).message, "one failed");
+    });
+  } finally {
+    await pool[Symbol.asyncDispose]();
+  }
 });
 
 test("executor: shutdown() waits for running jobs, then refuses new ones", async () => {

@@ -43,21 +43,25 @@ function loopbacksFor(host: string): string[] {
 for (const host of [null, ""]) {
   test(`startServer(cb, ${JSON.stringify(host)}, 0): every interface, IPv4 and IPv6`, async () => {
     await run(async () => {
-      await using server = await startServer(echoLine, host, 0);
-      const listening = addresses(server);
-      const hosts = listening.map(([h]) => h).sort();
-      assert.deepEqual(
-        hosts,
-        "Deno" in globalThis ? ["::"] : ["0.0.0.0", "::"],
-      );
-      const reached: string[] = [];
-      for (const [h, port] of listening) {
-        for (const client of loopbacksFor(h)) {
-          assert.equal(await roundTrip(client, port), `via ${client}\n`);
-          reached.push(client);
+      const server = await startServer(echoLine, host, 0);
+      try {
+        const listening = addresses(server);
+        const hosts = listening.map(([h]) => h).sort();
+        assert.deepEqual(
+          hosts,
+          "Deno" in globalThis ? ["::"] : ["0.0.0.0", "::"],
+        );
+        const reached: string[] = [];
+        for (const [h, port] of listening) {
+          for (const client of loopbacksFor(h)) {
+            assert.equal(await roundTrip(client, port), `via ${client}\n`);
+            reached.push(client);
+          }
         }
+        assert.deepEqual(reached.sort(), ["127.0.0.1", "::1"]);
+      } finally {
+        await server[Symbol.asyncDispose]();
       }
-      assert.deepEqual(reached.sort(), ["127.0.0.1", "::1"]);
     });
   });
 }
@@ -66,56 +70,80 @@ test("startServer(cb, null, port): IPv4 and IPv6 share a fixed port", async () =
   await run(async () => {
     let port: number;
     {
-      await using probe = await startServer(() => {}, "127.0.0.1", 0);
-      port = addresses(probe)[0][1];
+      const probe = await startServer(() => {}, "127.0.0.1", 0);
+      try {
+        port = addresses(probe)[0][1];
+      } finally {
+        await probe[Symbol.asyncDispose]();
+      }
     }
-    await using server = await startServer(echoLine, null, port);
-    for (const [, p] of addresses(server)) assert.equal(p, port);
-    assert.equal(await roundTrip("127.0.0.1", port), "via 127.0.0.1\n");
-    assert.equal(await roundTrip("::1", port), "via ::1\n");
+    const server = await startServer(echoLine, null, port);
+    try {
+      for (const [, p] of addresses(server)) assert.equal(p, port);
+      assert.equal(await roundTrip("127.0.0.1", port), "via 127.0.0.1\n");
+      assert.equal(await roundTrip("::1", port), "via ::1\n");
+    } finally {
+      await server[Symbol.asyncDispose]();
+    }
   });
 });
 
 test("startServer(cb, [hosts], 0): a socket for each host", async () => {
   await run(async () => {
-    await using server = await startServer(echoLine, ["127.0.0.1", "::1"], 0);
-    const listening = addresses(server);
-    assert.deepEqual(listening.map(([h]) => h), ["127.0.0.1", "::1"]);
-    for (const [h, port] of listening) {
-      assert.equal(await roundTrip(h, port), `via ${h}\n`);
+    const server = await startServer(echoLine, ["127.0.0.1", "::1"], 0);
+    try {
+      const listening = addresses(server);
+      assert.deepEqual(listening.map(([h]) => h), ["127.0.0.1", "::1"]);
+      for (const [h, port] of listening) {
+        assert.equal(await roundTrip(h, port), `via ${h}\n`);
+      }
+    } finally {
+      await server[Symbol.asyncDispose]();
     }
   });
 });
 
 test("startServer: reusePort lets two servers listen on one port", async () => {
   await run(async () => {
-    await using first = await startServer(echoLine, "127.0.0.1", 0, {
+    const first = await startServer(echoLine, "127.0.0.1", 0, {
       reusePort: true,
     });
-    const port = addresses(first)[0][1];
-    await using second = await startServer(echoLine, "127.0.0.1", port, {
-      reusePort: true,
-    });
-    assert.equal(addresses(second)[0][1], port);
-    assert.equal(await roundTrip("127.0.0.1", port), "via 127.0.0.1\n");
-    await assert.rejects(startServer(echoLine, "127.0.0.1", port), {
-      code: "EADDRINUSE",
-    });
+    try {
+      const port = addresses(first)[0][1];
+      const second = await startServer(echoLine, "127.0.0.1", port, {
+        reusePort: true,
+      });
+      try {
+        assert.equal(addresses(second)[0][1], port);
+        assert.equal(await roundTrip("127.0.0.1", port), "via 127.0.0.1\n");
+        await assert.rejects(startServer(echoLine, "127.0.0.1", port), {
+          code: "EADDRINUSE",
+        });
+      } finally {
+        await second[Symbol.asyncDispose]();
+      }
+    } finally {
+      await first[Symbol.asyncDispose]();
+    }
   });
 });
 
 test("startServer: backlog is passed on; bad hosts and backlogs throw at the call", async () => {
   await run(async () => {
-    await using server = await startServer(echoLine, "127.0.0.1", 0, {
+    const server = await startServer(echoLine, "127.0.0.1", 0, {
       backlog: 5,
     });
-    const port = addresses(server)[0][1];
-    assert.equal(await roundTrip("127.0.0.1", port), "via 127.0.0.1\n");
-    assert.throws(() => startServer(echoLine, [], 0), RangeError);
-    assert.throws(() => startServer(echoLine, [42 as never], 0), TypeError);
-    assert.throws(
-      () => startServer(echoLine, null, 0, { backlog: -1 }),
-      RangeError,
-    );
+    try {
+      const port = addresses(server)[0][1];
+      assert.equal(await roundTrip("127.0.0.1", port), "via 127.0.0.1\n");
+      assert.throws(() => startServer(echoLine, [], 0), RangeError);
+      assert.throws(() => startServer(echoLine, [42 as never], 0), TypeError);
+      assert.throws(
+        () => startServer(echoLine, null, 0, { backlog: -1 }),
+        RangeError,
+      );
+    } finally {
+      await server[Symbol.asyncDispose]();
+    }
   });
 });

@@ -55,108 +55,135 @@ async function askForTls(reader: StreamReader, writer: StreamWriter) {
 
 test("StreamWriter.startTls: a connection upgrades mid-way, on both sides", async () => {
   await run(async () => {
-    await using server = await starttlsServer();
-    const [reader, writer] = await openConnection("127.0.0.1", portOf(server));
-    await askForTls(reader, writer);
-    assert.equal(writer.getExtraInfo("cipher"), undefined);
-    await writer.startTls({ ca: TEST_CERT, serverHostname: "localhost" });
-    const cert = writer.getExtraInfo("peercert") as { subject: { CN: string } };
-    assert.equal(cert.subject.CN, "localhost");
-    writer.write("hello\n");
-    assert.equal(decode(await reader.readline()), "tls: hello\n");
-    writer.write("again\n");
-    assert.equal(decode(await reader.readline()), "tls: again\n");
-    writer.close();
-    await writer.waitClosed();
+    const server = await starttlsServer();
+    try {
+      const [reader, writer] = await openConnection(
+        "127.0.0.1",
+        portOf(server),
+      );
+      await askForTls(reader, writer);
+      assert.equal(writer.getExtraInfo("cipher"), undefined);
+      await writer.startTls({ ca: TEST_CERT, serverHostname: "localhost" });
+      const cert = writer.getExtraInfo("peercert") as {
+        subject: { CN: string };
+      };
+      assert.equal(cert.subject.CN, "localhost");
+      writer.write("hello\n");
+      assert.equal(decode(await reader.readline()), "tls: hello\n");
+      writer.write("again\n");
+      assert.equal(decode(await reader.readline()), "tls: again\n");
+      writer.close();
+      await writer.waitClosed();
+    } finally {
+      await server[Symbol.asyncDispose]();
+    }
   });
 });
 
 test("StreamWriter.startTls: a certificate that does not verify fails at the await", async () => {
   await run(async () => {
-    await using server = await starttlsServer();
-    const [reader, writer] = await openConnection("127.0.0.1", portOf(server));
-    await askForTls(reader, writer);
-    await assert.rejects(
-      writer.startTls({ serverHostname: "localhost" }), // system CAs only
-      (e: { code?: string }) => typeof e.code === "string",
-    );
-    writer.close();
+    const server = await starttlsServer();
+    try {
+      const [reader, writer] = await openConnection(
+        "127.0.0.1",
+        portOf(server),
+      );
+      await askForTls(reader, writer);
+      await assert.rejects(
+        writer.startTls({ serverHostname: "localhost" }), // system CAs only
+        (e: { code?: string }) => typeof e.code === "string",
+      );
+      writer.close();
+    } finally {
+      await server[Symbol.asyncDispose]();
+    }
   });
 });
 
 test("loop.startTls: the protocol gets the new transport's data, and no second connectionMade", async () => {
   await run(async () => {
-    await using server = await starttlsServer();
-    const events: string[] = [];
-    let lines = "";
-    let gotReply: () => void = () => {};
-    class Client extends Protocol {
-      override connectionMade(_transport: Transport) {
-        events.push("made");
+    const server = await starttlsServer();
+    try {
+      const events: string[] = [];
+      let lines = "";
+      let gotReply: () => void = () => {};
+      class Client extends Protocol {
+        override connectionMade(_transport: Transport) {
+          events.push("made");
+        }
+        override dataReceived(data: Uint8Array) {
+          lines += decode(data);
+          if (lines.endsWith("\n")) gotReply();
+        }
+        override connectionLost() {
+          events.push("lost");
+        }
       }
-      override dataReceived(data: Uint8Array) {
-        lines += decode(data);
-        if (lines.endsWith("\n")) gotReply();
-      }
-      override connectionLost() {
-        events.push("lost");
-      }
+      const loop = getRunningLoop();
+      const [plain, protocol] = await loop.createConnection(
+        () => new Client(),
+        "127.0.0.1",
+        portOf(server),
+      );
+      let replied = new Promise<void>((resolve) => gotReply = resolve);
+      plain.write("STARTTLS\r\n");
+      await replied;
+      assert.equal(lines, "220 ready\r\n");
+      lines = "";
+      const secure = await loop.startTls(plain, protocol, {
+        ca: TEST_CERT,
+        serverHostname: "localhost",
+      });
+      assert.notEqual(secure, plain);
+      assert.equal(plain.isClosing(), true);
+      replied = new Promise<void>((resolve) => gotReply = resolve);
+      secure.write("low level\n");
+      await replied;
+      assert.equal(lines, "tls: low level\n");
+      assert.deepEqual(events, ["made"]);
+      secure.close();
+    } finally {
+      await server[Symbol.asyncDispose]();
     }
-    const loop = getRunningLoop();
-    const [plain, protocol] = await loop.createConnection(
-      () => new Client(),
-      "127.0.0.1",
-      portOf(server),
-    );
-    let replied = new Promise<void>((resolve) => gotReply = resolve);
-    plain.write("STARTTLS\r\n");
-    await replied;
-    assert.equal(lines, "220 ready\r\n");
-    lines = "";
-    const secure = await loop.startTls(plain, protocol, {
-      ca: TEST_CERT,
-      serverHostname: "localhost",
-    });
-    assert.notEqual(secure, plain);
-    assert.equal(plain.isClosing(), true);
-    replied = new Promise<void>((resolve) => gotReply = resolve);
-    secure.write("low level\n");
-    await replied;
-    assert.equal(lines, "tls: low level\n");
-    assert.deepEqual(events, ["made"]);
-    secure.close();
   });
 });
 
 test("startTls: misuse throws at the call", async () => {
   await run(async () => {
-    await using server = await starttlsServer();
-    const loop = getRunningLoop();
-    const [pipe, protocol] = await loop.connectReadPipe(
-      () => new Protocol(),
-      new PassThrough(),
-    );
-    assert.throws(
-      () => loop.startTls(pipe as unknown as Transport, protocol),
-      TypeError,
-    );
-    pipe.close();
-    const [reader, writer] = await openConnection("127.0.0.1", portOf(server));
-    assert.throws(() => writer.startTls({ serverSide: true }), TypeError);
-    await askForTls(reader, writer);
-    await writer.startTls({ ca: TEST_CERT, serverHostname: "localhost" });
-    assert.throws(
-      () => writer.startTls({ ca: TEST_CERT }),
-      (e) => e instanceof RuntimeError && /already over TLS/.test(e.message),
-    );
-    writer.close();
-    await writer.waitClosed();
+    const server = await starttlsServer();
+    try {
+      const loop = getRunningLoop();
+      const [pipe, protocol] = await loop.connectReadPipe(
+        () => new Protocol(),
+        new PassThrough(),
+      );
+      assert.throws(
+        () => loop.startTls(pipe as unknown as Transport, protocol),
+        TypeError,
+      );
+      pipe.close();
+      const [reader, writer] = await openConnection(
+        "127.0.0.1",
+        portOf(server),
+      );
+      assert.throws(() => writer.startTls({ serverSide: true }), TypeError);
+      await askForTls(reader, writer);
+      await writer.startTls({ ca: TEST_CERT, serverHostname: "localhost" });
+      assert.throws(
+        () => writer.startTls({ ca: TEST_CERT }),
+        (e) => e instanceof RuntimeError && /already over TLS/.test(e.message),
+      );
+      writer.close();
+      await writer.waitClosed();
+    } finally {
+      await server[Symbol.asyncDispose]();
+    }
   });
 });
 
 test("startTls: a handshake the peer never answers times out", async () => {
   await run(async () => {
-    await using server = await startServer(
+    const server = await startServer(
       async (reader, writer) => {
         await reader.read(); // never speaks TLS; reads until the client goes
         writer.close();
@@ -164,11 +191,15 @@ test("startTls: a handshake the peer never answers times out", async () => {
       "127.0.0.1",
       0,
     );
-    const [, writer] = await openConnection("127.0.0.1", portOf(server));
-    await assert.rejects(
-      writer.startTls({ ca: TEST_CERT, handshakeTimeout: 50 }),
-      { name: "ConnectionAbortedError" },
-    );
+    try {
+      const [, writer] = await openConnection("127.0.0.1", portOf(server));
+      await assert.rejects(
+        writer.startTls({ ca: TEST_CERT, handshakeTimeout: 50 }),
+        { name: "ConnectionAbortedError" },
+      );
+    } finally {
+      await server[Symbol.asyncDispose]();
+    }
   });
 });
 
