@@ -9481,6 +9481,7 @@ function runInLoopExecutor(
       }`,
     );
   }
+  if (loop.isClosed()) throw new RuntimeError("Event loop is closed");
   return submitJob(executor, loop, null, name, args, "runInExecutor()");
 }
 

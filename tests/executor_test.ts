@@ -255,5 +255,9 @@ test("toThread: closing the loop shuts its default executor down", async () => {
   );
   loop.close();
   assert.throws(() => pool.run("fib", 1), RuntimeError);
+  assert.throws(
+    () => loop.runInExecutor(pool, "fib", 1),
+    { name: "RuntimeError", message: "Event loop is closed" },
+  );
   await pool.shutdown(); // waits for the terminated worker to exit
 });
