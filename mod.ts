@@ -61,6 +61,15 @@ import { constants as osConstants } from "node:os";
 import process from "node:process";
 import type { Readable, Writable } from "node:stream";
 import * as tls from "node:tls";
+import { availableParallelism } from "node:os";
+import { resolve as resolvePath } from "node:path";
+import { pathToFileURL } from "node:url";
+import { Worker } from "node:worker_threads";
+import * as dns from "node:dns";
+import {
+  Readable as NodeReadable,
+  Writable as NodeWritable,
+} from "node:stream";
 
 // ---------------------------------------------------------------------------
 // Errors
@@ -1118,6 +1127,9 @@ export class EventLoop {
   createTask<T>(coro: Coro<T>, options: TaskOptions = {}): Task<T> {
     checkCreateTaskArguments(coro, options);
     this.#checkClosed();
+    if (this.#taskFactory !== null) {
+      return this.#taskFactory(this, coro, options);
+    }
     return new Task(
       coro,
       options.name === undefined && !options.eagerStart
@@ -1242,6 +1254,7 @@ export class EventLoop {
       removeSignalListener(this.#signalListeners, signal);
     }
     closeOwnedResources(this);
+    terminateLoopExecutor(this); // nothing of the loop's keeps the process alive
     this.#closed = true;
     this.#readyFns.length = 0;
     this.#readyArgs.length = 0;
@@ -1318,6 +1331,28 @@ export class EventLoop {
   // sections below, which do the work.
 
   #signalListeners = new Map<string, () => void>();
+  // The factory createTask() hands tasks to, or null for plain Tasks.
+  #taskFactory: TaskFactory | null = null;
+
+  /**
+   * Makes `createTask()` on this loop (and so every task of the library:
+   * `createTask`, task groups, `gather`, servers) call `factory(loop, coro,
+   * options)` instead of `new Task(...)`; `null` restores the default.
+   * {@linkcode eagerTaskFactory} makes a whole program's tasks eager.
+   *
+   * @throws {TypeError} for anything but a function or `null`.
+   */
+  setTaskFactory(factory: TaskFactory | null): void {
+    if (factory !== null) {
+      requireFunction(factory, "setTaskFactory()", "factory");
+    }
+    this.#taskFactory = factory;
+  }
+
+  /** The factory set by `setTaskFactory()`, or `null` for the default. */
+  getTaskFactory(): TaskFactory | null {
+    return this.#taskFactory;
+  }
 
   /**
    * Connects to `host`:`port` over TCP (TLS with `options.tls`), and
@@ -1342,22 +1377,24 @@ export class EventLoop {
   }
 
   /**
-   * Listens on `host`:`port` (port 0: a free one; host `null`: every
-   * interface), with a new protocol from `protocolFactory()` for each
-   * connection. Fails at the await with the system's error (`EADDRINUSE`).
+   * Listens on `host`:`port` (port 0: a free one), with a new protocol from
+   * `protocolFactory()` for each connection. Host `null` or `""` listens
+   * on every interface, IPv4 and IPv6, a socket each (on Deno, one socket
+   * serves both); a list of hosts listens on each. Fails at the await with
+   * the system's error (`EADDRINUSE`).
    */
   createServer(
     protocolFactory: () => Protocol | BufferedProtocol,
-    host: string | null,
+    host: string | readonly string[] | null,
     port: number,
     options: ServerOptions = {},
   ): Promise<Server> {
     requireFactory(protocolFactory, "createServer()");
-    requireHostPort(host, port, "createServer()");
+    requireServerArguments(host, port, options, "createServer()");
     return createStreamServer(
       this,
       protocolFactory,
-      { host: host ?? undefined, port },
+      { hosts: serverHosts(host), port },
       options,
     );
   }
@@ -1385,6 +1422,43 @@ export class EventLoop {
   }
 
   /**
+   * Upgrades a TCP (or Unix socket) connection to TLS in place (STARTTLS,
+   * as SMTP, IMAP and Postgres do), and returns the new transport: asyncio's
+   * `start_tls()`. The old transport must not be used again; `protocol`
+   * gets the new transport's events (no second `connectionMade`). The
+   * handshake starts at once: call this right after the exchange that
+   * agreed on it. Fails at the await with the TLS error (a certificate that
+   * does not verify, say), the connection then closed.
+   *
+   * @example A protocol's client upgrading its connection
+   * ```ts
+   * import { getRunningLoop, Protocol, type Transport } from "@aio/asyncio";
+   *
+   * async function upgrade(transport: Transport, protocol: Protocol) {
+   *   transport.write("STARTTLS\r\n");
+   *   // ... once the server has said yes:
+   *   return await getRunningLoop().startTls(transport, protocol, {
+   *     serverHostname: "mail.example.com",
+   *   });
+   * }
+   * console.log(typeof upgrade); // "function"
+   * ```
+   */
+  startTls(
+    transport: Transport,
+    protocol: Protocol | BufferedProtocol,
+    options: StartTlsOptions = {},
+  ): Promise<Transport> {
+    checkStartTlsArguments(transport, protocol, options);
+    return upgradeToTls(
+      this,
+      transport as unknown as SocketTransport,
+      protocol,
+      options,
+    );
+  }
+
+  /**
    * Opens a UDP endpoint bound to `localAddr` and/or connected to
    * `remoteAddr`, and returns its transport and protocol.
    */
@@ -1399,6 +1473,124 @@ export class EventLoop {
       }
     }
     return createUdpEndpoint(this, protocolFactory, options);
+  }
+
+  /**
+   * Reads from `pipe` (`process.stdin`, a readable stream, a web
+   * `ReadableStream`, or a file descriptor): returns a
+   * {@linkcode ReadTransport} and the protocol `protocolFactory()` made,
+   * whose `dataReceived` gets what arrives, then `eofReceived` and
+   * `connectionLost(null)` at the end. With a {@linkcode StreamReaderProtocol}
+   * it feeds a {@linkcode StreamReader}: asyncio's way to read stdin.
+   *
+   * @example Reading stdin line by line
+   * ```ts
+   * import { getRunningLoop, run, StreamReader, StreamReaderProtocol } from "@aio/asyncio";
+   * import process from "node:process";
+   *
+   * await run(async () => {
+   *   const reader = new StreamReader();
+   *   await getRunningLoop().connectReadPipe(
+   *     () => new StreamReaderProtocol(reader),
+   *     process.stdin,
+   *   );
+   *   for await (const line of reader) {
+   *     console.log(new TextDecoder().decode(line).trimEnd().toUpperCase());
+   *   }
+   * });
+   * ```
+   */
+  connectReadPipe<P extends Protocol>(
+    protocolFactory: () => P,
+    pipe: ReadablePipe,
+  ): Promise<[ReadTransport, P]> {
+    requireFactory(protocolFactory, "connectReadPipe()");
+    return connectReadablePipe(this, protocolFactory, readableOf(pipe));
+  }
+
+  /**
+   * Writes to `pipe` (`process.stdout`, a writable stream, a web
+   * `WritableStream`, or a file descriptor): returns a
+   * {@linkcode WriteTransport}, with flow control, and the protocol
+   * `protocolFactory()` made. A {@linkcode StreamWriter} over it (with a
+   * {@linkcode StreamReaderProtocol} as the protocol, for `drain()`) is
+   * asyncio's way to write stdout.
+   *
+   * @example
+   * ```ts
+   * import {
+   *   getRunningLoop, run, StreamReader, StreamReaderProtocol, StreamWriter,
+   * } from "@aio/asyncio";
+   * import process from "node:process";
+   *
+   * await run(async () => {
+   *   const loop = getRunningLoop();
+   *   const [transport, protocol] = await loop.connectWritePipe(
+   *     () => new StreamReaderProtocol(new StreamReader()),
+   *     process.stdout,
+   *   );
+   *   const writer = new StreamWriter(transport, protocol, null, loop);
+   *   writer.write("written through a pipe transport\n");
+   *   await writer.drain();
+   * });
+   * ```
+   */
+  connectWritePipe<P extends BaseProtocol>(
+    protocolFactory: () => P,
+    pipe: WritablePipe,
+  ): Promise<[WriteTransport, P]> {
+    requireFactory(protocolFactory, "connectWritePipe()");
+    return connectWritablePipe(this, protocolFactory, writableOf(pipe));
+  }
+
+  /**
+   * Resolves `host` and `port` to socket addresses with the system's
+   * resolver: asyncio's `getaddrinfo()`. Each is an {@linkcode AddrInfo},
+   * `[family, type, proto, canonname, [host, port]]`, once per socket type
+   * (stream and datagram, unless `options.type` picks one). Differences
+   * from Python: families are 4 and 6; the port is a number (service names
+   * are not looked up); `canonname` is always `""`. A name that does not
+   * resolve fails at the await with the resolver's error (`code`:
+   * `ENOTFOUND`, `EAI_AGAIN`).
+   *
+   * @example
+   * ```ts
+   * import { getRunningLoop, run, SOCK_STREAM } from "@aio/asyncio";
+   *
+   * await run(async () => {
+   *   const infos = await getRunningLoop().getaddrinfo("localhost", 80, {
+   *     type: SOCK_STREAM,
+   *   });
+   *   console.log(infos[0]); // [ 4, 1, 6, "", [ "127.0.0.1", 80 ] ]
+   * });
+   * ```
+   */
+  getaddrinfo(
+    host: string | null,
+    port: number | string | null,
+    options: GetaddrinfoOptions = {},
+  ): Promise<AddrInfo[]> {
+    const number = checkAddrinfoArguments(host, port, options);
+    return lookupAddresses(this, host, number, options);
+  }
+
+  /**
+   * The host name and service of a socket address: asyncio's
+   * `getnameinfo()`, as `[host, service]`.
+   *
+   * @example
+   * ```ts
+   * import { getRunningLoop, run } from "@aio/asyncio";
+   *
+   * await run(async () => {
+   *   console.log(await getRunningLoop().getnameinfo(["127.0.0.1", 80])); // [ "localhost", "http" ]
+   * });
+   * ```
+   */
+  getnameinfo(
+    sockaddr: [host: string, port: number],
+  ): Promise<[host: string, service: string]> {
+    return lookupName(this, sockaddr);
   }
 
   /**
@@ -1465,6 +1657,36 @@ export class EventLoop {
   /** Removes the handler for `signal`; returns whether there was one. */
   removeSignalHandler(signal: string | number): boolean {
     return removeSignalListener(this.#signalListeners, signal);
+  }
+
+  /**
+   * Runs the function `name` that `executor`'s module exports, on one of
+   * its workers, and returns the future of its result: asyncio's
+   * `run_in_executor()`. JavaScript cannot send a function to another
+   * thread, so the executor is required and the function is named: see
+   * {@linkcode WorkerPoolExecutor} and, for the default executor,
+   * {@linkcode toThread}.
+   */
+  runInExecutor<M, K extends FunctionNames<M>>(
+    executor: WorkerPoolExecutor<M>,
+    name: K,
+    ...args: M[K] extends (...args: infer A) => unknown ? A : never
+  ): Future<M[K] extends (...args: never[]) => infer R ? Awaited<R> : never> {
+    return runInLoopExecutor(this, executor as never, name, args) as never;
+  }
+
+  /** Makes `executor` the one {@linkcode toThread} uses on this loop. */
+  setDefaultExecutor(executor: WorkerPoolExecutor<unknown>): void {
+    setLoopExecutor(this, executor);
+  }
+
+  /**
+   * Shuts the default executor down, waiting for its jobs and workers to
+   * end; {@linkcode toThread} then throws `RuntimeError`. Closing the loop
+   * terminates the default executor's workers without waiting.
+   */
+  shutdownDefaultExecutor(): Promise<void> {
+    return shutdownLoopExecutor(this);
   }
 
   // --- Internals: scheduling ---------------------------------------------
@@ -6180,6 +6402,28 @@ export interface ServerOptions {
   backlog?: number;
   /** Start accepting at once (default `true`); else call `startServing()`. */
   startServing?: boolean;
+  /**
+   * Let several servers, in this process or others, listen on the same
+   * address and port, the system spreading connections among them
+   * (SO_REUSEPORT; Linux and the BSDs).
+   */
+  reusePort?: boolean;
+}
+
+/** Options for {@linkcode EventLoop.startTls} and {@linkcode StreamWriter.startTls}. */
+export interface StartTlsOptions extends TlsOptions {
+  /**
+   * Be the TLS server of the handshake (`cert` and `key` required); default
+   * `false`. {@linkcode StreamWriter.startTls} decides it itself: the
+   * server's side of a connection is the server.
+   */
+  serverSide?: boolean;
+  /**
+   * Give up on a handshake that takes longer, in ms: the connection is
+   * aborted, and the await fails with `ConnectionAbortedError`. Default
+   * 60000, as asyncio.
+   */
+  handshakeTimeout?: number;
 }
 
 /** Options for {@linkcode EventLoop.createDatagramEndpoint}. */
@@ -6331,6 +6575,32 @@ function requireHostPort(
     throw new RangeError(
       `${where}: port must be an integer from 0 to 65535, got ${
         describeValue(port)
+      }`,
+    );
+  }
+}
+
+function requireServerArguments(
+  host: unknown,
+  port: unknown,
+  options: ServerOptions,
+  where: string,
+): void {
+  if (Array.isArray(host)) {
+    if (host.length === 0) {
+      throw new RangeError(`${where}: host must not be an empty list`);
+    }
+    for (const h of host) requireHostPort(h, port, where);
+  } else {
+    requireHostPort(host, port, where);
+  }
+  const backlog = options.backlog;
+  if (
+    backlog !== undefined && (!Number.isInteger(backlog) || backlog < 0)
+  ) {
+    throw new RangeError(
+      `${where}: options.backlog must be an integer >= 0, got ${
+        describeValue(backlog)
       }`,
     );
   }
@@ -6520,6 +6790,13 @@ class Inbox<T> {
     this.#items.length = 0;
   }
 
+  // Moves what is queued into `out` (the end of stream stays behind).
+  drainInto(out: T[]): void {
+    for (const item of this.#items.splice(0)) {
+      if (item !== END_OF_STREAM) out.push(item);
+    }
+  }
+
   #post(): void {
     if (this.#posted || this.#items.length === 0) return;
     this.#posted = true;
@@ -6534,6 +6811,16 @@ class Inbox<T> {
 }
 
 let detachFromServer: (server: Server, transport: SocketTransport) => void;
+let attachToServer: (server: Server, transport: SocketTransport) => void;
+// What a transport hands over when start_tls takes its socket: the socket,
+// the bytes received but not yet delivered, and the server it belongs to.
+interface ReleasedSocket {
+  socket: net.Socket;
+  undelivered: Uint8Array[];
+  server: Server | null;
+  extra: Record<string, unknown>;
+}
+let releaseSocket: (transport: SocketTransport) => ReleasedSocket;
 
 // A TCP, TLS or Unix stream socket as an asyncio Transport. What arrives is
 // queued in an Inbox and delivered on the loop; pausing reading stops both
@@ -6555,6 +6842,8 @@ class SocketTransport implements Transport {
   #lostWrites = 0;
   #error: Error | null = null;
 
+  // `connected`: the protocol is already connected (start_tls hands it a
+  // new transport), so connectionMade is not called again.
   constructor(
     loop: EventLoop,
     socket: net.Socket,
@@ -6562,6 +6851,7 @@ class SocketTransport implements Transport {
     extra: Record<string, unknown>,
     server: Server | null,
     made: IoFuture<void> | null,
+    connected = false,
   ) {
     this.#loop = loop;
     this.#socket = socket;
@@ -6576,11 +6866,11 @@ class SocketTransport implements Transport {
       () => socket.writableLength,
       () => this.#protocol,
     );
-    postToLoop(loop, this.#connectionMade, made);
-    socket.on("data", (chunk: Uint8Array) => this.#receive(plainBytes(chunk)));
-    socket.on("end", () => this.#receive(END_OF_STREAM));
+    if (!connected) postToLoop(loop, this.#connectionMade, made);
+    socket.on("data", this.#onData);
+    socket.on("end", this.#onEnd);
     socket.on("error", this.#fail);
-    socket.on("close", () => postToLoop(loop, this.#connectionLost));
+    socket.on("close", this.#onClose);
     trackResource(loop, this.#owned);
   }
 
@@ -6596,6 +6886,10 @@ class SocketTransport implements Transport {
       this.#socket.destroy();
     },
   };
+
+  #onData = (chunk: Uint8Array): void => this.#receive(plainBytes(chunk));
+  #onEnd = (): void => this.#receive(END_OF_STREAM);
+  #onClose = (): void => postToLoop(this.#loop, this.#connectionLost);
 
   getExtraInfo(name: string, defaultValue?: unknown): unknown {
     if (name === "socket") return this.#socket;
@@ -6795,6 +7089,33 @@ class SocketTransport implements Transport {
       if (this.#server !== null) detachFromServer(this.#server, this);
     }
   };
+
+  // Gives the socket up to start_tls: this transport goes quiet for good
+  // (no more callbacks, writes dropped), and hands over what it received
+  // but has not delivered, so that no handshake byte is lost.
+  #release(): ReleasedSocket {
+    if (this.#closing || this.#isTls || this.#socket.destroyed) {
+      throw new RuntimeError(
+        this.#isTls
+          ? "startTls(): the transport is already over TLS"
+          : "startTls(): the transport is closing",
+      );
+    }
+    const undelivered: Uint8Array[] = [];
+    this.#inbox.drainInto(undelivered);
+    this.#closing = this.#lost = true;
+    const socket = this.#socket;
+    socket.off("data", this.#onData);
+    socket.off("end", this.#onEnd);
+    socket.off("error", this.#fail);
+    untrackResource(this.#loop, this.#owned); // the new transport tracks itself
+    socket.off("close", this.#onClose);
+    return { socket, undelivered, server: this.#server, extra: this.#extra };
+  }
+
+  static {
+    releaseSocket = (transport) => transport.#release();
+  }
 }
 
 function tcpAddress(address: string | undefined, port: number | undefined) {
@@ -6908,6 +7229,132 @@ async function createStreamConnection<P extends Protocol | BufferedProtocol>(
   return [transport, protocol];
 }
 
+// asyncio's default limit for a TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT_MS = 60_000;
+
+function checkStartTlsArguments(
+  transport: unknown,
+  protocol: unknown,
+  options: StartTlsOptions,
+): void {
+  if (!(transport instanceof SocketTransport)) {
+    throw new TypeError(
+      `startTls(): transport must be a TCP or Unix stream transport, got ${
+        describeValue(transport)
+      }`,
+    );
+  }
+  if (!(protocol instanceof BaseProtocol)) {
+    throw new TypeError(
+      `startTls(): protocol must be a protocol, got ${describeValue(protocol)}`,
+    );
+  }
+  if (transport.getExtraInfo("sslObject") !== undefined) {
+    throw new RuntimeError("startTls(): the transport is already over TLS");
+  }
+  if (transport.isClosing()) {
+    throw new RuntimeError("startTls(): the transport is closing");
+  }
+  if (options.serverSide && (!options.cert || !options.key)) {
+    throw new TypeError(
+      "startTls(): a server side needs options.cert and options.key",
+    );
+  }
+  if (options.handshakeTimeout !== undefined) {
+    requireMilliseconds(
+      options.handshakeTimeout,
+      "startTls()",
+      "options.handshakeTimeout",
+    );
+  }
+}
+
+// STARTTLS: takes the socket from `transport` at once (before any await,
+// so that the peer's first handshake bytes reach TLS, not the protocol),
+// runs the handshake over it, and returns a new transport that delivers to
+// the same protocol, which is not told connectionMade again.
+async function upgradeToTls(
+  loop: EventLoop,
+  transport: SocketTransport,
+  protocol: Protocol | BufferedProtocol,
+  options: StartTlsOptions,
+): Promise<Transport> {
+  const { socket, undelivered, server, extra } = releaseSocket(transport);
+  for (let i = undelivered.length - 1; i >= 0; i--) {
+    socket.unshift(undelivered[i]);
+  }
+  let secure: tls.TLSSocket;
+  if (options.serverSide) {
+    secure = new tls.TLSSocket(socket, {
+      ...nodeTlsOptions(options),
+      isServer: true,
+    });
+  } else {
+    const peer = extra.peername;
+    const host = Array.isArray(peer) ? String(peer[0]) : "";
+    secure = tls.connect({
+      socket,
+      ...nodeTlsOptions(options),
+      servername: options.serverHostname ??
+        (net.isIP(host) === 0 && host !== "" ? host : undefined),
+    } as tls.ConnectionOptions);
+  }
+  const handshake = new IoFuture<void>(loop);
+  const onError = (error: Error) => settleIo(handshake, error);
+  // A peer that hangs up mid-handshake may leave no error event behind,
+  // and on a half-open socket (as servers' are), not even a close.
+  const onClose = () => settleIo(handshake, connectionLostError());
+  secure.once("error", onError);
+  secure.once("end", onClose);
+  secure.once("close", onClose);
+  socket.once("close", onClose);
+  secure.once(
+    options.serverSide ? "secure" : "secureConnect",
+    () => settleIo(handshake, undefined),
+  );
+  const timeout = options.handshakeTimeout ?? TLS_HANDSHAKE_TIMEOUT_MS;
+  const timer = setTimeout(() => {
+    settleIo(
+      handshake,
+      Object.assign(
+        new Error(
+          `SSL handshake is taking longer than ${timeout} ms: aborting the connection`,
+        ),
+        { name: "ConnectionAbortedError", code: "ECONNABORTED" },
+      ),
+    );
+  }, timeout);
+  try {
+    await handshake;
+  } catch (error) {
+    secure.destroy();
+    socket.destroy();
+    if (server !== null) detachFromServer(server, transport);
+    throw error;
+  } finally {
+    clearTimeout(timer);
+    secure.off("error", onError);
+    secure.off("end", onClose);
+    secure.off("close", onClose);
+    socket.off("close", onClose);
+  }
+  const upgraded = new SocketTransport(
+    loop,
+    secure,
+    protocol,
+    extra,
+    server,
+    null,
+    true,
+  );
+  if (server !== null) {
+    attachToServer(server, upgraded);
+    detachFromServer(server, transport);
+  }
+  adoptTransport(protocol, upgraded);
+  return upgraded;
+}
+
 /**
  * One listening socket of a {@linkcode Server}.
  *
@@ -6954,14 +7401,18 @@ let startListening: (server: Server) => Promise<void>;
  */
 export class Server {
   #loop: EventLoop;
-  #listener: net.Server;
-  #address: { host?: string; port?: number; path?: string };
+  // One listening socket per address: a Unix path, or each host given
+  // (every interface: IPv4's and IPv6's wildcard addresses).
+  #listeners: net.Server[] = [];
+  #address: ServerAddress;
   #backlog: number;
+  #reusePort: boolean;
   #protocolFactory: () => Protocol | BufferedProtocol;
   #clients = new Set<SocketTransport>();
   #listening = false;
   #closed = false;
   #listenerClosed = false;
+  #makeListener: () => net.Server;
   #allClosed: IoLatch;
   #servingForever: IoFuture<void> | null = null;
 
@@ -6969,23 +7420,27 @@ export class Server {
   constructor(
     loop: EventLoop,
     protocolFactory: () => Protocol | BufferedProtocol,
-    address: { host?: string; port?: number; path?: string },
+    address: ServerAddress,
     options: ServerOptions,
   ) {
     this.#loop = loop;
     this.#protocolFactory = protocolFactory;
     this.#address = address;
     this.#backlog = options.backlog ?? 511;
+    this.#reusePort = options.reusePort === true;
     this.#allClosed = new IoLatch(loop);
     const onConnection = (socket: net.Socket) => this.#accept(socket);
-    this.#listener = options.tls === undefined
-      ? net.createServer({ allowHalfOpen: true }, onConnection)
-      : tls.createServer(
-        { ...nodeTlsOptions(options.tls), allowHalfOpen: true },
-        onConnection,
-      );
-    // A failed TLS handshake concerns that client only.
-    this.#listener.on("tlsClientError", () => {});
+    this.#makeListener = () => {
+      const listener = options.tls === undefined
+        ? net.createServer({ allowHalfOpen: true }, onConnection)
+        : tls.createServer(
+          { ...nodeTlsOptions(options.tls), allowHalfOpen: true },
+          onConnection,
+        );
+      // A failed TLS handshake concerns that client only.
+      listener.on("tlsClientError", () => {});
+      return listener;
+    };
   }
 
   /** The loop the server belongs to. */
@@ -6993,18 +7448,20 @@ export class Server {
     return this.#loop;
   }
 
-  /** The listening sockets (one), each with `getsockname()`. */
+  /**
+   * The listening sockets, each with `getsockname()`: one per address
+   * (with host `null`, IPv4's `0.0.0.0` and IPv6's `::`).
+   */
   get sockets(): ServerSocket[] {
     if (!this.#listening || this.#closed) return [];
-    const listener = this.#listener;
-    return [{
+    return this.#listeners.map((listener) => ({
       getsockname(): SocketAddress {
         const address = listener.address();
         if (address === null) return "";
         if (typeof address === "string") return address;
         return [address.address, address.port];
       },
-    }];
+    }));
   }
 
   /** Whether the server accepts connections. */
@@ -7050,13 +7507,14 @@ export class Server {
     if (this.#closed) return;
     this.#closed = true;
     untrackResource(this.#loop, this.#owned);
-    if (this.#listening) {
-      this.#listener.close(() => {
+    let open = this.#listening ? this.#listeners.length : 0;
+    if (open === 0) this.#listenerClosed = true;
+    for (let i = 0; open > 0 && i < this.#listeners.length; i++) {
+      this.#listeners[i].close(() => {
+        if (--open > 0) return;
         this.#listenerClosed = true;
         this.#checkAllClosed();
       });
-    } else {
-      this.#listenerClosed = true;
     }
     this.#servingForever?.cancel();
     this.#checkAllClosed();
@@ -7129,41 +7587,106 @@ export class Server {
       server.#clients.delete(transport);
       server.#checkAllClosed();
     };
+    attachToServer = (server, transport) => {
+      server.#clients.add(transport);
+    };
     startListening = async (server) => {
-      const { host, port, path } = server.#address;
-      const listener = server.#listener;
-      const listening = new IoFuture<void>(server.#loop);
-      const onError = (error: Error) => settleIo(listening, error);
-      listener.once("error", onError);
-      listener.once("listening", () => settleIo(listening, undefined));
-      if (path !== undefined) removeStaleUnixSocket(path);
-      listener.listen(
-        path !== undefined
-          ? { path, backlog: server.#backlog }
-          : { host: host ?? undefined, port, backlog: server.#backlog },
-      );
+      const { hosts, port, path } = server.#address;
+      const loop = server.#loop;
+      const listeners: net.Server[] = [];
       try {
-        await listening;
+        if (path !== undefined) {
+          removeStaleUnixSocket(path);
+          listeners.push(
+            await listenOn(loop, server.#makeListener(), {
+              path,
+              backlog: server.#backlog,
+            }),
+          );
+        }
+        for (const host of hosts ?? []) {
+          try {
+            listeners.push(
+              await listenOn(loop, server.#makeListener(), {
+                host,
+                port,
+                backlog: server.#backlog,
+                reusePort: server.#reusePort,
+                // As asyncio: an IPv6 socket serves IPv6 only, so that
+                // IPv4's wildcard can take the same port.
+                ipv6Only: net.isIPv6(host),
+              }),
+            );
+          } catch (error) {
+            // As asyncio (bpo-30945): a family the system lacks is skipped.
+            const code = (error as { code?: string }).code;
+            if (code !== "EADDRNOTAVAIL" && code !== "EAFNOSUPPORT") {
+              throw error;
+            }
+            if (hosts!.length === 1) throw error;
+          }
+        }
       } catch (error) {
+        for (const listener of listeners) listener.close();
         server.#closed = server.#listenerClosed = true;
-        if (listener.listening) listener.close();
         throw error;
-      } finally {
-        listener.off("error", onError);
       }
+      server.#listeners = listeners;
       server.#listening = true;
       trackResource(server.#loop, server.#owned);
       // Errors after listening (rare: EMFILE on accept) go to the handler.
-      listener.on("error", (error: Error) => {
-        if (!server.#loop.isClosed()) {
-          server.#loop.callExceptionHandler({
-            message: "Error on a listening socket",
-            exception: error,
-          });
-        }
-      });
+      for (const listener of listeners) {
+        listener.on("error", (error: Error) => {
+          if (!loop.isClosed()) {
+            loop.callExceptionHandler({
+              message: "Error on a listening socket",
+              exception: error,
+            });
+          }
+        });
+      }
     };
   }
+}
+
+// Where a server listens: a Unix path, or hosts and a port.
+type ServerAddress = { hosts?: string[]; port?: number; path?: string };
+
+// Deno's node:net leaves IPV6_V6ONLY off whatever it is told: there its
+// IPv6 wildcard socket also takes IPv4, and one socket serves both.
+const IPV6_SERVES_IPV4 = "Deno" in globalThis;
+
+// Every interface, as asyncio's host None or "": IPv4's and IPv6's
+// wildcard addresses, a socket each.
+const EVERY_INTERFACE = IPV6_SERVES_IPV4 ? ["::"] : ["0.0.0.0", "::"];
+
+// The hosts a server listens on, from its `host` argument.
+function serverHosts(host: string | readonly string[] | null): string[] {
+  if (host === null || host === "") return EVERY_INTERFACE;
+  if (typeof host === "string") return [host];
+  return host.flatMap((h) => (h ?? "") === "" ? EVERY_INTERFACE : [h]);
+}
+
+// Listens, waiting cancellably; a listener that fails is closed.
+async function listenOn(
+  loop: EventLoop,
+  listener: net.Server,
+  options: net.ListenOptions & { reusePort?: boolean },
+): Promise<net.Server> {
+  const listening = new IoFuture<void>(loop);
+  const onError = (error: Error) => settleIo(listening, error);
+  listener.once("error", onError);
+  listener.once("listening", () => settleIo(listening, undefined));
+  listener.listen(options);
+  try {
+    await listening;
+  } catch (error) {
+    if (listener.listening) listener.close();
+    throw error;
+  } finally {
+    listener.off("error", onError);
+  }
+  return listener;
 }
 
 // As asyncio: a socket file left by a server that died is removed before
@@ -7179,7 +7702,7 @@ function removeStaleUnixSocket(path: string): void {
 async function createStreamServer(
   loop: EventLoop,
   protocolFactory: () => Protocol | BufferedProtocol,
-  address: { host?: string; port?: number; path?: string },
+  address: ServerAddress,
   options: ServerOptions,
 ): Promise<Server> {
   const server = new Server(loop, protocolFactory, address, options);
@@ -7388,6 +7911,355 @@ async function createUdpEndpoint<P extends DatagramProtocol>(
   return [transport, protocol];
 }
 
+/**
+ * What {@linkcode EventLoop.connectReadPipe} reads from: a Node-style
+ * readable stream (`process.stdin`, a child's stdout, `fs.createReadStream`),
+ * a web `ReadableStream` (`Deno.stdin.readable`, `Bun.stdin.stream()`), or an
+ * open file descriptor number.
+ *
+ * @example
+ * ```ts
+ * import type { ReadablePipe } from "@aio/asyncio";
+ * import process from "node:process";
+ *
+ * const pipes: ReadablePipe[] = [process.stdin, new Blob(["x"]).stream(), 0];
+ * console.log(pipes.length); // 3
+ * ```
+ */
+export type ReadablePipe = Readable | ReadableStream<Uint8Array> | number;
+
+/**
+ * What {@linkcode EventLoop.connectWritePipe} writes to: a Node-style
+ * writable stream (`process.stdout`), a web `WritableStream`, or an open
+ * file descriptor number.
+ *
+ * @example
+ * ```ts
+ * import type { WritablePipe } from "@aio/asyncio";
+ * import process from "node:process";
+ *
+ * const pipes: WritablePipe[] = [process.stdout, new WritableStream(), 1];
+ * console.log(pipes.length); // 3
+ * ```
+ */
+export type WritablePipe = Writable | WritableStream<Uint8Array> | number;
+
+function readableOf(pipe: unknown): Readable {
+  if (typeof pipe === "number" && Number.isInteger(pipe) && pipe >= 0) {
+    return fs.createReadStream("", { fd: pipe, autoClose: true });
+  }
+  if (pipe instanceof ReadableStream) return NodeReadable.fromWeb(pipe);
+  if (
+    pipe !== null && typeof pipe === "object" &&
+    typeof (pipe as Readable).on === "function" &&
+    typeof (pipe as Readable).pause === "function"
+  ) return pipe as Readable;
+  throw new TypeError(
+    `connectReadPipe(): pipe must be a readable stream or a file descriptor, got ${
+      describeValue(pipe)
+    }`,
+  );
+}
+
+function writableOf(pipe: unknown): Writable {
+  if (typeof pipe === "number" && Number.isInteger(pipe) && pipe >= 0) {
+    return fs.createWriteStream("", { fd: pipe, autoClose: true });
+  }
+  if (pipe instanceof WritableStream) return NodeWritable.fromWeb(pipe);
+  if (
+    pipe !== null && typeof pipe === "object" &&
+    typeof (pipe as Writable).write === "function" &&
+    typeof (pipe as Writable).end === "function"
+  ) return pipe as Writable;
+  throw new TypeError(
+    `connectWritePipe(): pipe must be a writable stream or a file descriptor, got ${
+      describeValue(pipe)
+    }`,
+  );
+}
+
+// The read end of a pipe (stdin, a FIFO, any readable stream) as asyncio's
+// read pipe transport: data goes to dataReceived; at the end, eofReceived
+// and then connectionLost(null); an error ends it with connectionLost(exc).
+class ReadPipeTransport implements ReadTransport {
+  #loop: EventLoop;
+  #stream: Readable;
+  #protocol: Protocol;
+  #inbox: Inbox<Uint8Array | typeof END_OF_STREAM>;
+  #error: Error | null = null;
+  #closing = false;
+  #paused = false;
+  #lost = false;
+
+  constructor(
+    loop: EventLoop,
+    stream: Readable,
+    protocol: Protocol,
+    made: IoFuture<void>,
+  ) {
+    this.#loop = loop;
+    this.#stream = stream;
+    this.#protocol = protocol;
+    // Held until connectionMade has run.
+    this.#inbox = new Inbox(loop, this.#deliver, true);
+    postToLoop(loop, this.#connectionMade, made);
+    stream.on("data", (chunk: Uint8Array | string) => {
+      if (!this.#closing) this.#inbox.push(plainBytes(toBytes(chunk)));
+    });
+    stream.on("end", () => this.#inbox.push(END_OF_STREAM));
+    stream.on("error", (error: Error) => {
+      this.#error ??= error;
+      this.#inbox.push(END_OF_STREAM);
+    });
+    stream.on("close", () => this.#inbox.push(END_OF_STREAM));
+  }
+
+  getExtraInfo(name: string, defaultValue?: unknown): unknown {
+    return name === "pipe" ? this.#stream : defaultValue;
+  }
+
+  isClosing(): boolean {
+    return this.#closing;
+  }
+
+  setProtocol(protocol: BaseProtocol): void {
+    this.#protocol = protocol as Protocol;
+  }
+
+  getProtocol(): BaseProtocol {
+    return this.#protocol;
+  }
+
+  isReading(): boolean {
+    return !this.#closing && !this.#paused;
+  }
+
+  pauseReading(): void {
+    if (this.#closing || this.#paused) return;
+    this.#paused = true;
+    this.#inbox.pause();
+    this.#stream.pause();
+  }
+
+  resumeReading(): void {
+    if (this.#closing || !this.#paused) return;
+    this.#paused = false;
+    this.#inbox.resume();
+    this.#stream.resume();
+  }
+
+  close(): void {
+    if (this.#closing) return;
+    this.#closing = true;
+    this.#inbox.clear();
+    this.#stream.destroy();
+    postToLoop(this.#loop, this.#connectionLost);
+  }
+
+  #connectionMade = (made: IoFuture<void>): void => {
+    try {
+      this.#protocol.connectionMade(this as unknown as Transport);
+    } catch (error) {
+      reportProtocolError(this.#loop, "connectionMade", error, this);
+      this.close();
+      settleIo(made, error);
+      return;
+    }
+    settleIo(made, undefined);
+    if (!this.#paused) this.#inbox.resume();
+  };
+
+  #deliver = (item: Uint8Array | typeof END_OF_STREAM): void => {
+    if (this.#closing) return;
+    if (item !== END_OF_STREAM) {
+      try {
+        this.#protocol.dataReceived(item);
+      } catch (error) {
+        reportProtocolError(this.#loop, "dataReceived", error, this);
+        this.close();
+      }
+      return;
+    }
+    this.#closing = true;
+    if (this.#error === null) {
+      try {
+        this.#protocol.eofReceived();
+      } catch (error) {
+        reportProtocolError(this.#loop, "eofReceived", error, this);
+      }
+    }
+    this.#connectionLost();
+  };
+
+  #connectionLost = (): void => {
+    if (this.#lost) return;
+    this.#lost = true;
+    try {
+      this.#protocol.connectionLost(this.#error);
+    } catch (error) {
+      reportProtocolError(this.#loop, "connectionLost", error, this);
+    }
+  };
+}
+
+// The write end of a pipe (stdout, a FIFO, any writable stream) as
+// asyncio's write pipe transport, with write flow control. writeEof()
+// closes it, as asyncio's does: a pipe has no half-close.
+class WritePipeTransport implements WriteTransport {
+  #loop: EventLoop;
+  #stream: Writable;
+  #protocol: BaseProtocol;
+  #flow: WriteFlowControl;
+  #error: Error | null = null;
+  #closing = false;
+  #lost = false;
+
+  constructor(
+    loop: EventLoop,
+    stream: Writable,
+    protocol: BaseProtocol,
+    made: IoFuture<void>,
+  ) {
+    this.#loop = loop;
+    this.#stream = stream;
+    this.#protocol = protocol;
+    this.#flow = new WriteFlowControl(
+      loop,
+      this,
+      () => stream.writableLength,
+      () => this.#protocol,
+    );
+    postToLoop(loop, this.#connectionMade, made);
+    // The reader went away (EPIPE) or the stream failed: connectionLost
+    // reports it.
+    stream.on("error", (error: Error) => {
+      this.#error ??= error;
+      this.#closing = true;
+      postToLoop(loop, this.#connectionLost);
+    });
+    stream.on("close", () => postToLoop(loop, this.#connectionLost));
+    stream.on("finish", () => postToLoop(loop, this.#connectionLost));
+  }
+
+  getExtraInfo(name: string, defaultValue?: unknown): unknown {
+    return name === "pipe" ? this.#stream : defaultValue;
+  }
+
+  isClosing(): boolean {
+    return this.#closing;
+  }
+
+  setProtocol(protocol: BaseProtocol): void {
+    this.#protocol = protocol;
+  }
+
+  getProtocol(): BaseProtocol {
+    return this.#protocol;
+  }
+
+  write(data: Uint8Array | string): void {
+    requireBytes(data, "write()");
+    if (data.length === 0 || this.#closing) return;
+    this.#stream.write(data, this.#flow.afterFlush);
+    this.#flow.afterWrite();
+  }
+
+  writelines(list: Iterable<Uint8Array | string>): void {
+    for (const data of list) this.write(data);
+  }
+
+  writeEof(): void {
+    this.close();
+  }
+
+  canWriteEof(): boolean {
+    return true;
+  }
+
+  close(): void {
+    if (this.#closing) return;
+    this.#closing = true;
+    this.#stream.end();
+  }
+
+  abort(): void {
+    this.#closing = true;
+    this.#stream.destroy();
+    postToLoop(this.#loop, this.#connectionLost);
+  }
+
+  getWriteBufferSize(): number {
+    return this.#stream.writableLength;
+  }
+
+  getWriteBufferLimits(): [low: number, high: number] {
+    return this.#flow.limits();
+  }
+
+  setWriteBufferLimits(high?: number, low?: number): void {
+    this.#flow.setLimits(high, low);
+  }
+
+  #connectionMade = (made: IoFuture<void>): void => {
+    try {
+      this.#protocol.connectionMade(this);
+    } catch (error) {
+      reportProtocolError(this.#loop, "connectionMade", error, this);
+      this.abort();
+      settleIo(made, error);
+      return;
+    }
+    settleIo(made, undefined);
+  };
+
+  #connectionLost = (): void => {
+    if (this.#lost) return;
+    this.#lost = true;
+    this.#closing = true;
+    try {
+      this.#protocol.connectionLost(this.#error);
+    } catch (error) {
+      reportProtocolError(this.#loop, "connectionLost", error, this);
+    }
+  };
+}
+
+async function connectPipe<T extends BaseTransport, P extends BaseProtocol>(
+  loop: EventLoop,
+  protocolFactory: () => P,
+  makeTransport: (protocol: P, made: IoFuture<void>) => T,
+): Promise<[T, P]> {
+  const protocol = protocolFactory();
+  const made = new IoFuture<void>(loop);
+  const transport = makeTransport(protocol, made);
+  await made;
+  return [transport, protocol];
+}
+
+function connectReadablePipe<P extends Protocol>(
+  loop: EventLoop,
+  protocolFactory: () => P,
+  stream: Readable,
+): Promise<[ReadTransport, P]> {
+  return connectPipe(
+    loop,
+    protocolFactory,
+    (protocol, made) => new ReadPipeTransport(loop, stream, protocol, made),
+  );
+}
+
+function connectWritablePipe<P extends BaseProtocol>(
+  loop: EventLoop,
+  protocolFactory: () => P,
+  stream: Writable,
+): Promise<[WriteTransport, P]> {
+  return connectPipe(
+    loop,
+    protocolFactory,
+    (protocol, made) => new WritePipeTransport(loop, stream, protocol, made),
+  );
+}
+
 // ---------------------------------------------------------------------------
 // Streams
 //
@@ -7435,6 +8307,10 @@ function connectionLostError(): Error {
 const NO_BYTES: Uint8Array = new Uint8Array(0);
 
 let feedOwnedData: (reader: StreamReader, data: Uint8Array) => void;
+let replaceReaderTransport: (
+  reader: StreamReader,
+  transport: ReadTransport,
+) => void;
 
 /**
  * Reads from a connection or a child's pipe, with a buffer: asyncio's
@@ -7740,6 +8616,11 @@ export class StreamReader {
 
   static {
     feedOwnedData = (reader, data) => reader.#feed(data, true);
+    // start_tls's new transport reads; the old one, paused or not, is gone.
+    replaceReaderTransport = (reader, transport) => {
+      reader.#transport = transport;
+      reader.#paused = false;
+    };
   }
 
   #wakeWaiter(): void {
@@ -7869,7 +8750,12 @@ interface DrainableProtocol {
   readonly drainControl: DrainControl;
 }
 
+// Each StreamReaderProtocol's DrainControl, kept out of its public face.
+const drainControls = new WeakMap<BaseProtocol, DrainControl>();
+
 function drainControlOf(protocol: BaseProtocol): DrainControl | null {
+  const own = drainControls.get(protocol);
+  if (own !== undefined) return own;
   const control = (protocol as Partial<DrainableProtocol>).drainControl;
   return control instanceof DrainControl ? control : null;
 }
@@ -7883,27 +8769,73 @@ export type ClientConnectedCallback = (
   writer: StreamWriter,
 ) => unknown;
 
-// Joins a transport to a StreamReader (what arrives) and a DrainControl
-// (write flow control), and for servers starts the client's callback.
-class StreamReaderProtocol extends Protocol implements DrainableProtocol {
-  readonly drainControl: DrainControl;
+// Points a StreamReaderProtocol (and its reader) at the transport that
+// start_tls made; other protocols need nothing.
+let adoptTransport: (protocol: BaseProtocol, transport: Transport) => void;
+// Whether a StreamReaderProtocol is a server's (it has a client callback).
+let isServerProtocol: (protocol: BaseProtocol) => boolean;
+
+/**
+ * The protocol that joins a transport to a {@linkcode StreamReader}: what
+ * arrives is fed to the reader, and the transport's flow control reaches
+ * {@linkcode StreamWriter.drain}. For a server, `clientConnected(reader,
+ * writer)` runs as a task for each connection. asyncio's
+ * `StreamReaderProtocol`; the stream functions make these, and
+ * {@linkcode EventLoop.connectReadPipe} takes one to read stdin.
+ *
+ * @example Reading a pipe through a StreamReader
+ * ```ts
+ * import { getRunningLoop, run, StreamReader, StreamReaderProtocol } from "@aio/asyncio";
+ * import { PassThrough } from "node:stream";
+ *
+ * await run(async () => {
+ *   const pipe = new PassThrough();
+ *   const reader = new StreamReader();
+ *   await getRunningLoop().connectReadPipe(() => new StreamReaderProtocol(reader), pipe);
+ *   pipe.end("one\ntwo\n");
+ *   for await (const line of reader) console.log(new TextDecoder().decode(line));
+ * });
+ * ```
+ */
+export class StreamReaderProtocol extends Protocol {
+  #drainControl: DrainControl;
   #loop: EventLoop;
   #reader: StreamReader;
   #clientConnected: ClientConnectedCallback | null;
   #clientTask: Task<unknown> | null = null;
 
+  /**
+   * A protocol feeding `reader`; `clientConnected`, for servers, runs for
+   * each connection. `loop` defaults to the running loop, else the default.
+   */
   constructor(
     reader: StreamReader,
-    clientConnected: ClientConnectedCallback | null,
-    loop: EventLoop,
+    clientConnected: ClientConnectedCallback | null = null,
+    loop?: EventLoop,
   ) {
     super();
-    this.#loop = loop;
+    if (!(reader instanceof StreamReader)) {
+      throw new TypeError(
+        `StreamReaderProtocol(): reader must be a StreamReader, got ${
+          describeValue(reader)
+        }`,
+      );
+    }
+    if (clientConnected !== null) {
+      requireFunction(
+        clientConnected,
+        "StreamReaderProtocol()",
+        "clientConnected",
+      );
+    }
+    this.#loop = loop ?? getEventLoop();
     this.#reader = reader;
     this.#clientConnected = clientConnected;
-    this.drainControl = new DrainControl(loop);
+    this.#drainControl = new DrainControl(this.#loop);
+    drainControls.set(this, this.#drainControl);
   }
 
+  /** Attaches the transport to the reader; for a server, starts the client. */
   override connectionMade(transport: Transport): void {
     this.#reader.setTransport(transport);
     const clientConnected = this.#clientConnected;
@@ -7928,27 +8860,43 @@ class StreamReaderProtocol extends Protocol implements DrainableProtocol {
     });
   }
 
+  /** Ends the reader: at its end, or failed with `exc`. */
   override connectionLost(exc: Error | null): void {
     if (exc === null) this.#reader.feedEof();
     else this.#reader.setException(exc);
-    this.drainControl.lose(exc);
+    this.#drainControl.lose(exc);
   }
 
+  /** Feeds `data` to the reader. */
   override dataReceived(data: Uint8Array): void {
     feedOwnedData(this.#reader, data);
   }
 
+  /** Feeds the end to the reader, and keeps the writing side open. */
   override eofReceived(): boolean {
     this.#reader.feedEof();
     return true;
   }
 
+  /** Makes `drain()` wait. */
   override pauseWriting(): void {
-    this.drainControl.pause();
+    this.#drainControl.pause();
   }
 
+  /** Lets `drain()` return. */
   override resumeWriting(): void {
-    this.drainControl.resume();
+    this.#drainControl.resume();
+  }
+
+  static {
+    adoptTransport = (protocol, transport) => {
+      if (protocol instanceof StreamReaderProtocol) {
+        replaceReaderTransport(protocol.#reader, transport);
+      }
+    };
+    isServerProtocol = (protocol) =>
+      protocol instanceof StreamReaderProtocol &&
+      protocol.#clientConnected !== null;
   }
 }
 
@@ -7978,6 +8926,7 @@ class StreamReaderProtocol extends Protocol implements DrainableProtocol {
  */
 export class StreamWriter {
   #transport: WriteTransport;
+  #protocol: BaseProtocol;
   #reader: StreamReader | null;
   #drainControl: DrainControl | null;
 
@@ -7993,8 +8942,55 @@ export class StreamWriter {
     _loop?: EventLoop,
   ) {
     this.#transport = transport;
+    this.#protocol = protocol;
     this.#reader = reader;
     this.#drainControl = drainControlOf(protocol);
+  }
+
+  /**
+   * Upgrades the connection to TLS in place (STARTTLS), after draining
+   * what was written: asyncio's `StreamWriter.start_tls()`. The writer and
+   * its reader then go over TLS. On a server's connection (a
+   * {@linkcode startServer} client) this side is the TLS server and
+   * `options` needs `cert` and `key`; on a client's, `ca` or the system's
+   * authorities verify the server. See {@linkcode EventLoop.startTls}.
+   *
+   * @throws {TypeError} at the call, for a transport that cannot upgrade
+   * (a pipe) or a server side without `cert` and `key`.
+   * @throws {RuntimeError} at the call, when the connection is already over
+   * TLS or closing.
+   *
+   * @example An SMTP-style client
+   * ```ts
+   * import type { StreamReader, StreamWriter } from "@aio/asyncio";
+   *
+   * async function secure(reader: StreamReader, writer: StreamWriter) {
+   *   writer.write("STARTTLS\r\n");
+   *   const reply = new TextDecoder().decode(await reader.readline());
+   *   if (!reply.startsWith("220")) throw new Error(reply);
+   *   await writer.startTls({ serverHostname: "mail.example.com" });
+   *   writer.write("EHLO me\r\n"); // encrypted from here on
+   * }
+   * console.log(typeof secure); // "function"
+   * ```
+   */
+  startTls(options: StartTlsOptions = {}): Promise<void> {
+    const tlsOptions = {
+      ...options,
+      serverSide: options.serverSide ?? isServerProtocol(this.#protocol),
+    };
+    checkStartTlsArguments(this.#transport, this.#protocol, tlsOptions);
+    return this.#startTls(tlsOptions);
+  }
+
+  async #startTls(options: StartTlsOptions): Promise<void> {
+    await this.drain();
+    this.#transport = await upgradeToTls(
+      currentLoop(),
+      this.#transport as unknown as SocketTransport,
+      this.#protocol as Protocol,
+      options,
+    );
   }
 
   /** The transport underneath. */
@@ -8173,10 +9169,13 @@ function streamServerFactory(
 }
 
 /**
- * Listens on `host`:`port` (port 0: any free one; host `null`: every
- * interface) and runs `clientConnected(reader, writer)` as a new task for
- * each client: asyncio's `start_server()`. A port in use fails at the await
- * with code `EADDRINUSE`.
+ * Listens on `host`:`port` (port 0: any free one) and runs
+ * `clientConnected(reader, writer)` as a new task for each client:
+ * asyncio's `start_server()`. Host `null` or `""` listens on every
+ * interface, IPv4 and IPv6, with a socket each, as asyncio does (so with
+ * port 0 each gets its own port; on Deno one socket serves both); a list of
+ * hosts listens on each. A port in use fails at the await with code
+ * `EADDRINUSE`.
  *
  * @example An echo server
  * ```ts
@@ -8194,7 +9193,7 @@ function streamServerFactory(
  */
 export function startServer(
   clientConnected: ClientConnectedCallback,
-  host: string | null,
+  host: string | readonly string[] | null,
   port: number,
   options: StreamServerOptions = {},
 ): Promise<Server> {
@@ -9102,6 +10101,974 @@ function removeSignalListener(
   process.off(name, listener);
   listeners.delete(name);
   return true;
+}
+
+// ---------------------------------------------------------------------------
+// Executors
+//
+// Work on other cores. JavaScript cannot send a closure to another thread,
+// so a job names a module and one of its exported functions; the arguments
+// and the result are copied (structured clone). WorkerPoolExecutor runs jobs
+// on a pool of node:worker_threads workers, the one worker API that Deno, Bun
+// and Node share; each worker imports a module on its first job for it.
+// Rule: a worker runs one job at a time; cancelling a queued job drops it,
+// cancelling a running one terminates its worker, and a fresh worker is
+// started when a job needs one. An idle worker is unref'd, so a pool never
+// keeps the process alive by itself. Relies on the transports' IoFuture and
+// the loop. Used by EventLoop's runInExecutor and shutdownDefaultExecutor,
+// and by toThread.
+// ---------------------------------------------------------------------------
+
+/**
+ * Any module, as an executor sees it when it is not told the module's type:
+ * functions by name.
+ *
+ * @example
+ * ```ts
+ * import type { ModuleFunctions } from "@aio/asyncio";
+ *
+ * const work: ModuleFunctions = { square: (n: number) => n * n };
+ * console.log(work.square(4)); // 16
+ * ```
+ */
+// deno-lint-ignore no-explicit-any
+export type ModuleFunctions = Record<string, (...args: any[]) => unknown>;
+
+/**
+ * The names of the functions that module type `M` exports, for typed calls:
+ * `FunctionNames<typeof import("./work.ts")>`.
+ *
+ * @example
+ * ```ts
+ * import type { FunctionNames } from "@aio/asyncio";
+ *
+ * const name: FunctionNames<typeof import("node:zlib")> = "gzipSync";
+ * console.log(name); // gzipSync
+ * ```
+ */
+export type FunctionNames<M> =
+  & {
+    [K in keyof M]: M[K] extends (...args: never[]) => unknown ? K : never;
+  }[keyof M]
+  & string;
+
+/** Options for {@linkcode WorkerPoolExecutor}. */
+export interface WorkerPoolOptions {
+  /**
+   * How many workers at most run at once; default the number of cores
+   * (`os.availableParallelism()`). Workers are started as jobs need them.
+   */
+  maxWorkers?: number;
+}
+
+/** Options for {@linkcode WorkerPoolExecutor.shutdown}. */
+export interface ShutdownOptions {
+  /**
+   * Wait for the queued and running jobs to finish and the workers to exit
+   * (default `true`); with `false`, return at once while they go on.
+   */
+  wait?: boolean;
+  /** Cancel the jobs that have not started (default `false`). */
+  cancelFutures?: boolean;
+}
+
+// The code each worker runs: import a job's module (once), call the export,
+// post back the result or the error. A reply that cannot be copied (a
+// function, say) is reported as the error it is.
+const WORKER_BOOTSTRAP = `
+const { parentPort } = require("node:worker_threads");
+const modules = new Map();
+const describe = (e) => e instanceof Error
+  ? { name: e.name, message: e.message, stack: e.stack, code: e.code }
+  : { name: "Error", message: String(e) };
+parentPort.on("message", async ({ module, name, args }) => {
+  let reply;
+  try {
+    let loading = modules.get(module);
+    if (loading === undefined) modules.set(module, loading = import(module));
+    const fn = (await loading)[name];
+    if (typeof fn !== "function") {
+      throw new TypeError(module + ' exports no function named "' + name + '"');
+    }
+    reply = { ok: true, value: await fn(...args) };
+  } catch (error) {
+    reply = { ok: false, error: describe(error) };
+  }
+  try {
+    parentPort.postMessage(reply);
+  } catch (error) {
+    parentPort.postMessage({ ok: false, error: describe(error) });
+  }
+});
+`;
+
+type WorkerReply =
+  | { ok: true; value: unknown }
+  | { ok: false; error: WorkerErrorReport };
+
+interface WorkerErrorReport {
+  name: string;
+  message: string;
+  stack?: string;
+  code?: unknown;
+}
+
+const BUILTIN_ERRORS: Record<string, ErrorConstructor> = {
+  Error,
+  TypeError,
+  RangeError,
+  SyntaxError,
+  ReferenceError,
+  EvalError,
+  URIError,
+};
+
+// The worker's error, rebuilt on this side: same class where it is a
+// built-in one, same name, message and stack (the worker's frames), and
+// code (as node:fs errors carry).
+function errorFromWorker(report: WorkerErrorReport): Error {
+  const error = new (BUILTIN_ERRORS[report.name] ?? Error)(report.message);
+  if (error.name !== report.name) error.name = report.name;
+  if (report.stack !== undefined) error.stack = report.stack;
+  if (report.code !== undefined) {
+    (error as Error & { code: unknown }).code = report.code;
+  }
+  return error;
+}
+
+// One job: a call of `name` in `module`, and the future that awaits it.
+interface Job {
+  module: string;
+  name: string;
+  args: unknown[];
+  future: JobFuture<unknown>;
+  // The thread running it, or null while queued (or once done).
+  thread: PoolThread | null;
+}
+
+// One worker of a pool. `job` is what it runs, null while idle.
+interface PoolThread {
+  worker: Worker;
+  job: Job | null;
+  exited: Promise<void>;
+}
+
+// A job's future: cancelling it takes the job back from the pool.
+class JobFuture<T> extends IoFuture<T> {
+  #withdraw: () => void;
+
+  constructor(loop: EventLoop, withdraw: () => void) {
+    super(loop);
+    this.#withdraw = withdraw;
+  }
+
+  override cancel(msg?: string): boolean {
+    if (!super.cancel(msg)) return false;
+    this.#withdraw();
+    return true;
+  }
+}
+
+function moduleSpecifier(module: unknown, where: string): string {
+  if (module instanceof URL) return module.href;
+  if (typeof module === "string" && module !== "") {
+    // A URL (file:, data:, https:, node:) as it is; a path from the cwd.
+    return /^[a-z][a-z0-9+.-]+:/i.test(module)
+      ? module
+      : pathToFileURL(resolvePath(module)).href;
+  }
+  throw new TypeError(
+    `${where}: module must be a URL or a path, got ${describeValue(module)}`,
+  );
+}
+
+function requireFunctionName(name: unknown, where: string): string {
+  if (typeof name !== "string" || name === "") {
+    throw new TypeError(
+      `${where}: name must be the name of an exported function, got ${
+        describeValue(name)
+      }`,
+    );
+  }
+  return name;
+}
+
+let submitJob: (
+  executor: WorkerPoolExecutor<unknown>,
+  loop: EventLoop,
+  module: string | URL | null,
+  name: string,
+  args: unknown[],
+  where: string,
+) => Future<unknown>;
+let terminateExecutor: (executor: WorkerPoolExecutor<unknown>) => void;
+
+/**
+ * Runs functions exported by a module on a pool of worker threads, so that
+ * CPU-bound or blocking work leaves the event loop free: asyncio's
+ * `ThreadPoolExecutor` / `ProcessPoolExecutor`, shaped by what JavaScript
+ * can send to another thread.
+ *
+ * **The difference from Python:** a closure cannot cross threads, so a job
+ * is a module and the name of one of its exported functions (which may be
+ * `async`). Arguments and the result are copied with the structured clone
+ * algorithm (numbers, strings, arrays, plain objects, typed arrays, maps…);
+ * a function or class instance cannot be sent. Each worker imports the
+ * module on its first job, so module-level state is per worker.
+ *
+ * `run()` returns a {@linkcode Future}. Cancelling it, or the task awaiting
+ * it, drops a job that has not started; a job that is running is stopped by
+ * **terminating its worker** (no `finally` of the job runs), and a fresh
+ * worker takes its place when a job needs one. An error thrown in the worker
+ * arrives at the `await` with its class (for built-in errors), name,
+ * message and the worker's stack.
+ *
+ * Workers start as jobs need them, up to `maxWorkers` (default: the number
+ * of cores). Idle workers never keep the process alive; `shutdown()` (or
+ * `await using`) ends them.
+ *
+ * With a type for the module, calls are checked:
+ * `new WorkerPoolExecutor<typeof import("./work.ts")>(url)`.
+ *
+ * @example Hashing on other cores
+ * ```ts
+ * import { gather, run, WorkerPoolExecutor } from "@aio/asyncio";
+ *
+ * await using pool = new WorkerPoolExecutor<typeof import("node:crypto")>(
+ *   "node:crypto",
+ *   { maxWorkers: 2 },
+ * );
+ * await run(async () => {
+ *   const keys = await gather([
+ *     () => pool.run("pbkdf2Sync", "secret", "salt-1", 100_000, 32, "sha256"),
+ *     () => pool.run("pbkdf2Sync", "secret", "salt-2", 100_000, 32, "sha256"),
+ *   ]);
+ *   console.log(keys.map((key) => key.length)); // [ 32, 32 ]
+ * });
+ * ```
+ */
+export class WorkerPoolExecutor<M = ModuleFunctions> {
+  // The module `run()` calls into; null: only toThread() names modules.
+  #module: string | null;
+  #maxWorkers: number;
+  // Every worker not yet exited, including those being terminated.
+  #alive = new Set<PoolThread>();
+  // The workers that take jobs: alive and not being terminated.
+  #working = new Set<PoolThread>();
+  // Working threads with no job, most recently idle last.
+  #idle: PoolThread[] = [];
+  #queue: Job[] = [];
+  #shutdown = false;
+  // Resolved each time nothing is queued or running.
+  #drained: Array<() => void> = [];
+
+  /**
+   * A pool for the functions `module` exports (a URL, `import.meta`-relative
+   * is best: `new URL("./work.ts", import.meta.url)`; a path is taken from
+   * the current directory). Without a module, only jobs that name their own
+   * run on it (the loop's default executor, {@linkcode toThread}).
+   *
+   * @throws {TypeError} for a module that is neither a URL nor a path.
+   * @throws {RangeError} for a `maxWorkers` that is not a positive integer.
+   */
+  constructor(
+    module: string | URL | null = null,
+    options: WorkerPoolOptions = {},
+  ) {
+    this.#module = module === null
+      ? null
+      : moduleSpecifier(module, "WorkerPoolExecutor()");
+    const max = options.maxWorkers ?? availableParallelism();
+    if (!Number.isInteger(max) || max < 1) {
+      throw new RangeError(
+        `WorkerPoolExecutor(): options.maxWorkers must be a positive integer, got ${
+          describeValue(max)
+        }`,
+      );
+    }
+    this.#maxWorkers = max;
+  }
+
+  /** How many workers may run at once. */
+  get maxWorkers(): number {
+    return this.#maxWorkers;
+  }
+
+  /**
+   * Runs `name(...args)` from the pool's module on a worker, and returns
+   * the future of its result. Outside a running loop the future belongs
+   * to the default loop.
+   *
+   * @throws {RuntimeError} after `shutdown()`, or when the pool has no
+   * module.
+   * @throws {TypeError} for a name that is not a non-empty string.
+   */
+  run<K extends FunctionNames<M>>(
+    name: K,
+    ...args: M[K] extends (...args: infer A) => unknown ? A : never
+  ): Future<
+    M[K] extends (...args: never[]) => infer R ? Awaited<R> : never
+  > {
+    return submitJob(
+      this,
+      currentLoop(),
+      null,
+      name,
+      args,
+      "WorkerPoolExecutor.run()",
+    ) as Future<
+      M[K] extends (...args: never[]) => infer R ? Awaited<R> : never
+    >;
+  }
+
+  /**
+   * Stops taking jobs. With `wait` (the default), waits until the queued
+   * and running jobs are done and every worker has exited; `cancelFutures`
+   * cancels the jobs that have not started. Idle workers exit at once.
+   */
+  async shutdown(options: ShutdownOptions = {}): Promise<void> {
+    this.#shutdown = true;
+    if (options.cancelFutures === true) {
+      for (const job of [...this.#queue]) job.future.cancel();
+    }
+    this.#dispatch();
+    if (options.wait === false) return;
+    if (this.#queue.length > 0 || this.#idle.length < this.#working.size) {
+      await new Promise<void>((resolve) => this.#drained.push(resolve));
+    }
+    await Promise.all([...this.#alive].map((thread) => thread.exited));
+  }
+
+  /** Shuts the pool down and waits: `await using pool = …`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.shutdown();
+  }
+
+  #submit(
+    loop: EventLoop,
+    module: string | URL | null,
+    name: string,
+    args: unknown[],
+    where: string,
+  ): Future<unknown> {
+    requireFunctionName(name, where);
+    const specifier = module === null
+      ? this.#module
+      : moduleSpecifier(module, where);
+    if (specifier === null) {
+      throw new RuntimeError(
+        `${where}: this executor has no module: give it one, or use toThread(module, name)`,
+      );
+    }
+    if (this.#shutdown) {
+      throw new RuntimeError("cannot schedule new futures after shutdown");
+    }
+    const job: Job = {
+      module: specifier,
+      name,
+      args,
+      future: null as unknown as JobFuture<unknown>,
+      thread: null,
+    };
+    job.future = new JobFuture(loop, () => this.#withdraw(job));
+    this.#queue.push(job);
+    this.#dispatch();
+    return job.future;
+  }
+
+  // Hands queued jobs to idle workers, starting workers up to the limit.
+  // Once shut down and out of jobs, idle workers are let go.
+  #dispatch(): void {
+    while (this.#queue.length > 0) {
+      let thread = this.#idle.pop();
+      if (thread === undefined) {
+        if (this.#working.size >= this.#maxWorkers) break;
+        thread = this.#startThread();
+      }
+      this.#assign(thread, this.#queue.shift()!);
+    }
+    if (this.#queue.length > 0) return;
+    if (this.#shutdown) {
+      for (const thread of this.#idle.splice(0)) this.#retire(thread);
+    }
+    if (this.#idle.length === this.#working.size) {
+      for (const resolve of this.#drained.splice(0)) resolve();
+    }
+  }
+
+  #startThread(): PoolThread {
+    const worker = new Worker(WORKER_BOOTSTRAP, { eval: true });
+    const thread: PoolThread = {
+      worker,
+      job: null,
+      exited: null as unknown as Promise<void>,
+    };
+    thread.exited = new Promise((resolve) => {
+      worker.once("exit", (code: number) => {
+        this.#onExit(thread, code);
+        resolve();
+      });
+    });
+    worker.on("message", (reply: WorkerReply) => this.#onReply(thread, reply));
+    worker.on("error", (error: Error) => this.#onCrash(thread, error));
+    this.#alive.add(thread);
+    this.#working.add(thread);
+    return thread;
+  }
+
+  #assign(thread: PoolThread, job: Job): void {
+    thread.job = job;
+    job.thread = thread;
+    // A worker with a job keeps the process alive, as a Python thread does.
+    thread.worker.ref();
+    try {
+      thread.worker.postMessage({
+        module: job.module,
+        name: job.name,
+        args: job.args,
+      });
+    } catch (error) {
+      // Arguments that cannot be copied (DataCloneError).
+      this.#release(thread);
+      settleIo(job.future, error);
+    }
+  }
+
+  // The thread's job is over: it goes back to the idle ones, unref'd.
+  #release(thread: PoolThread): Job | null {
+    const job = thread.job;
+    if (job !== null) job.thread = null;
+    thread.job = null;
+    thread.worker.unref();
+    this.#idle.push(thread);
+    return job;
+  }
+
+  #onReply(thread: PoolThread, reply: WorkerReply): void {
+    if (thread.job === null || !this.#working.has(thread)) return;
+    const job = this.#release(thread)!;
+    if (reply.ok) settleIo(job.future, undefined, reply.value);
+    else settleIo(job.future, errorFromWorker(reply.error));
+    this.#dispatch();
+  }
+
+  // An error the job's module threw outside the job (in a timer, say):
+  // the worker dies of it, and the job it ran fails with it.
+  #onCrash(thread: PoolThread, error: Error): void {
+    const job = thread.job;
+    if (job === null) return;
+    thread.job = job.thread = null;
+    settleIo(job.future, error);
+  }
+
+  #onExit(thread: PoolThread, code: number): void {
+    this.#alive.delete(thread);
+    if (!this.#working.delete(thread)) return; // terminated by us
+    const index = this.#idle.indexOf(thread);
+    if (index >= 0) this.#idle.splice(index, 1);
+    const job = thread.job;
+    if (job !== null) {
+      job.thread = null;
+      settleIo(
+        job.future,
+        new RuntimeError(
+          `the worker running ${job.name}() exited with code ${code}`,
+        ),
+      );
+    }
+    this.#dispatch();
+  }
+
+  // Terminates a worker; it leaves the working ones at once, and the
+  // alive ones when it has exited.
+  #retire(thread: PoolThread): void {
+    this.#working.delete(thread);
+    thread.job = null;
+    thread.worker.terminate();
+  }
+
+  // A cancelled job: taken off the queue, or its worker terminated.
+  #withdraw(job: Job): void {
+    const thread = job.thread;
+    if (thread === null) {
+      const index = this.#queue.indexOf(job);
+      if (index >= 0) this.#queue.splice(index, 1);
+    } else {
+      job.thread = null;
+      this.#retire(thread);
+    }
+    this.#dispatch();
+  }
+
+  static {
+    submitJob = (executor, loop, module, name, args, where) =>
+      executor.#submit(loop, module, name, args, where);
+    terminateExecutor = (executor) => {
+      executor.#shutdown = true;
+      for (const job of executor.#queue.splice(0)) job.future.cancel();
+      for (const thread of [...executor.#working]) executor.#retire(thread);
+      executor.#idle.length = 0;
+      executor.#dispatch();
+    };
+  }
+}
+
+// Each loop's default executor: made on first use by toThread(), replaced
+// by setDefaultExecutor(), and `null` once shutdownDefaultExecutor() has
+// been called, as asyncio refuses new work then.
+const defaultExecutors = new WeakMap<
+  EventLoop,
+  WorkerPoolExecutor<unknown> | null
+>();
+
+function defaultExecutorOf(loop: EventLoop): WorkerPoolExecutor<unknown> {
+  let executor = defaultExecutors.get(loop);
+  if (executor === null) {
+    throw new RuntimeError("Executor shutdown has been called");
+  }
+  if (executor === undefined) {
+    executor = new WorkerPoolExecutor<unknown>();
+    defaultExecutors.set(loop, executor);
+  }
+  return executor;
+}
+
+function setLoopExecutor(
+  loop: EventLoop,
+  executor: WorkerPoolExecutor<unknown>,
+): void {
+  if (!(executor instanceof WorkerPoolExecutor)) {
+    throw new TypeError(
+      `setDefaultExecutor(): executor must be a WorkerPoolExecutor, got ${
+        describeValue(executor)
+      }`,
+    );
+  }
+  defaultExecutors.set(loop, executor);
+}
+
+function runInLoopExecutor(
+  loop: EventLoop,
+  executor: WorkerPoolExecutor<unknown>,
+  name: string,
+  args: unknown[],
+): Future<unknown> {
+  if (!(executor instanceof WorkerPoolExecutor)) {
+    throw new TypeError(
+      `runInExecutor(): executor must be a WorkerPoolExecutor (JavaScript cannot send a function to another thread, so there is no default executor for one: use toThread(module, name, ...args)), got ${
+        describeValue(executor)
+      }`,
+    );
+  }
+  if (loop.isClosed()) throw new RuntimeError("Event loop is closed");
+  return submitJob(executor, loop, null, name, args, "runInExecutor()");
+}
+
+async function shutdownLoopExecutor(loop: EventLoop): Promise<void> {
+  const executor = defaultExecutors.get(loop);
+  defaultExecutors.set(loop, null);
+  await executor?.shutdown();
+}
+
+// A closing loop ends its default executor's workers at once: the futures
+// of their jobs belong to the loop, which will run nothing more.
+function terminateLoopExecutor(loop: EventLoop): void {
+  const executor = defaultExecutors.get(loop);
+  defaultExecutors.set(loop, null);
+  if (executor) terminateExecutor(executor);
+}
+
+/**
+ * Runs the function `name` that `module` exports on the loop's default
+ * executor (a {@linkcode WorkerPoolExecutor} made on first use, one worker
+ * per core), and returns the future of its result: asyncio's `to_thread()`.
+ *
+ * **The difference from Python:** `to_thread(f, *args)` sends a function;
+ * JavaScript cannot send a closure to another thread, so name a module (a
+ * URL, such as `new URL("./work.ts", import.meta.url)`, or `"node:zlib"`)
+ * and one of its exported functions. Arguments and result are copied
+ * (structured clone). Cancelling the awaiting task drops the job if it has
+ * not started, or terminates the worker running it. The default executor
+ * ends with `loop.shutdownDefaultExecutor()` or when the loop closes.
+ *
+ * @throws {RuntimeError} after the loop's `shutdownDefaultExecutor()`.
+ * @throws {TypeError} for a module or name of the wrong kind.
+ *
+ * @example Compressing off the loop
+ * ```ts
+ * import { run, toThread } from "@aio/asyncio";
+ *
+ * await run(async () => {
+ *   const data = new TextEncoder().encode("hello ".repeat(10_000));
+ *   const packed = await toThread<Uint8Array>("node:zlib", "gzipSync", data);
+ *   console.log(data.length, "->", packed.length); // 60000 -> a few hundred
+ * });
+ * ```
+ */
+export function toThread<T = unknown>(
+  module: string | URL,
+  name: string,
+  ...args: unknown[]
+): Future<T> {
+  const loop = currentLoop();
+  return submitJob(
+    defaultExecutorOf(loop),
+    loop,
+    moduleSpecifier(module, "toThread()"),
+    requireFunctionName(name, "toThread()"),
+    args,
+    "toThread()",
+  ) as Future<T>;
+}
+
+// ---------------------------------------------------------------------------
+// Task factories
+//
+// What EventLoop.setTaskFactory() takes, and asyncio 3.12's eager task
+// factory, which starts every task at once, up to its first await. Relies
+// on tasks. Used by EventLoop.createTask.
+// ---------------------------------------------------------------------------
+
+/**
+ * A task factory for {@linkcode EventLoop.setTaskFactory}: makes the task
+ * that `loop.createTask(coro, options)` returns.
+ *
+ * @example A factory that names every task
+ * ```ts
+ * import { createTask, getRunningLoop, run, Task, type TaskFactory } from "@aio/asyncio";
+ *
+ * let count = 0;
+ * const named: TaskFactory = (loop, coro, options) =>
+ *   new Task(coro, { name: `job-${++count}`, ...options, loop });
+ * await run(async () => {
+ *   getRunningLoop().setTaskFactory(named);
+ *   const task = createTask(async () => {});
+ *   console.log(task.getName()); // job-1
+ *   await task;
+ * });
+ * ```
+ */
+export type TaskFactory = <T>(
+  loop: EventLoop,
+  coro: Coro<T>,
+  options: TaskOptions,
+) => Task<T>;
+
+/**
+ * A task class, or any constructor with `Task`'s signature, for
+ * {@linkcode createEagerTaskFactory}.
+ *
+ * @example
+ * ```ts
+ * import { Task, type TaskConstructor } from "@aio/asyncio";
+ *
+ * class LoggedTask<T> extends Task<T> {}
+ * const constructors: TaskConstructor[] = [Task, LoggedTask];
+ * console.log(constructors.length); // 2
+ * ```
+ */
+export type TaskConstructor = new <T>(
+  coro: Coro<T>,
+  options: TaskOptions & { loop?: EventLoop },
+) => Task<T>;
+
+/**
+ * A task factory whose tasks, made by `taskConstructor`, start eagerly
+ * (unless a caller passes `eagerStart: false`): asyncio 3.12's
+ * `create_eager_task_factory()`.
+ *
+ * @example Eager tasks of a Task subclass
+ * ```ts
+ * import { createEagerTaskFactory, createTask, getRunningLoop, run, Task } from "@aio/asyncio";
+ *
+ * class TracedTask<T> extends Task<T> {}
+ * await run(async () => {
+ *   getRunningLoop().setTaskFactory(createEagerTaskFactory(TracedTask));
+ *   let started = false;
+ *   const task = createTask(async () => {
+ *     started = true;
+ *   });
+ *   console.log(started, task instanceof TracedTask); // true true
+ *   await task;
+ * });
+ * ```
+ */
+export function createEagerTaskFactory(
+  taskConstructor: TaskConstructor,
+): TaskFactory {
+  requireFunction(
+    taskConstructor,
+    "createEagerTaskFactory()",
+    "taskConstructor",
+  );
+  return (loop, coro, options) =>
+    new taskConstructor(coro, {
+      ...options,
+      loop,
+      eagerStart: options.eagerStart ?? true,
+    });
+}
+
+/**
+ * The task factory that makes every task eager: it runs at once, inside
+ * `createTask()`, up to its first `await` (asyncio 3.12's
+ * `eager_task_factory`). A task may still ask for `eagerStart: false`.
+ *
+ * One difference from Python: an `async` function always settles its
+ * promise in a microtask, so an eager task that never waits is done just
+ * after `createTask()` returns, not inside it.
+ *
+ * @example
+ * ```ts
+ * import { createTask, eagerTaskFactory, getRunningLoop, run } from "@aio/asyncio";
+ *
+ * await run(async () => {
+ *   getRunningLoop().setTaskFactory(eagerTaskFactory);
+ *   const steps: string[] = [];
+ *   const task = createTask(async () => {
+ *     steps.push("task started");
+ *   });
+ *   steps.push("createTask returned");
+ *   await task;
+ *   console.log(steps); // [ "task started", "createTask returned" ]
+ * });
+ * ```
+ */
+export const eagerTaskFactory: TaskFactory = createEagerTaskFactory(Task);
+
+// ---------------------------------------------------------------------------
+// Name resolution
+//
+// EventLoop.getaddrinfo and getnameinfo, asyncio's, over node:dns: the
+// system resolver (getaddrinfo(3)), run by the runtime off the loop. The
+// results keep asyncio's tuple shape, with the runtime's 4 and 6 for the
+// address families. Relies on the transports' IoFuture.
+// ---------------------------------------------------------------------------
+
+/**
+ * `SOCK_STREAM`: a stream socket (TCP), in {@linkcode AddrInfo} and
+ * {@linkcode GetaddrinfoOptions}.
+ *
+ * @example
+ * ```ts
+ * import { getRunningLoop, run, SOCK_STREAM } from "@aio/asyncio";
+ *
+ * await run(async () => {
+ *   const loop = getRunningLoop();
+ *   const infos = await loop.getaddrinfo("127.0.0.1", 80, { type: SOCK_STREAM });
+ *   console.log(infos.length); // 1
+ * });
+ * ```
+ */
+export const SOCK_STREAM = 1 as const;
+
+/**
+ * `SOCK_DGRAM`: a datagram socket (UDP), in {@linkcode AddrInfo} and
+ * {@linkcode GetaddrinfoOptions}.
+ *
+ * @example
+ * ```ts
+ * import { getRunningLoop, run, SOCK_DGRAM } from "@aio/asyncio";
+ *
+ * await run(async () => {
+ *   const loop = getRunningLoop();
+ *   const [info] = await loop.getaddrinfo("127.0.0.1", 53, { type: SOCK_DGRAM });
+ *   console.log(info[1] === SOCK_DGRAM, info[2]); // true 17
+ * });
+ * ```
+ */
+export const SOCK_DGRAM = 2 as const;
+
+/**
+ * One address from {@linkcode EventLoop.getaddrinfo}, as asyncio's 5-tuple
+ * `(family, type, proto, canonname, sockaddr)`; the family is 4 or 6 (the
+ * runtime's names for `AF_INET` and `AF_INET6`), and `sockaddr` is
+ * `[host, port]` for both.
+ *
+ * @example
+ * ```ts
+ * import type { AddrInfo } from "@aio/asyncio";
+ *
+ * const info: AddrInfo = [4, 1, 6, "", ["127.0.0.1", 80]];
+ * const [, , , , [host, port]] = info;
+ * console.log(host, port); // 127.0.0.1 80
+ * ```
+ */
+export type AddrInfo = [
+  family: 4 | 6,
+  type: typeof SOCK_STREAM | typeof SOCK_DGRAM,
+  proto: number,
+  canonname: string,
+  sockaddr: [host: string, port: number],
+];
+
+/** Options for {@linkcode EventLoop.getaddrinfo}. */
+export interface GetaddrinfoOptions {
+  /** 4 or 6 for one family only; 0 (the default) for both. */
+  family?: 0 | 4 | 6;
+  /** {@linkcode SOCK_STREAM} or {@linkcode SOCK_DGRAM}; 0 (default): both. */
+  type?: 0 | typeof SOCK_STREAM | typeof SOCK_DGRAM;
+  /** 6 (TCP) or 17 (UDP); 0 (the default): what the type implies. */
+  proto?: number;
+  /**
+   * Resolver hints from `node:dns` (`dns.ADDRCONFIG | dns.V4MAPPED`); their
+   * values differ between runtimes, so take them from `node:dns`.
+   */
+  flags?: number;
+}
+
+const IPPROTO_TCP = 6;
+const IPPROTO_UDP = 17;
+
+function requireService(port: unknown, where: string): number {
+  if (port === null || port === undefined) return 0;
+  const number = typeof port === "string" && /^\d+$/.test(port)
+    ? Number(port)
+    : port;
+  if (
+    typeof number !== "number" || !Number.isInteger(number) || number < 0 ||
+    number > 65535
+  ) {
+    throw new RangeError(
+      `${where}: port must be a port number from 0 to 65535 (service names are not looked up), got ${
+        describeValue(port)
+      }`,
+    );
+  }
+  return number;
+}
+
+function checkAddrinfoArguments(
+  host: unknown,
+  port: unknown,
+  options: GetaddrinfoOptions,
+): number {
+  if (host !== null && typeof host !== "string") {
+    throw new TypeError(
+      `getaddrinfo(): host must be a string or null, got ${
+        describeValue(host)
+      }`,
+    );
+  }
+  const { family = 0, type = 0, proto = 0 } = options;
+  if (family !== 0 && family !== 4 && family !== 6) {
+    throw new RangeError(
+      `getaddrinfo(): options.family must be 0, 4 or 6, got ${
+        describeValue(family)
+      }`,
+    );
+  }
+  if (type !== 0 && type !== SOCK_STREAM && type !== SOCK_DGRAM) {
+    throw new RangeError(
+      `getaddrinfo(): options.type must be 0, SOCK_STREAM or SOCK_DGRAM, got ${
+        describeValue(type)
+      }`,
+    );
+  }
+  if (proto !== 0 && proto !== IPPROTO_TCP && proto !== IPPROTO_UDP) {
+    throw new RangeError(
+      `getaddrinfo(): options.proto must be 0, 6 (TCP) or 17 (UDP), got ${
+        describeValue(proto)
+      }`,
+    );
+  }
+  return requireService(port, "getaddrinfo()");
+}
+
+// The system's answer as asyncio's tuples: each address once per socket
+// type asked for, in the resolver's order.
+function addrInfos(
+  addresses: Array<{ address: string; family: number }>,
+  port: number,
+  options: GetaddrinfoOptions,
+): AddrInfo[] {
+  const { type = 0, proto = 0 } = options;
+  const kinds: Array<[AddrInfo[1], number]> = [];
+  if ((type === 0 || type === SOCK_STREAM) && proto !== IPPROTO_UDP) {
+    kinds.push([SOCK_STREAM, IPPROTO_TCP]);
+  }
+  if ((type === 0 || type === SOCK_DGRAM) && proto !== IPPROTO_TCP) {
+    kinds.push([SOCK_DGRAM, IPPROTO_UDP]);
+  }
+  const infos: AddrInfo[] = [];
+  for (const { address, family } of addresses) {
+    for (const [socketType, protocol] of kinds) {
+      infos.push([
+        family === 6 ? 6 : 4,
+        socketType,
+        protocol,
+        "",
+        [address, port],
+      ]);
+    }
+  }
+  return infos;
+}
+
+function resolverError(code: string, host: string): Error {
+  return Object.assign(new Error(`getaddrinfo ${code} ${host}`), {
+    code,
+    hostname: host,
+  });
+}
+
+async function lookupAddresses(
+  loop: EventLoop,
+  host: string | null,
+  port: number,
+  options: GetaddrinfoOptions,
+): Promise<AddrInfo[]> {
+  const family = options.family ?? 0;
+  let addresses: Array<{ address: string; family: number }>;
+  if (host === null || host === "") {
+    // As getaddrinfo(3) without AI_PASSIVE: the loopback addresses.
+    addresses = [{ address: "::1", family: 6 }, {
+      address: "127.0.0.1",
+      family: 4,
+    }];
+  } else {
+    const looked = new IoFuture<Array<{ address: string; family: number }>>(
+      loop,
+    );
+    dns.lookup(
+      host,
+      { all: true, family, hints: options.flags ?? 0 },
+      (error, found) => settleIo(looked, error ?? undefined, found),
+    );
+    addresses = await looked;
+  }
+  // A numeric address of the other family comes back as it is: refuse it,
+  // as getaddrinfo(3) does.
+  if (family !== 0) addresses = addresses.filter((a) => a.family === family);
+  if (addresses.length === 0) {
+    throw resolverError("EAI_ADDRFAMILY", host ?? "");
+  }
+  return addrInfos(addresses, port, options);
+}
+
+function lookupName(
+  loop: EventLoop,
+  sockaddr: unknown,
+): Promise<[host: string, service: string]> {
+  if (
+    !Array.isArray(sockaddr) || typeof sockaddr[0] !== "string" ||
+    net.isIP(sockaddr[0]) === 0
+  ) {
+    throw new TypeError(
+      `getnameinfo(): sockaddr must be [ip address, port], got ${
+        describeValue(sockaddr)
+      }`,
+    );
+  }
+  const port = requireService(sockaddr[1], "getnameinfo()");
+  const looked = new IoFuture<[string, string]>(loop);
+  dns.lookupService(
+    sockaddr[0],
+    port,
+    (error, hostname, service) =>
+      settleIo(looked, error ?? undefined, [hostname, service]),
+  );
+  return looked.then();
 }
 
 // ---------------------------------------------------------------------------
