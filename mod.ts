@@ -1702,12 +1702,11 @@ export class EventLoop {
     this.#readyFns[index] = step as Step;
     this.#readyArgs[index] = argument;
     if (!this.#runScheduled && !this.#batchActive) {
-      // Scheduled from outside the loop's steps: by a task a foreign promise
-      // resumed, a host callback, or top-level code. Its microtasks must
-      // all run first (that task runs alone until it suspends, and its
-      // next await must be registered before anything is woken), so the
-      // batch waits for a host turn.
-      this.#scheduleRun(true);
+      // Scheduled from outside the loop's steps by a task that a foreign
+      // promise resumed: its microtasks must all run first (it runs alone
+      // until it suspends, and its next await must be registered before
+      // anything is woken), so the batch waits for a host turn.
+      this.#scheduleRun(runningTask() !== null);
     }
   }
 
@@ -2774,14 +2773,15 @@ export class Future<T = unknown> implements PromiseLike<T> {
         state = REJECTED;
         value = future.#makeCancelledError();
       } else if (
-        resumes && awaiter.mustCancel &&
+        awaiter.mustCancel &&
         !(state === REJECTED && value instanceof CancelledError)
       ) {
         // Must-cancel: the task was cancelled after the future settled but
         // before it could resume. It sees CancelledError here; what the
-        // future handed it stays with the future's owner, not lost. (A
-        // CancelledError already on its way is kept: the first message
-        // wins, as in asyncio.)
+        // future handed it stays with the future's owner, not lost, even
+        // if the task has ended meanwhile (a branch of a Promise.all that
+        // another branch's cancel ended). A CancelledError already on its
+        // way is kept: the first message wins, as in asyncio.
         state = REJECTED;
         value = new CancelledError(awaiter.cancelMessage);
       }
