@@ -735,6 +735,14 @@ function runningTask(): Task<unknown> | null {
   return task === undefined || task.done() ? null : task;
 }
 
+// The loop of the task whose context the caller runs in, finished or not,
+// while that loop is open: code a task left running (a branch of a race it
+// lost, a helper) keeps to the task's loop, though it is no task's.
+function contextLoop(): EventLoop | null {
+  const loop = taskContext.getStore()?.getLoop();
+  return loop === undefined || loop.isClosed() ? null : loop;
+}
+
 // In real time, the host gets a turn at least this often (ms), so that a
 // loop of `await sleep(0)` leaves room for host timers and I/O.
 const HOST_TURN_BUDGET_MS = 4;
@@ -813,6 +821,8 @@ function runCallbackStep(callback: () => void): void {
   }
 }
 let loopYieldFuture: (loop: EventLoop) => Future<void>;
+// How many turns the host has given the loop.
+let loopHostTurns: (loop: EventLoop) => number;
 // A step woke or started `task`: the batch waits until it suspends again.
 let noteResumed: (loop: EventLoop, task: Task<unknown>) => void;
 // `task` suspended (it awaits a pending future, or finished).
@@ -1017,6 +1027,9 @@ export class EventLoop {
   // it has suspended again (see #onSuspended and #onStallCheck).
   #resumed: Task<unknown> | null = null;
   #stallCheckArmed = false;
+  // Turns the host has given the loop (host timers, immediates): a cancel
+  // made before the latest one has seen the microtasks run dry since.
+  #hostTurns = 0;
   // stop() asked, and taken effect: a stopped loop runs no step and moves
   // no virtual clock until runForever() or runUntilComplete() runs it again.
   #stopping = false;
@@ -1744,6 +1757,7 @@ export class EventLoop {
   };
 
   #noteHostTurn(): void {
+    this.#hostTurns++;
     this.#batchesSinceHostTurn = 0;
     if (!this.#virtualTime) this.#lastHostTurn = performance.now();
   }
@@ -1798,7 +1812,20 @@ export class EventLoop {
     loopBeingRun = this;
     try {
       while (this.#batchIndex < this.#batchLength) {
-        const index = this.#batchIndex++;
+        const index = this.#batchIndex;
+        if (
+          fns[index] === (wakeAwaiter as Step) &&
+          cancelWantsQuiet(args[index] as Awaiter, this.#hostTurns)
+        ) {
+          // A wake-up that delivers a cancellation waits for the microtasks
+          // to run dry first: the task may not be blocked on this wait at
+          // all (a branch of a race made it, the rest of the task goes on),
+          // and if it ends meanwhile, it must end cancelled. One host turn,
+          // for all the cancels made before it.
+          this.#armStallCheck();
+          return;
+        }
+        this.#batchIndex = index + 1;
         const argument = args[index];
         args[index] = undefined;
         this.#inStep = true;
@@ -1876,6 +1903,7 @@ export class EventLoop {
       if (this.#batchFns[index] !== (wakeAwaiter as Step)) break;
       const awaiter = this.#batchArgs[index] as Awaiter;
       if (awaiter.onFulfilled != null || awaiter.onRejected != null) break;
+      if (cancelWantsQuiet(awaiter, this.#hostTurns)) break;
       this.#batchArgs[index] = undefined;
       this.#batchIndex++;
       this.#inStep = true;
@@ -1912,9 +1940,9 @@ export class EventLoop {
 
   #onStallCheck = (): void => {
     this.#stallCheckArmed = false;
-    if (this.#resumed === null || this.#closed) return;
-    this.#resumed = null;
     this.#noteHostTurn();
+    if (this.#closed) return;
+    this.#resumed = null;
     this.#continueBatch();
   };
 
@@ -2182,6 +2210,7 @@ export class EventLoop {
       loop.#noteHostTurn();
       loop.#runOnceOutsideTasks();
     };
+    loopHostTurns = (loop) => loop.#hostTurns;
     noteResumed = (loop, task) => {
       if (loop.#inStep) loop.#resumed = task;
     };
@@ -2223,7 +2252,7 @@ export class EventLoop {
  * ```
  */
 export function getRunningLoop(): EventLoop {
-  const loop = runningTask()?.getLoop() ?? loopBeingRun;
+  const loop = contextLoop() ?? loopBeingRun;
   if (loop === null) throw new RuntimeError("no running event loop");
   return loop;
 }
@@ -2242,7 +2271,7 @@ export function getRunningLoop(): EventLoop {
  * ```
  */
 export function getEventLoop(): EventLoop {
-  const running = runningTask()?.getLoop() ?? loopBeingRun;
+  const running = contextLoop() ?? loopBeingRun;
   if (running !== null) return running;
   if (defaultLoop === null || defaultLoop.isClosed()) {
     defaultLoop = new EventLoop();
@@ -2415,6 +2444,9 @@ let yieldAwaiter: (loop: EventLoop) => Promise<void>;
 // A cancellation the task has not seen yet (it arrived while the task was
 // running or awaiting a foreign promise), taken for delivery now; or null.
 let takeUndeliveredCancel: (task: Task<unknown>) => CancelledError | null;
+// Whether `awaiter`'s wake-up delivers a cancellation made since the host's
+// latest turn: it waits for a host turn.
+let cancelWantsQuiet: (awaiter: Awaiter, hostTurns: number) => boolean;
 
 /**
  * A result that will be set later: asyncio's `Future`, awaitable with
@@ -2988,6 +3020,9 @@ export class Task<T = unknown> extends Future<T> {
   #cancelledWhileAway = false;
   #cancelMessage: string | undefined = undefined;
   #cancelRequests = 0;
+  // The loop's host turn count at the latest cancel(): see
+  // cancelWantsQuiet().
+  #cancelTurn = -1;
   #abortController: AbortController | null = null;
 
   /**
@@ -3024,6 +3059,7 @@ export class Task<T = unknown> extends Future<T> {
   override cancel(msg?: string): boolean {
     if (this.done()) return false;
     this.#cancelRequests++;
+    this.#cancelTurn = loopHostTurns(this.#loop);
     const controller = this.#abortController;
     if (controller !== null && !controller.signal.aborted) {
       controller.abort(new CancelledError(msg));
@@ -3243,7 +3279,14 @@ export class Task<T = unknown> extends Future<T> {
       }
       loopTimeline(task.#loop)?.record(task, "waiting", task.#loop.time());
       task.#suspended = true;
-      if (task.#mustCancel) Task.#cancelWait(awaiter, task.#cancelMessage);
+      if (task.#mustCancel) {
+        // Cancelled as it is made. No word to the loop that the task
+        // suspended: it may go on (a Promise.race branch that settled at
+        // once), so the loop waits until its microtasks run dry, and the
+        // task returning meanwhile still ends cancelled.
+        Task.#cancelWait(awaiter, task.#cancelMessage);
+        return;
+      }
       noteSuspended(task.#loop, task);
     };
     taskWakes = (task, awaiter) => {
@@ -3267,6 +3310,11 @@ export class Task<T = unknown> extends Future<T> {
       noteTaskBlocked(task.#loop, false);
       loopTimeline(task.#loop)?.record(task, "running", task.#loop.time());
       return true;
+    };
+    cancelWantsQuiet = (awaiter, hostTurns) => {
+      const task = awaiter.task;
+      return awaiter.carriesTaskCancel && task !== null && !task.done() &&
+        task.#cancelTurn === hostTurns;
     };
     takeUndeliveredCancel = (task) => {
       if (!task.#mustCancel || !task.#cancelledWhileAway) return null;
