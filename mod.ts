@@ -1942,6 +1942,7 @@ export class EventLoop {
     this.#stallCheckArmed = false;
     this.#noteHostTurn();
     if (this.#closed) return;
+    if (this.#resumed !== null) taskStalled(this.#resumed);
     this.#resumed = null;
     this.#continueBatch();
   };
@@ -2441,12 +2442,15 @@ let taskWakes: (task: Task<unknown>, awaiter: Awaiter) => boolean;
 // A bare yield (asyncio's `sleep(0)`): the current task waits for one step
 // of its own at the end of the ready queue.
 let yieldAwaiter: (loop: EventLoop) => Promise<void>;
-// A cancellation the task has not seen yet (it arrived while the task was
-// running or awaiting a foreign promise), taken for delivery now; or null.
-let takeUndeliveredCancel: (task: Task<unknown>) => CancelledError | null;
+// Whether the task has a cancellation it has not seen yet that arrived while
+// it was away, awaiting a promise the loop cannot see.
+let cancelArrivedWhileAway: (task: Task<unknown>) => boolean;
 // Whether `awaiter`'s wake-up delivers a cancellation made since the host's
 // latest turn: it waits for a host turn.
 let cancelWantsQuiet: (awaiter: Awaiter, hostTurns: number) => boolean;
+// The loop resumed `task` and it showed no sign of life until the
+// microtasks ran dry: it was not blocked on what woke it.
+let taskStalled: (task: Task<unknown>) => void;
 
 /**
  * A result that will be set later: asyncio's `Future`, awaitable with
@@ -3009,14 +3013,22 @@ export class Task<T = unknown> extends Future<T> {
   //   (the cancellation is then delivered), so a helper or a race branch
   //   cannot take it alone; if the coroutine returns first, the task ends
   //   cancelled. Also cleared when uncancel() brings `#cancelRequests` to 0.
+  // - `#pendingClear`: a wait the cancellation reached has woken the task
+  //   with it. If the task then goes on (makes an await, or ends), it was
+  //   blocked on that wait and saw the cancellation: `#mustCancel` is
+  //   cleared. If it shows no sign of life before the microtasks run dry,
+  //   the wait was a branch it had left (a race it lost) and `#mustCancel`
+  //   stays.
   // - `#cancelMessage`: the message `#mustCancel` delivers.
   // - `#cancelRequests`: cancel() calls not taken back by uncancel().
   #waits: Awaiter | Awaiter[] | null = null;
   #suspended = false;
   #mustCancel = false;
+  #pendingClear = false;
   // `#mustCancel` came while the task was away (awaiting a foreign promise)
   // rather than from its own code: in asyncio it would have been raised at
-  // that await, so the next library call delivers it, even a scope's entry.
+  // that await, so a timeout scope entered next does not count it as its
+  // own.
   #cancelledWhileAway = false;
   #cancelMessage: string | undefined = undefined;
   #cancelRequests = 0;
@@ -3077,6 +3089,7 @@ export class Task<T = unknown> extends Future<T> {
     // waiting; a cancel that reached a wait leaves the one already set.
     if (!this.#suspended || !this.#mustCancel) this.#cancelMessage = msg;
     this.#mustCancel = true;
+    this.#pendingClear = false; // a new cancellation, to be delivered anew
     if (!this.#suspended) {
       this.#cancelledWhileAway = this.#started && runningTask() !== this;
       if (this.#started && this.#loop.getDebug()) this.#watchUndelivered();
@@ -3092,6 +3105,12 @@ export class Task<T = unknown> extends Future<T> {
     if (!future.done() && future.cancel(msg)) return;
     awaiter.mustCancel = true;
     awaiter.cancelMessage = msg;
+  }
+
+  #clearMustCancel(): void {
+    this.#mustCancel = false;
+    this.#cancelledWhileAway = false;
+    this.#pendingClear = false;
   }
 
   // Debug mode: a cancellation that stays undelivered, because the task
@@ -3120,7 +3139,7 @@ export class Task<T = unknown> extends Future<T> {
     if (this.#cancelRequests > 0) {
       this.#cancelRequests--;
       if (this.#cancelRequests === 0) {
-        this.#mustCancel = false;
+        this.#clearMustCancel();
         if (this.#abortController?.signal.aborted) this.#abortController = null;
       }
     }
@@ -3230,6 +3249,7 @@ export class Task<T = unknown> extends Future<T> {
   #finish(state: typeof FULFILLED | typeof REJECTED, value: unknown): void {
     if (this.done()) return;
     const blocked = this.#waits !== null;
+    if (this.#pendingClear) this.#clearMustCancel();
     if (state === REJECTED && value instanceof CancelledError) {
       Future.prototype.cancel.call(this);
       keepCancelledError(this, value);
@@ -3279,6 +3299,7 @@ export class Task<T = unknown> extends Future<T> {
       }
       loopTimeline(task.#loop)?.record(task, "waiting", task.#loop.time());
       task.#suspended = true;
+      if (task.#pendingClear) task.#clearMustCancel();
       if (task.#mustCancel) {
         // Cancelled as it is made. No word to the loop that the task
         // suspended: it may go on (a Promise.race branch that settled at
@@ -3292,10 +3313,9 @@ export class Task<T = unknown> extends Future<T> {
     taskWakes = (task, awaiter) => {
       if (task.done()) return false;
       task.#suspended = false;
-      if (awaiter.carriesTaskCancel) {
-        task.#mustCancel = false;
-        task.#cancelledWhileAway = false;
-      }
+      // Woken with the cancellation: it is delivered if the task goes on
+      // from here, as a task blocked on this wait does (see #pendingClear).
+      task.#pendingClear = awaiter.carriesTaskCancel && task.#mustCancel;
       const waits = task.#waits;
       if (waits === awaiter) {
         task.#waits = null;
@@ -3311,17 +3331,16 @@ export class Task<T = unknown> extends Future<T> {
       loopTimeline(task.#loop)?.record(task, "running", task.#loop.time());
       return true;
     };
+    taskStalled = (task) => {
+      task.#pendingClear = false;
+    };
     cancelWantsQuiet = (awaiter, hostTurns) => {
       const task = awaiter.task;
       return awaiter.carriesTaskCancel && task !== null && !task.done() &&
         task.#cancelTurn === hostTurns;
     };
-    takeUndeliveredCancel = (task) => {
-      if (!task.#mustCancel || !task.#cancelledWhileAway) return null;
-      task.#mustCancel = false;
-      task.#cancelledWhileAway = false;
-      return new CancelledError(task.#cancelMessage);
-    };
+    cancelArrivedWhileAway = (task) =>
+      task.#mustCancel && task.#cancelledWhileAway;
     yieldAwaiter = (loop) => {
       const task = runningTask();
       const awaiter = new Awaiter(loopYieldFuture(loop), task, null, null);
@@ -3499,14 +3518,33 @@ function doneOrStuck(
   return outcome;
 }
 
+// Tasks started while the leftovers unwind (by code a finished task left
+// running) are cancelled in further rounds, up to this many: a program
+// that keeps starting tasks as it is cancelled must still end.
+const SHUTDOWN_ROUNDS = 8;
+
 async function cancelAllTasks(loop: EventLoop): Promise<void> {
-  const leftover = liveTasksOf(loop).filter((task) => !task.done());
-  if (leftover.length === 0) return;
+  const reported = new Set<Task<unknown>>();
+  for (let round = 0; round < SHUTDOWN_ROUNDS; round++) {
+    const leftover = liveTasksOf(loop).filter((task) =>
+      !task.done() && !reported.has(task)
+    );
+    if (leftover.length === 0) return;
+    await cancelLeftovers(loop, leftover, reported);
+  }
+}
+
+async function cancelLeftovers(
+  loop: EventLoop,
+  leftover: Task<unknown>[],
+  reported: Set<Task<unknown>>,
+): Promise<void> {
   for (const task of leftover) task.cancel();
   const finished = gather(leftover, { returnExceptions: true });
   await loop.runUntilComplete(doneOrStuck(loop, finished));
   for (const task of leftover) {
     if (!task.done()) {
+      reported.add(task);
       loop.callExceptionHandler({
         message:
           `run() could not finish task "${task.getName()}": it was cancelled but awaits a promise the loop cannot cancel. Pass task.signal to it, or wrap it with wrapFuture().`,
@@ -4295,7 +4333,13 @@ export class Timeout {
       }
       cm.#delay = delay;
       cm.#task = task;
-      cm.#cancellingAtEntry = task.cancelling();
+      // A cancellation that came while the task was away (on a foreign
+      // promise) and that it has not seen yet belongs outside the scope: in
+      // asyncio it would have been raised before the scope was entered. It
+      // is not counted as the scope's own, so it is never turned into a
+      // TimeoutError.
+      cm.#cancellingAtEntry = task.cancelling() -
+        (cancelArrivedWhileAway(task) ? 1 : 0);
       cm.#state = TIMEOUT_ENTERED;
       cm.reschedule(cm.#when);
     };
@@ -4386,10 +4430,6 @@ async function timeoutScope<T>(
   body: (cm: Timeout) => PromiseLike<T> | T,
   delay: number | null,
 ): Promise<T> {
-  // A cancellation the task has not seen yet is delivered here, before the
-  // scope could take it for its own and turn it into a TimeoutError.
-  const undelivered = takeUndeliveredCancel(task);
-  if (undelivered !== null) throw undelivered;
   enterTimeout(cm, task, delay);
   let result: T;
   try {
@@ -4579,8 +4619,6 @@ export function taskGroup<T>(
 ): Promise<T> {
   requireFunction(body, "taskGroup()", "body");
   return inTask(async (parent) => {
-    const undelivered = takeUndeliveredCancel(parent);
-    if (undelivered !== null) throw undelivered;
     const group = new TaskGroup();
     enterGroup(group, parent);
     let result: T;
