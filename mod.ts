@@ -723,6 +723,17 @@ type Step = (argument: never) => void;
 
 const taskContext = new AsyncLocalStorage<Task<unknown>>();
 
+// Whether a step runs code of the library's callers (a callback, a done
+// callback, the handlers given to a future's `then`), which must run
+// outside any task's context. Starting a task sets its own context, and a
+// bare wake-up runs no code: those two need not leave one.
+function runsCallersCode(step: Step, argument: unknown): boolean {
+  if (step === taskStartStep) return false;
+  if (step !== (wakeAwaiter as Step)) return true;
+  const awaiter = argument as Awaiter;
+  return awaiter.onFulfilled != null || awaiter.onRejected != null;
+}
+
 // A settled promise, to run a callback in a microtask: a reaction to it
 // costs less than queueMicrotask(), which Deno wraps in JavaScript.
 const SETTLED: Promise<void> = Promise.resolve();
@@ -1808,6 +1819,10 @@ export class EventLoop {
   #runBatch(): void {
     const fns = this.#batchFns;
     const args = this.#batchArgs;
+    // Called from a task's microtask, the batch runs in that task's
+    // context. Leaving it costs (on Deno especially), and only steps that
+    // run callers' code need to: those leave it one by one (see stepRunner).
+    const inTaskContext = taskContext.getStore() !== undefined;
     const outer = loopBeingRun;
     loopBeingRun = this;
     try {
@@ -1828,9 +1843,14 @@ export class EventLoop {
         this.#batchIndex = index + 1;
         const argument = args[index];
         args[index] = undefined;
+        const step = fns[index] as (argument: unknown) => void;
         this.#inStep = true;
         try {
-          (fns[index] as (argument: unknown) => void)(argument);
+          if (inTaskContext && runsCallersCode(step, argument)) {
+            taskContext.exit(step, argument);
+          } else {
+            step(argument);
+          }
         } finally {
           this.#inStep = false;
         }
@@ -1923,11 +1943,8 @@ export class EventLoop {
 
   #continueBatch = (): void => {
     if (this.#resumed !== null || !this.#batchActive) return;
-    if (taskContext.getStore() === undefined) this.#runBatch();
-    else taskContext.exit(this.#runBatchOutsideTasks);
+    this.#runBatch();
   };
-
-  #runBatchOutsideTasks = (): void => this.#runBatch();
 
   // A host macrotask runs only once the microtasks have run dry: if the
   // resumed task has not suspended by then, it awaits something foreign
@@ -2442,6 +2459,8 @@ let taskWakes: (task: Task<unknown>, awaiter: Awaiter) => boolean;
 // A bare yield (asyncio's `sleep(0)`): the current task waits for one step
 // of its own at the end of the ready queue.
 let yieldAwaiter: (loop: EventLoop) => Promise<void>;
+// The step that starts a task.
+let taskStartStep: Step;
 // Whether the task has a cancellation it has not seen yet that arrived while
 // it was away, awaiting a promise the loop cannot see.
 let cancelArrivedWhileAway: (task: Task<unknown>) => boolean;
@@ -3331,6 +3350,7 @@ export class Task<T = unknown> extends Future<T> {
       loopTimeline(task.#loop)?.record(task, "running", task.#loop.time());
       return true;
     };
+    taskStartStep = Task.#step as Step;
     taskStalled = (task) => {
       task.#pendingClear = false;
     };
