@@ -1681,12 +1681,23 @@ class Awaiter {
     this.resolve = resolve;
     this.reject = reject;
   });
+  readonly future: Future<unknown>;
+  readonly task: Task<unknown> | null;
+  readonly onFulfilled: ((value: unknown) => unknown) | null | undefined;
+  readonly onRejected: ((reason: unknown) => unknown) | null | undefined;
+  // Plain fields assigned here, not parameter properties: Node runs this
+  // file by stripping types, and strip-only mode rejects those.
   constructor(
-    readonly future: Future<unknown>,
-    readonly task: Task<unknown> | null,
-    readonly onFulfilled: ((value: unknown) => unknown) | null | undefined,
-    readonly onRejected: ((reason: unknown) => unknown) | null | undefined,
-  ) {}
+    future: Future<unknown>,
+    task: Task<unknown> | null,
+    onFulfilled: ((value: unknown) => unknown) | null | undefined,
+    onRejected: ((reason: unknown) => unknown) | null | undefined,
+  ) {
+    this.future = future;
+    this.task = task;
+    this.onFulfilled = onFulfilled;
+    this.onRejected = onRejected;
+  }
 }
 
 // Hands an outcome to the callbacks `then` got, as a promise would.
@@ -5844,10 +5855,15 @@ export class Server {
     this.#backlog = options.backlog ?? 511;
     this.#allClosed = new IoLatch(loop);
     const onConnection = (socket: net.Socket) => this.#accept(socket);
+    // A TLS server is not half-open until the handshake is done: on Node, a
+    // client that gives up mid-handshake (an untrusted certificate) only
+    // half-closes, and a half-open socket that never got its handshake
+    // would never close, nor let waitClosed() return. #accept() makes the
+    // connection half-open once it is secure.
     this.#listener = options.tls === undefined
       ? net.createServer({ allowHalfOpen: true }, onConnection)
       : tls.createServer(
-        { ...nodeTlsOptions(options.tls), allowHalfOpen: true },
+        { ...nodeTlsOptions(options.tls), allowHalfOpen: false },
         onConnection,
       );
     // A failed TLS handshake concerns that client only.
@@ -5956,6 +5972,9 @@ export class Server {
       return;
     }
     socket.on("error", () => {}); // until the transport takes over
+    // Half-open from here on, as the TCP server's sockets are: the protocol
+    // answers an end of stream before the transport closes.
+    socket.allowHalfOpen = true;
     let protocol: Protocol | BufferedProtocol;
     try {
       protocol = this.#protocolFactory();
@@ -7144,11 +7163,17 @@ function exitStatus(code: number | null, signal: string | null): number {
   return -(SIGNALS[signal ?? ""] ?? 0);
 }
 
+// How long a child's exit waits, at most, for its output pipes to end
+// before it is told (real ms): Node reports the end of a pipe some
+// milliseconds after the exit.
+const EXIT_WAITS_FOR_PIPES_MS = 1000;
+
 // What a pipe transport tells the child's transport.
 interface PipeOwner {
   whenStarted(callback: () => void): void;
   pipeData(fd: number, data: Uint8Array): void;
   pipeLost(fd: number, error: Error | null): void;
+  pipeEnded(): void;
   protocol(): BaseProtocol;
   getExtraInfo(name: string, defaultValue?: unknown): unknown;
 }
@@ -7183,15 +7208,30 @@ class PipeReadTransport implements ReadTransport {
         if (!this.#closing) this.#inbox.push(plainBytes(chunk));
       });
       stream.on("error", (error: Error) => this.#error ??= error);
-      stream.on("close", () => {
-        if (--this.#open === 0) this.#inbox.push(END_OF_STREAM);
-      });
+      // At the end of the stream, not only at the close of its handle, which
+      // Node reports after the child's exit: as in asyncio, a child's pipes
+      // are lost before its exit is told (see ChildProcessTransport).
+      let ended = false;
+      const onEnd = () => {
+        if (ended) return;
+        ended = true;
+        if (--this.#open > 0) return;
+        this.#inbox.push(END_OF_STREAM);
+        owner.pipeEnded();
+      };
+      stream.on("end", onEnd);
+      stream.on("close", onEnd);
     }
   }
 
   /** @ignore Starts delivering, once the child's connectionMade has run. */
   start(): void {
     if (!this.#paused) this.#inbox.resume();
+  }
+
+  /** @ignore Whether the runtime streams have all ended. */
+  get ended(): boolean {
+    return this.#open === 0;
   }
 
   getExtraInfo(name: string, defaultValue?: unknown): unknown {
@@ -7269,6 +7309,9 @@ class PipeWriteTransport implements WriteTransport {
     // A child that exits without reading its input is no error of ours:
     // the pipe is just lost (EPIPE), as asyncio reports it.
     stream.on("error", (error: Error) => this.#error ??= error);
+    // Lost once close() has flushed everything, as in asyncio, rather than
+    // when the runtime closes the handle (Node: only at the child's exit).
+    stream.on("finish", () => owner.whenStarted(this.lost));
     stream.on("close", () => owner.whenStarted(this.lost));
   }
 
@@ -7357,6 +7400,13 @@ class ChildProcessTransport implements SubprocessTransport, PipeOwner {
   #closed = false;
   #started = false;
   #heldEvents: Array<() => void> = [];
+  #exited = false;
+  #exitTimer: ReturnType<typeof setTimeout> | undefined = undefined;
+  #exitAnnounced = false;
+  #exitTold = false;
+  #closedByRuntime = false;
+  #lostPipes = new Set<number>();
+  #finishedCalled = false;
 
   constructor(
     loop: EventLoop,
@@ -7382,11 +7432,24 @@ class ChildProcessTransport implements SubprocessTransport, PipeOwner {
     }
     child.on("exit", (code: number | null, signal: string | null) => {
       this.#returncode ??= exitStatus(code, signal);
-      this.whenStarted(() => this.#call("processExited"));
+      // The child's stdin is gone with it (Node destroys it now).
+      const stdin = this.#pipes.get(0);
+      if (stdin instanceof PipeWriteTransport) this.whenStarted(stdin.lost);
+      this.#exited = true;
+      // A dying child's pipes close before its exit is reported, so asyncio
+      // sees them lost first. Node reports the exit first and the end of
+      // the output up to some milliseconds later: the exit waits for it, but
+      // not for long, as a pipe may stay open after the exit (a grandchild
+      // holds it, or the protocol paused reading).
+      this.#exitTimer = setTimeout(this.#announceExit, EXIT_WAITS_FOR_PIPES_MS);
+      this.pipeEnded();
     });
     child.on("close", (code: number | null, signal: string | null) => {
       this.#returncode ??= exitStatus(code, signal);
-      this.whenStarted(this.#finish);
+      this.whenStarted(() => {
+        this.#closedByRuntime = true;
+        this.#maybeFinish();
+      });
     });
   }
 
@@ -7479,6 +7542,42 @@ class ChildProcessTransport implements SubprocessTransport, PipeOwner {
 
   pipeLost(fd: number, error: Error | null): void {
     this.#call("pipeConnectionLost", fd, error);
+    this.#lostPipes.add(fd);
+    this.#maybeFinish();
+  }
+
+  pipeEnded(): void {
+    if (!this.#exited) return;
+    for (const pipe of this.#pipes.values()) {
+      if (pipe instanceof PipeReadTransport && !pipe.ended) return;
+    }
+    this.#announceExit();
+  }
+
+  #announceExit = (): void => {
+    if (this.#exitAnnounced) return;
+    this.#exitAnnounced = true;
+    clearTimeout(this.#exitTimer);
+    this.whenStarted(this.#tellExit);
+  };
+
+  #tellExit = (): void => {
+    this.#exitTold = true;
+    this.#call("processExited");
+    this.#maybeFinish();
+  };
+
+  // As asyncio: connectionLost comes last, once the exit is told and every
+  // output pipe is lost (delivered: a paused pipe may hold its end).
+  #maybeFinish(): void {
+    if (this.#finishedCalled || !this.#exitTold || !this.#closedByRuntime) {
+      return;
+    }
+    for (const [fd, pipe] of this.#pipes) {
+      if (pipe instanceof PipeReadTransport && !this.#lostPipes.has(fd)) return;
+    }
+    this.#finishedCalled = true;
+    this.#finish();
   }
 
   #finish = (): void => {
