@@ -1,5 +1,5 @@
 /**
- * Python's `asyncio`, in TypeScript, for Deno and Bun.
+ * Python's `asyncio`, in TypeScript, for Deno, Bun and Node.js.
  *
  * Coroutines are plain `async` functions. A {@linkcode Task} runs one of them
  * concurrently with the others, and can be cancelled at the exact `await` it
@@ -5678,14 +5678,17 @@ function tcpAddress(address: string | undefined, port: number | undefined) {
   return address === undefined ? undefined : [address, port ?? 0];
 }
 
-function nodeTlsOptions(options: TlsOptions): tls.TlsOptions {
+// What both ends of a TLS connection take. (Node's types ask for Buffers
+// where any Uint8Array works.)
+type NodeTlsOptions = tls.SecureContextOptions & tls.CommonConnectionOptions;
+function nodeTlsOptions(options: TlsOptions): NodeTlsOptions {
   return {
     ca: options.ca,
     cert: options.cert,
     key: options.key,
     rejectUnauthorized: options.rejectUnauthorized,
     ALPNProtocols: options.alpnProtocols,
-  } as tls.TlsOptions;
+  } as NodeTlsOptions;
 }
 
 // Where a stream connection goes: a TCP host and port, or a Unix path.
@@ -5706,11 +5709,12 @@ async function connectSocket(
       ("host" in target && net.isIP(target.host) === 0
         ? target.host
         : undefined);
-    socket = tls.connect({
+    const connectOptions: tls.ConnectionOptions = {
       ...target,
       ...nodeTlsOptions(tlsOptions),
       servername,
-    } as tls.ConnectionOptions);
+    };
+    socket = tls.connect(connectOptions);
   } else {
     socket = net.connect({
       ...target,
@@ -6941,9 +6945,12 @@ export function openConnection(
  *
  * @example
  * ```ts
+ * import { mkdtempSync } from "node:fs";
+ * import { tmpdir } from "node:os";
+ * import { join } from "node:path";
  * import { openUnixConnection, startUnixServer } from "@aio/asyncio";
  *
- * const path = `${Deno.makeTempDirSync()}/echo.sock`;
+ * const path = join(mkdtempSync(join(tmpdir(), "echo-")), "echo.sock");
  * await using _server = await startUnixServer(async (reader, writer) => {
  *   writer.write(await reader.readline());
  *   writer.close();
@@ -7020,9 +7027,12 @@ export function startServer(
  *
  * @example
  * ```ts
+ * import { mkdtempSync } from "node:fs";
+ * import { tmpdir } from "node:os";
+ * import { join } from "node:path";
  * import { startUnixServer } from "@aio/asyncio";
  *
- * const path = `${Deno.makeTempDirSync()}/echo.sock`;
+ * const path = join(mkdtempSync(join(tmpdir(), "echo-")), "echo.sock");
  * await using server = await startUnixServer(async (reader, writer) => {
  *   writer.write(await reader.read());
  *   writer.close();
@@ -8240,6 +8250,9 @@ function outcomeLabel(row: TimelineRow): string {
  *
  * @example The tutorial's two tasks, under virtual time
  * ```ts
+ * import { writeFileSync } from "node:fs";
+ * import { tmpdir } from "node:os";
+ * import { join } from "node:path";
  * import { createTask, run, sleep, Timeline } from "@aio/asyncio";
  *
  * const timeline = new Timeline({ title: "two tasks" });
@@ -8256,7 +8269,8 @@ function outcomeLabel(row: TimelineRow): string {
  * // world  |#----------------------------------------------------------#| 2000 ms
  * //         0 ms                                                 2000 ms
  * //         # running  - waiting  . scheduled
- * await Deno.writeTextFile("timeline.svg", timeline.toSVG());
+ * // The same as a picture, to open in a browser:
+ * writeFileSync(join(tmpdir(), "timeline.svg"), timeline.toSVG());
  * ```
  */
 export class Timeline {
@@ -8333,7 +8347,7 @@ export class Timeline {
    * spans of one state. A task not done yet runs to {@linkcode duration}.
    */
   rows(): TimelineRow[] {
-    const rows: TimelineRow[] = this.#names.map((name, i) => ({
+    const rows = this.#names.map((name, i): TimelineRow => ({
       id: i + 1,
       name,
       spans: [],
@@ -8341,7 +8355,7 @@ export class Timeline {
       outcome: null,
     }));
     const open: Array<{ state: TimelineSpan["state"]; from: number } | null> =
-      rows.map(() => null);
+      rows.map((): null => null);
     for (const event of this.events) {
       const row = rows[event.id - 1];
       const current = open[event.id - 1];
@@ -8428,7 +8442,8 @@ export class Timeline {
    *
    * const timeline = new Timeline({ title: "one sleep" });
    * await run(() => sleep(1000), { timeline, virtualTime: true });
-   * await Deno.writeTextFile("sleep.svg", timeline.toSVG({ width: 600 }));
+   * const svg = timeline.toSVG({ width: 600 });
+   * console.log(svg.startsWith("<svg")); // true
    * ```
    */
   toSVG(options: TimelineDrawOptions = {}): string {
