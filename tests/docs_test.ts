@@ -136,3 +136,26 @@ for (const file of ["mod.ts", "README.md"]) {
     assert.deepEqual(failures, []);
   });
 }
+
+test("docs: README's relative links and picture point at published files", () => {
+  const config = JSON.parse(
+    fs.readFileSync(path.join(root, "deno.json"), "utf8"),
+  );
+  const published = (config.publish.include as string[]).map((glob) =>
+    new RegExp(
+      `^${glob.replace(/[.+?^${}()|[\]\\]/g, "\\$&").replace(/\*/g, "[^/]*")}$`,
+    )
+  );
+  const readme = fs.readFileSync(path.join(root, "README.md"), "utf8");
+  const targets = [...readme.matchAll(/\]\(([^)\s]+)\)/g)]
+    .map((match) => match[1])
+    .filter((target) => !/^[a-z]+:/.test(target) && !target.startsWith("#"));
+  assert.ok(targets.includes("docs/tutorial_timeline.svg"));
+  for (const target of targets) {
+    assert.ok(fs.existsSync(path.join(root, target)), `${target} is missing`);
+    assert.ok(
+      published.some((glob) => glob.test(target)),
+      `${target} is not in deno.json's publish.include`,
+    );
+  }
+});
