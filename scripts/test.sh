@@ -146,8 +146,8 @@ echo "== Node $("$node" --version): ${test_files[*]}"
 # Under node --test, Node 24's test processes write a diagnostic report into
 # the current directory on SIGUSR2, which a signal test sends itself: move
 # the report to a signal nothing sends.
-"$node" --report-signal=SIGSYS --test --test-reporter=spec "${test_files[@]}" \
-  2>&1 | tee "$log"
+"$node" --expose-gc --report-signal=SIGSYS --test --test-reporter=spec \
+  "${test_files[@]}" 2>&1 | tee "$log"
 count node "$log" "${PIPESTATUS[0]}"
 end_part "Node $("$node" --version)"
 
@@ -167,7 +167,8 @@ if [ -n "$node22" ]; then
   echo "== Node $("$node22" --version): ${node22_files[*]}"
   [ "${#left_out[@]}" -eq 0 ] ||
     echo "   (left out, written with using declarations: ${left_out[*]})"
-  "$node22" --test --test-reporter=spec "${node22_files[@]}" 2>&1 | tee "$log"
+  "$node22" --expose-gc --test --test-reporter=spec "${node22_files[@]}" \
+    2>&1 | tee "$log"
   count node "$log" "${PIPESTATUS[0]}"
   end_part "Node $("$node22" --version)"
 fi

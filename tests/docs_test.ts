@@ -98,43 +98,50 @@ async function runAll(
 }
 
 for (const file of ["mod.ts", "README.md"]) {
-  test(`docs: every example of ${file} runs and writes nothing`, async () => {
-    const examples = examplesIn(file);
-    assert.ok(examples.length > 0, `no examples found in ${file}`);
-    const failures: string[] = [];
-    const base = fs.mkdtempSync(path.join(os.tmpdir(), "aio-docs-"));
-    try {
-      await runAll(examples, async ({ where, code }) => {
-        if (usesUsing.test(code) && !parsesUsing) return;
-        const dir = fs.mkdtempSync(path.join(base, "example-"));
-        const cwd = path.join(dir, "cwd");
-        fs.mkdirSync(cwd);
-        const program = path.join(dir, "example.mts");
-        fs.writeFileSync(
-          program,
-          code.replaceAll(`"@aio/asyncio"`, JSON.stringify(library)),
-        );
-        const began = performance.now();
-        const { code: status, output } = await runProgram(
-          program,
-          cwd,
-          path.join(base, "compile-cache"),
-        );
-        if (process.env.DOCS_TIMES) {
-          console.log(where, Math.round(performance.now() - began), "ms");
-        }
-        const left = fs.readdirSync(cwd);
-        if (status !== 0) {
-          failures.push(`${where} exited with ${status}:\n${output}`);
-        } else if (left.length > 0) {
-          failures.push(`${where} wrote into its directory: ${left}`);
-        }
-      });
-    } finally {
-      fs.rmSync(base, { recursive: true, force: true });
-    }
-    assert.deepEqual(failures, []);
-  });
+  // Each example is a program started afresh: allow minutes, not the
+  // runners' default seconds (Bun's is 5).
+  const options = { timeout: 10 * 60_000 };
+  test(
+    `docs: every example of ${file} runs and writes nothing`,
+    options,
+    async () => {
+      const examples = examplesIn(file);
+      assert.ok(examples.length > 0, `no examples found in ${file}`);
+      const failures: string[] = [];
+      const base = fs.mkdtempSync(path.join(os.tmpdir(), "aio-docs-"));
+      try {
+        await runAll(examples, async ({ where, code }) => {
+          if (usesUsing.test(code) && !parsesUsing) return;
+          const dir = fs.mkdtempSync(path.join(base, "example-"));
+          const cwd = path.join(dir, "cwd");
+          fs.mkdirSync(cwd);
+          const program = path.join(dir, "example.mts");
+          fs.writeFileSync(
+            program,
+            code.replaceAll(`"@aio/asyncio"`, JSON.stringify(library)),
+          );
+          const began = performance.now();
+          const { code: status, output } = await runProgram(
+            program,
+            cwd,
+            path.join(base, "compile-cache"),
+          );
+          if (process.env.DOCS_TIMES) {
+            console.log(where, Math.round(performance.now() - began), "ms");
+          }
+          const left = fs.readdirSync(cwd);
+          if (status !== 0) {
+            failures.push(`${where} exited with ${status}:\n${output}`);
+          } else if (left.length > 0) {
+            failures.push(`${where} wrote into its directory: ${left}`);
+          }
+        });
+      } finally {
+        fs.rmSync(base, { recursive: true, force: true });
+      }
+      assert.deepEqual(failures, []);
+    },
+  );
 }
 
 test("docs: README's relative links and picture point at published files", () => {
