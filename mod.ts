@@ -1685,8 +1685,7 @@ class Awaiter {
   readonly task: Task<unknown> | null;
   readonly onFulfilled: ((value: unknown) => unknown) | null | undefined;
   readonly onRejected: ((reason: unknown) => unknown) | null | undefined;
-  // Plain fields assigned here, not parameter properties: Node runs this
-  // file by stripping types, and strip-only mode rejects those.
+
   constructor(
     future: Future<unknown>,
     task: Task<unknown> | null,
