@@ -2,7 +2,9 @@
 // program of its own under the runtime running this file, so that
 // `deno task test` runs each of them on Deno, Bun and Node. Each runs in an
 // empty directory, which must still be empty afterwards: examples write
-// nothing where they are run.
+// nothing where they are run. A block whose first line is a file name as a
+// comment (`// work.ts`) is a module the examples beside it import: it is
+// saved next to each of them under that name, not run.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
@@ -102,8 +104,11 @@ for (const file of ["mod.ts", "README.md"]) {
     `docs: every example of ${file} runs and writes nothing`,
     options,
     async () => {
-      const examples = examplesIn(file);
-      assert.ok(examples.length > 0, `no examples found in ${file}`);
+      const blocks = examplesIn(file);
+      assert.ok(blocks.length > 0, `no examples found in ${file}`);
+      const moduleName = /^\/\/ ([\w.-]+\.ts)\n/;
+      const modules = blocks.filter(({ code }) => moduleName.test(code));
+      const examples = blocks.filter((block) => !modules.includes(block));
       const failures: string[] = [];
       const base = fs.mkdtempSync(path.join(os.tmpdir(), "aio-docs-"));
       try {
@@ -112,6 +117,10 @@ for (const file of ["mod.ts", "README.md"]) {
           const dir = fs.mkdtempSync(path.join(base, "example-"));
           const cwd = path.join(dir, "cwd");
           fs.mkdirSync(cwd);
+          for (const module of modules) {
+            const name = module.code.match(moduleName)![1];
+            fs.writeFileSync(path.join(dir, name), module.code);
+          }
           const program = path.join(dir, "example.mts");
           fs.writeFileSync(
             program,
