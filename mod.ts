@@ -1,5 +1,5 @@
 /**
- * Python's `asyncio`, in TypeScript, for Deno and Bun.
+ * Python's `asyncio`, in TypeScript, for Deno, Bun and Node.js.
  *
  * Coroutines are plain `async` functions. A {@linkcode Task} runs one of them
  * concurrently with the others, and can be cancelled at the exact `await` it
@@ -7228,14 +7228,17 @@ function tcpAddress(address: string | undefined, port: number | undefined) {
   return address === undefined ? undefined : [address, port ?? 0];
 }
 
-function nodeTlsOptions(options: TlsOptions): tls.TlsOptions {
+// What both ends of a TLS connection take. (Node's types ask for Buffers
+// where any Uint8Array works.)
+type NodeTlsOptions = tls.SecureContextOptions & tls.CommonConnectionOptions;
+function nodeTlsOptions(options: TlsOptions): NodeTlsOptions {
   return {
     ca: options.ca,
     cert: options.cert,
     key: options.key,
     rejectUnauthorized: options.rejectUnauthorized,
     ALPNProtocols: options.alpnProtocols,
-  } as tls.TlsOptions;
+  } as NodeTlsOptions;
 }
 
 // Where a stream connection goes: a TCP host and port, or a Unix path.
@@ -7256,11 +7259,12 @@ async function connectSocket(
       ("host" in target && net.isIP(target.host) === 0
         ? target.host
         : undefined);
-    socket = tls.connect({
+    const connectOptions: tls.ConnectionOptions = {
       ...target,
       ...nodeTlsOptions(tlsOptions),
       servername,
-    } as tls.ConnectionOptions);
+    };
+    socket = tls.connect(connectOptions);
   } else {
     socket = net.connect({
       ...target,
@@ -7536,11 +7540,16 @@ export class Server {
     this.#reusePort = options.reusePort === true;
     this.#allClosed = new IoLatch(loop);
     const onConnection = (socket: net.Socket) => this.#accept(socket);
+    // A TLS server is not half-open until the handshake is done: on Node, a
+    // client that gives up mid-handshake (an untrusted certificate) only
+    // half-closes, and a half-open socket that never got its handshake
+    // would never close, nor let waitClosed() return. #accept() makes the
+    // connection half-open once it is secure.
     this.#makeListener = () => {
       const listener = options.tls === undefined
         ? net.createServer({ allowHalfOpen: true }, onConnection)
         : tls.createServer(
-          { ...nodeTlsOptions(options.tls), allowHalfOpen: true },
+          { ...nodeTlsOptions(options.tls), allowHalfOpen: false },
           onConnection,
         );
       // A failed TLS handshake concerns that client only.
@@ -7655,6 +7664,9 @@ export class Server {
       return;
     }
     socket.on("error", () => {}); // until the transport takes over
+    // Half-open from here on, as the TCP server's sockets are: the protocol
+    // answers an end of stream before the transport closes.
+    socket.allowHalfOpen = true;
     let protocol: Protocol | BufferedProtocol;
     try {
       protocol = this.#protocolFactory();
@@ -9235,9 +9247,12 @@ export function openConnection(
  *
  * @example
  * ```ts
+ * import { mkdtempSync } from "node:fs";
+ * import { tmpdir } from "node:os";
+ * import { join } from "node:path";
  * import { openUnixConnection, startUnixServer } from "@aio/asyncio";
  *
- * const path = `${Deno.makeTempDirSync()}/echo.sock`;
+ * const path = join(mkdtempSync(join(tmpdir(), "echo-")), "echo.sock");
  * await using _server = await startUnixServer(async (reader, writer) => {
  *   writer.write(await reader.readline());
  *   writer.close();
@@ -9317,9 +9332,12 @@ export function startServer(
  *
  * @example
  * ```ts
+ * import { mkdtempSync } from "node:fs";
+ * import { tmpdir } from "node:os";
+ * import { join } from "node:path";
  * import { startUnixServer } from "@aio/asyncio";
  *
- * const path = `${Deno.makeTempDirSync()}/echo.sock`;
+ * const path = join(mkdtempSync(join(tmpdir(), "echo-")), "echo.sock");
  * await using server = await startUnixServer(async (reader, writer) => {
  *   writer.write(await reader.read());
  *   writer.close();
@@ -9460,11 +9478,17 @@ function exitStatus(code: number | null, signal: string | null): number {
   return -(SIGNALS[signal ?? ""] ?? 0);
 }
 
+// How long a child's exit waits, at most, for its output pipes to end
+// before it is told (real ms): Node reports the end of a pipe some
+// milliseconds after the exit.
+const EXIT_WAITS_FOR_PIPES_MS = 1000;
+
 // What a pipe transport tells the child's transport.
 interface PipeOwner {
   whenStarted(callback: () => void): void;
   pipeData(fd: number, data: Uint8Array): void;
   pipeLost(fd: number, error: Error | null): void;
+  pipeEnded(): void;
   protocol(): BaseProtocol;
   getExtraInfo(name: string, defaultValue?: unknown): unknown;
 }
@@ -9499,15 +9523,30 @@ class PipeReadTransport implements ReadTransport {
         if (!this.#closing) this.#inbox.push(plainBytes(chunk));
       });
       stream.on("error", (error: Error) => this.#error ??= error);
-      stream.on("close", () => {
-        if (--this.#open === 0) this.#inbox.push(END_OF_STREAM);
-      });
+      // At the end of the stream, not only at the close of its handle, which
+      // Node reports after the child's exit: as in asyncio, a child's pipes
+      // are lost before its exit is told (see ChildProcessTransport).
+      let ended = false;
+      const onEnd = () => {
+        if (ended) return;
+        ended = true;
+        if (--this.#open > 0) return;
+        this.#inbox.push(END_OF_STREAM);
+        owner.pipeEnded();
+      };
+      stream.on("end", onEnd);
+      stream.on("close", onEnd);
     }
   }
 
   /** @ignore Starts delivering, once the child's connectionMade has run. */
   start(): void {
     if (!this.#paused) this.#inbox.resume();
+  }
+
+  /** @ignore Whether the runtime streams have all ended. */
+  get ended(): boolean {
+    return this.#open === 0;
   }
 
   getExtraInfo(name: string, defaultValue?: unknown): unknown {
@@ -9585,6 +9624,9 @@ class PipeWriteTransport implements WriteTransport {
     // A child that exits without reading its input is no error of ours:
     // the pipe is just lost (EPIPE), as asyncio reports it.
     stream.on("error", (error: Error) => this.#error ??= error);
+    // Lost once close() has flushed everything, as in asyncio, rather than
+    // when the runtime closes the handle (Node: only at the child's exit).
+    stream.on("finish", () => owner.whenStarted(this.lost));
     stream.on("close", () => owner.whenStarted(this.lost));
   }
 
@@ -9673,6 +9715,13 @@ class ChildProcessTransport implements SubprocessTransport, PipeOwner {
   #closed = false;
   #started = false;
   #heldEvents: Array<() => void> = [];
+  #exited = false;
+  #exitTimer: ReturnType<typeof setTimeout> | undefined = undefined;
+  #exitAnnounced = false;
+  #exitTold = false;
+  #closedByRuntime = false;
+  #lostPipes = new Set<number>();
+  #finishedCalled = false;
 
   constructor(
     loop: EventLoop,
@@ -9698,11 +9747,24 @@ class ChildProcessTransport implements SubprocessTransport, PipeOwner {
     }
     child.on("exit", (code: number | null, signal: string | null) => {
       this.#returncode ??= exitStatus(code, signal);
-      this.whenStarted(() => this.#call("processExited"));
+      // The child's stdin is gone with it (Node destroys it now).
+      const stdin = this.#pipes.get(0);
+      if (stdin instanceof PipeWriteTransport) this.whenStarted(stdin.lost);
+      this.#exited = true;
+      // A dying child's pipes close before its exit is reported, so asyncio
+      // sees them lost first. Node reports the exit first and the end of
+      // the output up to some milliseconds later: the exit waits for it, but
+      // not for long, as a pipe may stay open after the exit (a grandchild
+      // holds it, or the protocol paused reading).
+      this.#exitTimer = setTimeout(this.#announceExit, EXIT_WAITS_FOR_PIPES_MS);
+      this.pipeEnded();
     });
     child.on("close", (code: number | null, signal: string | null) => {
       this.#returncode ??= exitStatus(code, signal);
-      this.whenStarted(this.#finish);
+      this.whenStarted(() => {
+        this.#closedByRuntime = true;
+        this.#maybeFinish();
+      });
     });
     trackResource(loop, this.#owned);
   }
@@ -9809,6 +9871,42 @@ class ChildProcessTransport implements SubprocessTransport, PipeOwner {
 
   pipeLost(fd: number, error: Error | null): void {
     this.#call("pipeConnectionLost", fd, error);
+    this.#lostPipes.add(fd);
+    this.#maybeFinish();
+  }
+
+  pipeEnded(): void {
+    if (!this.#exited) return;
+    for (const pipe of this.#pipes.values()) {
+      if (pipe instanceof PipeReadTransport && !pipe.ended) return;
+    }
+    this.#announceExit();
+  }
+
+  #announceExit = (): void => {
+    if (this.#exitAnnounced) return;
+    this.#exitAnnounced = true;
+    clearTimeout(this.#exitTimer);
+    this.whenStarted(this.#tellExit);
+  };
+
+  #tellExit = (): void => {
+    this.#exitTold = true;
+    this.#call("processExited");
+    this.#maybeFinish();
+  };
+
+  // As asyncio: connectionLost comes last, once the exit is told and every
+  // output pipe is lost (delivered: a paused pipe may hold its end).
+  #maybeFinish(): void {
+    if (this.#finishedCalled || !this.#exitTold || !this.#closedByRuntime) {
+      return;
+    }
+    for (const [fd, pipe] of this.#pipes) {
+      if (pipe instanceof PipeReadTransport && !this.#lostPipes.has(fd)) return;
+    }
+    this.#finishedCalled = true;
+    this.#finish();
   }
 
   #finish = (): void => {
@@ -10653,8 +10751,10 @@ export class WorkerPoolExecutor<M = ModuleFunctions> {
   #onReply(thread: PoolThread, reply: WorkerReply): void {
     if (thread.job === null || !this.#working.has(thread)) return;
     const job = this.#release(thread)!;
-    if (reply.ok) settleIo(job.future, undefined, reply.value);
-    else settleIo(job.future, errorFromWorker(reply.error));
+    // Narrowed with `in`, which holds for consumers compiling without
+    // strictNullChecks too.
+    if ("error" in reply) settleIo(job.future, errorFromWorker(reply.error));
+    else settleIo(job.future, undefined, reply.value);
     this.#dispatch();
   }
 
@@ -11440,6 +11540,9 @@ function outcomeLabel(row: TimelineRow): string {
  *
  * @example The tutorial's two tasks, under virtual time
  * ```ts
+ * import { writeFileSync } from "node:fs";
+ * import { tmpdir } from "node:os";
+ * import { join } from "node:path";
  * import { createTask, run, sleep, Timeline } from "@aio/asyncio";
  *
  * const timeline = new Timeline({ title: "two tasks" });
@@ -11456,7 +11559,8 @@ function outcomeLabel(row: TimelineRow): string {
  * // world  |#----------------------------------------------------------#| 2000 ms
  * //         0 ms                                                 2000 ms
  * //         # running  - waiting  . scheduled
- * await Deno.writeTextFile("timeline.svg", timeline.toSVG());
+ * // The same as a picture, to open in a browser:
+ * writeFileSync(join(tmpdir(), "timeline.svg"), timeline.toSVG());
  * ```
  */
 export class Timeline {
@@ -11533,7 +11637,7 @@ export class Timeline {
    * spans of one state. A task not done yet runs to {@linkcode duration}.
    */
   rows(): TimelineRow[] {
-    const rows: TimelineRow[] = this.#names.map((name, i) => ({
+    const rows = this.#names.map((name, i): TimelineRow => ({
       id: i + 1,
       name,
       spans: [],
@@ -11541,7 +11645,7 @@ export class Timeline {
       outcome: null,
     }));
     const open: Array<{ state: TimelineSpan["state"]; from: number } | null> =
-      rows.map(() => null);
+      rows.map((): null => null);
     for (const event of this.events) {
       const row = rows[event.id - 1];
       const current = open[event.id - 1];
@@ -11628,7 +11732,8 @@ export class Timeline {
    *
    * const timeline = new Timeline({ title: "one sleep" });
    * await run(() => sleep(1000), { timeline, virtualTime: true });
-   * await Deno.writeTextFile("sleep.svg", timeline.toSVG({ width: 600 }));
+   * const svg = timeline.toSVG({ width: 600 });
+   * console.log(svg.startsWith("<svg")); // true
    * ```
    */
   toSVG(options: TimelineDrawOptions = {}): string {

@@ -1,5 +1,7 @@
 // Tests of mod.ts. They use node:test and node:assert/strict only, so the
-// same file runs unchanged under `deno test` (sanitizers on) and `bun test`.
+// same file runs unchanged under `deno test` (sanitizers on), `bun test` and
+// `node --test` (Node 22, which cannot parse `using`, runs a copy without
+// the tests written with it: see scripts/without_using.ts).
 // Timing is checked under virtual time, where it is exact and instant.
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -3315,6 +3317,16 @@ test("timeline: Jupyter display gives the SVG and the text", async () => {
   });
 });
 
+// Whether this runtime parses `using` declarations (Node 22 does not).
+const parsesUsing = (() => {
+  try {
+    new Function("{ using resource = null; }");
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
 // Each example runs as its own program under the current runtime, the
 // tutorial's two with --virtual so they take no real seconds.
 async function runExample(file: string, ...args: string[]): Promise<string> {
@@ -3354,7 +3366,10 @@ test("examples: the echo client talks to the echo server, each a program", async
       let output = "";
       server.stdout!.on("data", (chunk) => {
         output += chunk;
-        const found = output.match(/serving on \[ "127\.0\.0\.1", (\d+) \]/);
+        // Node prints the address in single quotes, Deno and Bun in double.
+        const found = output.match(
+          /serving on \[ ["']127\.0\.0\.1["'], (\d+) \]/,
+        );
         if (found) resolve(Number(found[1]));
       });
       server.on("exit", () => reject(new Error(`server exited: ${output}`)));
@@ -3456,23 +3471,26 @@ test("timeline: examples/ programs run and print what they should", {
       new RegExp(`\n${worker} +\\|[#-]+\\| 700 ms, cancelled\n`),
     );
   }
-  assert.equal(
-    await runExample("rate_limit.ts", "--virtual"),
-    [
-      "0 ms: start  file0 (1 at work)",
-      "0 ms: start  file1 (2 at work)",
-      "0 ms: start  file2 (3 at work)",
-      "100 ms: start  file3 (3 at work)",
-      "200 ms: start  file4 (2 at work)",
-      "200 ms: start  file5 (3 at work)",
-      "300 ms: start  file6 (2 at work)",
-      "300 ms: start  file7 (3 at work)",
-      "400 ms: start  file8 (2 at work)",
-      "400 ms: start  file9 (3 at work)",
-      "600 ms: 10 files, 16000 bytes, at most 3 at once",
-      "",
-    ].join("\n"),
-  );
+  // rate_limit.ts shows `using`, which Node 22 cannot parse.
+  if (parsesUsing) {
+    assert.equal(
+      await runExample("rate_limit.ts", "--virtual"),
+      [
+        "0 ms: start  file0 (1 at work)",
+        "0 ms: start  file1 (2 at work)",
+        "0 ms: start  file2 (3 at work)",
+        "100 ms: start  file3 (3 at work)",
+        "200 ms: start  file4 (2 at work)",
+        "200 ms: start  file5 (3 at work)",
+        "300 ms: start  file6 (2 at work)",
+        "300 ms: start  file7 (3 at work)",
+        "400 ms: start  file8 (2 at work)",
+        "400 ms: start  file9 (3 at work)",
+        "600 ms: 10 files, 16000 bytes, at most 3 at once",
+        "",
+      ].join("\n"),
+    );
+  }
   assert.equal(
     await runExample("producer_consumer.ts", "--virtual"),
     [

@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
-# Every test of the project: mod_test.ts under Deno and under Bun, then the
-# notebooks through real Jupyter. Run it as `deno task test`.
+# Every test of the project: type checks, then the suite (mod_test.ts and
+# tests/*_test.ts, doc examples included) under Deno, Bun and Node 24 (and
+# Node 22 under CI=true), then the notebooks through real Jupyter. Run it as
+# `deno task test`.
 #
 # What a newcomer may lack is fetched or skipped, and said so plainly:
-# - Bun: installed from npm into .tools/ on first use (needs npm).
+# - Bun, and Node 24 when the machine's node is older: installed from npm
+#   into .tools/ on first use (needs npm). Under CI=true, Node 22 as well.
 # - Jupyter (for the notebooks) and python3 (a real peer in some tests):
 #   skipped with a message when missing. Under CI=true nothing is skipped.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 tools="$root/.tools/node_modules/.bin"
-BUN_VERSION=1.4.5
+# DENO_VERSION, BUN_VERSION, NODE_VERSION, NODE22_VERSION
+source "$root/.ci/versions"
 
 passed=0
 failed=0
@@ -26,6 +30,13 @@ count() { # runner log exit-code
       f=$(grep -Eo '[0-9]+ failed' "$2" | tail -1 | grep -Eo '[0-9]+') ;;
     bun) p=$(grep -Eo '^ *[0-9]+ pass$' "$2" | tail -1 | grep -Eo '[0-9]+')
       f=$(grep -Eo '^ *[0-9]+ fail$' "$2" | tail -1 | grep -Eo '[0-9]+') ;;
+    node) # node --test's spec reporter; a cancelled test counts as failed
+      p=$(grep -Eo '^ℹ pass [0-9]+$' "$2" | tail -1 | grep -Eo '[0-9]+')
+      f=$(grep -Eo '^ℹ fail [0-9]+$' "$2" | tail -1 | grep -Eo '[0-9]+')
+      local c
+      c=$(grep -Eo '^ℹ cancelled [0-9]+$' "$2" | tail -1 | grep -Eo '[0-9]+')
+      f=$((${f:-0} + ${c:-0})) ;;
+    check) if [ "$3" -eq 0 ]; then p=1; else f=1; fi ;;
   esac
   if [ "$3" -ne 0 ] && [ "${f:-0}" -eq 0 ]; then f=1; fi
   [ "$3" -eq 0 ] || status=1
@@ -35,6 +46,14 @@ count() { # runner log exit-code
 
 version_at_least() { # have want
   [ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -1)" = "$2" ]
+}
+
+# How long each part took, for the summary.
+timings=()
+started_at=0
+start_part() { started_at=$(date +%s); }
+end_part() { # name
+  timings+=("$1 $(($(date +%s) - started_at)) s")
 }
 
 deno=$(command -v deno || true)
@@ -54,12 +73,35 @@ if [ ! -x "$bun" ]; then
   npm install --silent --prefix "$root/.tools" "bun@$BUN_VERSION" || exit 1
 fi
 
+# Node: the machine's when it is new enough, else npm's node@24 in .tools/.
+node=$(command -v node || true)
+if [ -n "$node" ] && ! version_at_least "$("$node" --version | tr -d v)" "$NODE_VERSION"; then
+  node=""
+fi
+[ -n "$node" ] || node="$root/.tools/node_modules/node/bin/node"
+if [ ! -x "$node" ]; then
+  echo "Node $NODE_VERSION or newer not found: installing node@$NODE_VERSION from npm into .tools/ (one time)."
+  npm install --silent --prefix "$root/.tools" "node@$NODE_VERSION" || exit 1
+fi
+
+# Node 22, under CI=true only: npm's node@22 as .tools/node_modules/node22.
+node22=""
+if [ "${CI:-}" = "true" ]; then
+  node22="$root/.tools/node_modules/node22/bin/node"
+  if [ ! -x "$node22" ] ||
+    ! version_at_least "$("$node22" --version | tr -d v)" "$NODE22_VERSION"; then
+    echo "Node $NODE22_VERSION or newer 22 not found: installing node@22 from npm into .tools/node_modules/node22."
+    npm install --silent --prefix "$root/.tools" "node22@npm:node@22" || exit 1
+  fi
+fi
+
 # Test-only npm packages (fast-check, pyodide), from package.json into
 # node_modules/, where Deno, Bun and Node all find them.
 "$deno" install >/dev/null || exit 1
 
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+checks=$(mktemp -d)
+trap 'rm -f "$log" ./*.no-using.ts tests/*.no-using.ts; rm -rf "$checks"' EXIT
 
 # The suite: mod_test.ts and every tests/*_test.ts, the same files on every
 # runtime.
@@ -68,16 +110,69 @@ for file in tests/*_test.ts; do
   [ -e "$file" ] && test_files+=("$file")
 done
 
+# Type checks: mod.ts as the package's consumers compile it, strict or not
+# (a consumer's tsconfig.json may turn strict off), and README's examples.
+start_part
+echo '{ "compilerOptions": { "strict": false } }' >"$checks/strict-off.json"
+echo '{ "compilerOptions": { "strictNullChecks": false } }' >"$checks/no-null-checks.json"
+echo "== Type checks: mod.ts (strict, strict off, strictNullChecks off), README.md's examples"
+"$deno" check --quiet mod.ts
+count check /dev/null "$?"
+for config in strict-off no-null-checks; do
+  "$deno" check --quiet --config "$checks/$config.json" mod.ts
+  rc=$?
+  [ "$rc" -eq 0 ] || echo "mod.ts fails to type-check with $config.json"
+  count check /dev/null "$rc"
+done
+"$deno" check --quiet --doc-only README.md
+count check /dev/null "$?"
+end_part "type checks"
+
+start_part
 echo "== Deno: ${test_files[*]}"
 "$deno" test --allow-all --v8-flags=--expose-gc --sanitize-ops --sanitize-resources \
   "${test_files[@]}" 2>&1 | tee "$log"
 count deno "$log" "${PIPESTATUS[0]}"
+end_part "Deno"
 
+start_part
 echo "== Bun: ${test_files[*]}"
 "$bun" test "${test_files[@]/#/./}" 2>&1 | tee "$log"
 count bun "$log" "${PIPESTATUS[0]}"
+end_part "Bun"
+
+start_part
+echo "== Node $("$node" --version): ${test_files[*]}"
+# Under node --test, Node 24's test processes write a diagnostic report into
+# the current directory on SIGUSR2, which a signal test sends itself: move
+# the report to a signal nothing sends.
+"$node" --expose-gc --report-signal=SIGSYS --test --test-reporter=spec \
+  "${test_files[@]}" 2>&1 | tee "$log"
+count node "$log" "${PIPESTATUS[0]}"
+end_part "Node $("$node" --version)"
+
+if [ -n "$node22" ]; then
+  # Node 22 cannot parse `using` declarations (the library itself never needs
+  # them): it runs copies of the test files without the tests written with
+  # them, made beside the originals and removed afterwards.
+  start_part
+  if "$deno" run --quiet --allow-read --allow-write scripts/without_using.ts \
+    "${test_files[@]}" >"$checks/node22-files"; then
+    mapfile -t node22_files <"$checks/node22-files"
+    echo "== Node $("$node22" --version): ${node22_files[*]}"
+    "$node22" --expose-gc --test --test-reporter=spec "${node22_files[@]}" \
+      2>&1 | tee "$log"
+    count node "$log" "${PIPESTATUS[0]}"
+  else
+    echo "== Node $("$node22" --version): scripts/without_using.ts failed"
+    count check /dev/null 1
+  fi
+  rm -f ./*.no-using.ts tests/*.no-using.ts
+  end_part "Node $("$node22" --version)"
+fi
 
 if [ -f scripts/test_notebooks.sh ]; then
+  start_part
   echo "== Notebooks"
   bash scripts/test_notebooks.sh "$deno" 2>&1 | tee "$log"
   rc=${PIPESTATUS[0]}
@@ -89,9 +184,11 @@ if [ -f scripts/test_notebooks.sh ]; then
     status=1
     failed=$((failed + 1))
   fi
+  end_part "notebooks"
 fi
 
 echo
+echo "time: $(printf '%s, ' "${timings[@]}" | sed 's/, $//')"
 if [ "$skipped" -gt 0 ]; then
   echo "tests: $passed passed, $failed failed, $skipped skipped"
 else
