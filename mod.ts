@@ -3110,7 +3110,9 @@ export class Task<T = unknown> extends Future<T> {
     this.#mustCancel = true;
     this.#pendingClear = false; // a new cancellation, to be delivered anew
     if (!this.#suspended) {
-      this.#cancelledWhileAway = this.#started && runningTask() !== this;
+      if (this.#started && runningTask() !== this) {
+        this.#cancelledWhileAway = true;
+      }
       if (this.#started && this.#loop.getDebug()) this.#watchUndelivered();
     }
     return true;

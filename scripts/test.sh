@@ -105,6 +105,13 @@ trap 'rm -f "$log" ./*.no-using.ts tests/*.no-using.ts; rm -rf "$checks"' EXIT
 
 # The suite: mod_test.ts and every tests/*_test.ts, the same files on every
 # runtime.
+# The property test (tests/property_test.ts) runs a fixed set of random
+# programs, the same on every machine and runtime (about 30 s each): seed 2,
+# 8,000 programs. PROPERTY_SEED / PROPERTY_RUNS / PROPERTY_SECONDS change it.
+export PROPERTY_SEED="${PROPERTY_SEED:-2}"
+export PROPERTY_RUNS="${PROPERTY_RUNS:-8000}"
+export PROPERTY_SECONDS="${PROPERTY_SECONDS:-300}"
+
 test_files=(mod_test.ts)
 for file in tests/*_test.ts; do
   [ -e "$file" ] && test_files+=("$file")

@@ -23,6 +23,9 @@
 // - PROPERTY_SECONDS (default 30): how long to generate programs (and shrink
 //   a failure).
 // - PROPERTY_SEED, PROPERTY_PATH (printed on failure): replay that failure.
+// - PROPERTY_RUNS=N: exactly N programs instead of a time budget; with
+//   PROPERTY_SEED, the same programs on every machine (deno task test does
+//   this, so that its outcome does not depend on the machine's speed).
 // - PROPERTY_PROGRAM='{...}' (the JSON printed on failure): run one program;
 //   PROPERTY_TRACE=1 prints each op of it as it runs, with its task and time.
 // - PROPERTY_EXCLUDE=race,helper,bounded,...: leave those op kinds out
@@ -1131,6 +1134,12 @@ async function runProgram(program: Program): Promise<Outcome> {
 
 const tracing = process.env.PROPERTY_TRACE === "1";
 const seconds = Number(process.env.PROPERTY_SECONDS ?? 30);
+// PROPERTY_RUNS=N: exactly N programs (with PROPERTY_SEED, the same N on
+// every machine), however long they take; the time limit then only guards
+// against a hang.
+const runs = process.env.PROPERTY_RUNS === undefined
+  ? undefined
+  : Number(process.env.PROPERTY_RUNS);
 const seed = process.env.PROPERTY_SEED;
 const path = process.env.PROPERTY_PATH;
 
@@ -1166,8 +1175,8 @@ test(`random programs keep every cancellation and every item (${seconds} s)`, {
     {
       seed: seed === undefined ? undefined : Number(seed),
       path,
-      numRuns: 1_000_000,
-      interruptAfterTimeLimit: seconds * 1000,
+      numRuns: runs ?? 1_000_000,
+      interruptAfterTimeLimit: runs === undefined ? seconds * 1000 : undefined,
       markInterruptAsFailure: false,
       endOnFailure: process.env.PROPERTY_NO_SHRINK === "1",
     },
