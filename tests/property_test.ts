@@ -853,6 +853,14 @@ async function runProgram(program: Program): Promise<Outcome> {
           if (!(error instanceof Boom || error instanceof CancelledError)) {
             throw error;
           }
+          if (error instanceof Boom) {
+            // asyncio too (CPython 3.14 checked): a cancel that reached the
+            // gather while it was pending cancels its children, and a child
+            // that fails anyway fails the gather, and that failure is what
+            // the task sees; the cancel is spent on the gather.
+            const record = recordOf.get(currentTask()!);
+            if (record !== undefined) record.lastTakeBack = events++;
+          }
         }
         return;
       }
