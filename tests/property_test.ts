@@ -1064,7 +1064,12 @@ async function runProgram(program: Program): Promise<Outcome> {
       let ending: string;
       try {
         const error = task.exception();
-        ending = error === null ? "a result" : `${error}`;
+        // An error raised before the cancellation reached the task (it
+        // asked for the cancel itself, then failed before its next await),
+        // or while it unwound, ends the task in asyncio too (CPython 3.14
+        // checked): only a result hides a cancellation.
+        if (error !== null) continue;
+        ending = "a result";
       } catch (error) {
         ending = `${error}`;
       }
