@@ -14,8 +14,9 @@
 //   value;
 // - a cancel() that returned true ends its task cancelled, unless the task
 //   took it back with uncancel() (or, as in asyncio, it was the task's own
-//   cancel, merged into the TimeoutError of a scope entered after it with
-//   its deadline already passed);
+//   cancel, merged into the TimeoutError of a scope entered after it that
+//   expired before the cancel was delivered), or the task ended with an
+//   error;
 // - run() returns, every task is done by then, and a program without loose
 //   awaits leaves no timer behind.
 //
@@ -542,8 +543,8 @@ async function runProgram(program: Program): Promise<Outcome> {
     }
   };
 
-  // A timeout scope entered at event `entered` with its deadline passed
-  // gave TimeoutError.
+  // A timeout scope (timeout, timeoutAt, waitFor) entered at event
+  // `entered` gave TimeoutError.
   const expiredAtEntry = (entered: number) => {
     recordOf.get(currentTask()!)?.expiredScopes.push(entered);
   };
@@ -766,20 +767,23 @@ async function runProgram(program: Program): Promise<Outcome> {
         // A promise the loop cannot see, as fetch() would be.
         await hostTimer(() => {});
         return;
-      case "waitFor":
+      case "waitFor": {
+        const entered = events++;
         try {
           await waitFor(() => runOps(op.body), op.ms);
         } catch (error) {
           if (!(error instanceof TimeoutError)) throw error;
+          expiredAtEntry(entered);
         }
         return;
+      }
       case "timeout": {
         const entered = events++;
         try {
           await timeout(op.ms, () => runOps(op.body));
         } catch (error) {
           if (!(error instanceof TimeoutError)) throw error;
-          if (op.ms === 0) expiredAtEntry(entered);
+          expiredAtEntry(entered);
         }
         return;
       }
@@ -1052,8 +1056,9 @@ async function runProgram(program: Program): Promise<Outcome> {
     }
     // asyncio's one exception (CPython 3.14 checked): a cancel the task
     // asked for itself, while running, merges with the cancellation of a
-    // timeout scope entered after it with its deadline passed, and comes
-    // out as that scope's TimeoutError.
+    // timeout scope entered after it that expires before the cancel was
+    // delivered (its deadline passed at entry, or it expired while the
+    // cancelled body unwound), and comes out as that scope's TimeoutError.
     const live = record.cancels.filter((at) =>
       at > record.lastTakeBack &&
       !(record.selfCancels.get(at)?.expiredScopes.some((entered) =>
