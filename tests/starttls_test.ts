@@ -1,3 +1,4 @@
+import { TEST_CERT, TEST_KEY } from "./tls_certificate.ts";
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { PassThrough } from "node:stream";
@@ -202,24 +203,3 @@ test("startTls: a handshake the peer never answers times out", async () => {
     }
   });
 });
-
-// The self-signed certificate for localhost and 127.0.0.1 that mod_test.ts
-// uses, for tests only.
-const TEST_CERT = `-----BEGIN CERTIFICATE-----
-MIIBmzCCAUGgAwIBAgIUVIZjhHkG7Sx47eTPLei/OOMip/UwCgYIKoZIzj0EAwIw
-FDESMBAGA1UEAwwJbG9jYWxob3N0MCAXDTI2MTEyNDIwMTYwOVoYDzIxMjYxMDMx
-MjAxNjA5WjAUMRIwEAYDVQQDDAlsb2NhbGhvc3QwWTATBgcqhkjOPQIBBggqhkjO
-PQMBBwNCAARb5f7vFKOLWU0SmlOf7GaA+zHIx0yzgdMXxXo83McbyNg+IFxfdXe+
-gXBYCiNp8h0FskJp9h/ezrnazUa368ugo28wbTAdBgNVHQ4EFgQUgnscvEwGj7v7
-VDvlFCUoKiSFAlMwHwYDVR0jBBgwFoAUgnscvEwGj7v7VDvlFCUoKiSFAlMwDwYD
-VR0TAQH/BAUwAwEB/zAaBgNVHREEEzARgglsb2NhbGhvc3SHBH8AAAEwCgYIKoZI
-zj0EAwIDSAAwRQIgLSk3DD+KWTRveTjCj2JCtmZjDupbPfx971ca0ye/5zoCIQDd
-2yhOSWO7CnH5s9P/+rRxo636joVwH6mNKGUN3V5kGQ==
------END CERTIFICATE-----
-`;
-const TEST_KEY = `-----BEGIN PRIVATE KEY-----
-MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQglKJpGoWjLQWBpmdT
-vvjhTyAXKGu53z1AQwQupPJP5hOhRANCAARb5f7vFKOLWU0SmlOf7GaA+zHIx0yz
-gdMXxXo83McbyNg+IFxfdXe+gXBYCiNp8h0FskJp9h/ezrnazUa368ug
------END PRIVATE KEY-----
-`;

@@ -2,6 +2,7 @@
 // still closes, and waitClosed() returns, on Deno, Bun and Node. (On Node,
 // a client that gives up mid-handshake only half-closes, and a half-open
 // server socket that never got its handshake stayed open for good.)
+import { TEST_CERT, TEST_KEY } from "./tls_certificate.ts";
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as net from "node:net";
@@ -12,26 +13,6 @@ import {
   startServer,
   waitFor,
 } from "../mod.ts";
-
-// A self-signed certificate for localhost and 127.0.0.1, for tests only.
-const TEST_CERT = `-----BEGIN CERTIFICATE-----
-MIIBmzCCAUGgAwIBAgIUVIZjhHkG7Sx47eTPLei/OOMip/UwCgYIKoZIzj0EAwIw
-FDESMBAGA1UEAwwJbG9jYWxob3N0MCAXDTI2MTEyNDIwMTYwOVoYDzIxMjYxMDMx
-MjAxNjA5WjAUMRIwEAYDVQQDDAlsb2NhbGhvc3QwWTATBgcqhkjOPQIBBggqhkjO
-PQMBBwNCAARb5f7vFKOLWU0SmlOf7GaA+zHIx0yzgdMXxXo83McbyNg+IFxfdXe+
-gXBYCiNp8h0FskJp9h/ezrnazUa368ugo28wbTAdBgNVHQ4EFgQUgnscvEwGj7v7
-VDvlFCUoKiSFAlMwHwYDVR0jBBgwFoAUgnscvEwGj7v7VDvlFCUoKiSFAlMwDwYD
-VR0TAQH/BAUwAwEB/zAaBgNVHREEEzARgglsb2NhbGhvc3SHBH8AAAEwCgYIKoZI
-zj0EAwIDSAAwRQIgLSk3DD+KWTRveTjCj2JCtmZjDupbPfx971ca0ye/5zoCIQDd
-2yhOSWO7CnH5s9P/+rRxo636joVwH6mNKGUN3V5kGQ==
------END CERTIFICATE-----
-`;
-const TEST_KEY = `-----BEGIN PRIVATE KEY-----
-MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQglKJpGoWjLQWBpmdT
-vvjhTyAXKGu53z1AQwQupPJP5hOhRANCAARb5f7vFKOLWU0SmlOf7GaA+zHIx0yz
-gdMXxXo83McbyNg+IFxfdXe+gXBYCiNp8h0FskJp9h/ezrnazUa368ug
------END PRIVATE KEY-----
-`;
 
 function serverAddress(server: Server): [string, number] {
   return server.sockets[0].getsockname() as [string, number];
