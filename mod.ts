@@ -8222,16 +8222,61 @@ class ReadPipeTransport implements ReadTransport {
   };
 }
 
+// The write end of a runtime stream, as both pipe transports use it (the
+// one connectWritePipe() makes, and a child's stdin): writes under flow
+// control, end of file by closing, and the buffer's size and limits. Each
+// transport keeps one in a private field and forwards to it.
+class StreamWriteEnd {
+  readonly stream: Writable;
+  readonly flow: WriteFlowControl;
+  closing = false;
+
+  constructor(
+    loop: EventLoop,
+    transport: BaseTransport,
+    stream: Writable,
+    protocol: () => BaseProtocol,
+  ) {
+    this.stream = stream;
+    this.flow = new WriteFlowControl(
+      loop,
+      transport,
+      () => stream.writableLength,
+      protocol,
+    );
+  }
+
+  extraInfo(name: string, defaultValue?: unknown): unknown {
+    return name === "pipe" ? this.stream : defaultValue;
+  }
+
+  write(data: Uint8Array | string): void {
+    requireBytes(data, "write()");
+    if (data.length === 0 || this.closing) return;
+    this.stream.write(data, this.flow.afterFlush);
+    this.flow.afterWrite();
+  }
+
+  close(): void {
+    if (this.closing) return;
+    this.closing = true;
+    this.stream.end();
+  }
+
+  abort(): void {
+    this.closing = true;
+    this.stream.destroy();
+  }
+}
+
 // The write end of a pipe (stdout, a FIFO, any writable stream) as
 // asyncio's write pipe transport, with write flow control. writeEof()
 // closes it, as asyncio's does: a pipe has no half-close.
 class WritePipeTransport implements WriteTransport {
   #loop: EventLoop;
-  #stream: Writable;
+  #end: StreamWriteEnd;
   #protocol: BaseProtocol;
-  #flow: WriteFlowControl;
   #error: Error | null = null;
-  #closing = false;
   #lost = false;
 
   constructor(
@@ -8241,20 +8286,14 @@ class WritePipeTransport implements WriteTransport {
     made: IoFuture<void>,
   ) {
     this.#loop = loop;
-    this.#stream = stream;
     this.#protocol = protocol;
-    this.#flow = new WriteFlowControl(
-      loop,
-      this,
-      () => stream.writableLength,
-      () => this.#protocol,
-    );
+    this.#end = new StreamWriteEnd(loop, this, stream, () => this.#protocol);
     postToLoop(loop, this.#connectionMade, made);
     // The reader went away (EPIPE) or the stream failed: connectionLost
     // reports it.
     stream.on("error", (error: Error) => {
       this.#error ??= error;
-      this.#closing = true;
+      this.#end.closing = true;
       postToLoop(loop, this.#connectionLost);
     });
     stream.on("close", () => postToLoop(loop, this.#connectionLost));
@@ -8262,11 +8301,11 @@ class WritePipeTransport implements WriteTransport {
   }
 
   getExtraInfo(name: string, defaultValue?: unknown): unknown {
-    return name === "pipe" ? this.#stream : defaultValue;
+    return this.#end.extraInfo(name, defaultValue);
   }
 
   isClosing(): boolean {
-    return this.#closing;
+    return this.#end.closing;
   }
 
   setProtocol(protocol: BaseProtocol): void {
@@ -8278,18 +8317,15 @@ class WritePipeTransport implements WriteTransport {
   }
 
   write(data: Uint8Array | string): void {
-    requireBytes(data, "write()");
-    if (data.length === 0 || this.#closing) return;
-    this.#stream.write(data, this.#flow.afterFlush);
-    this.#flow.afterWrite();
+    this.#end.write(data);
   }
 
   writelines(list: Iterable<Uint8Array | string>): void {
-    for (const data of list) this.write(data);
+    for (const data of list) this.#end.write(data);
   }
 
   writeEof(): void {
-    this.close();
+    this.#end.close();
   }
 
   canWriteEof(): boolean {
@@ -8297,27 +8333,24 @@ class WritePipeTransport implements WriteTransport {
   }
 
   close(): void {
-    if (this.#closing) return;
-    this.#closing = true;
-    this.#stream.end();
+    this.#end.close();
   }
 
   abort(): void {
-    this.#closing = true;
-    this.#stream.destroy();
+    this.#end.abort();
     postToLoop(this.#loop, this.#connectionLost);
   }
 
   getWriteBufferSize(): number {
-    return this.#stream.writableLength;
+    return this.#end.stream.writableLength;
   }
 
   getWriteBufferLimits(): [low: number, high: number] {
-    return this.#flow.limits();
+    return this.#end.flow.limits();
   }
 
   setWriteBufferLimits(high?: number, low?: number): void {
-    this.#flow.setLimits(high, low);
+    this.#end.flow.setLimits(high, low);
   }
 
   #connectionMade = (made: IoFuture<void>): void => {
@@ -8335,7 +8368,7 @@ class WritePipeTransport implements WriteTransport {
   #connectionLost = (): void => {
     if (this.#lost) return;
     this.#lost = true;
-    this.#closing = true;
+    this.#end.closing = true;
     try {
       this.#protocol.connectionLost(this.#error);
     } catch (error) {
@@ -9607,22 +9640,14 @@ class PipeReadTransport implements ReadTransport {
 
 // A child's stdin pipe.
 class PipeWriteTransport implements WriteTransport {
-  #stream: Writable;
+  #end: StreamWriteEnd;
   #owner: PipeOwner;
-  #flow: WriteFlowControl;
-  #closing = false;
   #error: Error | null = null;
   #lost = false;
 
   constructor(loop: EventLoop, owner: PipeOwner, stream: Writable) {
     this.#owner = owner;
-    this.#stream = stream;
-    this.#flow = new WriteFlowControl(
-      loop,
-      this,
-      () => stream.writableLength,
-      () => owner.protocol(),
-    );
+    this.#end = new StreamWriteEnd(loop, this, stream, () => owner.protocol());
     // A child that exits without reading its input is no error of ours:
     // the pipe is just lost (EPIPE), as asyncio reports it.
     stream.on("error", (error: Error) => this.#error ??= error);
@@ -9633,11 +9658,11 @@ class PipeWriteTransport implements WriteTransport {
   }
 
   getExtraInfo(name: string, defaultValue?: unknown): unknown {
-    return name === "pipe" ? this.#stream : defaultValue;
+    return this.#end.extraInfo(name, defaultValue);
   }
 
   isClosing(): boolean {
-    return this.#closing;
+    return this.#end.closing;
   }
 
   setProtocol(_protocol: BaseProtocol): void {
@@ -9649,18 +9674,15 @@ class PipeWriteTransport implements WriteTransport {
   }
 
   write(data: Uint8Array | string): void {
-    requireBytes(data, "write()");
-    if (data.length === 0 || this.#closing) return;
-    this.#stream.write(data, this.#flow.afterFlush);
-    this.#flow.afterWrite();
+    this.#end.write(data);
   }
 
   writelines(list: Iterable<Uint8Array | string>): void {
-    for (const data of list) this.write(data);
+    for (const data of list) this.#end.write(data);
   }
 
   writeEof(): void {
-    this.close();
+    this.#end.close();
   }
 
   canWriteEof(): boolean {
@@ -9668,34 +9690,31 @@ class PipeWriteTransport implements WriteTransport {
   }
 
   close(): void {
-    if (this.#closing) return;
-    this.#closing = true;
-    this.#stream.end();
+    this.#end.close();
   }
 
   abort(): void {
-    this.#closing = true;
-    this.#stream.destroy();
+    this.#end.abort();
   }
 
   getWriteBufferSize(): number {
-    return this.#stream.writableLength;
+    return this.#end.stream.writableLength;
   }
 
   getWriteBufferLimits(): [low: number, high: number] {
-    return this.#flow.limits();
+    return this.#end.flow.limits();
   }
 
   setWriteBufferLimits(high?: number, low?: number): void {
-    this.#flow.setLimits(high, low);
+    this.#end.flow.setLimits(high, low);
   }
 
   // Called when the runtime closed the stream, or the child is gone.
   lost = (): void => {
     if (this.#lost) return;
     this.#lost = true;
-    this.#closing = true;
-    if (!this.#stream.destroyed) this.#stream.destroy();
+    this.#end.closing = true;
+    if (!this.#end.stream.destroyed) this.#end.stream.destroy();
     this.#owner.pipeLost(0, this.#error);
   };
 }
