@@ -1821,7 +1821,8 @@ export class EventLoop {
     const args = this.#batchArgs;
     // Called from a task's microtask, the batch runs in that task's
     // context. Leaving it costs (on Deno especially), and only steps that
-    // run callers' code need to: those leave it one by one (see stepRunner).
+    // run callers' code need to: those leave it one by one (see
+    // runsCallersCode).
     const inTaskContext = taskContext.getStore() !== undefined;
     const outer = loopBeingRun;
     loopBeingRun = this;
