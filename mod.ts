@@ -16,10 +16,22 @@
  *   them transports and protocols;
  * - the low-level {@linkcode EventLoop}: callbacks, timers, futures, signals.
  *
- * The file reads in that order, as asyncio's documentation does: errors,
- * event loop, futures, tasks, runners, waiting and timeouts, task groups,
- * synchronization, queues, transports and protocols, streams, subprocesses,
- * introspection, and timelines.
+ * The file is in dependency order, not documentation order: each section
+ * uses only those above it (errors, argument checks, event loop, futures,
+ * tasks, runners, waiting and timeouts, task groups, synchronization,
+ * queues, transports and protocols, streams, subprocesses, executors, task
+ * factories, name resolution, introspection, timelines), so it reads top
+ * down. The few back-edges, all calls from inside functions, made once the
+ * whole file has loaded:
+ * - the argument checks test for an `EventLoop`, a `Future` and a
+ *   `Timeline`;
+ * - the event loop wakes and starts tasks through accessors of the futures
+ *   and tasks sections (`wakeAwaiter`, `taskStartStep`, `cancelWantsQuiet`,
+ *   `taskStalled`), and its I/O methods call the transports, subprocesses
+ *   (signals), executors and name resolution sections;
+ * - the runners call `gather` to cancel the tasks left over;
+ * - transports and protocols call the streams section (`adoptTransport`,
+ *   `connectionLostError`, `toBytes`).
  *
  * Conventions, where they differ from Python: time is in **milliseconds**,
  * names are `camelCase`, and a coroutine is passed to {@linkcode createTask}
@@ -71,12 +83,14 @@ import {
   Writable as NodeWritable,
 } from "node:stream";
 
-// ---------------------------------------------------------------------------
-// Errors
-//
-// asyncio's exception classes, each a real `Error` subclass with its own
-// `name`, so `instanceof` and stack traces work. Relies on nothing.
-// ---------------------------------------------------------------------------
+// ===========================================================================
+// §? Errors
+// Holds: asyncio's exception classes, CancelledError to KeyboardInterrupt,
+// and the streams' IncompleteReadError and LimitOverrunError.
+// Rule: each is a real `Error` subclass named on its prototype, so that
+// `instanceof`, messages and stack traces work, minified or not.
+// Relies on: nothing. Used by: every section below.
+// ===========================================================================
 
 /**
  * The operation was cancelled: raised at the `await` of a cancelled task.
@@ -396,12 +410,16 @@ export class LimitOverrunError extends Error {
   }
 }
 
-// ---------------------------------------------------------------------------
-// Argument checks
-//
-// Bad input fails at once, with an error that names the argument, rather
-// than as a hang or a NaN deadline much later.
-// ---------------------------------------------------------------------------
+// ===========================================================================
+// §? Argument checks
+// Holds: the checks of public functions' arguments (`require*` for one
+// value, `check*Arguments` for a call), and the rule for setException().
+// Rule: bad input fails at the call, with a TypeError or RangeError that
+// names the function and the argument, rather than as a hang or a NaN
+// deadline much later, or at the await.
+// Relies on: §? Errors; back-edges: `instanceof` EventLoop, Future and
+// Timeline, which are defined below. Used by: every public function.
+// ===========================================================================
 
 function describeValue(value: unknown): string {
   if (typeof value === "string") return JSON.stringify(value);
@@ -522,6 +540,16 @@ function checkLoopOptions(options: unknown, where: string): void {
     throw new TypeError(
       `${where}: options.timeline must be a Timeline, got ${
         describeValue(timeline)
+      }`,
+    );
+  }
+}
+
+function checkSetEventLoopArgument(loop: unknown): void {
+  if (loop !== null && !(loop instanceof EventLoop)) {
+    throw new TypeError(
+      `setEventLoop(): loop must be an EventLoop or null, got ${
+        describeValue(loop)
       }`,
     );
   }
@@ -2330,13 +2358,7 @@ export function newEventLoop(options: LoopOptions = {}): EventLoop {
  * ```
  */
 export function setEventLoop(loop: EventLoop | null): void {
-  if (loop !== null && !(loop instanceof EventLoop)) {
-    throw new TypeError(
-      `setEventLoop(): loop must be an EventLoop or null, got ${
-        describeValue(loop)
-      }`,
-    );
-  }
+  checkSetEventLoopArgument(loop);
   defaultLoop = loop;
 }
 
