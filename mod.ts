@@ -677,17 +677,27 @@ function requireNoArguments(args: IArguments, where: string): void {
   }
 }
 
-// ---------------------------------------------------------------------------
-// Event loop
+// ===========================================================================
+// §? Event loop
+// Holds: Handle, TimerHandle, EventLoop and the accessors other sections
+// reach its internals through; getRunningLoop(), getEventLoop(),
+// newEventLoop(), setEventLoop(); the task context (`taskContext`).
+// Rule: steps run one at a time, in order, in batches; a step that wakes or
+// starts a task ends only when that task suspends again, so a woken task
+// runs alone, as in asyncio. The host always gets its turn: a batch runs in
+// a microtask while the loop has had the host for less than
+// HOST_TURN_BUDGET_MS, then in a host macrotask, so that a loop of
+// `await sleep(0)` never starves host timers and I/O.
+// Relies on: §? Errors, §? Argument checks; back-edges (called, never at
+// load time): §? Futures and §? Tasks for the steps (wakeAwaiter,
+// taskStartStep, cancelWantsQuiet, taskStalled), and the I/O methods'
+// sections. Used by: every section below.
 //
-// The loop owns two queues: `#readyFns`/`#readyArgs`, the steps to run next
-// in order, and `#scheduledTimers`, a binary heap of timer handles behind one
-// host timer. A batch of ready steps runs in a microtask while the loop has
-// had the host for less than HOST_TURN_BUDGET_MS, then in a host macrotask
-// (setImmediate), so a loop of `await sleep(0)` never starves host timers and
-// I/O. The current task is found through one AsyncLocalStorage, set once
-// when a task starts and inherited by every await inside it.
-// ---------------------------------------------------------------------------
+// The loop owns two queues: the ready steps, to run next in order, and a
+// binary heap of timer handles behind one host timer. The current task is
+// found through one AsyncLocalStorage, set once when a task starts and
+// inherited by every await inside it.
+// ===========================================================================
 
 /**
  * A coroutine, as the library's functions take it: preferably a function that
@@ -801,78 +811,20 @@ const IDLE_JUMP_MS = 1000;
 // Node-compatible hosts wrap setTimeout delays above 2^31-1 ms around.
 const MAX_HOST_TIMER_MS = 0x7fffffff;
 
+// asyncio's default `slow_callback_duration` (0.1 s): in debug mode, a
+// callback that holds the loop longer is reported.
+const DEFAULT_SLOW_CALLBACK_MS = 100;
+
+// The loop whose batch is running now, or null. A batch of one loop may
+// run inside another's (#runBatch saves and restores it).
 let loopBeingRun: EventLoop | null = null;
+// What getEventLoop() gives outside a running loop: made on first use, or
+// set by setEventLoop(); a loop that closes is forgotten.
 let defaultLoop: EventLoop | null = null;
 
-// Module-private access to class internals, filled in by static blocks.
+// Runs a handle's callback: the step that callSoon() and a due timer
+// schedule. Set by Handle's static block.
 let runHandle: (handle: Handle) => void;
-let scheduleStep: <A>(
-  loop: EventLoop,
-  step: (argument: A) => void,
-  argument: A,
-) => void;
-let liveTasksOf: (loop: EventLoop) => Task<unknown>[];
-let noteTaskStarted: (loop: EventLoop, task: Task<unknown>) => void;
-let noteTaskBlocked: (loop: EventLoop, blocked: boolean) => void;
-let noteTaskDone: (
-  loop: EventLoop,
-  task: Task<unknown>,
-  wasBlocked: boolean,
-) => void;
-let noteForeignWait: (loop: EventLoop, delta: number) => void;
-// What is left to report of a failed future once it is garbage-collected:
-// everything but the future itself, which must be free to go.
-interface CollectedFailure {
-  loop: EventLoop;
-  ref: WeakRef<Future<unknown>>;
-  message: string;
-  exception: unknown;
-}
-
-let reportCollected: (record: CollectedFailure) => void;
-const unretrievedRegistry = new FinalizationRegistry<CollectedFailure>(
-  (record) => reportCollected(record),
-);
-
-function unretrievedMessage(future: Future<unknown>): string {
-  return future instanceof Task
-    ? `Task exception was never retrieved (task "${future.getName()}")`
-    : "Future exception was never retrieved";
-}
-
-let noteUnretrieved: (
-  loop: EventLoop,
-  future: Future<unknown>,
-  add: boolean,
-) => void;
-let loopTimeline: (loop: EventLoop) => Timeline | null;
-let runOnLoopNow: (loop: EventLoop, callback: () => void) => void;
-
-// Runs a callback posted with runOnLoopNow(), as a loop callback.
-function runCallbackStep(callback: () => void): void {
-  try {
-    callback();
-  } catch (error) {
-    getRunningLoop().callExceptionHandler({
-      message: `Exception in callback ${callback.name || "anonymous"}()`,
-      exception: error,
-    });
-  }
-}
-let loopYieldFuture: (loop: EventLoop) => Future<void>;
-// How many turns the host has given the loop.
-let loopHostTurns: (loop: EventLoop) => number;
-// A step woke or started `task`: the batch waits until it suspends again.
-let noteResumed: (loop: EventLoop, task: Task<unknown>) => void;
-// `task` suspended (it awaits a pending future, or finished).
-let noteSuspended: (
-  loop: EventLoop,
-  task: Task<unknown>,
-  finished?: boolean,
-) => void;
-// How many batches the loop has run: it has made progress if this moved.
-let loopBatchCount: (loop: EventLoop) => number;
-let timerCancelled: (loop: EventLoop, timer: TimerHandle) => void;
 
 /**
  * A callback scheduled with {@linkcode EventLoop.callSoon}: it can be
@@ -888,6 +840,10 @@ let timerCancelled: (loop: EventLoop, timer: TimerHandle) => void;
  * ```
  */
 export class Handle {
+  // A handle is scheduled once (a step on the ready queue, or a timer in
+  // the heap) and runs at most once. cancel() sets `#cancelled` and drops
+  // the callback (`#callback` null) and its arguments, so that a cancelled
+  // handle holds nothing and runs nothing.
   #callback: ((...args: never[]) => unknown) | null;
   #args: unknown[];
   #loop: EventLoop;
@@ -925,45 +881,49 @@ export class Handle {
     }>`;
   }
 
+  // Calls the callback, unless cancelled: what it throws goes to the loop's
+  // exception handler, and in debug mode a slow callback is reported.
+  #run(): void {
+    const callback = this.#callback;
+    if (callback === null) return;
+    const loop = this.#loop;
+    const started = loop.getDebug() ? performance.now() : 0;
+    try {
+      const call = callback as (...args: unknown[]) => unknown;
+      const args = this.#args;
+      // Spreading is slow on a hot path; most callbacks take 0 to 2.
+      switch (args.length) {
+        case 0:
+          call();
+          break;
+        case 1:
+          call(args[0]);
+          break;
+        case 2:
+          call(args[0], args[1]);
+          break;
+        default:
+          call(...args);
+      }
+    } catch (error) {
+      loop.callExceptionHandler({
+        message: `Exception in callback ${this}`,
+        exception: error,
+        handle: this,
+      });
+    }
+    if (started) {
+      const took = performance.now() - started;
+      if (took > loop.slowCallbackDuration) {
+        console.warn(
+          `asyncio: executing ${this} took ${took.toFixed(1)} ms`,
+        );
+      }
+    }
+  }
+
   static {
-    runHandle = (handle) => {
-      const callback = handle.#callback;
-      if (callback === null) return;
-      const loop = handle.#loop;
-      const started = loop.getDebug() ? performance.now() : 0;
-      try {
-        const call = callback as (...args: unknown[]) => unknown;
-        const args = handle.#args;
-        // Spreading is slow on a hot path; most callbacks take 0 to 2.
-        switch (args.length) {
-          case 0:
-            call();
-            break;
-          case 1:
-            call(args[0]);
-            break;
-          case 2:
-            call(args[0], args[1]);
-            break;
-          default:
-            call(...args);
-        }
-      } catch (error) {
-        loop.callExceptionHandler({
-          message: `Exception in callback ${handle}`,
-          exception: error,
-          handle,
-        });
-      }
-      if (started) {
-        const took = performance.now() - started;
-        if (took > loop.slowCallbackDuration) {
-          console.warn(
-            `asyncio: executing ${handle} took ${took.toFixed(1)} ms`,
-          );
-        }
-      }
-    };
+    runHandle = (handle) => handle.#run();
   }
 }
 
@@ -984,6 +944,9 @@ export class Handle {
 export class TimerHandle extends Handle {
   #when: number;
   #loop: EventLoop;
+  // In its loop's timer heap. The heap clears it as it takes the timer out
+  // (due, dropped as dead, or at close); only a scheduled timer's cancel()
+  // tells the loop, which counts it as a dead entry.
   #scheduled = true;
   /** Breaks ties between equal deadlines in scheduling order. @ignore */
   readonly sequence: number;
@@ -1020,6 +983,155 @@ export class TimerHandle extends Handle {
   }
 }
 
+// ---------------------------------------------------------------------------
+// Failures nobody retrieved
+// ---------------------------------------------------------------------------
+
+// What is left to report of a failed future once it is garbage-collected:
+// everything but the future itself, which must be free to go.
+interface CollectedFailure {
+  failures: UnretrievedFailures;
+  ref: WeakRef<Future<unknown>>;
+  message: string;
+  exception: unknown;
+}
+
+function unretrievedMessage(future: Future<unknown>): string {
+  return future instanceof Task
+    ? `Task exception was never retrieved (task "${future.getName()}")`
+    : "Future exception was never retrieved";
+}
+
+// One loop's failed futures whose error nobody has read yet: asyncio's
+// "exception was never retrieved". Each is held weakly, so that a forgotten
+// one is reported once it is garbage-collected, as in Python; the loop's
+// close() reports the rest, deterministically.
+// Invariant: a future is in `#refs` exactly while `#records` holds the
+// record of its WeakRef and the registry holds the record; all three let
+// go of it together, when its error is read (forget), when it has been
+// collected and reported (#collected), or at the loop's close (reportAll).
+class UnretrievedFailures {
+  static #registry = new FinalizationRegistry<CollectedFailure>(
+    (record) => record.failures.#collected(record),
+  );
+  #loop: EventLoop;
+  #refs = new WeakMap<Future<unknown>, WeakRef<Future<unknown>>>();
+  #records = new Map<WeakRef<Future<unknown>>, CollectedFailure>();
+
+  constructor(loop: EventLoop) {
+    this.#loop = loop;
+  }
+
+  // `future` failed, and nobody has read its error yet.
+  add(future: Future<unknown>): void {
+    const ref = new WeakRef(future);
+    const record = {
+      failures: this,
+      ref,
+      message: unretrievedMessage(future),
+      exception: futureValue(future),
+    };
+    this.#refs.set(future, ref);
+    this.#records.set(ref, record);
+    UnretrievedFailures.#registry.register(future, record, ref);
+  }
+
+  // Someone read the error of `future`: nothing to report.
+  forget(future: Future<unknown>): void {
+    const ref = this.#refs.get(future);
+    if (ref === undefined) return;
+    this.#refs.delete(future);
+    this.#records.delete(ref);
+    UnretrievedFailures.#registry.unregister(ref);
+  }
+
+  // The loop closes: every failure left goes to its exception handler now.
+  reportAll(): void {
+    for (const [ref, record] of this.#records) {
+      UnretrievedFailures.#registry.unregister(ref);
+      // Collected, but its finalizer has not run yet: report it from the
+      // record, since the finalizer will find the loop closed.
+      const future = ref.deref();
+      this.#loop.callExceptionHandler({
+        message: record.message,
+        exception: record.exception,
+        future,
+        task: future instanceof Task ? future : undefined,
+      });
+    }
+    this.#refs = new WeakMap();
+    this.#records.clear();
+  }
+
+  // The future of `record` was garbage-collected with its error unread.
+  #collected(record: CollectedFailure): void {
+    if (!this.#records.delete(record.ref) || this.#loop.isClosed()) return;
+    this.#loop.callExceptionHandler({
+      message: record.message,
+      exception: record.exception,
+    });
+  }
+}
+
+// ---------------------------------------------------------------------------
+// The loop's accessors: what the sections below share of its internals.
+// Each is set by EventLoop's static block, to a private method of the loop
+// (or a read of one of its fields).
+// ---------------------------------------------------------------------------
+
+// Appends `step(argument)` to the ready queue: how a future wakes an
+// awaiter or runs a done callback, and how a task starts.
+let scheduleStep: <A>(
+  loop: EventLoop,
+  step: (argument: A) => void,
+  argument: A,
+) => void;
+// The loop's tasks that are not done, in no order: a task adds itself when
+// it is made and swaps itself out when done (Task #retire).
+let liveTasksOf: (loop: EventLoop) => Task<unknown>[];
+// For virtual time, what the loop's tasks are doing. A task started: it
+// counts as unblocked.
+let noteTaskStarted: (loop: EventLoop, task: Task<unknown>) => void;
+// `blocked`: an unblocked task made its first pending wait; else a blocked
+// task woke with no wait left.
+let noteTaskBlocked: (loop: EventLoop, blocked: boolean) => void;
+// A started task is done; `wasBlocked`: it was counted as blocked.
+let noteTaskDone: (
+  loop: EventLoop,
+  task: Task<unknown>,
+  wasBlocked: boolean,
+) => void;
+// A wait on the outside world began (+1) or ended (-1): while one is
+// pending, a virtual clock does not jump. wrapFuture() and IoFuture count.
+let noteForeignWait: (loop: EventLoop, delta: number) => void;
+// `add`: `future` failed and nobody has read its error yet; else someone
+// has.
+let noteUnretrieved: (
+  loop: EventLoop,
+  future: Future<unknown>,
+  add: boolean,
+) => void;
+let loopTimeline: (loop: EventLoop) => Timeline | null;
+// Runs `callback` on the loop now, from a runtime event, as a loop
+// callback: in a batch of its own, or at the end of the one running.
+let runOnLoopNow: (loop: EventLoop, callback: () => void) => void;
+// The loop's done future, which every bare yield (`sleep(0)`) awaits.
+let loopYieldFuture: (loop: EventLoop) => Future<void>;
+// How many turns the host has given the loop.
+let loopHostTurns: (loop: EventLoop) => number;
+// A step woke or started `task`: the batch waits until it suspends again.
+let noteResumed: (loop: EventLoop, task: Task<unknown>) => void;
+// `task` suspended (it awaits a pending future, or finished).
+let noteSuspended: (
+  loop: EventLoop,
+  task: Task<unknown>,
+  finished?: boolean,
+) => void;
+// How many batches the loop has run: it has made progress if this moved.
+let loopBatchCount: (loop: EventLoop) => number;
+// A scheduled timer was cancelled (TimerHandle.cancel).
+let timerCancelled: (loop: EventLoop, timer: TimerHandle) => void;
+
 /**
  * The event loop: runs callbacks, timers, futures and tasks.
  *
@@ -1045,63 +1157,122 @@ export class TimerHandle extends Handle {
  * ```
  */
 export class EventLoop {
+  // --- State: the ready queue and the batch ------------------------------
+  // A step is a function and its one argument (see Step). The ready queue
+  // is the steps scheduled since the current batch began, in order: the
+  // first `#readyCount` entries of `#readyFns`/`#readyArgs`. The slots
+  // beyond are spare capacity, kept from batch to batch rather than grown
+  // again each time.
+  // A batch (asyncio's `ntodo` ready callbacks) is what was ready, with the
+  // timers due, when #runOnce began: the first `#batchLength` entries of
+  // `#batchFns`/`#batchArgs`, run in order from `#batchIndex`. A step
+  // scheduled meanwhile waits for the next batch. The two pairs of arrays
+  // swap at each batch: `#spareFns`/`#spareArgs` keep the last batch's.
+  // - `#runScheduled`: a #runOnce is queued (a microtask or a host
+  //   macrotask) and no batch has begun since: a new step needs no other.
+  // - `#batchActive`: from the batch's first step to its end, including
+  //   while it waits for `#resumed`. A new step then queues no run:
+  //   #endBatch does.
+  // - `#inStep`: a step function is running. Only then does a task that
+  //   wakes or starts become `#resumed`: one resumed outside any step (an
+  //   eager task, a foreign promise) holds no batch up.
+  // - `#resumed`: the task the current step woke or started. While it is
+  //   set, the batch's next step waits. It is cleared when the task
+  //   suspends again (#noteSuspended: it awaits a pending future of the
+  //   library, or finished), or by the stall check (`#stallCheckArmed`), a
+  //   host macrotask, which runs only once the microtasks have run dry: a
+  //   task still resumed then awaits something the loop cannot see, and the
+  //   batch goes on without it.
+  // - `#hostTurns`: the turns the host has given the loop (host timers and
+  //   immediates). A cancel's wake-up made in the current turn waits for
+  //   the next (cancelWantsQuiet), so that the microtasks run dry first.
+  // - `#stopping`, `#stopped`: stop() asked, and it took effect at the end
+  //   of a batch: a stopped loop runs no step and moves no virtual clock
+  //   until runForever() or runUntilComplete() runs it again.
+  // - `#batchesSinceHostTurn`, `#lastHostTurn`: the host's budget, spent
+  //   by #scheduleRun.
   #readyFns: Step[] = [];
   #readyArgs: unknown[] = [];
+  #readyCount = 0;
   #spareFns: Step[] = [];
   #spareArgs: unknown[] = [];
-  // Counted rather than pushed and truncated: the arrays keep their
-  // capacity from batch to batch instead of growing again each time.
-  #readyCount = 0;
   #runScheduled = false;
-  // The batch being run (asyncio's `ntodo` ready callbacks): its steps,
-  // how many, and the next to run. `#batchActive` is true from the batch's
-  // first step to its end, including while it waits for `#resumed`.
   #batchFns: Step[] = [];
   #batchArgs: unknown[] = [];
   #batchLength = 0;
   #batchIndex = 0;
   #batchActive = false;
   #inStep = false;
-  // The task the current step woke or started: the batch goes on only once
-  // it has suspended again (see #onSuspended and #onStallCheck).
   #resumed: Task<unknown> | null = null;
   #stallCheckArmed = false;
-  // Turns the host has given the loop (host timers, immediates): a cancel
-  // made before the latest one has seen the microtasks run dry since.
   #hostTurns = 0;
-  // stop() asked, and taken effect: a stopped loop runs no step and moves
-  // no virtual clock until runForever() or runUntilComplete() runs it again.
   #stopping = false;
   #stopped = false;
   #batchesSinceHostTurn = 0;
   #lastHostTurn = -Infinity;
+
+  // --- State: timers -----------------------------------------------------
+  // `#scheduledTimers` is a binary min-heap of timer handles, by deadline,
+  // then by `sequence` (the order they were made in, from `#timerSequence`).
+  // A timer is in it exactly while its `#scheduled` is true. Cancelled
+  // timers stay in it, `#cancelledTimerCount` of them, until they reach the
+  // top or most of the heap is dead. In real time, one host timer at most
+  // (`#hostTimer`, due at `#hostTimerDeadline`, Infinity when none) wakes
+  // the loop for the earliest deadline: it is armed again when the loop
+  // goes idle, and when the top of the heap changes with no run queued.
   #scheduledTimers: TimerHandle[] = [];
   #cancelledTimerCount = 0;
   #timerSequence = 0;
   #hostTimer: ReturnType<typeof setTimeout> | undefined = undefined;
   #hostTimerDeadline = Infinity;
+
+  // --- State: virtual time -----------------------------------------------
+  // With `#virtualTime`, time() is `#virtualNow`. It only moves forward,
+  // only in #jumpToNextTimer, to the deadline of the earliest live timer,
+  // and only when the loop is idle: no step ready or running, not stopped,
+  // no foreign wait pending, and no task unblocked. Otherwise it would
+  // jump while something the clock should wait for is still on its way.
+  // - `#foreignWaits`: pending futures for outside work (wrapFuture(), the
+  //   I/O): the outside world may settle one at any moment.
+  // - `#unblockedTasks`: the loop's tasks, started and not done, with no
+  //   pending wait on a library future: running, or away on a promise the
+  //   loop cannot see, maybe waiting for one of the loop's timers through
+  //   it. Then the clock jumps anyway once the loop has stood idle, no
+  //   batch run, for IDLE_JUMP_MS of real time (`#idleJumpTimer`).
+  // - `#idleCheckScheduled`: an #idleCheck is queued as a host macrotask,
+  //   so that it looks only once the microtasks have run dry.
+  // - `#batchCount`: the batches run so far: the loop made progress if it
+  //   moved.
   #virtualTime: boolean;
   #virtualNow = 0;
+  #foreignWaits = 0;
+  #unblockedTasks = 0;
   #idleCheckScheduled = false;
   #idleJumpTimer: ReturnType<typeof setTimeout> | undefined = undefined;
   #batchCount = 0;
-  #unblockedTasks = 0;
-  #foreignWaits = 0;
+
+  // --- State: tasks, failures, running, signals --------------------------
   #liveTasks: Task<unknown>[] = [];
-  #yieldFuture: Future<void> | null = null;
+  // Made at the first bare yield, done: what every bare yield awaits.
+  #yieldFutureDone: Future<void> | null = null;
+  // Shared by every task made with no options: no object per task.
   #plainTaskOptions: TaskOptions & { loop: EventLoop } = { loop: this };
-  // Failed futures whose error nobody has read yet, held weakly, so that a
-  // forgotten one can still be garbage-collected and reported then.
-  #unretrieved = new WeakMap<Future<unknown>, WeakRef<Future<unknown>>>();
-  #unretrievedRefs = new Map<WeakRef<Future<unknown>>, CollectedFailure>();
+  // The factory createTask() hands tasks to, or null for plain Tasks.
+  #taskFactory: TaskFactory | null = null;
+  #unretrieved = new UnretrievedFailures(this);
   #closed = false;
   #running = false;
+  // Ends the wait of runForever() or runUntilComplete(), once stop() has
+  // taken effect.
   #stopRequested: (() => void) | null = null;
   #exceptionHandler: ExceptionHandler | null = null;
   #debug: boolean;
   #timeline: Timeline | null;
+  // The process listener of each signal that has a handler (see
+  // addSignalHandler).
+  #signalListeners = new Map<string, () => void>();
   /** In debug mode, callbacks slower than this many ms are reported. */
-  slowCallbackDuration = 100;
+  slowCallbackDuration = DEFAULT_SLOW_CALLBACK_MS;
 
   /** A new loop; `virtualTime: true` gives it a virtual clock. */
   constructor(options: LoopOptions = {}) {
@@ -1139,7 +1310,7 @@ export class EventLoop {
       args,
       this,
     );
-    this.#schedule(runHandle, handle);
+    this.#scheduleStep(runHandle, handle);
     return handle;
   }
 
@@ -1188,6 +1359,26 @@ export class EventLoop {
         ? this.#plainTaskOptions
         : { ...options, loop: this },
     );
+  }
+
+  /**
+   * Makes `createTask()` on this loop (and so every task of the library:
+   * `createTask`, task groups, `gather`, servers) call `factory(loop, coro,
+   * options)` instead of `new Task(...)`; `null` restores the default.
+   * {@linkcode eagerTaskFactory} makes a whole program's tasks eager.
+   *
+   * @throws {TypeError} for anything but a function or `null`.
+   */
+  setTaskFactory(factory: TaskFactory | null): void {
+    if (factory !== null) {
+      requireFunction(factory, "setTaskFactory()", "factory");
+    }
+    this.#taskFactory = factory;
+  }
+
+  /** The factory set by `setTaskFactory()`, or `null` for the default. */
+  getTaskFactory(): TaskFactory | null {
+    return this.#taskFactory;
   }
 
   // --- Running and stopping ----------------------------------------------
@@ -1287,37 +1478,43 @@ export class EventLoop {
       throw new RuntimeError("Cannot close a running event loop");
     }
     if (this.#closed) return;
-    for (const [ref, failure] of this.#unretrievedRefs) {
-      unretrievedRegistry.unregister(ref);
-      // Collected, but its finalizer has not run yet: report it from the
-      // record, since the finalizer will find the loop closed.
-      const future = ref.deref();
-      this.callExceptionHandler({
-        message: failure.message,
-        exception: failure.exception,
-        future,
-        task: future instanceof Task ? future : undefined,
-      });
-    }
-    this.#unretrieved = new WeakMap();
-    this.#unretrievedRefs.clear();
-    // As asyncio does: a closed loop leaves no signal listener behind.
-    for (const signal of [...this.#signalListeners.keys()]) {
-      removeSignalListener(this.#signalListeners, signal);
-    }
+    // While the loop is still open: the exception handler and the owned
+    // resources' clean-ups may still schedule, and what they schedule is
+    // dropped with the rest below.
+    this.#unretrieved.reportAll();
+    this.#removeSignalHandlers();
     closeOwnedResources(this);
     terminateLoopExecutor(this); // nothing of the loop's keeps the process alive
     this.#closed = true;
+    this.#dropReadySteps();
+    this.#dropTimers();
+    this.#cancelIdleJump();
+    this.#timeline?.stop(this);
+    if (defaultLoop === this) defaultLoop = null;
+  }
+
+  // As asyncio does: a closed loop leaves no signal listener behind.
+  #removeSignalHandlers(): void {
+    for (const signal of [...this.#signalListeners.keys()]) {
+      removeSignalListener(this.#signalListeners, signal);
+    }
+  }
+
+  #dropReadySteps(): void {
     this.#readyFns.length = 0;
     this.#readyArgs.length = 0;
     this.#readyCount = 0;
+  }
+
+  #dropTimers(): void {
     for (const timer of this.#scheduledTimers) TimerHandle.unschedule(timer);
     this.#scheduledTimers.length = 0;
     this.#disarmHostTimer();
+  }
+
+  #cancelIdleJump(): void {
     if (this.#idleJumpTimer !== undefined) clearTimeout(this.#idleJumpTimer);
     this.#idleJumpTimer = undefined;
-    this.#timeline?.stop(this);
-    if (defaultLoop === this) defaultLoop = null;
   }
 
   // --- Error handling ----------------------------------------------------
@@ -1381,30 +1578,6 @@ export class EventLoop {
   // --- Networking, subprocesses and signals -----------------------------
   // Thin doors onto the Transports and protocols, Streams and Subprocesses
   // sections below, which do the work.
-
-  #signalListeners = new Map<string, () => void>();
-  // The factory createTask() hands tasks to, or null for plain Tasks.
-  #taskFactory: TaskFactory | null = null;
-
-  /**
-   * Makes `createTask()` on this loop (and so every task of the library:
-   * `createTask`, task groups, `gather`, servers) call `factory(loop, coro,
-   * options)` instead of `new Task(...)`; `null` restores the default.
-   * {@linkcode eagerTaskFactory} makes a whole program's tasks eager.
-   *
-   * @throws {TypeError} for anything but a function or `null`.
-   */
-  setTaskFactory(factory: TaskFactory | null): void {
-    if (factory !== null) {
-      requireFunction(factory, "setTaskFactory()", "factory");
-    }
-    this.#taskFactory = factory;
-  }
-
-  /** The factory set by `setTaskFactory()`, or `null` for the default. */
-  getTaskFactory(): TaskFactory | null {
-    return this.#taskFactory;
-  }
 
   /**
    * Connects to `host`:`port` over TCP (TLS with `options.tls`), and
@@ -1747,7 +1920,7 @@ export class EventLoop {
     if (this.#closed) throw new RuntimeError("Event loop is closed");
   }
 
-  #schedule<A>(step: (argument: A) => void, argument: A): void {
+  #scheduleStep<A>(step: (argument: A) => void, argument: A): void {
     // A closed loop runs nothing more: keeping the step would only leak it.
     if (this.#closed) return;
     const index = this.#readyCount++;
@@ -1884,7 +2057,7 @@ export class EventLoop {
           this.#inStep = false;
         }
         if (this.#resumed !== null) {
-          // The task goes on in microtasks; noteSuspended() or the stall
+          // The task goes on in microtasks; #noteSuspended or the stall
           // check picks the batch up again.
           this.#armStallCheck();
           return;
@@ -1930,11 +2103,19 @@ export class EventLoop {
     }
   }
 
-  // The task resumed by the current step has suspended: the batch goes on
-  // after the task's synchronous code (its `await` is still unwinding).
-  // `finished`: the task's coroutine has returned, so none of its code is
-  // left to run and the batch can go on at once, saving a microtask.
-  #onSuspended(task: Task<unknown>, finished: boolean): void {
+  // A step woke or started `task`: the batch waits until it suspends
+  // again. Outside a step (an eager start, a foreign promise) it holds
+  // nothing up.
+  #noteResumed(task: Task<unknown>): void {
+    if (this.#inStep) this.#resumed = task;
+  }
+
+  // `task` suspended. If it is the task resumed by the current step, the
+  // batch goes on after the task's synchronous code (its `await` is still
+  // unwinding). `finished`: the task's coroutine has returned, so none of
+  // its code is left to run and the batch can go on at once, saving a
+  // microtask.
+  #noteSuspended(task: Task<unknown>, finished: boolean): void {
     if (this.#resumed !== task) return;
     this.#resumed = null;
     if (this.#inStep) return;
@@ -1992,6 +2173,75 @@ export class EventLoop {
     this.#resumed = null;
     this.#continueBatch();
   };
+
+  // A runtime event posted `callback`: like asyncio's loop after a poll,
+  // the loop runs it at once, as a batch of its own, unless a batch is
+  // running or the loop is stopped (their end runs it), or another loop's
+  // batch is running (it takes a turn).
+  #runOnLoopNow(callback: () => void): void {
+    if (this.#closed) return;
+    const index = this.#readyCount++;
+    this.#readyFns[index] = EventLoop.#runPostedCallback as Step;
+    this.#readyArgs[index] = callback;
+    if (this.#batchActive || this.#stopped) return; // its end runs the step
+    if (loopBeingRun !== null) {
+      // Inside a batch of another loop: take a turn.
+      if (!this.#runScheduled) this.#scheduleRun();
+      return;
+    }
+    this.#noteHostTurn();
+    this.#runOnceOutsideTasks();
+  }
+
+  // The step of a callback posted with runOnLoopNow(): a loop callback.
+  static #runPostedCallback(callback: () => void): void {
+    try {
+      callback();
+    } catch (error) {
+      getRunningLoop().callExceptionHandler({
+        message: `Exception in callback ${callback.name || "anonymous"}()`,
+        exception: error,
+      });
+    }
+  }
+
+  #yieldFuture(): Future<void> {
+    if (this.#yieldFutureDone === null) {
+      this.#yieldFutureDone = new Future<void>(this);
+      this.#yieldFutureDone.setResult();
+    }
+    return this.#yieldFutureDone;
+  }
+
+  // --- Internals: virtual time ------------------------------------------
+
+  // A task started: it counts as unblocked until it waits.
+  #noteTaskStarted(task: Task<unknown>): void {
+    this.#unblockedTasks++;
+    this.#timeline?.record(task, "running", this.time());
+  }
+
+  #noteTaskBlocked(blocked: boolean): void {
+    if (blocked) {
+      if (--this.#unblockedTasks === 0 && this.#virtualTime) {
+        this.#scheduleIdleCheck();
+      }
+    } else {
+      this.#unblockedTasks++;
+    }
+  }
+
+  #noteTaskDone(task: Task<unknown>, wasBlocked: boolean): void {
+    if (!wasBlocked) this.#noteTaskBlocked(true);
+    this.#timeline?.record(task, "done", this.time());
+  }
+
+  #noteForeignWait(delta: number): void {
+    this.#foreignWaits += delta;
+    if (this.#foreignWaits === 0 && this.#virtualTime) {
+      this.#scheduleIdleCheck();
+    }
+  }
 
   // Called when nothing is ready: arm the host timer for the next deadline,
   // or in virtual time, check (after microtasks drain) whether to jump.
@@ -2194,92 +2444,33 @@ export class EventLoop {
     this.#runOnceOutsideTasks();
   };
 
-  // --- Internals: what tasks are doing, for virtual time -----------------
+  // --- Internals: failures nobody retrieved -----------------------------
+
+  #noteUnretrieved(future: Future<unknown>, add: boolean): void {
+    if (add) this.#unretrieved.add(future);
+    else this.#unretrieved.forget(future);
+  }
+
+  // --- The accessors, for the sections below -----------------------------
 
   static {
-    scheduleStep = (loop, step, argument) => loop.#schedule(step, argument);
+    scheduleStep = (loop, step, argument) => loop.#scheduleStep(step, argument);
     liveTasksOf = (loop) => loop.#liveTasks;
-    noteTaskStarted = (loop, task) => {
-      loop.#unblockedTasks++;
-      loop.#timeline?.record(task, "running", loop.time());
-    };
-    noteTaskBlocked = (loop, blocked) => {
-      if (blocked) {
-        if (--loop.#unblockedTasks === 0 && loop.#virtualTime) {
-          loop.#scheduleIdleCheck();
-        }
-      } else {
-        loop.#unblockedTasks++;
-      }
-    };
-    noteTaskDone = (loop, task, wasBlocked) => {
-      if (!wasBlocked) noteTaskBlocked(loop, true);
-      loop.#timeline?.record(task, "done", loop.time());
-    };
-    noteForeignWait = (loop, delta) => {
-      loop.#foreignWaits += delta;
-      if (loop.#foreignWaits === 0 && loop.#virtualTime) {
-        loop.#scheduleIdleCheck();
-      }
-    };
-    noteUnretrieved = (loop, future, add) => {
-      if (add) {
-        const ref = new WeakRef(future);
-        const failure = {
-          loop,
-          ref,
-          message: unretrievedMessage(future),
-          exception: futureValue(future),
-        };
-        loop.#unretrieved.set(future, ref);
-        loop.#unretrievedRefs.set(ref, failure);
-        unretrievedRegistry.register(future, failure, ref);
-        return;
-      }
-      const ref = loop.#unretrieved.get(future);
-      if (ref === undefined) return;
-      loop.#unretrieved.delete(future);
-      loop.#unretrievedRefs.delete(ref);
-      unretrievedRegistry.unregister(ref);
-    };
+    noteTaskStarted = (loop, task) => loop.#noteTaskStarted(task);
+    noteTaskBlocked = (loop, blocked) => loop.#noteTaskBlocked(blocked);
+    noteTaskDone = (loop, task, wasBlocked) =>
+      loop.#noteTaskDone(task, wasBlocked);
+    noteForeignWait = (loop, delta) => loop.#noteForeignWait(delta);
+    noteUnretrieved = (loop, future, add) => loop.#noteUnretrieved(future, add);
     loopTimeline = (loop) => loop.#timeline;
-    runOnLoopNow = (loop, callback) => {
-      if (loop.#closed) return;
-      const index = loop.#readyCount++;
-      loop.#readyFns[index] = runCallbackStep as Step;
-      loop.#readyArgs[index] = callback;
-      if (loop.#batchActive || loop.#stopped) return; // its end runs the step
-      if (loopBeingRun !== null) {
-        // Inside a batch of another loop: take a turn.
-        if (!loop.#runScheduled) loop.#scheduleRun();
-        return;
-      }
-      loop.#noteHostTurn();
-      loop.#runOnceOutsideTasks();
-    };
+    runOnLoopNow = (loop, callback) => loop.#runOnLoopNow(callback);
+    loopYieldFuture = (loop) => loop.#yieldFuture();
     loopHostTurns = (loop) => loop.#hostTurns;
-    noteResumed = (loop, task) => {
-      if (loop.#inStep) loop.#resumed = task;
-    };
+    noteResumed = (loop, task) => loop.#noteResumed(task);
     noteSuspended = (loop, task, finished = false) =>
-      loop.#onSuspended(task, finished);
+      loop.#noteSuspended(task, finished);
     loopBatchCount = (loop) => loop.#batchCount;
-    loopYieldFuture = (loop) => {
-      if (loop.#yieldFuture === null) {
-        loop.#yieldFuture = new Future<void>(loop);
-        loop.#yieldFuture.setResult();
-      }
-      return loop.#yieldFuture;
-    };
     timerCancelled = (loop, timer) => loop.#onTimerCancelled(timer);
-    reportCollected = (record) => {
-      const loop = record.loop;
-      if (!loop.#unretrievedRefs.delete(record.ref) || loop.#closed) return;
-      loop.callExceptionHandler({
-        message: record.message,
-        exception: record.exception,
-      });
-    };
   }
 }
 
