@@ -1157,6 +1157,13 @@ let timerCancelled: (loop: EventLoop, timer: TimerHandle) => void;
  * ```
  */
 export class EventLoop {
+  // The loop's jobs, each under a banner of its own: the ready queue and
+  // its batches, timers, virtual time, failures nobody retrieved (kept by
+  // UnretrievedFailures), signals (a listener map, kept by the Subprocesses
+  // section's addSignalListener), and the I/O methods, doors onto the
+  // sections that do the work. Its state comes first, by job, each part
+  // with its invariants; then the public methods; then the internals.
+
   // --- State: the ready queue and the batch ------------------------------
   // A step is a function and its one argument (see Step). The ready queue
   // is the steps scheduled since the current batch began, in order: the
@@ -1465,6 +1472,8 @@ export class EventLoop {
   isClosed(): boolean {
     return this.#closed;
   }
+
+  // --- Closing -----------------------------------------------------------
 
   /**
    * Closes the loop: drops pending callbacks and timers, and reports to the
@@ -1914,7 +1923,35 @@ export class EventLoop {
     return shutdownLoopExecutor(this);
   }
 
-  // --- Internals: scheduling ---------------------------------------------
+  // --- Internals: the ready queue and batches ----------------------------
+  //
+  // The hot path: what one `await sleep(0)` in a task T does.
+  // 1. sleep(0) calls yieldAwaiter(): an Awaiter on the loop's done yield
+  //    future becomes one of T's waits (taskWillWait: T counts as blocked,
+  //    and noteSuspended(T) tells the loop, see 4), then scheduleStep()
+  //    appends its wake-up, wakeAwaiter, to the ready queue. T's `await`
+  //    gives the thread back.
+  // 2. Once the batch's last step is done, #endBatch finds steps ready and
+  //    #scheduleRun queues #runOnce: in a microtask, or in a host macrotask
+  //    once the host's budget is spent.
+  // 3. #runOnce makes the ready steps (and the timers due) the batch, and
+  //    #runBatch calls wakeAwaiter(awaiter): T leaves its waits, becomes
+  //    `#resumed` (noteResumed), and the awaiter's promise resolves. The
+  //    batch holds there, and the stall check is armed.
+  // 4. T runs on in a microtask to its next suspension, whose
+  //    #noteSuspended picks the batch up: a next step that only settles a
+  //    bare awaiter, with no fresh cancel, is taken at once, anything else
+  //    after one microtask (#continueBatch).
+  // Steps are called in two places only: #runBatch (any step) and
+  // #noteSuspended (a bare wake-up, as the task before it suspends).
+  // #runBatch runs from #runOnce (a new batch) and from #continueBatch (the
+  // batch picked up again, by #noteSuspended or #onStallCheck). #runOnce
+  // runs from #runFromMicrotask and #runFromHost (queued by #scheduleRun),
+  // #onHostTimer (a timer is due), #jumpToNextTimer (a virtual clock
+  // jumps) and #runOnLoopNow (a runtime event). Task code runs outside
+  // steps in two cases: an eager task starts inside its creator's step,
+  // and a task that a foreign promise resumes runs in the host's
+  // microtasks; its awaits schedule steps as usual (see #scheduleStep).
 
   #checkClosed(): void {
     if (this.#closed) throw new RuntimeError("Event loop is closed");
@@ -1951,8 +1988,9 @@ export class EventLoop {
     } else {
       // Reading the clock costs as much as the rest of a small batch: look
       // at it only every CLOCK_EVERY_N_BATCHES batches.
-      hostTurn = (++this.#batchesSinceHostTurn % CLOCK_EVERY_N_BATCHES) ===
-          0 &&
+      const clockDue =
+        ++this.#batchesSinceHostTurn % CLOCK_EVERY_N_BATCHES === 0;
+      hostTurn = clockDue &&
         performance.now() - this.#lastHostTurn >= HOST_TURN_BUDGET_MS;
     }
     if (hostTurn) setImmediate(this.#runFromHost);
