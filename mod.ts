@@ -1166,15 +1166,16 @@ export class EventLoop {
 
   // --- State: the ready queue and the batch ------------------------------
   // A step is a function and its one argument (see Step). The ready queue
-  // is the steps scheduled since the current batch began, in order: the
-  // first `#readyCount` entries of `#readyFns`/`#readyArgs`. The slots
-  // beyond are spare capacity, kept from batch to batch rather than grown
-  // again each time.
+  // is the steps waiting for the next batch, in order: the first
+  // `#readyCount` entries of `#readyFns`/`#readyArgs`. The slots beyond are
+  // spare capacity, kept from batch to batch rather than grown again.
   // A batch (asyncio's `ntodo` ready callbacks) is what was ready, with the
   // timers due, when #runOnce began: the first `#batchLength` entries of
   // `#batchFns`/`#batchArgs`, run in order from `#batchIndex`. A step
-  // scheduled meanwhile waits for the next batch. The two pairs of arrays
-  // swap at each batch: `#spareFns`/`#spareArgs` keep the last batch's.
+  // scheduled meanwhile waits for the next batch; a batch that stop() or
+  // close() cuts short puts the steps it left in front of the ready ones.
+  // The two pairs of arrays swap at each batch: `#spareFns`/`#spareArgs`
+  // keep the last batch's, to be the next ready queue.
   // - `#runScheduled`: a #runOnce is queued (a microtask or a host
   //   macrotask) and no batch has begun since: a new step needs no other.
   // - `#batchActive`: from the batch's first step to its end, including
@@ -1190,9 +1191,10 @@ export class EventLoop {
   //   host macrotask, which runs only once the microtasks have run dry: a
   //   task still resumed then awaits something the loop cannot see, and the
   //   batch goes on without it.
-  // - `#hostTurns`: the turns the host has given the loop (host timers and
-  //   immediates). A cancel's wake-up made in the current turn waits for
-  //   the next (cancelWantsQuiet), so that the microtasks run dry first.
+  // - `#hostTurns`: the turns the host has given the loop (its timers and
+  //   immediates, a runtime event). A cancel's wake-up made in the current
+  //   turn waits for the next (cancelWantsQuiet), so that the microtasks
+  //   run dry first.
   // - `#stopping`, `#stopped`: stop() asked, and it took effect at the end
   //   of a batch: a stopped loop runs no step and moves no virtual clock
   //   until runForever() or runUntilComplete() runs it again.
@@ -1259,6 +1261,7 @@ export class EventLoop {
   #batchCount = 0;
 
   // --- State: tasks, failures, running, signals --------------------------
+  // The tasks not done yet (see liveTasksOf).
   #liveTasks: Task<unknown>[] = [];
   // Made at the first bare yield, done: what every bare yield awaits.
   #yieldFutureDone: Future<void> | null = null;
@@ -1487,9 +1490,8 @@ export class EventLoop {
       throw new RuntimeError("Cannot close a running event loop");
     }
     if (this.#closed) return;
-    // While the loop is still open: the exception handler and the owned
-    // resources' clean-ups may still schedule, and what they schedule is
-    // dropped with the rest below.
+    // The reports and the clean-ups run while the loop is still open; what
+    // they schedule on it is dropped with the rest below.
     this.#unretrieved.reportAll();
     this.#removeSignalHandlers();
     closeOwnedResources(this);
@@ -2213,9 +2215,9 @@ export class EventLoop {
   };
 
   // A runtime event posted `callback`: like asyncio's loop after a poll,
-  // the loop runs it at once, as a batch of its own, unless a batch is
-  // running or the loop is stopped (their end runs it), or another loop's
-  // batch is running (it takes a turn).
+  // the loop runs it at once, as a batch of its own. Unless a batch is
+  // running (its end runs it), the loop is stopped (it runs when the loop
+  // runs again), or another loop's batch is running (it waits a turn).
   #runOnLoopNow(callback: () => void): void {
     if (this.#closed) return;
     const index = this.#readyCount++;
