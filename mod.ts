@@ -87,7 +87,7 @@ import {
 // §? Errors
 // Holds: asyncio's exception classes, CancelledError to KeyboardInterrupt,
 // and the streams' IncompleteReadError and LimitOverrunError.
-// Rule: each is a real `Error` subclass named on its prototype, so that
+// Rule: each is a real `Error` subclass with its own `name`, so that
 // `instanceof`, messages and stack traces work, minified or not.
 // Relies on: nothing. Used by: every section below.
 // ===========================================================================
@@ -983,9 +983,7 @@ export class TimerHandle extends Handle {
   }
 }
 
-// ---------------------------------------------------------------------------
-// Failures nobody retrieved
-// ---------------------------------------------------------------------------
+// --- Failures nobody retrieved, kept for the loop --------------------------
 
 // What is left to report of a failed future once it is garbage-collected:
 // everything but the future itself, which must be free to go.
@@ -1073,11 +1071,10 @@ class UnretrievedFailures {
   }
 }
 
-// ---------------------------------------------------------------------------
-// The loop's accessors: what the sections below share of its internals.
-// Each is set by EventLoop's static block, to a private method of the loop
-// (or a read of one of its fields).
-// ---------------------------------------------------------------------------
+// --- The loop's accessors --------------------------------------------------
+// What the sections below share of the loop's internals. Each is set by
+// EventLoop's static block, to a private method of the loop (or a read of
+// one of its fields).
 
 // Appends `step(argument)` to the ready queue: how a future wakes an
 // awaiter or runs a done callback, and how a task starts.
