@@ -1218,11 +1218,11 @@ export class EventLoop {
   #lastHostTurn = -Infinity;
 
   // --- State: timers -----------------------------------------------------
-  // `#scheduledTimers` is a binary min-heap of timer handles, by deadline,
-  // then by `sequence` (the order they were made in, from `#timerSequence`).
-  // A timer is in it exactly while its `#scheduled` is true. Cancelled
-  // timers stay in it, `#cancelledTimerCount` of them, until they reach the
-  // top or most of the heap is dead. In real time, one host timer at most
+  // `#scheduledTimers` is a binary min-heap of timer handles by deadline;
+  // equal deadlines run in the order they were scheduled. A timer is in it
+  // exactly while its `#scheduled` is true. Cancelled timers stay in it,
+  // `#cancelledTimerCount` of them, until they reach the top or most of
+  // the heap is dead. In real time, one host timer at most
   // (`#hostTimer`, due at `#hostTimerDeadline`, Infinity when none) wakes
   // the loop for the earliest deadline: it is armed again when the loop
   // goes idle, and when the top of the heap changes with no run queued.
