@@ -1279,7 +1279,7 @@ export class EventLoop {
   // addSignalHandler).
   #signalListeners = new Map<string, () => void>();
   /** In debug mode, callbacks slower than this many ms are reported. */
-  slowCallbackDuration = DEFAULT_SLOW_CALLBACK_MS;
+  slowCallbackDuration: number = DEFAULT_SLOW_CALLBACK_MS;
 
   /** A new loop; `virtualTime: true` gives it a virtual clock. */
   constructor(options: LoopOptions = {}) {
