@@ -16,10 +16,22 @@
  *   them transports and protocols;
  * - the low-level {@linkcode EventLoop}: callbacks, timers, futures, signals.
  *
- * The file reads in that order, as asyncio's documentation does: errors,
- * event loop, futures, tasks, runners, waiting and timeouts, task groups,
- * synchronization, queues, transports and protocols, streams, subprocesses,
- * introspection, and timelines.
+ * The file is in dependency order, not documentation order: each section
+ * uses only those above it (errors, argument checks, event loop, futures,
+ * tasks, runners, waiting and timeouts, task groups, synchronization,
+ * queues, transports and protocols, streams, subprocesses, executors, task
+ * factories, name resolution, introspection, timelines), so it reads top
+ * down. The few back-edges, all calls from inside functions, made once the
+ * whole file has loaded:
+ * - the argument checks test for an `EventLoop`, a `Future` and a
+ *   `Timeline`;
+ * - the event loop wakes and starts tasks through accessors of the futures
+ *   and tasks sections (`wakeAwaiter`, `taskStartStep`, `cancelWantsQuiet`,
+ *   `taskStalled`), and its I/O methods call the transports, subprocesses
+ *   (signals), executors and name resolution sections;
+ * - the runners call `gather` to cancel the tasks left over;
+ * - transports and protocols call the streams section (`adoptTransport`,
+ *   `connectionLostError`, `toBytes`).
  *
  * Conventions, where they differ from Python: time is in **milliseconds**,
  * names are `camelCase`, and a coroutine is passed to {@linkcode createTask}
@@ -71,12 +83,14 @@ import {
   Writable as NodeWritable,
 } from "node:stream";
 
-// ---------------------------------------------------------------------------
-// Errors
-//
-// asyncio's exception classes, each a real `Error` subclass with its own
-// `name`, so `instanceof` and stack traces work. Relies on nothing.
-// ---------------------------------------------------------------------------
+// ===========================================================================
+// §? Errors
+// Holds: asyncio's exception classes, CancelledError to KeyboardInterrupt,
+// and the streams' IncompleteReadError and LimitOverrunError.
+// Rule: each is a real `Error` subclass with its own `name`, so that
+// `instanceof`, messages and stack traces work, minified or not.
+// Relies on: nothing. Used by: every section below.
+// ===========================================================================
 
 /**
  * The operation was cancelled: raised at the `await` of a cancelled task.
@@ -396,12 +410,16 @@ export class LimitOverrunError extends Error {
   }
 }
 
-// ---------------------------------------------------------------------------
-// Argument checks
-//
-// Bad input fails at once, with an error that names the argument, rather
-// than as a hang or a NaN deadline much later.
-// ---------------------------------------------------------------------------
+// ===========================================================================
+// §? Argument checks
+// Holds: the checks of public functions' arguments (`require*` for one
+// value, `check*Arguments` for a call), and the rule for setException().
+// Rule: bad input fails at the call, with a TypeError or RangeError that
+// names the function and the argument, rather than as a hang or a NaN
+// deadline much later, or at the await.
+// Relies on: §? Errors; back-edges: `instanceof` EventLoop, Future and
+// Timeline, which are defined below. Used by: every public function.
+// ===========================================================================
 
 function describeValue(value: unknown): string {
   if (typeof value === "string") return JSON.stringify(value);
@@ -522,6 +540,16 @@ function checkLoopOptions(options: unknown, where: string): void {
     throw new TypeError(
       `${where}: options.timeline must be a Timeline, got ${
         describeValue(timeline)
+      }`,
+    );
+  }
+}
+
+function checkSetEventLoopArgument(loop: unknown): void {
+  if (loop !== null && !(loop instanceof EventLoop)) {
+    throw new TypeError(
+      `setEventLoop(): loop must be an EventLoop or null, got ${
+        describeValue(loop)
       }`,
     );
   }
@@ -649,17 +677,27 @@ function requireNoArguments(args: IArguments, where: string): void {
   }
 }
 
-// ---------------------------------------------------------------------------
-// Event loop
+// ===========================================================================
+// §? Event loop
+// Holds: Handle, TimerHandle, EventLoop and the accessors other sections
+// reach its internals through; getRunningLoop(), getEventLoop(),
+// newEventLoop(), setEventLoop(); the task context (`taskContext`).
+// Rule: steps run one at a time, in order, in batches; a step that wakes or
+// starts a task ends only when that task suspends again, so a woken task
+// runs alone, as in asyncio. The host always gets its turn: a batch runs in
+// a microtask while the loop has had the host for less than
+// HOST_TURN_BUDGET_MS, then in a host macrotask, so that a loop of
+// `await sleep(0)` never starves host timers and I/O.
+// Relies on: §? Errors, §? Argument checks; back-edges (called, never at
+// load time): §? Futures and §? Tasks for the steps (wakeAwaiter,
+// taskStartStep, cancelWantsQuiet, taskStalled), and the I/O methods'
+// sections. Used by: every section below.
 //
-// The loop owns two queues: `#readyFns`/`#readyArgs`, the steps to run next
-// in order, and `#scheduledTimers`, a binary heap of timer handles behind one
-// host timer. A batch of ready steps runs in a microtask while the loop has
-// had the host for less than HOST_TURN_BUDGET_MS, then in a host macrotask
-// (setImmediate), so a loop of `await sleep(0)` never starves host timers and
-// I/O. The current task is found through one AsyncLocalStorage, set once
-// when a task starts and inherited by every await inside it.
-// ---------------------------------------------------------------------------
+// The loop owns two queues: the ready steps, to run next in order, and a
+// binary heap of timer handles behind one host timer. The current task is
+// found through one AsyncLocalStorage, set once when a task starts and
+// inherited by every await inside it.
+// ===========================================================================
 
 /**
  * A coroutine, as the library's functions take it: preferably a function that
@@ -773,78 +811,20 @@ const IDLE_JUMP_MS = 1000;
 // Node-compatible hosts wrap setTimeout delays above 2^31-1 ms around.
 const MAX_HOST_TIMER_MS = 0x7fffffff;
 
+// asyncio's default `slow_callback_duration` (0.1 s): in debug mode, a
+// callback that holds the loop longer is reported.
+const DEFAULT_SLOW_CALLBACK_MS = 100;
+
+// The loop whose batch is running now, or null. A batch of one loop may
+// run inside another's (#runBatch saves and restores it).
 let loopBeingRun: EventLoop | null = null;
+// What getEventLoop() gives outside a running loop: made on first use, or
+// set by setEventLoop(); a loop that closes is forgotten.
 let defaultLoop: EventLoop | null = null;
 
-// Module-private access to class internals, filled in by static blocks.
+// Runs a handle's callback: the step that callSoon() and a due timer
+// schedule. Set by Handle's static block.
 let runHandle: (handle: Handle) => void;
-let scheduleStep: <A>(
-  loop: EventLoop,
-  step: (argument: A) => void,
-  argument: A,
-) => void;
-let liveTasksOf: (loop: EventLoop) => Task<unknown>[];
-let noteTaskStarted: (loop: EventLoop, task: Task<unknown>) => void;
-let noteTaskBlocked: (loop: EventLoop, blocked: boolean) => void;
-let noteTaskDone: (
-  loop: EventLoop,
-  task: Task<unknown>,
-  wasBlocked: boolean,
-) => void;
-let noteForeignWait: (loop: EventLoop, delta: number) => void;
-// What is left to report of a failed future once it is garbage-collected:
-// everything but the future itself, which must be free to go.
-interface CollectedFailure {
-  loop: EventLoop;
-  ref: WeakRef<Future<unknown>>;
-  message: string;
-  exception: unknown;
-}
-
-let reportCollected: (record: CollectedFailure) => void;
-const unretrievedRegistry = new FinalizationRegistry<CollectedFailure>(
-  (record) => reportCollected(record),
-);
-
-function unretrievedMessage(future: Future<unknown>): string {
-  return future instanceof Task
-    ? `Task exception was never retrieved (task "${future.getName()}")`
-    : "Future exception was never retrieved";
-}
-
-let noteUnretrieved: (
-  loop: EventLoop,
-  future: Future<unknown>,
-  add: boolean,
-) => void;
-let loopTimeline: (loop: EventLoop) => Timeline | null;
-let runOnLoopNow: (loop: EventLoop, callback: () => void) => void;
-
-// Runs a callback posted with runOnLoopNow(), as a loop callback.
-function runCallbackStep(callback: () => void): void {
-  try {
-    callback();
-  } catch (error) {
-    getRunningLoop().callExceptionHandler({
-      message: `Exception in callback ${callback.name || "anonymous"}()`,
-      exception: error,
-    });
-  }
-}
-let loopYieldFuture: (loop: EventLoop) => Future<void>;
-// How many turns the host has given the loop.
-let loopHostTurns: (loop: EventLoop) => number;
-// A step woke or started `task`: the batch waits until it suspends again.
-let noteResumed: (loop: EventLoop, task: Task<unknown>) => void;
-// `task` suspended (it awaits a pending future, or finished).
-let noteSuspended: (
-  loop: EventLoop,
-  task: Task<unknown>,
-  finished?: boolean,
-) => void;
-// How many batches the loop has run: it has made progress if this moved.
-let loopBatchCount: (loop: EventLoop) => number;
-let timerCancelled: (loop: EventLoop, timer: TimerHandle) => void;
 
 /**
  * A callback scheduled with {@linkcode EventLoop.callSoon}: it can be
@@ -860,6 +840,10 @@ let timerCancelled: (loop: EventLoop, timer: TimerHandle) => void;
  * ```
  */
 export class Handle {
+  // A handle is scheduled once (a step on the ready queue, or a timer in
+  // the heap) and runs at most once. cancel() sets `#cancelled` and drops
+  // the callback (`#callback` null) and its arguments, so that a cancelled
+  // handle holds nothing and runs nothing.
   #callback: ((...args: never[]) => unknown) | null;
   #args: unknown[];
   #loop: EventLoop;
@@ -897,45 +881,49 @@ export class Handle {
     }>`;
   }
 
+  // Calls the callback, unless cancelled: what it throws goes to the loop's
+  // exception handler, and in debug mode a slow callback is reported.
+  #run(): void {
+    const callback = this.#callback;
+    if (callback === null) return;
+    const loop = this.#loop;
+    const started = loop.getDebug() ? performance.now() : 0;
+    try {
+      const call = callback as (...args: unknown[]) => unknown;
+      const args = this.#args;
+      // Spreading is slow on a hot path; most callbacks take 0 to 2.
+      switch (args.length) {
+        case 0:
+          call();
+          break;
+        case 1:
+          call(args[0]);
+          break;
+        case 2:
+          call(args[0], args[1]);
+          break;
+        default:
+          call(...args);
+      }
+    } catch (error) {
+      loop.callExceptionHandler({
+        message: `Exception in callback ${this}`,
+        exception: error,
+        handle: this,
+      });
+    }
+    if (started) {
+      const took = performance.now() - started;
+      if (took > loop.slowCallbackDuration) {
+        console.warn(
+          `asyncio: executing ${this} took ${took.toFixed(1)} ms`,
+        );
+      }
+    }
+  }
+
   static {
-    runHandle = (handle) => {
-      const callback = handle.#callback;
-      if (callback === null) return;
-      const loop = handle.#loop;
-      const started = loop.getDebug() ? performance.now() : 0;
-      try {
-        const call = callback as (...args: unknown[]) => unknown;
-        const args = handle.#args;
-        // Spreading is slow on a hot path; most callbacks take 0 to 2.
-        switch (args.length) {
-          case 0:
-            call();
-            break;
-          case 1:
-            call(args[0]);
-            break;
-          case 2:
-            call(args[0], args[1]);
-            break;
-          default:
-            call(...args);
-        }
-      } catch (error) {
-        loop.callExceptionHandler({
-          message: `Exception in callback ${handle}`,
-          exception: error,
-          handle,
-        });
-      }
-      if (started) {
-        const took = performance.now() - started;
-        if (took > loop.slowCallbackDuration) {
-          console.warn(
-            `asyncio: executing ${handle} took ${took.toFixed(1)} ms`,
-          );
-        }
-      }
-    };
+    runHandle = (handle) => handle.#run();
   }
 }
 
@@ -956,6 +944,9 @@ export class Handle {
 export class TimerHandle extends Handle {
   #when: number;
   #loop: EventLoop;
+  // In its loop's timer heap. The heap clears it as it takes the timer out
+  // (due, dropped as dead, or at close); only a scheduled timer's cancel()
+  // tells the loop, which counts it as a dead entry.
   #scheduled = true;
   /** Breaks ties between equal deadlines in scheduling order. @ignore */
   readonly sequence: number;
@@ -992,6 +983,152 @@ export class TimerHandle extends Handle {
   }
 }
 
+// --- Failures nobody retrieved, kept for the loop --------------------------
+
+// What is left to report of a failed future once it is garbage-collected:
+// everything but the future itself, which must be free to go.
+interface CollectedFailure {
+  failures: UnretrievedFailures;
+  ref: WeakRef<Future<unknown>>;
+  message: string;
+  exception: unknown;
+}
+
+function unretrievedMessage(future: Future<unknown>): string {
+  return future instanceof Task
+    ? `Task exception was never retrieved (task "${future.getName()}")`
+    : "Future exception was never retrieved";
+}
+
+// One loop's failed futures whose error nobody has read yet: asyncio's
+// "exception was never retrieved". Each is held weakly, so that a forgotten
+// one is reported once it is garbage-collected, as in Python; the loop's
+// close() reports the rest, deterministically.
+// Invariant: a future is in `#refs` exactly while `#records` holds the
+// record of its WeakRef and the registry holds the record; all three let
+// go of it together, when its error is read (forget), when it has been
+// collected and reported (#collected), or at the loop's close (reportAll).
+class UnretrievedFailures {
+  static #registry = new FinalizationRegistry<CollectedFailure>(
+    (record) => record.failures.#collected(record),
+  );
+  #loop: EventLoop;
+  #refs = new WeakMap<Future<unknown>, WeakRef<Future<unknown>>>();
+  #records = new Map<WeakRef<Future<unknown>>, CollectedFailure>();
+
+  constructor(loop: EventLoop) {
+    this.#loop = loop;
+  }
+
+  // `future` failed, and nobody has read its error yet.
+  add(future: Future<unknown>): void {
+    const ref = new WeakRef(future);
+    const record = {
+      failures: this,
+      ref,
+      message: unretrievedMessage(future),
+      exception: futureValue(future),
+    };
+    this.#refs.set(future, ref);
+    this.#records.set(ref, record);
+    UnretrievedFailures.#registry.register(future, record, ref);
+  }
+
+  // Someone read the error of `future`: nothing to report.
+  forget(future: Future<unknown>): void {
+    const ref = this.#refs.get(future);
+    if (ref === undefined) return;
+    this.#refs.delete(future);
+    this.#records.delete(ref);
+    UnretrievedFailures.#registry.unregister(ref);
+  }
+
+  // The loop closes: every failure left goes to its exception handler now.
+  reportAll(): void {
+    for (const [ref, record] of this.#records) {
+      UnretrievedFailures.#registry.unregister(ref);
+      // Collected, but its finalizer has not run yet: report it from the
+      // record, since the finalizer will find the loop closed.
+      const future = ref.deref();
+      this.#loop.callExceptionHandler({
+        message: record.message,
+        exception: record.exception,
+        future,
+        task: future instanceof Task ? future : undefined,
+      });
+    }
+    this.#refs = new WeakMap();
+    this.#records.clear();
+  }
+
+  // The future of `record` was garbage-collected with its error unread.
+  #collected(record: CollectedFailure): void {
+    if (!this.#records.delete(record.ref) || this.#loop.isClosed()) return;
+    this.#loop.callExceptionHandler({
+      message: record.message,
+      exception: record.exception,
+    });
+  }
+}
+
+// --- The loop's accessors --------------------------------------------------
+// What the sections below share of the loop's internals. Each is set by
+// EventLoop's static block, to a private method of the loop (or a read of
+// one of its fields).
+
+// Appends `step(argument)` to the ready queue: how a future wakes an
+// awaiter or runs a done callback, and how a task starts.
+let scheduleStep: <A>(
+  loop: EventLoop,
+  step: (argument: A) => void,
+  argument: A,
+) => void;
+// The loop's tasks that are not done, in no order: a task adds itself when
+// it is made and swaps itself out when done (Task #retire).
+let liveTasksOf: (loop: EventLoop) => Task<unknown>[];
+// For virtual time, what the loop's tasks are doing. A task started: it
+// counts as unblocked.
+let noteTaskStarted: (loop: EventLoop, task: Task<unknown>) => void;
+// `blocked`: an unblocked task made its first pending wait; else a blocked
+// task woke with no wait left.
+let noteTaskBlocked: (loop: EventLoop, blocked: boolean) => void;
+// A started task is done; `wasBlocked`: it was counted as blocked.
+let noteTaskDone: (
+  loop: EventLoop,
+  task: Task<unknown>,
+  wasBlocked: boolean,
+) => void;
+// A wait on the outside world began (+1) or ended (-1): while one is
+// pending, a virtual clock does not jump. wrapFuture() and IoFuture count.
+let noteForeignWait: (loop: EventLoop, delta: number) => void;
+// `add`: `future` failed and nobody has read its error yet; else someone
+// has.
+let noteUnretrieved: (
+  loop: EventLoop,
+  future: Future<unknown>,
+  add: boolean,
+) => void;
+let loopTimeline: (loop: EventLoop) => Timeline | null;
+// Runs `callback` on the loop now, from a runtime event, as a loop
+// callback: in a batch of its own, or at the end of the one running.
+let runOnLoopNow: (loop: EventLoop, callback: () => void) => void;
+// The loop's done future, which every bare yield (`sleep(0)`) awaits.
+let loopYieldFuture: (loop: EventLoop) => Future<void>;
+// How many turns the host has given the loop.
+let loopHostTurns: (loop: EventLoop) => number;
+// A step woke or started `task`: the batch waits until it suspends again.
+let noteResumed: (loop: EventLoop, task: Task<unknown>) => void;
+// `task` suspended (it awaits a pending future, or finished).
+let noteSuspended: (
+  loop: EventLoop,
+  task: Task<unknown>,
+  finished?: boolean,
+) => void;
+// How many batches the loop has run: it has made progress if this moved.
+let loopBatchCount: (loop: EventLoop) => number;
+// A scheduled timer was cancelled (TimerHandle.cancel).
+let timerCancelled: (loop: EventLoop, timer: TimerHandle) => void;
+
 /**
  * The event loop: runs callbacks, timers, futures and tasks.
  *
@@ -1017,63 +1154,132 @@ export class TimerHandle extends Handle {
  * ```
  */
 export class EventLoop {
+  // The loop's jobs, each under a banner of its own: the ready queue and
+  // its batches, timers, virtual time, failures nobody retrieved (kept by
+  // UnretrievedFailures), signals (a listener map, kept by the Subprocesses
+  // section's addSignalListener), and the I/O methods, doors onto the
+  // sections that do the work. Its state comes first, by job, each part
+  // with its invariants; then the public methods; then the internals.
+
+  // --- State: the ready queue and the batch ------------------------------
+  // A step is a function and its one argument (see Step). The ready queue
+  // is the steps waiting for the next batch, in order: the first
+  // `#readyCount` entries of `#readyFns`/`#readyArgs`. The slots beyond are
+  // spare capacity, kept from batch to batch rather than grown again.
+  // A batch (asyncio's `ntodo` ready callbacks) is what was ready, with the
+  // timers due, when #runOnce began: the first `#batchLength` entries of
+  // `#batchFns`/`#batchArgs`, run in order from `#batchIndex`. A step
+  // scheduled meanwhile waits for the next batch; a batch that stop() or
+  // close() cuts short puts the steps it left in front of the ready ones.
+  // The two pairs of arrays swap at each batch: `#spareFns`/`#spareArgs`
+  // keep the last batch's, to be the next ready queue.
+  // - `#runScheduled`: a #runOnce is queued (a microtask or a host
+  //   macrotask) and no batch has begun since: a new step needs no other.
+  // - `#batchActive`: from the batch's first step to its end, including
+  //   while it waits for `#resumed`. A new step then queues no run:
+  //   #endBatch does.
+  // - `#inStep`: a step function is running. Only then does a task that
+  //   wakes or starts become `#resumed`: one resumed outside any step (an
+  //   eager task, a foreign promise) holds no batch up.
+  // - `#resumed`: the task the current step woke or started. While it is
+  //   set, the batch's next step waits. It is cleared when the task
+  //   suspends again (#noteSuspended: it awaits a pending future of the
+  //   library, or finished), or by the stall check (`#stallCheckArmed`), a
+  //   host macrotask, which runs only once the microtasks have run dry: a
+  //   task still resumed then awaits something the loop cannot see, and the
+  //   batch goes on without it.
+  // - `#hostTurns`: the turns the host has given the loop (its timers and
+  //   immediates, a runtime event). A cancel's wake-up made in the current
+  //   turn waits for the next (cancelWantsQuiet), so that the microtasks
+  //   run dry first.
+  // - `#stopping`, `#stopped`: stop() asked, and it took effect at the end
+  //   of a batch: a stopped loop runs no step and moves no virtual clock
+  //   until runForever() or runUntilComplete() runs it again.
+  // - `#batchesSinceHostTurn`, `#lastHostTurn`: the host's budget, spent
+  //   by #scheduleRun.
   #readyFns: Step[] = [];
   #readyArgs: unknown[] = [];
+  #readyCount = 0;
   #spareFns: Step[] = [];
   #spareArgs: unknown[] = [];
-  // Counted rather than pushed and truncated: the arrays keep their
-  // capacity from batch to batch instead of growing again each time.
-  #readyCount = 0;
   #runScheduled = false;
-  // The batch being run (asyncio's `ntodo` ready callbacks): its steps,
-  // how many, and the next to run. `#batchActive` is true from the batch's
-  // first step to its end, including while it waits for `#resumed`.
   #batchFns: Step[] = [];
   #batchArgs: unknown[] = [];
   #batchLength = 0;
   #batchIndex = 0;
   #batchActive = false;
   #inStep = false;
-  // The task the current step woke or started: the batch goes on only once
-  // it has suspended again (see #onSuspended and #onStallCheck).
   #resumed: Task<unknown> | null = null;
   #stallCheckArmed = false;
-  // Turns the host has given the loop (host timers, immediates): a cancel
-  // made before the latest one has seen the microtasks run dry since.
   #hostTurns = 0;
-  // stop() asked, and taken effect: a stopped loop runs no step and moves
-  // no virtual clock until runForever() or runUntilComplete() runs it again.
   #stopping = false;
   #stopped = false;
   #batchesSinceHostTurn = 0;
   #lastHostTurn = -Infinity;
+
+  // --- State: timers -----------------------------------------------------
+  // `#scheduledTimers` is a binary min-heap of timer handles by deadline;
+  // equal deadlines run in the order they were scheduled. A timer is in it
+  // exactly while its `#scheduled` is true. Cancelled timers stay in it,
+  // `#cancelledTimerCount` of them, until they reach the top or most of
+  // the heap is dead. In real time, one host timer at most
+  // (`#hostTimer`, due at `#hostTimerDeadline`, Infinity when none) wakes
+  // the loop for the earliest deadline: it is armed again when the loop
+  // goes idle, and when the top of the heap changes with no run queued.
   #scheduledTimers: TimerHandle[] = [];
   #cancelledTimerCount = 0;
   #timerSequence = 0;
   #hostTimer: ReturnType<typeof setTimeout> | undefined = undefined;
   #hostTimerDeadline = Infinity;
+
+  // --- State: virtual time -----------------------------------------------
+  // With `#virtualTime`, time() is `#virtualNow`. It only moves forward,
+  // only in #jumpToNextTimer, to the deadline of the earliest live timer,
+  // and only when the loop is idle: no step ready or running, not stopped,
+  // no foreign wait pending, and no task unblocked. Otherwise it would
+  // jump while something the clock should wait for is still on its way.
+  // - `#foreignWaits`: pending futures for outside work (wrapFuture(), the
+  //   I/O): the outside world may settle one at any moment.
+  // - `#unblockedTasks`: the loop's tasks, started and not done, with no
+  //   pending wait on a library future: running, or away on a promise the
+  //   loop cannot see, maybe waiting for one of the loop's timers through
+  //   it. Then the clock jumps anyway once the loop has stood idle, no
+  //   batch run, for IDLE_JUMP_MS of real time (`#idleJumpTimer`).
+  // - `#idleCheckScheduled`: an #idleCheck is queued as a host macrotask,
+  //   so that it looks only once the microtasks have run dry.
+  // - `#batchCount`: the batches run so far: the loop made progress if it
+  //   moved.
   #virtualTime: boolean;
   #virtualNow = 0;
+  #foreignWaits = 0;
+  #unblockedTasks = 0;
   #idleCheckScheduled = false;
   #idleJumpTimer: ReturnType<typeof setTimeout> | undefined = undefined;
   #batchCount = 0;
-  #unblockedTasks = 0;
-  #foreignWaits = 0;
+
+  // --- State: tasks, failures, running, signals --------------------------
+  // The tasks not done yet (see liveTasksOf).
   #liveTasks: Task<unknown>[] = [];
-  #yieldFuture: Future<void> | null = null;
+  // Made at the first bare yield, done: what every bare yield awaits.
+  #yieldFutureDone: Future<void> | null = null;
+  // Shared by every task made with no options: no object per task.
   #plainTaskOptions: TaskOptions & { loop: EventLoop } = { loop: this };
-  // Failed futures whose error nobody has read yet, held weakly, so that a
-  // forgotten one can still be garbage-collected and reported then.
-  #unretrieved = new WeakMap<Future<unknown>, WeakRef<Future<unknown>>>();
-  #unretrievedRefs = new Map<WeakRef<Future<unknown>>, CollectedFailure>();
+  // The factory createTask() hands tasks to, or null for plain Tasks.
+  #taskFactory: TaskFactory | null = null;
+  #unretrieved = new UnretrievedFailures(this);
   #closed = false;
   #running = false;
+  // Ends the wait of runForever() or runUntilComplete(), once stop() has
+  // taken effect.
   #stopRequested: (() => void) | null = null;
   #exceptionHandler: ExceptionHandler | null = null;
   #debug: boolean;
   #timeline: Timeline | null;
+  // The process listener of each signal that has a handler (see
+  // addSignalHandler).
+  #signalListeners = new Map<string, () => void>();
   /** In debug mode, callbacks slower than this many ms are reported. */
-  slowCallbackDuration = 100;
+  slowCallbackDuration: number = DEFAULT_SLOW_CALLBACK_MS;
 
   /** A new loop; `virtualTime: true` gives it a virtual clock. */
   constructor(options: LoopOptions = {}) {
@@ -1111,7 +1317,7 @@ export class EventLoop {
       args,
       this,
     );
-    this.#schedule(runHandle, handle);
+    this.#scheduleStep(runHandle, handle);
     return handle;
   }
 
@@ -1160,6 +1366,26 @@ export class EventLoop {
         ? this.#plainTaskOptions
         : { ...options, loop: this },
     );
+  }
+
+  /**
+   * Makes `createTask()` on this loop (and so every task of the library:
+   * `createTask`, task groups, `gather`, servers) call `factory(loop, coro,
+   * options)` instead of `new Task(...)`; `null` restores the default.
+   * {@linkcode eagerTaskFactory} makes a whole program's tasks eager.
+   *
+   * @throws {TypeError} for anything but a function or `null`.
+   */
+  setTaskFactory(factory: TaskFactory | null): void {
+    if (factory !== null) {
+      requireFunction(factory, "setTaskFactory()", "factory");
+    }
+    this.#taskFactory = factory;
+  }
+
+  /** The factory set by `setTaskFactory()`, or `null` for the default. */
+  getTaskFactory(): TaskFactory | null {
+    return this.#taskFactory;
   }
 
   // --- Running and stopping ----------------------------------------------
@@ -1247,6 +1473,8 @@ export class EventLoop {
     return this.#closed;
   }
 
+  // --- Closing -----------------------------------------------------------
+
   /**
    * Closes the loop: drops pending callbacks and timers, and reports to the
    * exception handler every failed future whose error nobody retrieved.
@@ -1259,37 +1487,42 @@ export class EventLoop {
       throw new RuntimeError("Cannot close a running event loop");
     }
     if (this.#closed) return;
-    for (const [ref, failure] of this.#unretrievedRefs) {
-      unretrievedRegistry.unregister(ref);
-      // Collected, but its finalizer has not run yet: report it from the
-      // record, since the finalizer will find the loop closed.
-      const future = ref.deref();
-      this.callExceptionHandler({
-        message: failure.message,
-        exception: failure.exception,
-        future,
-        task: future instanceof Task ? future : undefined,
-      });
-    }
-    this.#unretrieved = new WeakMap();
-    this.#unretrievedRefs.clear();
-    // As asyncio does: a closed loop leaves no signal listener behind.
-    for (const signal of [...this.#signalListeners.keys()]) {
-      removeSignalListener(this.#signalListeners, signal);
-    }
+    // The reports and the clean-ups run while the loop is still open; what
+    // they schedule on it is dropped with the rest below.
+    this.#unretrieved.reportAll();
+    this.#removeSignalHandlers();
     closeOwnedResources(this);
     terminateLoopExecutor(this); // nothing of the loop's keeps the process alive
     this.#closed = true;
+    this.#dropReadySteps();
+    this.#dropTimers();
+    this.#cancelIdleJump();
+    this.#timeline?.stop(this);
+    if (defaultLoop === this) defaultLoop = null;
+  }
+
+  // As asyncio does: a closed loop leaves no signal listener behind.
+  #removeSignalHandlers(): void {
+    for (const signal of [...this.#signalListeners.keys()]) {
+      removeSignalListener(this.#signalListeners, signal);
+    }
+  }
+
+  #dropReadySteps(): void {
     this.#readyFns.length = 0;
     this.#readyArgs.length = 0;
     this.#readyCount = 0;
+  }
+
+  #dropTimers(): void {
     for (const timer of this.#scheduledTimers) TimerHandle.unschedule(timer);
     this.#scheduledTimers.length = 0;
     this.#disarmHostTimer();
+  }
+
+  #cancelIdleJump(): void {
     if (this.#idleJumpTimer !== undefined) clearTimeout(this.#idleJumpTimer);
     this.#idleJumpTimer = undefined;
-    this.#timeline?.stop(this);
-    if (defaultLoop === this) defaultLoop = null;
   }
 
   // --- Error handling ----------------------------------------------------
@@ -1353,30 +1586,6 @@ export class EventLoop {
   // --- Networking, subprocesses and signals -----------------------------
   // Thin doors onto the Transports and protocols, Streams and Subprocesses
   // sections below, which do the work.
-
-  #signalListeners = new Map<string, () => void>();
-  // The factory createTask() hands tasks to, or null for plain Tasks.
-  #taskFactory: TaskFactory | null = null;
-
-  /**
-   * Makes `createTask()` on this loop (and so every task of the library:
-   * `createTask`, task groups, `gather`, servers) call `factory(loop, coro,
-   * options)` instead of `new Task(...)`; `null` restores the default.
-   * {@linkcode eagerTaskFactory} makes a whole program's tasks eager.
-   *
-   * @throws {TypeError} for anything but a function or `null`.
-   */
-  setTaskFactory(factory: TaskFactory | null): void {
-    if (factory !== null) {
-      requireFunction(factory, "setTaskFactory()", "factory");
-    }
-    this.#taskFactory = factory;
-  }
-
-  /** The factory set by `setTaskFactory()`, or `null` for the default. */
-  getTaskFactory(): TaskFactory | null {
-    return this.#taskFactory;
-  }
 
   /**
    * Connects to `host`:`port` over TCP (TLS with `options.tls`), and
@@ -1713,13 +1922,41 @@ export class EventLoop {
     return shutdownLoopExecutor(this);
   }
 
-  // --- Internals: scheduling ---------------------------------------------
+  // --- Internals: the ready queue and batches ----------------------------
+  //
+  // The hot path: what one `await sleep(0)` in a task T does.
+  // 1. sleep(0) calls yieldAwaiter(): an Awaiter on the loop's done yield
+  //    future becomes one of T's waits (taskWillWait: T counts as blocked,
+  //    and noteSuspended(T) tells the loop, see 4), then scheduleStep()
+  //    appends its wake-up, wakeAwaiter, to the ready queue. T's `await`
+  //    gives the thread back.
+  // 2. Once the batch's last step is done, #endBatch finds steps ready and
+  //    #scheduleRun queues #runOnce: in a microtask, or in a host macrotask
+  //    once the host's budget is spent.
+  // 3. #runOnce makes the ready steps (and the timers due) the batch, and
+  //    #runBatch calls wakeAwaiter(awaiter): T leaves its waits, becomes
+  //    `#resumed` (noteResumed), and the awaiter's promise resolves. The
+  //    batch holds there, and the stall check is armed.
+  // 4. T runs on in a microtask to its next suspension, whose
+  //    #noteSuspended picks the batch up: a next step that only settles a
+  //    bare awaiter, with no fresh cancel, is taken at once, anything else
+  //    after one microtask (#continueBatch).
+  // Steps are called in two places only: #runBatch (any step) and
+  // #noteSuspended (a bare wake-up, as the task before it suspends).
+  // #runBatch runs from #runOnce (a new batch) and from #continueBatch (the
+  // batch picked up again, by #noteSuspended or #onStallCheck). #runOnce
+  // runs from #runFromMicrotask and #runFromHost (queued by #scheduleRun),
+  // #onHostTimer (a timer is due), #jumpToNextTimer (a virtual clock
+  // jumps) and #runOnLoopNow (a runtime event). Task code runs outside
+  // steps in two cases: an eager task starts inside its creator's step,
+  // and a task that a foreign promise resumes runs in the host's
+  // microtasks; its awaits schedule steps as usual (see #scheduleStep).
 
   #checkClosed(): void {
     if (this.#closed) throw new RuntimeError("Event loop is closed");
   }
 
-  #schedule<A>(step: (argument: A) => void, argument: A): void {
+  #scheduleStep<A>(step: (argument: A) => void, argument: A): void {
     // A closed loop runs nothing more: keeping the step would only leak it.
     if (this.#closed) return;
     const index = this.#readyCount++;
@@ -1750,8 +1987,9 @@ export class EventLoop {
     } else {
       // Reading the clock costs as much as the rest of a small batch: look
       // at it only every CLOCK_EVERY_N_BATCHES batches.
-      hostTurn = (++this.#batchesSinceHostTurn % CLOCK_EVERY_N_BATCHES) ===
-          0 &&
+      const clockDue =
+        ++this.#batchesSinceHostTurn % CLOCK_EVERY_N_BATCHES === 0;
+      hostTurn = clockDue &&
         performance.now() - this.#lastHostTurn >= HOST_TURN_BUDGET_MS;
     }
     if (hostTurn) setImmediate(this.#runFromHost);
@@ -1856,7 +2094,7 @@ export class EventLoop {
           this.#inStep = false;
         }
         if (this.#resumed !== null) {
-          // The task goes on in microtasks; noteSuspended() or the stall
+          // The task goes on in microtasks; #noteSuspended or the stall
           // check picks the batch up again.
           this.#armStallCheck();
           return;
@@ -1902,11 +2140,19 @@ export class EventLoop {
     }
   }
 
-  // The task resumed by the current step has suspended: the batch goes on
-  // after the task's synchronous code (its `await` is still unwinding).
-  // `finished`: the task's coroutine has returned, so none of its code is
-  // left to run and the batch can go on at once, saving a microtask.
-  #onSuspended(task: Task<unknown>, finished: boolean): void {
+  // A step woke or started `task`: the batch waits until it suspends
+  // again. Outside a step (an eager start, a foreign promise) it holds
+  // nothing up.
+  #noteResumed(task: Task<unknown>): void {
+    if (this.#inStep) this.#resumed = task;
+  }
+
+  // `task` suspended. If it is the task resumed by the current step, the
+  // batch goes on after the task's synchronous code (its `await` is still
+  // unwinding). `finished`: the task's coroutine has returned, so none of
+  // its code is left to run and the batch can go on at once, saving a
+  // microtask.
+  #noteSuspended(task: Task<unknown>, finished: boolean): void {
     if (this.#resumed !== task) return;
     this.#resumed = null;
     if (this.#inStep) return;
@@ -1964,6 +2210,75 @@ export class EventLoop {
     this.#resumed = null;
     this.#continueBatch();
   };
+
+  // A runtime event posted `callback`: like asyncio's loop after a poll,
+  // the loop runs it at once, as a batch of its own. Unless a batch is
+  // running (its end runs it), the loop is stopped (it runs when the loop
+  // runs again), or another loop's batch is running (it waits a turn).
+  #runOnLoopNow(callback: () => void): void {
+    if (this.#closed) return;
+    const index = this.#readyCount++;
+    this.#readyFns[index] = EventLoop.#runPostedCallback as Step;
+    this.#readyArgs[index] = callback;
+    if (this.#batchActive || this.#stopped) return; // its end runs the step
+    if (loopBeingRun !== null) {
+      // Inside a batch of another loop: take a turn.
+      if (!this.#runScheduled) this.#scheduleRun();
+      return;
+    }
+    this.#noteHostTurn();
+    this.#runOnceOutsideTasks();
+  }
+
+  // The step of a callback posted with runOnLoopNow(): a loop callback.
+  static #runPostedCallback(callback: () => void): void {
+    try {
+      callback();
+    } catch (error) {
+      getRunningLoop().callExceptionHandler({
+        message: `Exception in callback ${callback.name || "anonymous"}()`,
+        exception: error,
+      });
+    }
+  }
+
+  #yieldFuture(): Future<void> {
+    if (this.#yieldFutureDone === null) {
+      this.#yieldFutureDone = new Future<void>(this);
+      this.#yieldFutureDone.setResult();
+    }
+    return this.#yieldFutureDone;
+  }
+
+  // --- Internals: virtual time ------------------------------------------
+
+  // A task started: it counts as unblocked until it waits.
+  #noteTaskStarted(task: Task<unknown>): void {
+    this.#unblockedTasks++;
+    this.#timeline?.record(task, "running", this.time());
+  }
+
+  #noteTaskBlocked(blocked: boolean): void {
+    if (blocked) {
+      if (--this.#unblockedTasks === 0 && this.#virtualTime) {
+        this.#scheduleIdleCheck();
+      }
+    } else {
+      this.#unblockedTasks++;
+    }
+  }
+
+  #noteTaskDone(task: Task<unknown>, wasBlocked: boolean): void {
+    if (!wasBlocked) this.#noteTaskBlocked(true);
+    this.#timeline?.record(task, "done", this.time());
+  }
+
+  #noteForeignWait(delta: number): void {
+    this.#foreignWaits += delta;
+    if (this.#foreignWaits === 0 && this.#virtualTime) {
+      this.#scheduleIdleCheck();
+    }
+  }
 
   // Called when nothing is ready: arm the host timer for the next deadline,
   // or in virtual time, check (after microtasks drain) whether to jump.
@@ -2166,92 +2481,33 @@ export class EventLoop {
     this.#runOnceOutsideTasks();
   };
 
-  // --- Internals: what tasks are doing, for virtual time -----------------
+  // --- Internals: failures nobody retrieved -----------------------------
+
+  #noteUnretrieved(future: Future<unknown>, add: boolean): void {
+    if (add) this.#unretrieved.add(future);
+    else this.#unretrieved.forget(future);
+  }
+
+  // --- The accessors, for the sections below -----------------------------
 
   static {
-    scheduleStep = (loop, step, argument) => loop.#schedule(step, argument);
+    scheduleStep = (loop, step, argument) => loop.#scheduleStep(step, argument);
     liveTasksOf = (loop) => loop.#liveTasks;
-    noteTaskStarted = (loop, task) => {
-      loop.#unblockedTasks++;
-      loop.#timeline?.record(task, "running", loop.time());
-    };
-    noteTaskBlocked = (loop, blocked) => {
-      if (blocked) {
-        if (--loop.#unblockedTasks === 0 && loop.#virtualTime) {
-          loop.#scheduleIdleCheck();
-        }
-      } else {
-        loop.#unblockedTasks++;
-      }
-    };
-    noteTaskDone = (loop, task, wasBlocked) => {
-      if (!wasBlocked) noteTaskBlocked(loop, true);
-      loop.#timeline?.record(task, "done", loop.time());
-    };
-    noteForeignWait = (loop, delta) => {
-      loop.#foreignWaits += delta;
-      if (loop.#foreignWaits === 0 && loop.#virtualTime) {
-        loop.#scheduleIdleCheck();
-      }
-    };
-    noteUnretrieved = (loop, future, add) => {
-      if (add) {
-        const ref = new WeakRef(future);
-        const failure = {
-          loop,
-          ref,
-          message: unretrievedMessage(future),
-          exception: futureValue(future),
-        };
-        loop.#unretrieved.set(future, ref);
-        loop.#unretrievedRefs.set(ref, failure);
-        unretrievedRegistry.register(future, failure, ref);
-        return;
-      }
-      const ref = loop.#unretrieved.get(future);
-      if (ref === undefined) return;
-      loop.#unretrieved.delete(future);
-      loop.#unretrievedRefs.delete(ref);
-      unretrievedRegistry.unregister(ref);
-    };
+    noteTaskStarted = (loop, task) => loop.#noteTaskStarted(task);
+    noteTaskBlocked = (loop, blocked) => loop.#noteTaskBlocked(blocked);
+    noteTaskDone = (loop, task, wasBlocked) =>
+      loop.#noteTaskDone(task, wasBlocked);
+    noteForeignWait = (loop, delta) => loop.#noteForeignWait(delta);
+    noteUnretrieved = (loop, future, add) => loop.#noteUnretrieved(future, add);
     loopTimeline = (loop) => loop.#timeline;
-    runOnLoopNow = (loop, callback) => {
-      if (loop.#closed) return;
-      const index = loop.#readyCount++;
-      loop.#readyFns[index] = runCallbackStep as Step;
-      loop.#readyArgs[index] = callback;
-      if (loop.#batchActive || loop.#stopped) return; // its end runs the step
-      if (loopBeingRun !== null) {
-        // Inside a batch of another loop: take a turn.
-        if (!loop.#runScheduled) loop.#scheduleRun();
-        return;
-      }
-      loop.#noteHostTurn();
-      loop.#runOnceOutsideTasks();
-    };
+    runOnLoopNow = (loop, callback) => loop.#runOnLoopNow(callback);
+    loopYieldFuture = (loop) => loop.#yieldFuture();
     loopHostTurns = (loop) => loop.#hostTurns;
-    noteResumed = (loop, task) => {
-      if (loop.#inStep) loop.#resumed = task;
-    };
+    noteResumed = (loop, task) => loop.#noteResumed(task);
     noteSuspended = (loop, task, finished = false) =>
-      loop.#onSuspended(task, finished);
+      loop.#noteSuspended(task, finished);
     loopBatchCount = (loop) => loop.#batchCount;
-    loopYieldFuture = (loop) => {
-      if (loop.#yieldFuture === null) {
-        loop.#yieldFuture = new Future<void>(loop);
-        loop.#yieldFuture.setResult();
-      }
-      return loop.#yieldFuture;
-    };
     timerCancelled = (loop, timer) => loop.#onTimerCancelled(timer);
-    reportCollected = (record) => {
-      const loop = record.loop;
-      if (!loop.#unretrievedRefs.delete(record.ref) || loop.#closed) return;
-      loop.callExceptionHandler({
-        message: record.message,
-        exception: record.exception,
-      });
-    };
   }
 }
 
@@ -2330,13 +2586,7 @@ export function newEventLoop(options: LoopOptions = {}): EventLoop {
  * ```
  */
 export function setEventLoop(loop: EventLoop | null): void {
-  if (loop !== null && !(loop instanceof EventLoop)) {
-    throw new TypeError(
-      `setEventLoop(): loop must be an EventLoop or null, got ${
-        describeValue(loop)
-      }`,
-    );
-  }
+  checkSetEventLoopArgument(loop);
   defaultLoop = loop;
 }
 
