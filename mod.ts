@@ -2439,6 +2439,8 @@ function markAwaitedBy(callback: object, waiter: Future<unknown>): void {
   (callback as { [AWAITED_BY]?: Future<unknown> })[AWAITED_BY] = waiter;
 }
 
+// Module-private access to a future's internals, for the tasks, the
+// waiting functions and the loop's batch, filled in by Future's static block.
 let futureState: (future: Future<unknown>) => FutureState;
 let futureAwaitedBy: (future: Future<unknown>) => Future<unknown>[];
 let futureValue: (future: Future<unknown>) => unknown;
@@ -2451,26 +2453,10 @@ let keepCancelledError: (
   future: Future<unknown>,
   error: CancelledError,
 ) => void;
+// The state part of `toString()`, for subclasses that describe themselves.
+let describeFutureState: (future: Future<unknown>) => string;
+// The step that wakes one `await` of a settled future (see Awaiter).
 let wakeAwaiter: (awaiter: Awaiter) => void;
-// The task's code registered `awaiter`: it is now one of the task's waits.
-let taskWillWait: (task: Task<unknown>, awaiter: Awaiter) => void;
-// `awaiter` wakes: it leaves the task's waits. False if the task is done,
-// and the wake-up is then nothing of the task's.
-let taskWakes: (task: Task<unknown>, awaiter: Awaiter) => boolean;
-// A bare yield (asyncio's `sleep(0)`): the current task waits for one step
-// of its own at the end of the ready queue.
-let yieldAwaiter: (loop: EventLoop) => Promise<void>;
-// The step that starts a task.
-let taskStartStep: Step;
-// Whether the task has a cancellation it has not seen yet that arrived while
-// it was away, awaiting a promise the loop cannot see.
-let cancelArrivedWhileAway: (task: Task<unknown>) => boolean;
-// Whether `awaiter`'s wake-up delivers a cancellation made since the host's
-// latest turn: it waits for a host turn.
-let cancelWantsQuiet: (awaiter: Awaiter, hostTurns: number) => boolean;
-// The loop resumed `task` and it showed no sign of life until the
-// microtasks ran dry: it was not blocked on what woke it.
-let taskStalled: (task: Task<unknown>) => void;
 
 /**
  * A result that will be set later: asyncio's `Future`, awaitable with
@@ -2699,11 +2685,6 @@ export class Future<T = unknown> implements PromiseLike<T> {
     return `<${this.constructor.name} ${this.#describeState()}>`;
   }
 
-  /** @ignore The state part of `toString()`, for subclasses. */
-  protected describeState(): string {
-    return this.#describeState();
-  }
-
   #describeState(): string {
     switch (this.#state) {
       case FULFILLED:
@@ -2792,61 +2773,71 @@ export class Future<T = unknown> implements PromiseLike<T> {
     }
   }
 
+  // Who waits on this future: the tasks awaiting it, and the futures that
+  // watch it through a tagged done callback (gather, task groups).
+  #awaitedBy(): Future<unknown>[] {
+    const callbacks = this.#callbacks;
+    const list = callbacks === null
+      ? []
+      : Array.isArray(callbacks)
+      ? callbacks
+      : [callbacks];
+    const waiters: Future<unknown>[] = [];
+    for (const callback of list) {
+      const waiter = callback instanceof Awaiter
+        ? callback.task
+        : (callback as { [AWAITED_BY]?: Future<unknown> })[AWAITED_BY];
+      if (waiter && !waiters.includes(waiter)) waiters.push(waiter);
+    }
+    return waiters;
+  }
+
+  // The step that wakes one await of this future, now settled: it hands the
+  // awaiting code the outcome, or CancelledError if its task was cancelled
+  // in between (Awaiter `mustCancel`). Runs once per awaiter.
+  static #wakeAwaiter(awaiter: Awaiter): void {
+    if (awaiter.fired) return;
+    awaiter.fired = true;
+    const future = awaiter.future;
+    let state = future.#state;
+    let value = future.#value;
+    const task = awaiter.task;
+    const resumes = task !== null && taskWakes(task, awaiter);
+    if (resumes) noteResumed(future.#loop, task);
+    if (state === CANCELLED) {
+      state = REJECTED;
+      value = future.#makeCancelledError();
+    } else if (
+      awaiter.mustCancel &&
+      !(state === REJECTED && value instanceof CancelledError)
+    ) {
+      // Must-cancel: the task was cancelled after the future settled but
+      // before it could resume. It sees CancelledError here; what the
+      // future handed it stays with the future's owner, not lost, even
+      // if the task has ended meanwhile (a branch of a Promise.all that
+      // another branch's cancel ended). A CancelledError already on its
+      // way is kept: the first message wins, as in asyncio.
+      state = REJECTED;
+      value = new CancelledError(awaiter.cancelMessage);
+    }
+    settleAwaiter(
+      awaiter,
+      state as typeof FULFILLED | typeof REJECTED,
+      value,
+    );
+  }
+
   static {
     futureState = (future) => future.#state;
-    futureAwaitedBy = (future) => {
-      const callbacks = future.#callbacks;
-      const list = callbacks === null
-        ? []
-        : Array.isArray(callbacks)
-        ? callbacks
-        : [callbacks];
-      const waiters: Future<unknown>[] = [];
-      for (const callback of list) {
-        const waiter = callback instanceof Awaiter
-          ? callback.task
-          : (callback as { [AWAITED_BY]?: Future<unknown> })[AWAITED_BY];
-        if (waiter && !waiters.includes(waiter)) waiters.push(waiter);
-      }
-      return waiters;
-    };
+    futureAwaitedBy = (future) => future.#awaitedBy();
     futureValue = (future) => future.#value;
     futureCancelledError = (future) => future.#makeCancelledError();
     futureCancelMessage = (future) => future.#cancelMessage;
     keepCancelledError = (future, error) => {
       future.#cancelledError = error;
     };
-    wakeAwaiter = (awaiter) => {
-      if (awaiter.fired) return;
-      awaiter.fired = true;
-      const future = awaiter.future;
-      let state = future.#state;
-      let value = future.#value;
-      const task = awaiter.task;
-      const resumes = task !== null && taskWakes(task, awaiter);
-      if (resumes) noteResumed(future.#loop, task);
-      if (state === CANCELLED) {
-        state = REJECTED;
-        value = future.#makeCancelledError();
-      } else if (
-        awaiter.mustCancel &&
-        !(state === REJECTED && value instanceof CancelledError)
-      ) {
-        // Must-cancel: the task was cancelled after the future settled but
-        // before it could resume. It sees CancelledError here; what the
-        // future handed it stays with the future's owner, not lost, even
-        // if the task has ended meanwhile (a branch of a Promise.all that
-        // another branch's cancel ended). A CancelledError already on its
-        // way is kept: the first message wins, as in asyncio.
-        state = REJECTED;
-        value = new CancelledError(awaiter.cancelMessage);
-      }
-      settleAwaiter(
-        awaiter,
-        state as typeof FULFILLED | typeof REJECTED,
-        value,
-      );
-    };
+    describeFutureState = (future) => future.#describeState();
+    wakeAwaiter = Future.#wakeAwaiter;
   }
 }
 
@@ -2971,6 +2962,28 @@ export interface TaskOptions {
 }
 
 let taskCounter = 0;
+
+// Module-private access to a task's cancellation state, for futures, the
+// loop's batch and timeout scopes, filled in by Task's static block.
+// The task's code registered `awaiter`: it is now one of the task's waits.
+let taskWillWait: (task: Task<unknown>, awaiter: Awaiter) => void;
+// `awaiter` wakes: it leaves the task's waits. False if the task is done,
+// and the wake-up is then nothing of the task's.
+let taskWakes: (task: Task<unknown>, awaiter: Awaiter) => boolean;
+// A bare yield (asyncio's `sleep(0)`): the current task waits for one step
+// of its own at the end of the ready queue.
+let yieldAwaiter: (loop: EventLoop) => Promise<void>;
+// The step that starts a task.
+let taskStartStep: Step;
+// Whether the task has a cancellation it has not seen yet that arrived while
+// it was away, awaiting a promise the loop cannot see.
+let cancelArrivedWhileAway: (task: Task<unknown>) => boolean;
+// Whether `awaiter`'s wake-up delivers a cancellation made since the host's
+// latest turn: it waits for a host turn.
+let cancelWantsQuiet: (awaiter: Awaiter, hostTurns: number) => boolean;
+// The loop resumed `task` and it showed no sign of life until the
+// microtasks ran dry: it was not blocked on what woke it.
+let taskStalled: (task: Task<unknown>) => void;
 
 /**
  * A coroutine running concurrently, as asyncio's `Task`: it is a
@@ -3205,7 +3218,7 @@ export class Task<T = unknown> extends Future<T> {
 
   /** `<Task pending name='Task-1'>` and the like. */
   override toString(): string {
-    return `<Task ${this.describeState()} name='${this.getName()}'>`;
+    return `<Task ${describeFutureState(this)} name='${this.getName()}'>`;
   }
 
   // The first step: run the coroutine function inside the task's context.
@@ -3308,69 +3321,87 @@ export class Task<T = unknown> extends Future<T> {
     noteTaskDone(task.#loop, task, wasBlocked);
   }
 
-  static {
-    taskWillWait = (task, awaiter) => {
-      const waits = task.#waits;
-      if (waits === null) {
-        task.#waits = awaiter;
-        if (task.#started) noteTaskBlocked(task.#loop, true);
-      } else if (waits instanceof Awaiter) {
-        task.#waits = [waits, awaiter];
-      } else {
-        waits.push(awaiter);
-      }
-      loopTimeline(task.#loop)?.record(task, "waiting", task.#loop.time());
-      task.#suspended = true;
-      if (task.#pendingClear) task.#clearMustCancel();
-      if (task.#mustCancel) {
-        // Cancelled as it is made. No word to the loop that the task
-        // suspended: it may go on (a Promise.race branch that settled at
-        // once), so the loop waits until its microtasks run dry, and the
-        // task returning meanwhile still ends cancelled.
-        Task.#cancelWait(awaiter, task.#cancelMessage);
-        return;
-      }
-      noteSuspended(task.#loop, task);
-    };
-    taskWakes = (task, awaiter) => {
-      if (task.done()) return false;
-      task.#suspended = false;
-      // Woken with the cancellation: it is delivered if the task goes on
-      // from here, as a task blocked on this wait does (see #pendingClear).
-      task.#pendingClear = awaiter.carriesTaskCancel && task.#mustCancel;
-      const waits = task.#waits;
-      if (waits === awaiter) {
-        task.#waits = null;
-      } else if (Array.isArray(waits)) {
-        const index = waits.indexOf(awaiter);
-        if (index >= 0) waits.splice(index, 1);
-        if (waits.length === 1) task.#waits = waits[0];
-        return true;
-      } else {
-        return true;
-      }
-      noteTaskBlocked(task.#loop, false);
-      loopTimeline(task.#loop)?.record(task, "running", task.#loop.time());
+  // The task's code made an await: `awaiter` joins the task's waits.
+  static #willWait(task: Task<unknown>, awaiter: Awaiter): void {
+    const waits = task.#waits;
+    if (waits === null) {
+      task.#waits = awaiter;
+      if (task.#started) noteTaskBlocked(task.#loop, true);
+    } else if (waits instanceof Awaiter) {
+      task.#waits = [waits, awaiter];
+    } else {
+      waits.push(awaiter);
+    }
+    loopTimeline(task.#loop)?.record(task, "waiting", task.#loop.time());
+    task.#suspended = true;
+    if (task.#pendingClear) task.#clearMustCancel();
+    if (task.#mustCancel) {
+      // Cancelled as it is made. No word to the loop that the task
+      // suspended: it may go on (a Promise.race branch that settled at
+      // once), so the loop waits until its microtasks run dry, and the
+      // task returning meanwhile still ends cancelled.
+      Task.#cancelWait(awaiter, task.#cancelMessage);
+      return;
+    }
+    noteSuspended(task.#loop, task);
+  }
+
+  // `awaiter`'s wake-up runs: it leaves the task's waits. False if the task
+  // is done, and the wake-up is then nothing of the task's.
+  static #wakes(task: Task<unknown>, awaiter: Awaiter): boolean {
+    if (task.done()) return false;
+    task.#suspended = false;
+    // Woken with the cancellation: it is delivered if the task goes on
+    // from here, as a task blocked on this wait does (see #pendingClear).
+    task.#pendingClear = awaiter.carriesTaskCancel && task.#mustCancel;
+    const waits = task.#waits;
+    if (waits === awaiter) {
+      task.#waits = null;
+    } else if (Array.isArray(waits)) {
+      const index = waits.indexOf(awaiter);
+      if (index >= 0) waits.splice(index, 1);
+      if (waits.length === 1) task.#waits = waits[0];
       return true;
-    };
+    } else {
+      return true;
+    }
+    noteTaskBlocked(task.#loop, false);
+    loopTimeline(task.#loop)?.record(task, "running", task.#loop.time());
+    return true;
+  }
+
+  // A bare yield: an await of the loop's always-pending yield future, woken
+  // by a step of its own at the end of the ready queue.
+  static #yield(loop: EventLoop): Promise<void> {
+    const task = runningTask();
+    const awaiter = new Awaiter(loopYieldFuture(loop), task, null, null);
+    if (task !== null) Task.#willWait(task, awaiter);
+    scheduleStep(loop, wakeAwaiter, awaiter);
+    return awaiter.promise as Promise<void>;
+  }
+
+  static #stalled(task: Task<unknown>): void {
+    task.#pendingClear = false;
+  }
+
+  static #cancelWantsQuiet(awaiter: Awaiter, hostTurns: number): boolean {
+    const task = awaiter.task;
+    return awaiter.carriesTaskCancel && task !== null && !task.done() &&
+      task.#cancelTurn === hostTurns;
+  }
+
+  static #cancelArrivedWhileAway(task: Task<unknown>): boolean {
+    return task.#mustCancel && task.#cancelledWhileAway;
+  }
+
+  static {
+    taskWillWait = Task.#willWait;
+    taskWakes = Task.#wakes;
     taskStartStep = Task.#step as Step;
-    taskStalled = (task) => {
-      task.#pendingClear = false;
-    };
-    cancelWantsQuiet = (awaiter, hostTurns) => {
-      const task = awaiter.task;
-      return awaiter.carriesTaskCancel && task !== null && !task.done() &&
-        task.#cancelTurn === hostTurns;
-    };
-    cancelArrivedWhileAway = (task) =>
-      task.#mustCancel && task.#cancelledWhileAway;
-    yieldAwaiter = (loop) => {
-      const task = runningTask();
-      const awaiter = new Awaiter(loopYieldFuture(loop), task, null, null);
-      if (task !== null) taskWillWait(task, awaiter);
-      scheduleStep(loop, wakeAwaiter, awaiter);
-      return awaiter.promise as Promise<void>;
-    };
+    taskStalled = Task.#stalled;
+    cancelWantsQuiet = Task.#cancelWantsQuiet;
+    cancelArrivedWhileAway = Task.#cancelArrivedWhileAway;
+    yieldAwaiter = Task.#yield;
   }
 }
 
@@ -4349,39 +4380,43 @@ export class Timeout {
     this.#abortController?.abort(this.#timeoutError());
   };
 
+  #enter(task: Task<unknown>, delay: number | null): void {
+    if (this.#state !== TIMEOUT_CREATED) {
+      throw new RuntimeError("Timeout has already been entered");
+    }
+    this.#delay = delay;
+    this.#task = task;
+    // A cancellation that came while the task was away (on a foreign
+    // promise) and that it has not seen yet belongs outside the scope: in
+    // asyncio it would have been raised before the scope was entered. It
+    // is not counted as the scope's own, so it is never turned into a
+    // TimeoutError.
+    this.#cancellingAtEntry = task.cancelling() -
+      (cancelArrivedWhileAway(task) ? 1 : 0);
+    this.#state = TIMEOUT_ENTERED;
+    this.reschedule(this.#when);
+  }
+
+  #exit(error: unknown, failed: boolean): void {
+    this.#handle?.cancel();
+    this.#handle = null;
+    if (this.#state === TIMEOUT_EXPIRING) {
+      this.#state = TIMEOUT_EXPIRED;
+      if (
+        this.#task!.uncancel() <= this.#cancellingAtEntry && failed &&
+        error instanceof CancelledError
+      ) {
+        // Only the cancellation this scope caused becomes a TimeoutError.
+        throw this.#timeoutError(error);
+      }
+    } else if (this.#state === TIMEOUT_ENTERED) {
+      this.#state = TIMEOUT_EXITED;
+    }
+  }
+
   static {
-    enterTimeout = (cm, task, delay) => {
-      if (cm.#state !== TIMEOUT_CREATED) {
-        throw new RuntimeError("Timeout has already been entered");
-      }
-      cm.#delay = delay;
-      cm.#task = task;
-      // A cancellation that came while the task was away (on a foreign
-      // promise) and that it has not seen yet belongs outside the scope: in
-      // asyncio it would have been raised before the scope was entered. It
-      // is not counted as the scope's own, so it is never turned into a
-      // TimeoutError.
-      cm.#cancellingAtEntry = task.cancelling() -
-        (cancelArrivedWhileAway(task) ? 1 : 0);
-      cm.#state = TIMEOUT_ENTERED;
-      cm.reschedule(cm.#when);
-    };
-    exitTimeout = (cm, error, failed) => {
-      cm.#handle?.cancel();
-      cm.#handle = null;
-      if (cm.#state === TIMEOUT_EXPIRING) {
-        cm.#state = TIMEOUT_EXPIRED;
-        if (
-          cm.#task!.uncancel() <= cm.#cancellingAtEntry && failed &&
-          error instanceof CancelledError
-        ) {
-          // Only the cancellation this scope caused becomes a TimeoutError.
-          throw cm.#timeoutError(error);
-        }
-      } else if (cm.#state === TIMEOUT_ENTERED) {
-        cm.#state = TIMEOUT_EXITED;
-      }
-    };
+    enterTimeout = (cm, task, delay) => cm.#enter(task, delay);
+    exitTimeout = (cm, error, failed) => cm.#exit(error, failed);
   }
 }
 
@@ -4563,57 +4598,64 @@ export class TaskGroup {
     }
   };
 
+  #enter(parent: Task<unknown>): void {
+    if (this.#entered) {
+      throw new RuntimeError("TaskGroup has already been entered");
+    }
+    this.#entered = true;
+    this.#parentTask = parent;
+    markAwaitedBy(this.#onTaskDone, parent);
+  }
+
+  // Waits for every task of the group, then throws what the scope ends
+  // with: the ExceptionGroup of their errors, or the cancellation from
+  // outside; nothing if the body's own outcome stands.
+  async #exit(error: unknown, failed: boolean): Promise<void> {
+    this.#exiting = true;
+    let propagateCancellation: unknown =
+      failed && error instanceof CancelledError ? error : null;
+    if (failed && !this.#aborting) this.#abort();
+    const loop = this.#parentTask!.getLoop();
+    while (this.#tasks.size > 0) {
+      this.#allDone ??= loop.createFuture<boolean>();
+      try {
+        await this.#allDone;
+      } catch (cancelled) {
+        if (!this.#aborting) {
+          // The task running the group is being cancelled from outside.
+          propagateCancellation = cancelled;
+          this.#abort();
+        }
+      }
+      this.#allDone = null;
+    }
+    if (this.#parentCancelRequested) {
+      if (this.#parentTask!.uncancel() === 0) propagateCancellation = null;
+    }
+    if (propagateCancellation !== null && this.#errors.length === 0) {
+      throw propagateCancellation;
+    }
+    if (failed && !(error instanceof CancelledError)) {
+      this.#errors.push(error);
+    }
+    if (this.#errors.length > 0) {
+      // A cancel from outside must survive the errors (gh-116720): take
+      // it back and make it again, so the parent's next await raises
+      // CancelledError and its count of requests stays the same.
+      const parent = this.#parentTask!;
+      if (parent.cancelling() > 0) {
+        parent.uncancel();
+        parent.cancel();
+      }
+      const errors = this.#errors;
+      this.#errors = [];
+      throw new ExceptionGroup("unhandled errors in a TaskGroup", errors);
+    }
+  }
+
   static {
-    enterGroup = (group, parent) => {
-      if (group.#entered) {
-        throw new RuntimeError("TaskGroup has already been entered");
-      }
-      group.#entered = true;
-      group.#parentTask = parent;
-      markAwaitedBy(group.#onTaskDone, parent);
-    };
-    exitGroup = async (group, error, failed) => {
-      group.#exiting = true;
-      let propagateCancellation: unknown =
-        failed && error instanceof CancelledError ? error : null;
-      if (failed && !group.#aborting) group.#abort();
-      const loop = group.#parentTask!.getLoop();
-      while (group.#tasks.size > 0) {
-        group.#allDone ??= loop.createFuture<boolean>();
-        try {
-          await group.#allDone;
-        } catch (cancelled) {
-          if (!group.#aborting) {
-            // The task running the group is being cancelled from outside.
-            propagateCancellation = cancelled;
-            group.#abort();
-          }
-        }
-        group.#allDone = null;
-      }
-      if (group.#parentCancelRequested) {
-        if (group.#parentTask!.uncancel() === 0) propagateCancellation = null;
-      }
-      if (propagateCancellation !== null && group.#errors.length === 0) {
-        throw propagateCancellation;
-      }
-      if (failed && !(error instanceof CancelledError)) {
-        group.#errors.push(error);
-      }
-      if (group.#errors.length > 0) {
-        // A cancel from outside must survive the errors (gh-116720): take
-        // it back and make it again, so the parent's next await raises
-        // CancelledError and its count of requests stays the same.
-        const parent = group.#parentTask!;
-        if (parent.cancelling() > 0) {
-          parent.uncancel();
-          parent.cancel();
-        }
-        const errors = group.#errors;
-        group.#errors = [];
-        throw new ExceptionGroup("unhandled errors in a TaskGroup", errors);
-      }
-    };
+    enterGroup = (group, parent) => group.#enter(parent);
+    exitGroup = (group, error, failed) => group.#exit(error, failed);
   }
 }
 
