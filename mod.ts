@@ -4274,6 +4274,32 @@ function inTask<T>(scope: (task: Task<unknown>) => Promise<T>): Promise<T> {
   ) as unknown as Promise<T>;
 }
 
+// The shape of asyncio's `async with`, which timeout scopes and task
+// groups share: enter the scope, run the body, and exit with how the body
+// ended. The exit may throw in the body's place (a TimeoutError, an
+// ExceptionGroup); if it does not, the body's outcome stands. A synchronous
+// exit is not awaited, so that the scope ends in the same microtask as
+// its body.
+async function runScope<S, T>(
+  scope: S,
+  enter: (scope: S) => void,
+  body: (scope: S) => PromiseLike<T> | T,
+  exit: (scope: S, error: unknown, failed: boolean) => void | Promise<void>,
+): Promise<T> {
+  enter(scope);
+  let result: T;
+  try {
+    result = await body(scope);
+  } catch (error) {
+    const exiting = exit(scope, error, true);
+    if (exiting !== undefined) await exiting;
+    throw error;
+  }
+  const exiting = exit(scope, undefined, false);
+  if (exiting !== undefined) await exiting;
+  return result;
+}
+
 const TIMEOUT_CREATED = 0;
 const TIMEOUT_ENTERED = 1;
 const TIMEOUT_EXPIRING = 2;
@@ -4449,11 +4475,11 @@ export function timeout<T>(
   const delay = requireOptionalMilliseconds(ms, "timeout()", "ms");
   requireFunction(body, "timeout()", "body");
   return inTask((task) =>
-    timeoutScope(
+    runScope(
       new Timeout(delay === null ? null : task.getLoop().time() + delay),
-      task,
+      (cm) => enterTimeout(cm, task, delay),
       body,
-      delay,
+      exitTimeout,
     )
   );
 }
@@ -4478,26 +4504,13 @@ export function timeoutAt<T>(
   const deadline = requireOptionalMilliseconds(when, "timeoutAt()", "when");
   requireFunction(body, "timeoutAt()", "body");
   return inTask((task) =>
-    timeoutScope(new Timeout(deadline), task, body, null)
+    runScope(
+      new Timeout(deadline),
+      (cm) => enterTimeout(cm, task, null),
+      body,
+      exitTimeout,
+    )
   );
-}
-
-async function timeoutScope<T>(
-  cm: Timeout,
-  task: Task<unknown>,
-  body: (cm: Timeout) => PromiseLike<T> | T,
-  delay: number | null,
-): Promise<T> {
-  enterTimeout(cm, task, delay);
-  let result: T;
-  try {
-    result = await body(cm);
-  } catch (error) {
-    exitTimeout(cm, error, true);
-    throw error;
-  }
-  exitTimeout(cm, undefined, false);
-  return result;
 }
 
 // ---------------------------------------------------------------------------
@@ -4683,19 +4696,14 @@ export function taskGroup<T>(
   body: (tg: TaskGroup) => PromiseLike<T> | T,
 ): Promise<T> {
   requireFunction(body, "taskGroup()", "body");
-  return inTask(async (parent) => {
-    const group = new TaskGroup();
-    enterGroup(group, parent);
-    let result: T;
-    try {
-      result = await body(group);
-    } catch (error) {
-      await exitGroup(group, error, true);
-      throw error;
-    }
-    await exitGroup(group, undefined, false);
-    return result;
-  });
+  return inTask((parent) =>
+    runScope(
+      new TaskGroup(),
+      (group) => enterGroup(group, parent),
+      body,
+      exitGroup,
+    )
+  );
 }
 
 // ---------------------------------------------------------------------------
