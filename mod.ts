@@ -2841,6 +2841,51 @@ export class Future<T = unknown> implements PromiseLike<T> {
   }
 }
 
+// A future for something the outside world will do: a promise wrapped by
+// wrapFuture(), a connection, a lookup, a job in a worker. While it is
+// pending, a virtual clock must not jump (the outcome may come any moment),
+// so it counts as a foreign wait of its loop, from its making to the moment
+// it is settled or cancelled. This is the one place foreign waits are
+// counted. It reads as a plain Future, as asyncio's would.
+class IoFuture<T> extends Future<T> {
+  #counted = true;
+
+  constructor(loop: EventLoop) {
+    super(loop);
+    noteForeignWait(loop, 1);
+  }
+
+  override setResult(value: T): void {
+    super.setResult(value);
+    this.#uncount();
+  }
+
+  override setException(error: unknown): void {
+    super.setException(error);
+    this.#uncount();
+  }
+
+  override cancel(msg?: string): boolean {
+    if (!super.cancel(msg)) return false;
+    this.#uncount();
+    return true;
+  }
+
+  override get [Symbol.toStringTag](): string {
+    return "Future";
+  }
+
+  override toString(): string {
+    return `<Future ${describeFutureState(this)}>`;
+  }
+
+  #uncount(): void {
+    if (!this.#counted) return;
+    this.#counted = false;
+    noteForeignWait(this.getLoop(), -1);
+  }
+}
+
 /**
  * Whether `value` is a {@linkcode Future} (a {@linkcode Task} is one too).
  *
@@ -2887,25 +2932,15 @@ export function wrapFuture<T>(
     );
   }
   const owner = loop ?? currentLoop();
-  const future = new Future<T>(owner);
-  noteForeignWait(owner, 1);
-  let counted = true;
-  const settled = () => {
-    if (counted) {
-      counted = false;
-      noteForeignWait(owner, -1);
-    }
-  };
-  future.addDoneCallback(settled);
+  // Pending, it holds a virtual clock still: see IoFuture.
+  const future = new IoFuture<T>(owner);
   // Called outside any task, so that no task registers as waiting on it.
   taskContext.exit(() =>
     promise.then(
       (value) => {
-        settled();
         if (!future.done() && !owner.isClosed()) future.setResult(value);
       },
       (error) => {
-        settled();
         if (!future.done() && !owner.isClosed()) failWith(future, error);
       },
     )
@@ -6597,40 +6632,6 @@ export interface DatagramEndpointOptions {
   reuseAddress?: boolean;
   /** Allow sending to broadcast addresses. */
   allowBroadcast?: boolean;
-}
-
-// A future for something the outside world will do. While it is pending,
-// a virtual clock must not jump (the I/O may complete any moment), so it
-// counts as a foreign wait, as wrapFuture() does.
-class IoFuture<T> extends Future<T> {
-  #counted = true;
-
-  constructor(loop: EventLoop) {
-    super(loop);
-    noteForeignWait(loop, 1);
-  }
-
-  override setResult(value: T): void {
-    super.setResult(value);
-    this.#uncount();
-  }
-
-  override setException(error: unknown): void {
-    super.setException(error);
-    this.#uncount();
-  }
-
-  override cancel(msg?: string): boolean {
-    if (!super.cancel(msg)) return false;
-    this.#uncount();
-    return true;
-  }
-
-  #uncount(): void {
-    if (!this.#counted) return;
-    this.#counted = false;
-    noteForeignWait(this.getLoop(), -1);
-  }
 }
 
 // Settles an I/O future from a runtime event, unless it is already settled
