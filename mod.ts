@@ -2378,9 +2378,11 @@ const STATE_NAMES = ["pending", "finished", "finished", "cancelled"];
 class Awaiter {
   fired = false;
   mustCancel = false;
-  // Cancelled as it was made, by its task's pending `#mustCancel`: its
-  // wake-up is that cancellation delivered.
+  // Reached by its task's cancel(), or cancelled as it was made, by its
+  // task's pending `#mustCancel`: its wake-up delivers that cancellation.
   carriesTaskCancel = false;
+  // With `mustCancel`: the message of the latest cancel() that reached this
+  // wait (see Task `#cancelMessage` for why it is kept here).
   cancelMessage: string | undefined = undefined;
   resolve!: (value: unknown) => void;
   reject!: (reason: unknown) => void;
@@ -2482,18 +2484,30 @@ let wakeAwaiter: (awaiter: Awaiter) => void;
  * ```
  */
 export class Future<T = unknown> implements PromiseLike<T> {
+  // The invariants:
+  // - `#state` leaves PENDING once (#complete), never to return; `#value`
+  //   is the result (FULFILLED) or the error (REJECTED), else undefined.
+  // - `#cancelMessage`: what cancel() was given (undefined: no message);
+  //   read only once the state is CANCELLED.
+  // - `#cancelledError`: the CancelledError a task ended with, handed to
+  //   the first reader of its outcome (then null: later readers get a new
+  //   one with `#cancelMessage`), as asyncio.
+  // - `#callbacks` holds the done callbacks and awaiters while PENDING, in
+  //   the order they came; #complete empties it for good, scheduling one
+  //   step per entry. One in a slot of its own (the common case), several
+  //   in an array: most futures are awaited once, and an array each costs.
+  // - `#scheduled`: the done callbacks scheduled at completion whose steps
+  //   have not run, and in an array, `#scheduledIndex` is the next one's.
+  //   Awaiters are not kept here: their step carries them.
+  // - `#retrieved`: something read the outcome or awaited the future. A
+  //   REJECTED future is listed among its loop's failures nobody retrieved
+  //   only while this is false.
   #loop: EventLoop;
   #state: FutureState = PENDING;
   #value: unknown = undefined;
   #cancelMessage: string | undefined = undefined;
-  // The CancelledError a task ended with, handed to the first reader of its
-  // outcome (then gone: later readers get one with no message), as asyncio.
   #cancelledError: CancelledError | null = null;
-  // One callback or awaiter in a slot of its own (the common case), several
-  // in an array: most futures are awaited once, and an array each costs.
   #callbacks: FutureCallback | FutureCallback[] | null = null;
-  // The done callbacks scheduled at completion and not run yet, and in an
-  // array, the index of the next.
   #scheduled: DoneCallback<unknown> | DoneCallback<unknown>[] | null = null;
   #scheduledIndex = 0;
   #retrieved = false;
@@ -2998,6 +3012,12 @@ export interface TaskOptions {
 
 let taskCounter = 0;
 
+// A task's #liveIndex once it has left its loop's live list.
+const NOT_LIVE = -1;
+// A task's #cancelTurn before its first cancel(): no host turn count is
+// negative, so cancelWantsQuiet() never holds for it.
+const NO_CANCEL_YET = -1;
+
 // Module-private access to a task's cancellation state, for futures, the
 // loop's batch and timeout scopes, filled in by Task's static block.
 // The task's code registered `awaiter`: it is now one of the task's waits.
@@ -3058,51 +3078,88 @@ let taskStalled: (task: Task<unknown>) => void;
  * ```
  */
 export class Task<T = unknown> extends Future<T> {
+  // The coroutine function, until the task starts it (then null).
   #coro: Coro<T> | null;
+  // Null until the default name `Task-<#number>` is first asked for.
   #name: string | null;
   #number: number;
-  #liveIndex = -1;
+  // The task's slot in its loop's live list while it is not done; -1 after.
+  #liveIndex = NOT_LIVE;
   #loop: EventLoop;
+  // Set as the coroutine function is called; a task cancelled before that
+  // never calls it.
   #started = false;
-  // A task's cancellation state. The invariants:
+
+  // A task's cancellation state, and what the loop counts as blocked. The
+  // invariants (checked against cancel, uncancel, #willWait, #wakes,
+  // #finish, #start, Future.then and Future.#wakeAwaiter):
+  //
   // - `#waits` holds the awaiter of every library await made in the task's
-  //   context that has not woken yet: its coroutine's, and those of the
+  //   context whose wake-up has not run: its coroutine's, and those of the
   //   helpers, `Promise.all`/`race` branches and callbacks that run in its
-  //   context. One in a slot of its own, several in an array. cancel()
-  //   reaches every one: a pending future is cancelled, a settled one whose
+  //   context. One in a slot of its own, several in an array. An awaiter
+  //   joins in #willWait (from Future.then and sleep(0)) and leaves in
+  //   #wakes, when its wake-up step runs; #finish drops the rest (null),
+  //   and their wake-ups then find the task done. cancel() reaches every
+  //   one (#cancelWait): a pending future is cancelled, a settled one whose
   //   wake-up has not run is marked must-cancel. So a wait that lost a race
-  //   is cancelled along with the rest and never eats a cancellation. The
-  //   task counts as blocked, for virtual time, while `#waits` is not empty.
-  // - `#suspended`: the task's last event was an await made, not a wake-up:
-  //   it waits on the loop (true), or runs or awaits something foreign.
-  // - `#mustCancel`: a cancel() came while the task was not suspended (it
-  //   was running, or awaiting a promise the loop cannot see). Every library
-  //   await it makes is cancelled as it is made, until one of those wakes
-  //   (the cancellation is then delivered), so a helper or a race branch
-  //   cannot take it alone; if the coroutine returns first, the task ends
-  //   cancelled. Also cleared when uncancel() brings `#cancelRequests` to 0.
-  // - `#pendingClear`: a wait the cancellation reached has woken the task
-  //   with it. If the task then goes on (makes an await, or ends), it was
-  //   blocked on that wait and saw the cancellation: `#mustCancel` is
-  //   cleared. If it shows no sign of life before the microtasks run dry,
-  //   the wait was a branch it had left (a race it lost) and `#mustCancel`
-  //   stays.
-  // - `#cancelMessage`: the message `#mustCancel` delivers.
+  //   is cancelled along with the rest and never eats a cancellation.
+  // - Blocked, for virtual time: a started task that is not done counts as
+  //   unblocked on its loop exactly while `#waits` is null (noteTaskBlocked
+  //   as `#waits` leaves and returns to null; #retire evens the count up
+  //   for a task that ends unblocked). A task away on a foreign promise is
+  //   unblocked: the clock must not jump under it.
+  // - `#suspended`: the task's last event was an await made (#willWait),
+  //   not a wake-up (#wakes): it waits on the loop. False while it runs or
+  //   awaits a promise the loop cannot see.
+  // - `#mustCancel`: a cancellation is on its way and not yet delivered.
+  //   Set by every cancel(). While set, every library await the task makes
+  //   is cancelled as it is made (a carrier, below), so that a helper or a
+  //   race branch cannot take it alone. Cleared when it is delivered (see
+  //   `#pendingClear`), when uncancel() brings `#cancelRequests` to 0, when
+  //   the task is cancelled before it starts (#start), and when the
+  //   coroutine returns a result first: the task then ends cancelled.
+  // - Carriers: an awaiter that cancel() reached, or that was made while
+  //   `#mustCancel` was set, has `carriesTaskCancel`; its wake-up delivers
+  //   the cancellation (or is a lost branch's, see below). It stays set.
+  // - `#pendingClear`: the task was just woken by a carrier with
+  //   `#mustCancel` set (#wakes). If the task then goes on (makes an await,
+  //   or ends), it was blocked on that wait and saw the cancellation:
+  //   `#mustCancel` is cleared. If it shows no sign of life before the
+  //   microtasks run dry (the loop's taskStalled), the wait was a branch it
+  //   had left (a race it lost) and `#mustCancel` stays. Reset by a new
+  //   cancel(), which is to be delivered anew, and by any other wake-up.
+  // - `#cancelledWhileAway`: `#mustCancel` came from outside while the task
+  //   had started and was not suspended nor running (it was awaiting a
+  //   foreign promise). asyncio would have raised it at that await, so a
+  //   timeout scope entered next does not count it as its own. Cleared
+  //   with `#mustCancel` (#clearMustCancel); read only together with it.
   // - `#cancelRequests`: cancel() calls not taken back by uncancel().
+  // - `#cancelMessage`: the message `#mustCancel` delivers at the task's
+  //   next await, or ends it with; undefined is "no message". The latest
+  //   cancel() sets it, except while the task is suspended with a
+  //   cancellation already on its way: then the first message stays, as in
+  //   asyncio, where it travels in the waited-for future that the first
+  //   cancel() cancelled. The message is kept in two other places, each a
+  //   different fact, not a copy: a future cancel() cancelled keeps its own
+  //   (Future #cancelMessage), which its awaiter wakes with; a settled wait
+  //   whose wake-up cancel() reached keeps the message of the latest cancel
+  //   that reached it (Awaiter.cancelMessage), which CPython 3.14 raises
+  //   there too ("second" after `cancel("first"); cancel("second")`).
+  // - `#cancelTurn`: the loop's host turn count at the latest cancel(), so
+  //   that the batch lets the host run before delivering it (see
+  //   cancelWantsQuiet()).
+  // - `#abortController`: made when `signal` is first read; aborted by the
+  //   first cancel() after that, or at once if one is pending; renewed
+  //   after uncancel() brings `#cancelRequests` to 0.
   #waits: Awaiter | Awaiter[] | null = null;
   #suspended = false;
   #mustCancel = false;
   #pendingClear = false;
-  // `#mustCancel` came while the task was away (awaiting a foreign promise)
-  // rather than from its own code: in asyncio it would have been raised at
-  // that await, so a timeout scope entered next does not count it as its
-  // own.
   #cancelledWhileAway = false;
   #cancelMessage: string | undefined = undefined;
   #cancelRequests = 0;
-  // The loop's host turn count at the latest cancel(): see
-  // cancelWantsQuiet().
-  #cancelTurn = -1;
+  #cancelTurn = NO_CANCEL_YET;
   #abortController: AbortController | null = null;
 
   /**
@@ -4340,6 +4397,14 @@ const TIMEOUT_ENTERED = 1;
 const TIMEOUT_EXPIRING = 2;
 const TIMEOUT_EXPIRED = 3;
 const TIMEOUT_EXITED = 4;
+// Each state's name in errors, indexed by state.
+const TIMEOUT_STATE_NAMES = [
+  "created",
+  "active",
+  "expiring",
+  "expired",
+  "finished",
+];
 
 let enterTimeout: (
   cm: Timeout,
@@ -4366,6 +4431,23 @@ let exitTimeout: (cm: Timeout, error: unknown, failed: boolean) => void;
  * ```
  */
 export class Timeout {
+  // The invariants:
+  // - `#state` moves CREATED -> ENTERED (enterTimeout) -> EXITED
+  //   (exitTimeout), or ENTERED -> EXPIRING (the deadline passed and the
+  //   task was cancelled) -> EXPIRED (exitTimeout). `#when` can move only
+  //   in CREATED and ENTERED.
+  // - `#handle`: the loop timer for `#when`, armed exactly while ENTERED
+  //   with a deadline; null in every other state.
+  // - `#task`: the task running the scope, from entry on.
+  // - `#cancellingAtEntry`: the task's cancel requests at entry that are
+  //   not the scope's own (less one that arrived while the task was away).
+  //   Leaving EXPIRING, the scope takes back its cancel with uncancel(), and
+  //   turns CancelledError into TimeoutError only if the count is then no
+  //   more than this: a cancel from outside stays a CancelledError.
+  // - `#delay`: the ms timeout() was given, for the error's message; null
+  //   for timeoutAt().
+  // - `#abortController`: made when `signal` is first read; aborted once
+  //   the scope expires.
   #when: number | null;
   #state = TIMEOUT_CREATED;
   #task: Task<unknown> | null = null;
@@ -4415,7 +4497,7 @@ export class Timeout {
     if (this.#state !== TIMEOUT_ENTERED && this.#state !== TIMEOUT_CREATED) {
       throw new RuntimeError(
         `Cannot change the deadline of a timeout that is ${
-          ["created", "active", "expiring", "expired", "finished"][this.#state]
+          TIMEOUT_STATE_NAMES[this.#state]
         }`,
       );
     }
@@ -4579,6 +4661,23 @@ let exitGroup: (
  * ```
  */
 export class TaskGroup {
+  // The invariants:
+  // - `#parentTask`: the task running the scope, from entry on.
+  // - `#tasks`: the group's tasks whose done callback has not run. A task
+  //   leaves only in #onTaskDone, on the loop, even one that finished
+  //   inside createTask() (an eager task, gh-128550).
+  // - `#errors`: the errors of the failed tasks, then the body's own at
+  //   exit; handed to the ExceptionGroup the exit throws, and emptied.
+  // - `#entered` turns true once, on entry; `#exiting`, once the body is
+  //   done. A task may still start while exiting, as long as one runs.
+  // - `#aborting`: the group has cancelled its tasks (one failed, the body
+  //   failed, or the parent was cancelled from outside while the group
+  //   waited); no task may start any more.
+  // - `#parentCancelRequested`: the group cancelled its parent once, to
+  //   stop the body after a task failed; the exit takes that cancel back
+  //   with uncancel(), so it never reaches the code around the scope.
+  // - `#allDone`: exists only while the exit waits for `#tasks` to empty;
+  //   the last task's done callback resolves it.
   #parentTask: Task<unknown> | null = null;
   #tasks = new Set<Task<unknown>>();
   #errors: unknown[] = [];
