@@ -2345,16 +2345,37 @@ function currentLoop(): EventLoop {
   return getEventLoop();
 }
 
-// ---------------------------------------------------------------------------
-// Futures
+// ===========================================================================
+// §? Futures
+// Holds: Future, Awaiter (one `await` of a future), IoFuture (a wait on the
+//   outside world, the one place foreign waits are counted), isFuture,
+//   wrapFuture, ensureFuture.
+// Rule: a future settles once, and nothing runs inside setResult(): each
+//   done callback and each awaiter's wake-up is a step of its own on the
+//   loop. A wake-up whose task was cancelled in between throws
+//   CancelledError instead (asyncio's "must cancel").
+// Relies on: §? Errors, §? Argument checks, §? Event loop (scheduleStep,
+//   the loop's counts); back-edge: §? Tasks, through taskWillWait and
+//   taskWakes, since awaiting registers the task.
+// Used by: every later section; the loop's batch runs wakeAwaiter.
+// ===========================================================================
 //
-// A Future is a result that will be set later. Awaiting one (that is,
-// calling its `then`) inside a task registers the task as its waiter, so
-// that `task.cancel()` can reach it. The wake-up of the awaiting code is a
-// step of its own on the loop (`wakeAwaiter`): if the task was cancelled in
-// between, it sees CancelledError there, as asyncio's "must cancel".
-// Relies on the event loop.
-// ---------------------------------------------------------------------------
+// The hot path of `await future` in a task, written down once:
+// 1. `then()` (Future) makes an Awaiter and adds it to `#callbacks`;
+//    taskWillWait (Task #willWait) puts it in the task's `#waits`, and
+//    noteSuspended tells the loop the task has suspended, so the batch
+//    goes on after the task's synchronous code.
+// 2. `setResult()` → `#complete()` schedules one step per callback:
+//    `wakeAwaiter` with the awaiter as its argument.
+// 3. The loop's batch runs the step: `wakeAwaiter` (Future #wakeAwaiter)
+//    takes the awaiter out of `#waits` (taskWakes), tells the loop it
+//    resumed the task (noteResumed), and settles the promise `then()`
+//    returned; the coroutine goes on in a microtask.
+// `await sleep(0)` is the same path with no future to settle: yieldAwaiter
+// (Task #yield) schedules the wake-up step itself. A wake-up step runs from
+// two places only: the batch's loop over ready steps, where
+// `runsCallersCode` decides whether it leaves the task's context first, and
+// the batch's fast path after a task suspends (EventLoop #onSuspended).
 
 const PENDING = 0;
 const FULFILLED = 1;
@@ -2989,15 +3010,19 @@ export function ensureFuture<T>(
   return wrapFuture(aw, loop);
 }
 
-// ---------------------------------------------------------------------------
-// Tasks
-//
-// A Task runs a coroutine function inside `taskContext`, so every library
-// future the coroutine awaits knows the task waiting on it. `cancel()`
-// cancels that future (its waiter), or, when the task is between awaits,
-// marks it to be cancelled at its next one. `signal` carries the request to
-// foreign APIs. Relies on futures and the loop.
-// ---------------------------------------------------------------------------
+// ===========================================================================
+// §? Tasks
+// Holds: Task, createTask, currentTask, allTasks, sleep.
+// Rule: a task runs its coroutine inside `taskContext`, so every library
+//   await made in its context is one of its waits; cancel() reaches all of
+//   them, or, with none, is delivered at the task's next library await. A
+//   wait that lost a race never eats the cancellation (see Task's
+//   invariants).
+// Relies on: §? Event loop (taskContext, the live list, the counts),
+//   §? Futures. Used by: §? Runners, §? Waiting and timeouts, §? Task
+//   groups, §? Synchronization primitives, §? Queues, and the loop's
+//   createTask and batch.
+// ===========================================================================
 
 /** Options for {@linkcode createTask}. */
 export interface TaskOptions {
@@ -3408,7 +3433,7 @@ export class Task<T = unknown> extends Future<T> {
         live[index] = last;
         last.#liveIndex = index;
       }
-      task.#liveIndex = -1;
+      task.#liveIndex = NOT_LIVE;
     }
     noteTaskDone(task.#loop, task, wasBlocked);
   }
@@ -3607,13 +3632,17 @@ export function sleep<T = void>(ms: number, value?: T): Promise<T> {
   return future.then();
 }
 
-// ---------------------------------------------------------------------------
-// Runners
-//
-// `run()` and `Runner`: a fresh loop for the main coroutine, and an orderly
-// end: cancel what is left, let its `finally` blocks run, close the loop.
-// Relies on the loop and tasks.
-// ---------------------------------------------------------------------------
+// ===========================================================================
+// §? Runners
+// Holds: run, Runner, RunOptions, and the shutdown of leftover tasks.
+// Rule: a fresh loop for the main coroutine, and an orderly end: what is
+//   left is cancelled and awaited, so its `finally` blocks run, before the
+//   loop closes; a task stuck on a promise the loop cannot cancel is
+//   reported after SHUTDOWN_GRACE_MS rather than hanging run().
+// Relies on: §? Event loop, §? Tasks, §? Futures; back-edge: §? Waiting and
+//   timeouts (gather, for the leftovers). Used by: programs, as their
+//   entry point.
+// ===========================================================================
 
 /** Options for {@linkcode run} and {@linkcode Runner}. */
 export interface RunOptions extends LoopOptions {
@@ -3852,13 +3881,18 @@ async function runMain<T>(
   }
 }
 
-// ---------------------------------------------------------------------------
-// Waiting and timeouts
-//
-// gather, wait, waitFor, asCompleted, shield, timeout: ways to wait on
-// several things, or on one with a deadline. Each is built from futures and
-// done callbacks, as in asyncio. Relies on futures, tasks and the loop.
-// ---------------------------------------------------------------------------
+// ===========================================================================
+// §? Waiting and timeouts
+// Holds: gather, wait, waitFor, asCompleted, shield, Timeout, timeout,
+//   timeoutAt, and runScope (the enter/body/exit shape of a scope, shared
+//   with task groups).
+// Rule: each is built from futures and done callbacks, as in asyncio. Only
+//   the cancellation a timeout scope caused becomes a TimeoutError; one
+//   from outside stays a CancelledError.
+// Relies on: §? Event loop, §? Futures, §? Tasks.
+// Used by: §? Runners (gather), §? Task groups (runScope, inTask), and
+//   programs.
+// ===========================================================================
 
 /** Options for {@linkcode gather}. */
 export interface GatherOptions {
@@ -4630,13 +4664,17 @@ export function timeoutAt<T>(
   );
 }
 
-// ---------------------------------------------------------------------------
-// Task groups
-//
-// Structured concurrency: a scope whose tasks all finish before it does,
-// and whose first failure cancels the rest. Relies on tasks, futures and
-// cancel/uncancel on the task that runs the scope.
-// ---------------------------------------------------------------------------
+// ===========================================================================
+// §? Task groups
+// Holds: TaskGroup, taskGroup.
+// Rule: structured concurrency: the scope ends only after every task it
+//   started; the first failure cancels the rest and the body; the group's
+//   own cancel of its parent is taken back on exit, and a cancel from
+//   outside survives the errors (gh-116720).
+// Relies on: §? Futures, §? Tasks (cancel/uncancel on the task running the
+//   scope), §? Waiting and timeouts (runScope, inTask).
+// Used by: programs; the call graph follows its tasks to the parent.
+// ===========================================================================
 
 let enterGroup: (group: TaskGroup, parent: Task<unknown>) => void;
 let exitGroup: (
