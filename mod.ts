@@ -2360,22 +2360,18 @@ function currentLoop(): EventLoop {
 // Used by: every later section; the loop's batch runs wakeAwaiter.
 // ===========================================================================
 //
-// The hot path of `await future` in a task, written down once:
-// 1. `then()` (Future) makes an Awaiter and adds it to `#callbacks`;
-//    taskWillWait (Task #willWait) puts it in the task's `#waits`, and
-//    noteSuspended tells the loop the task has suspended, so the batch
-//    goes on after the task's synchronous code.
-// 2. `setResult()` → `#complete()` schedules one step per callback:
-//    `wakeAwaiter` with the awaiter as its argument.
-// 3. The loop's batch runs the step: `wakeAwaiter` (Future #wakeAwaiter)
-//    takes the awaiter out of `#waits` (taskWakes), tells the loop it
-//    resumed the task (noteResumed), and settles the promise `then()`
-//    returned; the coroutine goes on in a microtask.
-// `await sleep(0)` is the same path with no future to settle: yieldAwaiter
-// (Task #yield) schedules the wake-up step itself. A wake-up step runs from
-// two places only: the batch's loop over ready steps, where
-// `runsCallersCode` decides whether it leaves the task's context first, and
-// the batch's fast path after a task suspends (EventLoop #onSuspended).
+// The futures' side of `await future` in a task (the loop's side, and
+// `await sleep(0)` whole, are written down at the loop's ready queue):
+// 1. `then()` makes an Awaiter and adds it to `#callbacks`; taskWillWait
+//    (Task #willWait) makes it one of the task's waits and, unless a
+//    cancellation is pending, tells the loop the task suspended.
+// 2. `setResult()` -> `#complete()` schedules one step per callback: for an
+//    awaiter, `wakeAwaiter` with the awaiter as its argument.
+// 3. The batch runs `wakeAwaiter` (Future #wakeAwaiter): the awaiter leaves
+//    the task's waits (taskWakes), the loop learns it resumed the task
+//    (noteResumed), and the promise `then()` returned settles, with
+//    CancelledError if the task was cancelled in between; the coroutine
+//    goes on in a microtask.
 
 const PENDING = 0;
 const FULFILLED = 1;
