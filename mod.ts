@@ -3890,6 +3890,13 @@ async function runMain<T>(
 //   programs.
 // ===========================================================================
 
+// Wakes the one future a waiting function awaits, unless it is done
+// already: woken by an earlier event, or cancelled along with its task.
+// asyncio's _release_waiter.
+function releaseWaiter(waiter: Future<void>): void {
+  if (!waiter.done()) waiter.setResult();
+}
+
 /** Options for {@linkcode gather}. */
 export interface GatherOptions {
   /** Return errors (and cancellations) as values instead of throwing. */
@@ -4122,10 +4129,9 @@ async function waitBody<F extends Future<unknown>>(
   }
   const loop = currentLoop();
   const waiter = loop.createFuture<void>();
-  const release = () => {
-    if (!waiter.done()) waiter.setResult();
-  };
-  const timer = timeoutMs === null ? null : loop.callLater(timeoutMs, release);
+  const timer = timeoutMs === null
+    ? null
+    : loop.callLater(timeoutMs, releaseWaiter, waiter);
   let remaining = futures.size;
   const onDone = (future: Future<unknown>) => {
     remaining--;
@@ -4133,7 +4139,7 @@ async function waitBody<F extends Future<unknown>>(
       remaining <= 0 || returnWhen === FIRST_COMPLETED ||
       (returnWhen === FIRST_EXCEPTION && futureState(future) === REJECTED)
     ) {
-      release();
+      releaseWaiter(waiter);
     }
   };
   for (const future of futures) future.addDoneCallback(onDone);
@@ -4207,9 +4213,7 @@ async function waitForBody<T>(
 
 async function cancelAndWait(future: Future<unknown>): Promise<void> {
   const waiter = future.getLoop().createFuture<void>();
-  const release = () => {
-    if (!waiter.done()) waiter.setResult();
-  };
+  const release = () => releaseWaiter(waiter);
   future.addDoneCallback(release);
   try {
     future.cancel();
@@ -4276,7 +4280,7 @@ export function asCompleted<T>(
   let waiter: Future<void> | null = null;
   let timedOut = false;
   const wake = () => {
-    if (waiter !== null && !waiter.done()) waiter.setResult();
+    if (waiter !== null) releaseWaiter(waiter);
   };
   const onDone = (future: Future<T>) => {
     if (!todo.delete(future)) return;
