@@ -3334,7 +3334,6 @@ export class Task<T = unknown> extends Future<T> {
     return `<Task ${describeFutureState(this)} name='${this.getName()}'>`;
   }
 
-  // The first step: run the coroutine function inside the task's context.
   // The first step: run the coroutine function inside the task's context,
   // to its first suspension, before the loop's next step.
   static #step(task: Task<unknown>): void {
