@@ -3129,7 +3129,7 @@ export class Task<T = unknown> extends Future<T> {
   //   unblocked on its loop exactly while `#waits` is null (noteTaskBlocked
   //   as `#waits` leaves and returns to null; #retire evens the count up
   //   for a task that ends unblocked). A task away on a foreign promise is
-  //   unblocked: the clock must not jump under it.
+  //   unblocked: a virtual clock does not jump at once under it.
   // - `#suspended`: the task's last event was an await made (#willWait),
   //   not a wake-up (#wakes): it waits on the loop. False while it runs or
   //   awaits a promise the loop cannot see.
@@ -3668,7 +3668,7 @@ function doneOrStuck(
   future: Future<unknown>,
 ): Future<boolean> {
   const outcome = loop.createFuture<boolean>();
-  let batchesSeen = -1;
+  let batchesSeen = -1; // none yet: the first check only takes the count
   let timer: ReturnType<typeof setTimeout> | undefined;
   const check = () => {
     if (outcome.done()) return;
