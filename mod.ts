@@ -3150,11 +3150,13 @@ export class Task<T = unknown> extends Future<T> {
   //   microtasks run dry (the loop's taskStalled), the wait was a branch it
   //   had left (a race it lost) and `#mustCancel` stays. Reset by a new
   //   cancel(), which is to be delivered anew, and by any other wake-up.
-  // - `#cancelledWhileAway`: `#mustCancel` came from outside while the task
-  //   had started and was not suspended nor running (it was awaiting a
-  //   foreign promise). asyncio would have raised it at that await, so a
-  //   timeout scope entered next does not count it as its own. Cleared
-  //   with `#mustCancel` (#clearMustCancel); read only together with it.
+  // - `#cancelledWhileAway`: set by a cancel() from outside the task's
+  //   context once it has started (cancel() says in which states): the
+  //   coroutine may enter a timeout scope before it sees that cancellation
+  //   (it awaits a foreign promise), where asyncio would have raised it
+  //   first; the scope does not count it as its own
+  //   (cancelArrivedWhileAway). Cleared with `#mustCancel`
+  //   (#clearMustCancel); read only together with it.
   // - `#cancelRequests`: cancel() calls not taken back by uncancel().
   // - `#cancelMessage`: the message `#mustCancel` delivers at the task's
   //   next await, or ends it with; undefined is "no message". The latest
