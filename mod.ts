@@ -2595,16 +2595,33 @@ function currentLoop(): EventLoop {
   return getEventLoop();
 }
 
-// ---------------------------------------------------------------------------
-// Futures
+// ===========================================================================
+// §? Futures
+// Holds: Future, Awaiter (one `await` of a future), IoFuture (a wait on the
+//   outside world, the one place foreign waits are counted), isFuture,
+//   wrapFuture, ensureFuture.
+// Rule: a future settles once, and nothing runs inside setResult(): each
+//   done callback and each awaiter's wake-up is a step of its own on the
+//   loop. A wake-up whose task was cancelled in between throws
+//   CancelledError instead (asyncio's "must cancel").
+// Relies on: §? Errors, §? Argument checks, §? Event loop (scheduleStep,
+//   the loop's counts); back-edge: §? Tasks, through taskWillWait and
+//   taskWakes, since awaiting registers the task.
+// Used by: every later section; the loop's batch runs wakeAwaiter.
+// ===========================================================================
 //
-// A Future is a result that will be set later. Awaiting one (that is,
-// calling its `then`) inside a task registers the task as its waiter, so
-// that `task.cancel()` can reach it. The wake-up of the awaiting code is a
-// step of its own on the loop (`wakeAwaiter`): if the task was cancelled in
-// between, it sees CancelledError there, as asyncio's "must cancel".
-// Relies on the event loop.
-// ---------------------------------------------------------------------------
+// The futures' side of `await future` in a task (the loop's side, and
+// `await sleep(0)` whole, are written down at the loop's ready queue):
+// 1. `then()` makes an Awaiter and adds it to `#callbacks`; taskWillWait
+//    (Task #willWait) makes it one of the task's waits and, unless a
+//    cancellation is pending, tells the loop the task suspended.
+// 2. `setResult()` -> `#complete()` schedules one step per callback: for an
+//    awaiter, `wakeAwaiter` with the awaiter as its argument.
+// 3. The batch runs `wakeAwaiter` (Future #wakeAwaiter): the awaiter leaves
+//    the task's waits (taskWakes), the loop learns it resumed the task
+//    (noteResumed), and the promise `then()` returned settles, with
+//    CancelledError if the task was cancelled in between; the coroutine
+//    goes on in a microtask.
 
 const PENDING = 0;
 const FULFILLED = 1;
@@ -2628,9 +2645,11 @@ const STATE_NAMES = ["pending", "finished", "finished", "cancelled"];
 class Awaiter {
   fired = false;
   mustCancel = false;
-  // Cancelled as it was made, by its task's pending `#mustCancel`: its
-  // wake-up is that cancellation delivered.
+  // Reached by its task's cancel(), or cancelled as it was made, by its
+  // task's pending `#mustCancel`: its wake-up delivers that cancellation.
   carriesTaskCancel = false;
+  // With `mustCancel`: the message of the latest cancel() that reached this
+  // wait (see Task `#cancelMessage` for why it is kept here).
   cancelMessage: string | undefined = undefined;
   resolve!: (value: unknown) => void;
   reject!: (reason: unknown) => void;
@@ -2689,6 +2708,8 @@ function markAwaitedBy(callback: object, waiter: Future<unknown>): void {
   (callback as { [AWAITED_BY]?: Future<unknown> })[AWAITED_BY] = waiter;
 }
 
+// Module-private access to a future's internals, for the tasks, the
+// waiting functions and the loop's batch, filled in by Future's static block.
 let futureState: (future: Future<unknown>) => FutureState;
 let futureAwaitedBy: (future: Future<unknown>) => Future<unknown>[];
 let futureValue: (future: Future<unknown>) => unknown;
@@ -2701,26 +2722,10 @@ let keepCancelledError: (
   future: Future<unknown>,
   error: CancelledError,
 ) => void;
+// The state part of `toString()`, for subclasses that describe themselves.
+let describeFutureState: (future: Future<unknown>) => string;
+// The step that wakes one `await` of a settled future (see Awaiter).
 let wakeAwaiter: (awaiter: Awaiter) => void;
-// The task's code registered `awaiter`: it is now one of the task's waits.
-let taskWillWait: (task: Task<unknown>, awaiter: Awaiter) => void;
-// `awaiter` wakes: it leaves the task's waits. False if the task is done,
-// and the wake-up is then nothing of the task's.
-let taskWakes: (task: Task<unknown>, awaiter: Awaiter) => boolean;
-// A bare yield (asyncio's `sleep(0)`): the current task waits for one step
-// of its own at the end of the ready queue.
-let yieldAwaiter: (loop: EventLoop) => Promise<void>;
-// The step that starts a task.
-let taskStartStep: Step;
-// Whether the task has a cancellation it has not seen yet that arrived while
-// it was away, awaiting a promise the loop cannot see.
-let cancelArrivedWhileAway: (task: Task<unknown>) => boolean;
-// Whether `awaiter`'s wake-up delivers a cancellation made since the host's
-// latest turn: it waits for a host turn.
-let cancelWantsQuiet: (awaiter: Awaiter, hostTurns: number) => boolean;
-// The loop resumed `task` and it showed no sign of life until the
-// microtasks ran dry: it was not blocked on what woke it.
-let taskStalled: (task: Task<unknown>) => void;
 
 /**
  * A result that will be set later: asyncio's `Future`, awaitable with
@@ -2746,18 +2751,30 @@ let taskStalled: (task: Task<unknown>) => void;
  * ```
  */
 export class Future<T = unknown> implements PromiseLike<T> {
+  // The invariants:
+  // - `#state` leaves PENDING once (#complete), never to return; `#value`
+  //   is the result (FULFILLED) or the error (REJECTED), else undefined.
+  // - `#cancelMessage`: what cancel() was given (undefined: no message);
+  //   read only once the state is CANCELLED.
+  // - `#cancelledError`: the CancelledError a task ended with, handed to
+  //   the first reader of its outcome (then null: later readers get a new
+  //   one with `#cancelMessage`), as asyncio.
+  // - `#callbacks` holds the done callbacks and awaiters while PENDING, in
+  //   the order they came; #complete empties it for good, scheduling one
+  //   step per entry. One in a slot of its own (the common case), several
+  //   in an array: most futures are awaited once, and an array each costs.
+  // - `#scheduled`: the done callbacks scheduled at completion whose steps
+  //   have not run, and in an array, `#scheduledIndex` is the next one's.
+  //   Awaiters are not kept here: their step carries them.
+  // - `#retrieved`: something read the outcome or awaited the future. A
+  //   REJECTED future is listed among its loop's failures nobody retrieved
+  //   only while this is false.
   #loop: EventLoop;
   #state: FutureState = PENDING;
   #value: unknown = undefined;
   #cancelMessage: string | undefined = undefined;
-  // The CancelledError a task ended with, handed to the first reader of its
-  // outcome (then gone: later readers get one with no message), as asyncio.
   #cancelledError: CancelledError | null = null;
-  // One callback or awaiter in a slot of its own (the common case), several
-  // in an array: most futures are awaited once, and an array each costs.
   #callbacks: FutureCallback | FutureCallback[] | null = null;
-  // The done callbacks scheduled at completion and not run yet, and in an
-  // array, the index of the next.
   #scheduled: DoneCallback<unknown> | DoneCallback<unknown>[] | null = null;
   #scheduledIndex = 0;
   #retrieved = false;
@@ -2949,11 +2966,6 @@ export class Future<T = unknown> implements PromiseLike<T> {
     return `<${this.constructor.name} ${this.#describeState()}>`;
   }
 
-  /** @ignore The state part of `toString()`, for subclasses. */
-  protected describeState(): string {
-    return this.#describeState();
-  }
-
   #describeState(): string {
     switch (this.#state) {
       case FULFILLED:
@@ -3042,61 +3054,116 @@ export class Future<T = unknown> implements PromiseLike<T> {
     }
   }
 
+  // Who waits on this future: the tasks awaiting it, and the futures that
+  // watch it through a tagged done callback (gather, task groups).
+  #awaitedBy(): Future<unknown>[] {
+    const callbacks = this.#callbacks;
+    const list = callbacks === null
+      ? []
+      : Array.isArray(callbacks)
+      ? callbacks
+      : [callbacks];
+    const waiters: Future<unknown>[] = [];
+    for (const callback of list) {
+      const waiter = callback instanceof Awaiter
+        ? callback.task
+        : (callback as { [AWAITED_BY]?: Future<unknown> })[AWAITED_BY];
+      if (waiter && !waiters.includes(waiter)) waiters.push(waiter);
+    }
+    return waiters;
+  }
+
+  // The step that wakes one await of this future, now settled: it hands the
+  // awaiting code the outcome, or CancelledError if its task was cancelled
+  // in between (Awaiter `mustCancel`). Runs once per awaiter.
+  static #wakeAwaiter(awaiter: Awaiter): void {
+    if (awaiter.fired) return;
+    awaiter.fired = true;
+    const future = awaiter.future;
+    let state = future.#state;
+    let value = future.#value;
+    const task = awaiter.task;
+    const resumes = task !== null && taskWakes(task, awaiter);
+    if (resumes) noteResumed(future.#loop, task);
+    if (state === CANCELLED) {
+      state = REJECTED;
+      value = future.#makeCancelledError();
+    } else if (
+      awaiter.mustCancel &&
+      !(state === REJECTED && value instanceof CancelledError)
+    ) {
+      // Must-cancel: the task was cancelled after the future settled but
+      // before it could resume. It sees CancelledError here; what the
+      // future handed it stays with the future's owner, not lost, even
+      // if the task has ended meanwhile (a branch of a Promise.all that
+      // another branch's cancel ended). A CancelledError already on its
+      // way is kept: the first message wins, as in asyncio.
+      state = REJECTED;
+      value = new CancelledError(awaiter.cancelMessage);
+    }
+    settleAwaiter(
+      awaiter,
+      state as typeof FULFILLED | typeof REJECTED,
+      value,
+    );
+  }
+
   static {
     futureState = (future) => future.#state;
-    futureAwaitedBy = (future) => {
-      const callbacks = future.#callbacks;
-      const list = callbacks === null
-        ? []
-        : Array.isArray(callbacks)
-        ? callbacks
-        : [callbacks];
-      const waiters: Future<unknown>[] = [];
-      for (const callback of list) {
-        const waiter = callback instanceof Awaiter
-          ? callback.task
-          : (callback as { [AWAITED_BY]?: Future<unknown> })[AWAITED_BY];
-        if (waiter && !waiters.includes(waiter)) waiters.push(waiter);
-      }
-      return waiters;
-    };
+    futureAwaitedBy = (future) => future.#awaitedBy();
     futureValue = (future) => future.#value;
     futureCancelledError = (future) => future.#makeCancelledError();
     futureCancelMessage = (future) => future.#cancelMessage;
     keepCancelledError = (future, error) => {
       future.#cancelledError = error;
     };
-    wakeAwaiter = (awaiter) => {
-      if (awaiter.fired) return;
-      awaiter.fired = true;
-      const future = awaiter.future;
-      let state = future.#state;
-      let value = future.#value;
-      const task = awaiter.task;
-      const resumes = task !== null && taskWakes(task, awaiter);
-      if (resumes) noteResumed(future.#loop, task);
-      if (state === CANCELLED) {
-        state = REJECTED;
-        value = future.#makeCancelledError();
-      } else if (
-        awaiter.mustCancel &&
-        !(state === REJECTED && value instanceof CancelledError)
-      ) {
-        // Must-cancel: the task was cancelled after the future settled but
-        // before it could resume. It sees CancelledError here; what the
-        // future handed it stays with the future's owner, not lost, even
-        // if the task has ended meanwhile (a branch of a Promise.all that
-        // another branch's cancel ended). A CancelledError already on its
-        // way is kept: the first message wins, as in asyncio.
-        state = REJECTED;
-        value = new CancelledError(awaiter.cancelMessage);
-      }
-      settleAwaiter(
-        awaiter,
-        state as typeof FULFILLED | typeof REJECTED,
-        value,
-      );
-    };
+    describeFutureState = (future) => future.#describeState();
+    wakeAwaiter = Future.#wakeAwaiter;
+  }
+}
+
+// A future for something the outside world will do: a promise wrapped by
+// wrapFuture(), a connection, a lookup, a job in a worker. While it is
+// pending, a virtual clock must not jump (the outcome may come any moment),
+// so it counts as a foreign wait of its loop, from its making to the moment
+// it is settled or cancelled. This is the one place foreign waits are
+// counted. It reads as a plain Future, as asyncio's would.
+class IoFuture<T> extends Future<T> {
+  #counted = true;
+
+  constructor(loop: EventLoop) {
+    super(loop);
+    noteForeignWait(loop, 1);
+  }
+
+  override setResult(value: T): void {
+    super.setResult(value);
+    this.#uncount();
+  }
+
+  override setException(error: unknown): void {
+    super.setException(error);
+    this.#uncount();
+  }
+
+  override cancel(msg?: string): boolean {
+    if (!super.cancel(msg)) return false;
+    this.#uncount();
+    return true;
+  }
+
+  override get [Symbol.toStringTag](): string {
+    return "Future";
+  }
+
+  override toString(): string {
+    return `<Future ${describeFutureState(this)}>`;
+  }
+
+  #uncount(): void {
+    if (!this.#counted) return;
+    this.#counted = false;
+    noteForeignWait(this.getLoop(), -1);
   }
 }
 
@@ -3146,25 +3213,15 @@ export function wrapFuture<T>(
     );
   }
   const owner = loop ?? currentLoop();
-  const future = new Future<T>(owner);
-  noteForeignWait(owner, 1);
-  let counted = true;
-  const settled = () => {
-    if (counted) {
-      counted = false;
-      noteForeignWait(owner, -1);
-    }
-  };
-  future.addDoneCallback(settled);
+  // Pending, it holds a virtual clock still: see IoFuture.
+  const future = new IoFuture<T>(owner);
   // Called outside any task, so that no task registers as waiting on it.
   taskContext.exit(() =>
     promise.then(
       (value) => {
-        settled();
         if (!future.done() && !owner.isClosed()) future.setResult(value);
       },
       (error) => {
-        settled();
         if (!future.done() && !owner.isClosed()) failWith(future, error);
       },
     )
@@ -3199,15 +3256,19 @@ export function ensureFuture<T>(
   return wrapFuture(aw, loop);
 }
 
-// ---------------------------------------------------------------------------
-// Tasks
-//
-// A Task runs a coroutine function inside `taskContext`, so every library
-// future the coroutine awaits knows the task waiting on it. `cancel()`
-// cancels that future (its waiter), or, when the task is between awaits,
-// marks it to be cancelled at its next one. `signal` carries the request to
-// foreign APIs. Relies on futures and the loop.
-// ---------------------------------------------------------------------------
+// ===========================================================================
+// §? Tasks
+// Holds: Task, createTask, currentTask, allTasks, sleep.
+// Rule: a task runs its coroutine inside `taskContext`, so every library
+//   await made in its context is one of its waits; cancel() reaches all of
+//   them, or, with none, is delivered at the task's next library await. A
+//   wait that lost a race never eats the cancellation (see Task's
+//   invariants).
+// Relies on: §? Event loop (taskContext, the live list, the counts),
+//   §? Futures. Used by: §? Runners, §? Waiting and timeouts, §? Task
+//   groups, §? Synchronization primitives, §? Queues, and the loop's
+//   createTask and batch.
+// ===========================================================================
 
 /** Options for {@linkcode createTask}. */
 export interface TaskOptions {
@@ -3221,6 +3282,34 @@ export interface TaskOptions {
 }
 
 let taskCounter = 0;
+
+// A task's #liveIndex once it has left its loop's live list.
+const NOT_LIVE = -1;
+// A task's #cancelTurn before its first cancel(): no host turn count is
+// negative, so cancelWantsQuiet() never holds for it.
+const NO_CANCEL_YET = -1;
+
+// Module-private access to a task's cancellation state, for futures, the
+// loop's batch and timeout scopes, filled in by Task's static block.
+// The task's code registered `awaiter`: it is now one of the task's waits.
+let taskWillWait: (task: Task<unknown>, awaiter: Awaiter) => void;
+// `awaiter` wakes: it leaves the task's waits. False if the task is done,
+// and the wake-up is then nothing of the task's.
+let taskWakes: (task: Task<unknown>, awaiter: Awaiter) => boolean;
+// A bare yield (asyncio's `sleep(0)`): the current task waits for one step
+// of its own at the end of the ready queue.
+let yieldAwaiter: (loop: EventLoop) => Promise<void>;
+// The step that starts a task.
+let taskStartStep: Step;
+// Whether the task has a cancellation it has not seen yet that arrived while
+// it was away, awaiting a promise the loop cannot see.
+let cancelArrivedWhileAway: (task: Task<unknown>) => boolean;
+// Whether `awaiter`'s wake-up delivers a cancellation made since the host's
+// latest turn: it waits for a host turn.
+let cancelWantsQuiet: (awaiter: Awaiter, hostTurns: number) => boolean;
+// The loop resumed `task` and it showed no sign of life until the
+// microtasks ran dry: it was not blocked on what woke it.
+let taskStalled: (task: Task<unknown>) => void;
 
 /**
  * A coroutine running concurrently, as asyncio's `Task`: it is a
@@ -3260,51 +3349,90 @@ let taskCounter = 0;
  * ```
  */
 export class Task<T = unknown> extends Future<T> {
+  // The coroutine function, until the task starts it (then null).
   #coro: Coro<T> | null;
+  // Null until the default name `Task-<#number>` is first asked for.
   #name: string | null;
   #number: number;
-  #liveIndex = -1;
+  // The task's slot in its loop's live list while it is not done; -1 after.
+  #liveIndex = NOT_LIVE;
   #loop: EventLoop;
+  // Set as the coroutine function is called; a task cancelled before that
+  // never calls it.
   #started = false;
-  // A task's cancellation state. The invariants:
+
+  // A task's cancellation state, and what the loop counts as blocked. The
+  // invariants (checked against cancel, uncancel, #willWait, #wakes,
+  // #finish, #start, Future.then and Future.#wakeAwaiter):
+  //
   // - `#waits` holds the awaiter of every library await made in the task's
-  //   context that has not woken yet: its coroutine's, and those of the
+  //   context whose wake-up has not run: its coroutine's, and those of the
   //   helpers, `Promise.all`/`race` branches and callbacks that run in its
-  //   context. One in a slot of its own, several in an array. cancel()
-  //   reaches every one: a pending future is cancelled, a settled one whose
+  //   context. One in a slot of its own, several in an array. An awaiter
+  //   joins in #willWait (from Future.then and sleep(0)) and leaves in
+  //   #wakes, when its wake-up step runs; #finish drops the rest (null),
+  //   and their wake-ups then find the task done. cancel() reaches every
+  //   one (#cancelWait): a pending future is cancelled, a settled one whose
   //   wake-up has not run is marked must-cancel. So a wait that lost a race
-  //   is cancelled along with the rest and never eats a cancellation. The
-  //   task counts as blocked, for virtual time, while `#waits` is not empty.
-  // - `#suspended`: the task's last event was an await made, not a wake-up:
-  //   it waits on the loop (true), or runs or awaits something foreign.
-  // - `#mustCancel`: a cancel() came while the task was not suspended (it
-  //   was running, or awaiting a promise the loop cannot see). Every library
-  //   await it makes is cancelled as it is made, until one of those wakes
-  //   (the cancellation is then delivered), so a helper or a race branch
-  //   cannot take it alone; if the coroutine returns first, the task ends
-  //   cancelled. Also cleared when uncancel() brings `#cancelRequests` to 0.
-  // - `#pendingClear`: a wait the cancellation reached has woken the task
-  //   with it. If the task then goes on (makes an await, or ends), it was
-  //   blocked on that wait and saw the cancellation: `#mustCancel` is
-  //   cleared. If it shows no sign of life before the microtasks run dry,
-  //   the wait was a branch it had left (a race it lost) and `#mustCancel`
-  //   stays.
-  // - `#cancelMessage`: the message `#mustCancel` delivers.
+  //   is cancelled along with the rest and never eats a cancellation.
+  // - Blocked, for virtual time: a started task that is not done counts as
+  //   unblocked on its loop exactly while `#waits` is null (noteTaskBlocked
+  //   as `#waits` leaves and returns to null; #retire evens the count up
+  //   for a task that ends unblocked). A task away on a foreign promise is
+  //   unblocked: a virtual clock does not jump at once under it.
+  // - `#suspended`: the task's last event was an await made (#willWait),
+  //   not a wake-up (#wakes): it waits on the loop. False while it runs or
+  //   awaits a promise the loop cannot see.
+  // - `#mustCancel`: a cancellation is on its way and not yet delivered.
+  //   Set by every cancel(). While set, every library await the task makes
+  //   is cancelled as it is made (a carrier, below), so that a helper or a
+  //   race branch cannot take it alone. Cleared when it is delivered (see
+  //   `#pendingClear`), when uncancel() brings `#cancelRequests` to 0, when
+  //   the task is cancelled before it starts (#start), and when the
+  //   coroutine returns a result first: the task then ends cancelled.
+  // - Carriers: an awaiter that cancel() reached, or that was made while
+  //   `#mustCancel` was set, has `carriesTaskCancel`; its wake-up delivers
+  //   the cancellation (or is a lost branch's, see below). It stays set.
+  // - `#pendingClear`: the task was just woken by a carrier with
+  //   `#mustCancel` set (#wakes). If the task then goes on (makes an await,
+  //   or ends), it was blocked on that wait and saw the cancellation:
+  //   `#mustCancel` is cleared. If it shows no sign of life before the
+  //   microtasks run dry (the loop's taskStalled), the wait was a branch it
+  //   had left (a race it lost) and `#mustCancel` stays. Reset by a new
+  //   cancel(), which is to be delivered anew, and by any other wake-up.
+  // - `#cancelledWhileAway`: set by a cancel() from outside the task's
+  //   context once it has started (cancel() says in which states): the
+  //   coroutine may enter a timeout scope before it sees that cancellation
+  //   (it awaits a foreign promise), where asyncio would have raised it
+  //   first; the scope does not count it as its own
+  //   (cancelArrivedWhileAway). Cleared with `#mustCancel`
+  //   (#clearMustCancel); read only together with it.
   // - `#cancelRequests`: cancel() calls not taken back by uncancel().
+  // - `#cancelMessage`: the message `#mustCancel` delivers at the task's
+  //   next await, or ends it with; undefined is "no message". The latest
+  //   cancel() sets it, except while the task is suspended with a
+  //   cancellation already on its way: then the first message stays, as in
+  //   asyncio, where it travels in the waited-for future that the first
+  //   cancel() cancelled. The message is kept in two other places, each a
+  //   different fact, not a copy: a future cancel() cancelled keeps its own
+  //   (Future #cancelMessage), which its awaiter wakes with; a settled wait
+  //   whose wake-up cancel() reached keeps the message of the latest cancel
+  //   that reached it (Awaiter.cancelMessage), which CPython 3.14 raises
+  //   there too ("second" after `cancel("first"); cancel("second")`).
+  // - `#cancelTurn`: the loop's host turn count at the latest cancel(), so
+  //   that the batch lets the host run before delivering it (see
+  //   cancelWantsQuiet()).
+  // - `#abortController`: made when `signal` is first read; aborted by the
+  //   first cancel() after that, or at once if one is pending; renewed
+  //   after uncancel() brings `#cancelRequests` to 0.
   #waits: Awaiter | Awaiter[] | null = null;
   #suspended = false;
   #mustCancel = false;
   #pendingClear = false;
-  // `#mustCancel` came while the task was away (awaiting a foreign promise)
-  // rather than from its own code: in asyncio it would have been raised at
-  // that await, so a timeout scope entered next does not count it as its
-  // own.
   #cancelledWhileAway = false;
   #cancelMessage: string | undefined = undefined;
   #cancelRequests = 0;
-  // The loop's host turn count at the latest cancel(): see
-  // cancelWantsQuiet().
-  #cancelTurn = -1;
+  #cancelTurn = NO_CANCEL_YET;
   #abortController: AbortController | null = null;
 
   /**
@@ -3455,10 +3583,9 @@ export class Task<T = unknown> extends Future<T> {
 
   /** `<Task pending name='Task-1'>` and the like. */
   override toString(): string {
-    return `<Task ${this.describeState()} name='${this.getName()}'>`;
+    return `<Task ${describeFutureState(this)} name='${this.getName()}'>`;
   }
 
-  // The first step: run the coroutine function inside the task's context.
   // The first step: run the coroutine function inside the task's context,
   // to its first suspension, before the loop's next step.
   static #step(task: Task<unknown>): void {
@@ -3553,74 +3680,92 @@ export class Task<T = unknown> extends Future<T> {
         live[index] = last;
         last.#liveIndex = index;
       }
-      task.#liveIndex = -1;
+      task.#liveIndex = NOT_LIVE;
     }
     noteTaskDone(task.#loop, task, wasBlocked);
   }
 
-  static {
-    taskWillWait = (task, awaiter) => {
-      const waits = task.#waits;
-      if (waits === null) {
-        task.#waits = awaiter;
-        if (task.#started) noteTaskBlocked(task.#loop, true);
-      } else if (waits instanceof Awaiter) {
-        task.#waits = [waits, awaiter];
-      } else {
-        waits.push(awaiter);
-      }
-      loopTimeline(task.#loop)?.record(task, "waiting", task.#loop.time());
-      task.#suspended = true;
-      if (task.#pendingClear) task.#clearMustCancel();
-      if (task.#mustCancel) {
-        // Cancelled as it is made. No word to the loop that the task
-        // suspended: it may go on (a Promise.race branch that settled at
-        // once), so the loop waits until its microtasks run dry, and the
-        // task returning meanwhile still ends cancelled.
-        Task.#cancelWait(awaiter, task.#cancelMessage);
-        return;
-      }
-      noteSuspended(task.#loop, task);
-    };
-    taskWakes = (task, awaiter) => {
-      if (task.done()) return false;
-      task.#suspended = false;
-      // Woken with the cancellation: it is delivered if the task goes on
-      // from here, as a task blocked on this wait does (see #pendingClear).
-      task.#pendingClear = awaiter.carriesTaskCancel && task.#mustCancel;
-      const waits = task.#waits;
-      if (waits === awaiter) {
-        task.#waits = null;
-      } else if (Array.isArray(waits)) {
-        const index = waits.indexOf(awaiter);
-        if (index >= 0) waits.splice(index, 1);
-        if (waits.length === 1) task.#waits = waits[0];
-        return true;
-      } else {
-        return true;
-      }
-      noteTaskBlocked(task.#loop, false);
-      loopTimeline(task.#loop)?.record(task, "running", task.#loop.time());
+  // The task's code made an await: `awaiter` joins the task's waits.
+  static #willWait(task: Task<unknown>, awaiter: Awaiter): void {
+    const waits = task.#waits;
+    if (waits === null) {
+      task.#waits = awaiter;
+      if (task.#started) noteTaskBlocked(task.#loop, true);
+    } else if (waits instanceof Awaiter) {
+      task.#waits = [waits, awaiter];
+    } else {
+      waits.push(awaiter);
+    }
+    loopTimeline(task.#loop)?.record(task, "waiting", task.#loop.time());
+    task.#suspended = true;
+    if (task.#pendingClear) task.#clearMustCancel();
+    if (task.#mustCancel) {
+      // Cancelled as it is made. No word to the loop that the task
+      // suspended: it may go on (a Promise.race branch that settled at
+      // once), so the loop waits until its microtasks run dry, and the
+      // task returning meanwhile still ends cancelled.
+      Task.#cancelWait(awaiter, task.#cancelMessage);
+      return;
+    }
+    noteSuspended(task.#loop, task);
+  }
+
+  // `awaiter`'s wake-up runs: it leaves the task's waits. False if the task
+  // is done, and the wake-up is then nothing of the task's.
+  static #wakes(task: Task<unknown>, awaiter: Awaiter): boolean {
+    if (task.done()) return false;
+    task.#suspended = false;
+    // Woken with the cancellation: it is delivered if the task goes on
+    // from here, as a task blocked on this wait does (see #pendingClear).
+    task.#pendingClear = awaiter.carriesTaskCancel && task.#mustCancel;
+    const waits = task.#waits;
+    if (waits === awaiter) {
+      task.#waits = null;
+    } else if (Array.isArray(waits)) {
+      const index = waits.indexOf(awaiter);
+      if (index >= 0) waits.splice(index, 1);
+      if (waits.length === 1) task.#waits = waits[0];
       return true;
-    };
+    } else {
+      return true;
+    }
+    noteTaskBlocked(task.#loop, false);
+    loopTimeline(task.#loop)?.record(task, "running", task.#loop.time());
+    return true;
+  }
+
+  // A bare yield: an await of the loop's always-pending yield future, woken
+  // by a step of its own at the end of the ready queue.
+  static #yield(loop: EventLoop): Promise<void> {
+    const task = runningTask();
+    const awaiter = new Awaiter(loopYieldFuture(loop), task, null, null);
+    if (task !== null) Task.#willWait(task, awaiter);
+    scheduleStep(loop, wakeAwaiter, awaiter);
+    return awaiter.promise as Promise<void>;
+  }
+
+  static #stalled(task: Task<unknown>): void {
+    task.#pendingClear = false;
+  }
+
+  static #cancelWantsQuiet(awaiter: Awaiter, hostTurns: number): boolean {
+    const task = awaiter.task;
+    return awaiter.carriesTaskCancel && task !== null && !task.done() &&
+      task.#cancelTurn === hostTurns;
+  }
+
+  static #cancelArrivedWhileAway(task: Task<unknown>): boolean {
+    return task.#mustCancel && task.#cancelledWhileAway;
+  }
+
+  static {
+    taskWillWait = Task.#willWait;
+    taskWakes = Task.#wakes;
     taskStartStep = Task.#step as Step;
-    taskStalled = (task) => {
-      task.#pendingClear = false;
-    };
-    cancelWantsQuiet = (awaiter, hostTurns) => {
-      const task = awaiter.task;
-      return awaiter.carriesTaskCancel && task !== null && !task.done() &&
-        task.#cancelTurn === hostTurns;
-    };
-    cancelArrivedWhileAway = (task) =>
-      task.#mustCancel && task.#cancelledWhileAway;
-    yieldAwaiter = (loop) => {
-      const task = runningTask();
-      const awaiter = new Awaiter(loopYieldFuture(loop), task, null, null);
-      if (task !== null) taskWillWait(task, awaiter);
-      scheduleStep(loop, wakeAwaiter, awaiter);
-      return awaiter.promise as Promise<void>;
-    };
+    taskStalled = Task.#stalled;
+    cancelWantsQuiet = Task.#cancelWantsQuiet;
+    cancelArrivedWhileAway = Task.#cancelArrivedWhileAway;
+    yieldAwaiter = Task.#yield;
   }
 }
 
@@ -3734,13 +3879,17 @@ export function sleep<T = void>(ms: number, value?: T): Promise<T> {
   return future.then();
 }
 
-// ---------------------------------------------------------------------------
-// Runners
-//
-// `run()` and `Runner`: a fresh loop for the main coroutine, and an orderly
-// end: cancel what is left, let its `finally` blocks run, close the loop.
-// Relies on the loop and tasks.
-// ---------------------------------------------------------------------------
+// ===========================================================================
+// §? Runners
+// Holds: run, Runner, RunOptions, and the shutdown of leftover tasks.
+// Rule: a fresh loop for the main coroutine, and an orderly end: what is
+//   left is cancelled and awaited, so its `finally` blocks run, before the
+//   loop closes; a task stuck on a promise the loop cannot cancel is
+//   reported after SHUTDOWN_GRACE_MS rather than hanging run().
+// Relies on: §? Event loop, §? Tasks, §? Futures; back-edge: §? Waiting and
+//   timeouts (gather, for the leftovers). Used by: programs, as their
+//   entry point.
+// ===========================================================================
 
 /** Options for {@linkcode run} and {@linkcode Runner}. */
 export interface RunOptions extends LoopOptions {
@@ -3771,7 +3920,7 @@ function doneOrStuck(
   future: Future<unknown>,
 ): Future<boolean> {
   const outcome = loop.createFuture<boolean>();
-  let batchesSeen = -1;
+  let batchesSeen = -1; // none yet: the first check only takes the count
   let timer: ReturnType<typeof setTimeout> | undefined;
   const check = () => {
     if (outcome.done()) return;
@@ -3979,13 +4128,25 @@ async function runMain<T>(
   }
 }
 
-// ---------------------------------------------------------------------------
-// Waiting and timeouts
-//
-// gather, wait, waitFor, asCompleted, shield, timeout: ways to wait on
-// several things, or on one with a deadline. Each is built from futures and
-// done callbacks, as in asyncio. Relies on futures, tasks and the loop.
-// ---------------------------------------------------------------------------
+// ===========================================================================
+// §? Waiting and timeouts
+// Holds: gather, wait, waitFor, asCompleted, shield, Timeout, timeout,
+//   timeoutAt, and runScope (the enter/body/exit shape of a scope, shared
+//   with task groups).
+// Rule: each is built from futures and done callbacks, as in asyncio. Only
+//   the cancellation a timeout scope caused becomes a TimeoutError; one
+//   from outside stays a CancelledError.
+// Relies on: §? Event loop, §? Futures, §? Tasks.
+// Used by: §? Runners (gather), §? Task groups (runScope, inTask), and
+//   programs.
+// ===========================================================================
+
+// Wakes the one future a waiting function awaits, unless it is done
+// already: woken by an earlier event, or cancelled along with its task.
+// asyncio's _release_waiter.
+function releaseWaiter(waiter: Future<void>): void {
+  if (!waiter.done()) waiter.setResult();
+}
 
 /** Options for {@linkcode gather}. */
 export interface GatherOptions {
@@ -4219,10 +4380,9 @@ async function waitBody<F extends Future<unknown>>(
   }
   const loop = currentLoop();
   const waiter = loop.createFuture<void>();
-  const release = () => {
-    if (!waiter.done()) waiter.setResult();
-  };
-  const timer = timeoutMs === null ? null : loop.callLater(timeoutMs, release);
+  const timer = timeoutMs === null
+    ? null
+    : loop.callLater(timeoutMs, releaseWaiter, waiter);
   let remaining = futures.size;
   const onDone = (future: Future<unknown>) => {
     remaining--;
@@ -4230,7 +4390,7 @@ async function waitBody<F extends Future<unknown>>(
       remaining <= 0 || returnWhen === FIRST_COMPLETED ||
       (returnWhen === FIRST_EXCEPTION && futureState(future) === REJECTED)
     ) {
-      release();
+      releaseWaiter(waiter);
     }
   };
   for (const future of futures) future.addDoneCallback(onDone);
@@ -4304,9 +4464,7 @@ async function waitForBody<T>(
 
 async function cancelAndWait(future: Future<unknown>): Promise<void> {
   const waiter = future.getLoop().createFuture<void>();
-  const release = () => {
-    if (!waiter.done()) waiter.setResult();
-  };
+  const release = () => releaseWaiter(waiter);
   future.addDoneCallback(release);
   try {
     future.cancel();
@@ -4373,7 +4531,7 @@ export function asCompleted<T>(
   let waiter: Future<void> | null = null;
   let timedOut = false;
   const wake = () => {
-    if (waiter !== null && !waiter.done()) waiter.setResult();
+    if (waiter !== null) releaseWaiter(waiter);
   };
   const onDone = (future: Future<T>) => {
     if (!todo.delete(future)) return;
@@ -4493,11 +4651,45 @@ function inTask<T>(scope: (task: Task<unknown>) => Promise<T>): Promise<T> {
   ) as unknown as Promise<T>;
 }
 
+// The shape of asyncio's `async with`, which timeout scopes and task
+// groups share: enter the scope, run the body, and exit with how the body
+// ended. The exit may throw in the body's place (a TimeoutError, an
+// ExceptionGroup); if it does not, the body's outcome stands. A synchronous
+// exit is not awaited, so that the scope ends in the same microtask as
+// its body.
+async function runScope<S, T>(
+  scope: S,
+  enter: (scope: S) => void,
+  body: (scope: S) => PromiseLike<T> | T,
+  exit: (scope: S, error: unknown, failed: boolean) => void | Promise<void>,
+): Promise<T> {
+  enter(scope);
+  let result: T;
+  try {
+    result = await body(scope);
+  } catch (error) {
+    const exiting = exit(scope, error, true);
+    if (exiting !== undefined) await exiting;
+    throw error;
+  }
+  const exiting = exit(scope, undefined, false);
+  if (exiting !== undefined) await exiting;
+  return result;
+}
+
 const TIMEOUT_CREATED = 0;
 const TIMEOUT_ENTERED = 1;
 const TIMEOUT_EXPIRING = 2;
 const TIMEOUT_EXPIRED = 3;
 const TIMEOUT_EXITED = 4;
+// Each state's name in errors, indexed by state.
+const TIMEOUT_STATE_NAMES = [
+  "created",
+  "active",
+  "expiring",
+  "expired",
+  "finished",
+];
 
 let enterTimeout: (
   cm: Timeout,
@@ -4524,6 +4716,23 @@ let exitTimeout: (cm: Timeout, error: unknown, failed: boolean) => void;
  * ```
  */
 export class Timeout {
+  // The invariants:
+  // - `#state` moves CREATED -> ENTERED (enterTimeout) -> EXITED
+  //   (exitTimeout), or ENTERED -> EXPIRING (the deadline passed and the
+  //   task was cancelled) -> EXPIRED (exitTimeout). `#when` can move only
+  //   in CREATED and ENTERED.
+  // - `#handle`: the loop timer for `#when`, armed exactly while ENTERED
+  //   with a deadline; null in every other state.
+  // - `#task`: the task running the scope, from entry on.
+  // - `#cancellingAtEntry`: the task's cancel requests at entry that are
+  //   not the scope's own (less one that arrived while the task was away).
+  //   Leaving EXPIRING, the scope takes back its cancel with uncancel(), and
+  //   turns CancelledError into TimeoutError only if the count is then no
+  //   more than this: a cancel from outside stays a CancelledError.
+  // - `#delay`: the ms timeout() was given, for the error's message; null
+  //   for timeoutAt().
+  // - `#abortController`: made when `signal` is first read; aborted once
+  //   the scope expires.
   #when: number | null;
   #state = TIMEOUT_CREATED;
   #task: Task<unknown> | null = null;
@@ -4573,7 +4782,7 @@ export class Timeout {
     if (this.#state !== TIMEOUT_ENTERED && this.#state !== TIMEOUT_CREATED) {
       throw new RuntimeError(
         `Cannot change the deadline of a timeout that is ${
-          ["created", "active", "expiring", "expired", "finished"][this.#state]
+          TIMEOUT_STATE_NAMES[this.#state]
         }`,
       );
     }
@@ -4599,39 +4808,43 @@ export class Timeout {
     this.#abortController?.abort(this.#timeoutError());
   };
 
+  #enter(task: Task<unknown>, delay: number | null): void {
+    if (this.#state !== TIMEOUT_CREATED) {
+      throw new RuntimeError("Timeout has already been entered");
+    }
+    this.#delay = delay;
+    this.#task = task;
+    // A cancellation that came while the task was away (on a foreign
+    // promise) and that it has not seen yet belongs outside the scope: in
+    // asyncio it would have been raised before the scope was entered. It
+    // is not counted as the scope's own, so it is never turned into a
+    // TimeoutError.
+    this.#cancellingAtEntry = task.cancelling() -
+      (cancelArrivedWhileAway(task) ? 1 : 0);
+    this.#state = TIMEOUT_ENTERED;
+    this.reschedule(this.#when);
+  }
+
+  #exit(error: unknown, failed: boolean): void {
+    this.#handle?.cancel();
+    this.#handle = null;
+    if (this.#state === TIMEOUT_EXPIRING) {
+      this.#state = TIMEOUT_EXPIRED;
+      if (
+        this.#task!.uncancel() <= this.#cancellingAtEntry && failed &&
+        error instanceof CancelledError
+      ) {
+        // Only the cancellation this scope caused becomes a TimeoutError.
+        throw this.#timeoutError(error);
+      }
+    } else if (this.#state === TIMEOUT_ENTERED) {
+      this.#state = TIMEOUT_EXITED;
+    }
+  }
+
   static {
-    enterTimeout = (cm, task, delay) => {
-      if (cm.#state !== TIMEOUT_CREATED) {
-        throw new RuntimeError("Timeout has already been entered");
-      }
-      cm.#delay = delay;
-      cm.#task = task;
-      // A cancellation that came while the task was away (on a foreign
-      // promise) and that it has not seen yet belongs outside the scope: in
-      // asyncio it would have been raised before the scope was entered. It
-      // is not counted as the scope's own, so it is never turned into a
-      // TimeoutError.
-      cm.#cancellingAtEntry = task.cancelling() -
-        (cancelArrivedWhileAway(task) ? 1 : 0);
-      cm.#state = TIMEOUT_ENTERED;
-      cm.reschedule(cm.#when);
-    };
-    exitTimeout = (cm, error, failed) => {
-      cm.#handle?.cancel();
-      cm.#handle = null;
-      if (cm.#state === TIMEOUT_EXPIRING) {
-        cm.#state = TIMEOUT_EXPIRED;
-        if (
-          cm.#task!.uncancel() <= cm.#cancellingAtEntry && failed &&
-          error instanceof CancelledError
-        ) {
-          // Only the cancellation this scope caused becomes a TimeoutError.
-          throw cm.#timeoutError(error);
-        }
-      } else if (cm.#state === TIMEOUT_ENTERED) {
-        cm.#state = TIMEOUT_EXITED;
-      }
-    };
+    enterTimeout = (cm, task, delay) => cm.#enter(task, delay);
+    exitTimeout = (cm, error, failed) => cm.#exit(error, failed);
   }
 }
 
@@ -4664,11 +4877,11 @@ export function timeout<T>(
   const delay = requireOptionalMilliseconds(ms, "timeout()", "ms");
   requireFunction(body, "timeout()", "body");
   return inTask((task) =>
-    timeoutScope(
+    runScope(
       new Timeout(delay === null ? null : task.getLoop().time() + delay),
-      task,
+      (cm) => enterTimeout(cm, task, delay),
       body,
-      delay,
+      exitTimeout,
     )
   );
 }
@@ -4693,35 +4906,26 @@ export function timeoutAt<T>(
   const deadline = requireOptionalMilliseconds(when, "timeoutAt()", "when");
   requireFunction(body, "timeoutAt()", "body");
   return inTask((task) =>
-    timeoutScope(new Timeout(deadline), task, body, null)
+    runScope(
+      new Timeout(deadline),
+      (cm) => enterTimeout(cm, task, null),
+      body,
+      exitTimeout,
+    )
   );
 }
 
-async function timeoutScope<T>(
-  cm: Timeout,
-  task: Task<unknown>,
-  body: (cm: Timeout) => PromiseLike<T> | T,
-  delay: number | null,
-): Promise<T> {
-  enterTimeout(cm, task, delay);
-  let result: T;
-  try {
-    result = await body(cm);
-  } catch (error) {
-    exitTimeout(cm, error, true);
-    throw error;
-  }
-  exitTimeout(cm, undefined, false);
-  return result;
-}
-
-// ---------------------------------------------------------------------------
-// Task groups
-//
-// Structured concurrency: a scope whose tasks all finish before it does,
-// and whose first failure cancels the rest. Relies on tasks, futures and
-// cancel/uncancel on the task that runs the scope.
-// ---------------------------------------------------------------------------
+// ===========================================================================
+// §? Task groups
+// Holds: TaskGroup, taskGroup.
+// Rule: structured concurrency: the scope ends only after every task it
+//   started; the first failure cancels the rest and the body; the group's
+//   own cancel of its parent is taken back on exit, and a cancel from
+//   outside survives the errors (gh-116720).
+// Relies on: §? Futures, §? Tasks (cancel/uncancel on the task running the
+//   scope), §? Waiting and timeouts (runScope, inTask).
+// Used by: programs; the call graph follows its tasks to the parent.
+// ===========================================================================
 
 let enterGroup: (group: TaskGroup, parent: Task<unknown>) => void;
 let exitGroup: (
@@ -4746,6 +4950,23 @@ let exitGroup: (
  * ```
  */
 export class TaskGroup {
+  // The invariants:
+  // - `#parentTask`: the task running the scope, from entry on.
+  // - `#tasks`: the group's tasks whose done callback has not run. A task
+  //   leaves only in #onTaskDone, on the loop, even one that finished
+  //   inside createTask() (an eager task, gh-128550).
+  // - `#errors`: the errors of the failed tasks, then the body's own at
+  //   exit; handed to the ExceptionGroup the exit throws, and emptied.
+  // - `#entered` turns true once, on entry; `#exiting`, once the body is
+  //   done. A task may still start while exiting, as long as one runs.
+  // - `#aborting`: the group has cancelled its tasks (one failed, the body
+  //   failed, or the parent was cancelled from outside while the group
+  //   waited); no task may start any more.
+  // - `#parentCancelRequested`: the group cancelled its parent once, to
+  //   stop the body after a task failed; the exit takes that cancel back
+  //   with uncancel(), so it never reaches the code around the scope.
+  // - `#allDone`: exists only while the exit waits for `#tasks` to empty;
+  //   the last task's done callback resolves it.
   #parentTask: Task<unknown> | null = null;
   #tasks = new Set<Task<unknown>>();
   #errors: unknown[] = [];
@@ -4813,57 +5034,64 @@ export class TaskGroup {
     }
   };
 
+  #enter(parent: Task<unknown>): void {
+    if (this.#entered) {
+      throw new RuntimeError("TaskGroup has already been entered");
+    }
+    this.#entered = true;
+    this.#parentTask = parent;
+    markAwaitedBy(this.#onTaskDone, parent);
+  }
+
+  // Waits for every task of the group, then throws what the scope ends
+  // with: the ExceptionGroup of their errors, or the cancellation from
+  // outside; nothing if the body's own outcome stands.
+  async #exit(error: unknown, failed: boolean): Promise<void> {
+    this.#exiting = true;
+    let propagateCancellation: unknown =
+      failed && error instanceof CancelledError ? error : null;
+    if (failed && !this.#aborting) this.#abort();
+    const loop = this.#parentTask!.getLoop();
+    while (this.#tasks.size > 0) {
+      this.#allDone ??= loop.createFuture<boolean>();
+      try {
+        await this.#allDone;
+      } catch (cancelled) {
+        if (!this.#aborting) {
+          // The task running the group is being cancelled from outside.
+          propagateCancellation = cancelled;
+          this.#abort();
+        }
+      }
+      this.#allDone = null;
+    }
+    if (this.#parentCancelRequested) {
+      if (this.#parentTask!.uncancel() === 0) propagateCancellation = null;
+    }
+    if (propagateCancellation !== null && this.#errors.length === 0) {
+      throw propagateCancellation;
+    }
+    if (failed && !(error instanceof CancelledError)) {
+      this.#errors.push(error);
+    }
+    if (this.#errors.length > 0) {
+      // A cancel from outside must survive the errors (gh-116720): take
+      // it back and make it again, so the parent's next await raises
+      // CancelledError and its count of requests stays the same.
+      const parent = this.#parentTask!;
+      if (parent.cancelling() > 0) {
+        parent.uncancel();
+        parent.cancel();
+      }
+      const errors = this.#errors;
+      this.#errors = [];
+      throw new ExceptionGroup("unhandled errors in a TaskGroup", errors);
+    }
+  }
+
   static {
-    enterGroup = (group, parent) => {
-      if (group.#entered) {
-        throw new RuntimeError("TaskGroup has already been entered");
-      }
-      group.#entered = true;
-      group.#parentTask = parent;
-      markAwaitedBy(group.#onTaskDone, parent);
-    };
-    exitGroup = async (group, error, failed) => {
-      group.#exiting = true;
-      let propagateCancellation: unknown =
-        failed && error instanceof CancelledError ? error : null;
-      if (failed && !group.#aborting) group.#abort();
-      const loop = group.#parentTask!.getLoop();
-      while (group.#tasks.size > 0) {
-        group.#allDone ??= loop.createFuture<boolean>();
-        try {
-          await group.#allDone;
-        } catch (cancelled) {
-          if (!group.#aborting) {
-            // The task running the group is being cancelled from outside.
-            propagateCancellation = cancelled;
-            group.#abort();
-          }
-        }
-        group.#allDone = null;
-      }
-      if (group.#parentCancelRequested) {
-        if (group.#parentTask!.uncancel() === 0) propagateCancellation = null;
-      }
-      if (propagateCancellation !== null && group.#errors.length === 0) {
-        throw propagateCancellation;
-      }
-      if (failed && !(error instanceof CancelledError)) {
-        group.#errors.push(error);
-      }
-      if (group.#errors.length > 0) {
-        // A cancel from outside must survive the errors (gh-116720): take
-        // it back and make it again, so the parent's next await raises
-        // CancelledError and its count of requests stays the same.
-        const parent = group.#parentTask!;
-        if (parent.cancelling() > 0) {
-          parent.uncancel();
-          parent.cancel();
-        }
-        const errors = group.#errors;
-        group.#errors = [];
-        throw new ExceptionGroup("unhandled errors in a TaskGroup", errors);
-      }
-    };
+    enterGroup = (group, parent) => group.#enter(parent);
+    exitGroup = (group, error, failed) => group.#exit(error, failed);
   }
 }
 
@@ -4891,19 +5119,14 @@ export function taskGroup<T>(
   body: (tg: TaskGroup) => PromiseLike<T> | T,
 ): Promise<T> {
   requireFunction(body, "taskGroup()", "body");
-  return inTask(async (parent) => {
-    const group = new TaskGroup();
-    enterGroup(group, parent);
-    let result: T;
-    try {
-      result = await body(group);
-    } catch (error) {
-      await exitGroup(group, error, true);
-      throw error;
-    }
-    await exitGroup(group, undefined, false);
-    return result;
-  });
+  return inTask((parent) =>
+    runScope(
+      new TaskGroup(),
+      (group) => enterGroup(group, parent),
+      body,
+      exitGroup,
+    )
+  );
 }
 
 // ---------------------------------------------------------------------------
@@ -6797,40 +7020,6 @@ export interface DatagramEndpointOptions {
   reuseAddress?: boolean;
   /** Allow sending to broadcast addresses. */
   allowBroadcast?: boolean;
-}
-
-// A future for something the outside world will do. While it is pending,
-// a virtual clock must not jump (the I/O may complete any moment), so it
-// counts as a foreign wait, as wrapFuture() does.
-class IoFuture<T> extends Future<T> {
-  #counted = true;
-
-  constructor(loop: EventLoop) {
-    super(loop);
-    noteForeignWait(loop, 1);
-  }
-
-  override setResult(value: T): void {
-    super.setResult(value);
-    this.#uncount();
-  }
-
-  override setException(error: unknown): void {
-    super.setException(error);
-    this.#uncount();
-  }
-
-  override cancel(msg?: string): boolean {
-    if (!super.cancel(msg)) return false;
-    this.#uncount();
-    return true;
-  }
-
-  #uncount(): void {
-    if (!this.#counted) return;
-    this.#counted = false;
-    noteForeignWait(this.getLoop(), -1);
-  }
 }
 
 // Settles an I/O future from a runtime event, unless it is already settled
