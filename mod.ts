@@ -4657,54 +4657,29 @@ export function taskGroup<T>(
 }
 
 // ---------------------------------------------------------------------------
-// Synchronization primitives
-//
-// Lock, Event, Condition, Semaphore, BoundedSemaphore, Barrier, built as
-// asyncio 3.14 builds them. Each waiter is a future of its own in a
-// first-in-first-out WaiterList. A wake-up only completes that future: the
-// waiter stays listed, and what it was woken for (the lock, a unit, a
-// notification) is taken by the waiter's own code as its task resumes,
-// which also unlists it. So a newcomer cannot slip in before a woken
-// waiter, nothing is handed to a task that is no longer there, and a woken
-// waiter that is cancelled before it runs ("must cancel": its await throws
-// CancelledError although its future has a result) passes the wake-up on,
-// as asyncio's code does. Lock and Semaphore run that resuming code as the
-// `then` handlers of the waiter's future, which saves an async function
-// per wait. Relies on futures, tasks and getEventLoop().
+// §? Internal collections
+// Holds: Deque, Stack, BinaryHeap, WaiterList, the collections the rest of
+// the file keeps its items, timers and waiting tasks in.
+// Rule: each is written once, used wherever its shape is needed; none
+// allocates per item beyond the item itself (arrays grow amortized).
+// Relies on: nothing, except WaiterList: §Futures (its entries), §Event
+// loop (getEventLoop, the loop it binds to) and §Errors (RuntimeError).
+// Used by: §Event loop (its timers: BinaryHeap), §Synchronization
+// primitives (WaiterList), §Queues (Deque, Stack, BinaryHeap, WaiterList).
 // ---------------------------------------------------------------------------
 
-// Resolved once, shared: the uncontended paths allocate nothing.
-const RESOLVED_VOID: Promise<void> = Promise.resolve();
-const RESOLVED_TRUE: Promise<true> = Promise.resolve(true);
+// An array read from a moving head drops its consumed prefix (an O(n)
+// splice) only once the prefix is this long and half the array or more:
+// short lines never splice, and each item is moved O(1) times, amortized.
+const COMPACT_PREFIX_MIN = 1024;
 
-function requireCount(
-  value: unknown,
-  where: string,
-  argument: string,
-): number {
-  if (typeof value !== "number" || Number.isNaN(value)) {
-    throw new TypeError(
-      `${where}: ${argument} must be a number, got ${describeValue(value)}`,
-    );
-  }
-  return value;
+// Whether the first `head` slots of an array of `length` are worth splicing
+// out: see COMPACT_PREFIX_MIN.
+function prefixWorthCompacting(head: number, length: number): boolean {
+  return head >= COMPACT_PREFIX_MIN && head * 2 >= length;
 }
 
-function requireNonNegativeInteger(
-  value: unknown,
-  where: string,
-  argument: string,
-): number {
-  const count = requireCount(value, where, argument);
-  if (count < 0 || !(Number.isInteger(count) || count === Infinity)) {
-    throw new RangeError(
-      `${where}: ${argument} must be a non-negative integer, got ${count}`,
-    );
-  }
-  return count;
-}
-
-// A first-in-first-out list whose shift() is O(1): an array read from a
+// A first-in-first-out list whose take() is O(1): an array read from a
 // moving head, compacted once the consumed prefix is most of it.
 class Deque<T> {
   #items: (T | undefined)[] = [];
@@ -4718,7 +4693,8 @@ class Deque<T> {
     this.#items.push(item);
   }
 
-  shift(): T | undefined {
+  // The oldest item (undefined if there is none).
+  take(): T | undefined {
     const items = this.#items;
     const head = this.#head;
     if (head === items.length) return undefined;
@@ -4727,7 +4703,7 @@ class Deque<T> {
     if (head + 1 === items.length) {
       items.length = 0;
       this.#head = 0;
-    } else if (head >= 1024 && head * 2 >= items.length) {
+    } else if (prefixWorthCompacting(head, items.length)) {
       items.splice(0, head + 1);
       this.#head = 0;
     } else {
@@ -4741,6 +4717,186 @@ class Deque<T> {
     this.#head = 0;
   }
 }
+
+// A last-in-first-out list.
+class Stack<T> {
+  #items: T[] = [];
+
+  get length(): number {
+    return this.#items.length;
+  }
+
+  push(item: T): void {
+    this.#items.push(item);
+  }
+
+  // The newest item (undefined if there is none).
+  take(): T | undefined {
+    return this.#items.pop();
+  }
+
+  clear(): void {
+    this.#items.length = 0;
+  }
+}
+
+// A binary min-heap: PriorityQueue's store and the event loop's timers.
+// Items that compare equal come out in insertion order: each item is kept
+// with the number of its insertion, in a parallel array of numbers (so
+// nothing is allocated per item), which breaks ties. A compare that throws
+// leaves the heap as it was: push() finds the place before it moves
+// anything, take() undoes its moves, retain() builds aside and swaps.
+class BinaryHeap<T> {
+  #items: T[] = [];
+  // `#inserted[i]` is the insertion number of `#items[i]`.
+  #inserted: number[] = [];
+  #insertions = 0;
+  #compare: (a: T, b: T) => number;
+
+  constructor(compare: (a: T, b: T) => number) {
+    this.#compare = compare;
+  }
+
+  get length(): number {
+    return this.#items.length;
+  }
+
+  // The smallest item, left in place (undefined if there is none).
+  peek(): T | undefined {
+    return this.#items[0];
+  }
+
+  #precedes(a: T, aNumber: number, b: T, bNumber: number): boolean {
+    const order = this.#compare(a, b);
+    return order < 0 || (order === 0 && aNumber < bNumber);
+  }
+
+  push(item: T): void {
+    const items = this.#items;
+    const inserted = this.#inserted;
+    const number = this.#insertions;
+    // Find the place first, moving nothing, so a throwing compare is harmless.
+    let target = items.length;
+    while (target > 0) {
+      const parent = (target - 1) >> 1;
+      if (!this.#precedes(item, number, items[parent], inserted[parent])) break;
+      target = parent;
+    }
+    this.#insertions++;
+    let hole = items.length;
+    items.push(item);
+    inserted.push(number);
+    while (hole > target) {
+      const parent = (hole - 1) >> 1;
+      items[hole] = items[parent];
+      inserted[hole] = inserted[parent];
+      hole = parent;
+    }
+    items[target] = item;
+    inserted[target] = number;
+  }
+
+  // Takes the smallest item out (undefined if there is none).
+  take(): T | undefined {
+    const items = this.#items;
+    const inserted = this.#inserted;
+    const top = items[0];
+    const topNumber = inserted[0];
+    const last = items.pop();
+    const lastNumber = inserted.pop();
+    if (items.length === 0) return top;
+    try {
+      this.#siftDown(items, inserted, 0, last!, lastNumber!);
+    } catch (error) {
+      // The hole is back at the top: put `top` and `last` back.
+      items[0] = top;
+      inserted[0] = topNumber;
+      items.push(last!);
+      inserted.push(lastNumber!);
+      throw error;
+    }
+    return top;
+  }
+
+  // Keeps only the items `keep` is true for, in one O(n) rebuild.
+  retain(keep: (item: T) => boolean): void {
+    const items: T[] = [];
+    const inserted: number[] = [];
+    for (let i = 0; i < this.#items.length; i++) {
+      const item = this.#items[i];
+      if (keep(item)) {
+        items.push(item);
+        inserted.push(this.#inserted[i]);
+      }
+    }
+    // Floyd's heapify: sift each parent down, the deepest first.
+    for (let i = (items.length >> 1) - 1; i >= 0; i--) {
+      this.#siftDown(items, inserted, i, items[i], inserted[i]);
+    }
+    this.#items = items;
+    this.#inserted = inserted;
+  }
+
+  clear(): void {
+    this.#items.length = 0;
+    this.#inserted.length = 0;
+  }
+
+  // The items, in no particular order.
+  [Symbol.iterator](): Iterator<T> {
+    return this.#items.values();
+  }
+
+  // Moves `item` (numbered `number`) down from the hole at `hole` to its
+  // place, moving each child that precedes it up. If compare throws, the
+  // moves are undone, so the hole is back where it started.
+  #siftDown(
+    items: T[],
+    inserted: number[],
+    hole: number,
+    item: T,
+    number: number,
+  ): void {
+    const start = hole;
+    const length = items.length;
+    try {
+      for (;;) {
+        let child = 2 * hole + 1;
+        if (child >= length) break;
+        if (
+          child + 1 < length &&
+          this.#precedes(
+            items[child + 1],
+            inserted[child + 1],
+            items[child],
+            inserted[child],
+          )
+        ) child++;
+        if (!this.#precedes(items[child], inserted[child], item, number)) {
+          break;
+        }
+        items[hole] = items[child];
+        inserted[hole] = inserted[child];
+        hole = child;
+      }
+    } catch (error) {
+      while (hole > start) {
+        const parent = (hole - 1) >> 1;
+        items[hole] = items[parent];
+        inserted[hole] = inserted[parent];
+        hole = parent;
+      }
+      throw error;
+    }
+    items[hole] = item;
+    inserted[hole] = number;
+  }
+}
+
+// Holes left by waiters unlisted from the middle of a WaiterList are
+// squeezed out once there are more than this many and they are most of the
+// line: a few holes cost less to skip than to squeeze.
+const SQUEEZE_HOLES_MIN = 32;
 
 // The futures of the tasks waiting on one primitive, oldest first: asyncio's
 // deque of waiters. A waiter unlists its own future when its task resumes
@@ -4796,10 +4952,24 @@ class WaiterList<T> {
     const index = items.indexOf(future, this.#head + 1);
     if (index < 0) return false;
     items[index] = null;
-    if (++this.#holes > 32 && 2 * this.#holes > items.length - this.#head) {
+    if (
+      ++this.#holes > SQUEEZE_HOLES_MIN &&
+      2 * this.#holes > items.length - this.#head
+    ) {
       this.#squeeze((entry) => entry !== null);
     }
     return true;
+  }
+
+  // The one way a waiter leaves the line when its wait failed (cancelled,
+  // nearly always): it is unlisted, a pending one cancelled first so that
+  // nothing wakes it any more. True if it had been woken: then what it was
+  // woken for is still there, and the caller must wake another waiter in
+  // its place, as asyncio's locks and queues each do by hand.
+  leave(waiter: Future<T>): boolean {
+    waiter.cancel();
+    this.remove(waiter);
+    return !waiter.cancelled();
   }
 
   // Whether no listed waiter may still run for what it waits for: each
@@ -4872,7 +5042,7 @@ class WaiterList<T> {
     if (head === items.length) {
       items.length = 0;
       head = 0;
-    } else if (head >= 1024 && 2 * head >= items.length) {
+    } else if (prefixWorthCompacting(head, items.length)) {
       items.splice(0, head);
       head = 0;
     }
@@ -4903,6 +5073,54 @@ class WaiterList<T> {
     this.#holes = 0;
     this.#loop = loop;
   }
+}
+
+// ---------------------------------------------------------------------------
+// Synchronization primitives
+//
+// Lock, Event, Condition, Semaphore, BoundedSemaphore, Barrier, built as
+// asyncio 3.14 builds them. Each waiter is a future of its own in a
+// first-in-first-out WaiterList. A wake-up only completes that future: the
+// waiter stays listed, and what it was woken for (the lock, a unit, a
+// notification) is taken by the waiter's own code as its task resumes,
+// which also unlists it. So a newcomer cannot slip in before a woken
+// waiter, nothing is handed to a task that is no longer there, and a woken
+// waiter that is cancelled before it runs ("must cancel": its await throws
+// CancelledError although its future has a result) passes the wake-up on,
+// as asyncio's code does. Lock and Semaphore run that resuming code as the
+// `then` handlers of the waiter's future, which saves an async function
+// per wait. Relies on futures, tasks and getEventLoop().
+// ---------------------------------------------------------------------------
+
+// Resolved once, shared: the uncontended paths allocate nothing.
+const RESOLVED_VOID: Promise<void> = Promise.resolve();
+const RESOLVED_TRUE: Promise<true> = Promise.resolve(true);
+
+function requireCount(
+  value: unknown,
+  where: string,
+  argument: string,
+): number {
+  if (typeof value !== "number" || Number.isNaN(value)) {
+    throw new TypeError(
+      `${where}: ${argument} must be a number, got ${describeValue(value)}`,
+    );
+  }
+  return value;
+}
+
+function requireNonNegativeInteger(
+  value: unknown,
+  where: string,
+  argument: string,
+): number {
+  const count = requireCount(value, where, argument);
+  if (count < 0 || !(Number.isInteger(count) || count === Infinity)) {
+    throw new RangeError(
+      `${where}: ${argument} must be a non-negative integer, got ${count}`,
+    );
+  }
+  return count;
 }
 
 let tryAcquireLock: (lock: Lock) => boolean;
@@ -5552,60 +5770,32 @@ export class Barrier {
 }
 
 // ---------------------------------------------------------------------------
-// Queues
-//
-// Queue, PriorityQueue, LifoQueue: one Queue class, whose items live in an
-// ItemStore (first-in-first-out, a heap, or a stack), built as asyncio
-// 3.14 builds it. Items stay in the store until a get() takes one, so the
-// queue never holds more than maxsize and never reorders. Blocked getters
-// and putters wait in WaiterLists; put and get wake the oldest one, which
-// checks again as it runs, and waits again at the back of the line if a
-// newcomer got there first. One woken and then cancelled before it runs
-// wakes the next in its place. As Lock's, the waits run the code after
-// asyncio's `await` as `then` handlers; one that must wait again does so in
-// its task's context, as its own await would. Relies on the
-// synchronization primitives above (WaiterList, Deque, Event) and on tasks
-// (taskContext).
+// §? Queues
+// Holds: Queue, PriorityQueue, LifoQueue, and pythonOrder, the order a
+// PriorityQueue gives its items by default.
+// Rule: items stay in the store until a get() takes one; a woken getter or
+// putter checks again as it runs, and one woken then cancelled wakes the
+// next in its place.
+// Relies on: §Internal collections (Deque, Stack, BinaryHeap, WaiterList),
+// §Synchronization primitives (Event), §Tasks (taskContext).
+// Used by: nothing else in the file.
 // ---------------------------------------------------------------------------
+
+// One Queue class, whose items live in an ItemStore (a Deque, a BinaryHeap
+// or a Stack), built as asyncio 3.14 builds it. As items stay in the store
+// until a get() takes one, the queue never holds more than maxsize and
+// never reorders. Blocked getters and putters wait in WaiterLists; put and
+// get wake the oldest one, which checks again as it runs, and waits again
+// at the back of the line if a newcomer got there first. As Lock's, the
+// waits run the code after asyncio's `await` as `then` handlers; one that
+// must wait again does so in its task's context, as its own await would.
 
 // Where a queue keeps its items; the order of `take()` is the queue's kind.
 interface ItemStore<T> {
-  readonly size: number;
-  add(item: T): void;
-  take(): T;
+  readonly length: number;
+  push(item: T): void;
+  take(): T | undefined;
   clear(): void;
-}
-
-class FifoStore<T> implements ItemStore<T> {
-  #items = new Deque<T>();
-  get size(): number {
-    return this.#items.length;
-  }
-  add(item: T): void {
-    this.#items.push(item);
-  }
-  take(): T {
-    return this.#items.shift() as T;
-  }
-  clear(): void {
-    this.#items.clear();
-  }
-}
-
-class LifoStore<T> implements ItemStore<T> {
-  #items: T[] = [];
-  get size(): number {
-    return this.#items.length;
-  }
-  add(item: T): void {
-    this.#items.push(item);
-  }
-  take(): T {
-    return this.#items.pop() as T;
-  }
-  clear(): void {
-    this.#items.length = 0;
-  }
 }
 
 // Python's ordering of numbers, strings and tuples (arrays), which asyncio's
@@ -5638,109 +5828,6 @@ function pythonOrder(a: unknown, b: unknown): number {
       describeValue(b)
     }: use numbers, strings or arrays of them, or give a compare option`,
   );
-}
-
-// A binary min-heap. Equal items come out in insertion order (a sequence
-// number breaks ties), and a compare that throws leaves the heap unchanged.
-class HeapStore<T> implements ItemStore<T> {
-  #items: T[] = [];
-  #sequence: number[] = [];
-  #added = 0;
-  #compare: (a: T, b: T) => number;
-
-  constructor(compare: (a: T, b: T) => number) {
-    this.#compare = compare;
-  }
-
-  get size(): number {
-    return this.#items.length;
-  }
-
-  #precedes(a: T, aSequence: number, b: T, bSequence: number): boolean {
-    const order = this.#compare(a, b);
-    return order < 0 || (order === 0 && aSequence < bSequence);
-  }
-
-  add(item: T): void {
-    const items = this.#items;
-    const sequence = this.#sequence;
-    const number = this.#added;
-    // Find the place first, moving nothing, so a throwing compare is harmless.
-    let target = items.length;
-    while (target > 0) {
-      const parent = (target - 1) >> 1;
-      if (!this.#precedes(item, number, items[parent], sequence[parent])) break;
-      target = parent;
-    }
-    this.#added++;
-    let hole = items.length;
-    items.push(item);
-    sequence.push(number);
-    while (hole > target) {
-      const parent = (hole - 1) >> 1;
-      items[hole] = items[parent];
-      sequence[hole] = sequence[parent];
-      hole = parent;
-    }
-    items[target] = item;
-    sequence[target] = number;
-  }
-
-  take(): T {
-    const items = this.#items;
-    const sequence = this.#sequence;
-    const top = items[0];
-    const topSequence = sequence[0];
-    const last = items.pop()!;
-    const lastSequence = sequence.pop()!;
-    const length = items.length;
-    if (length === 0) return top;
-    let hole = 0;
-    try {
-      for (;;) {
-        let child = 2 * hole + 1;
-        if (child >= length) break;
-        if (
-          child + 1 < length &&
-          this.#precedes(
-            items[child + 1],
-            sequence[child + 1],
-            items[child],
-            sequence[child],
-          )
-        ) child++;
-        if (
-          !this.#precedes(items[child], sequence[child], last, lastSequence)
-        ) {
-          break;
-        }
-        items[hole] = items[child];
-        sequence[hole] = sequence[child];
-        hole = child;
-      }
-    } catch (error) {
-      // Undo: move the path back down, and put `top` and `last` back.
-      while (hole > 0) {
-        const parent = (hole - 1) >> 1;
-        items[hole] = items[parent];
-        sequence[hole] = sequence[parent];
-        hole = parent;
-      }
-      items[0] = top;
-      sequence[0] = topSequence;
-      items.push(last);
-      sequence.push(lastSequence);
-      throw error;
-    }
-    items[hole] = last;
-    sequence[hole] = lastSequence;
-    return top;
-  }
-
-  clear(): void {
-    this.#items.length = 0;
-    this.#sequence.length = 0;
-  }
 }
 
 // Waits again from a `then` handler, which runs outside any task, as an
@@ -5796,8 +5883,17 @@ let useStore: <T>(queue: Queue<T>, store: ItemStore<T>) => void;
  * ```
  */
 export class Queue<T> implements AsyncIterable<T> {
+  // Invariants: `#items` holds every item put and not yet taken, never more
+  // than a positive `#maxsize` (an item put for a woken getter counts until
+  // that getter runs and takes it). A getter or putter is listed from when
+  // it must wait until it is woken, which unlists it, or its wait fails
+  // and it leaves; each put wakes the oldest listed getter, each take the
+  // oldest listed putter. `#unfinishedTasks` counts items put and not yet
+  // marked done; `#finished`, made by the first join() that must wait, is
+  // set exactly while that count is 0. Once `#shutDown`, nothing is put,
+  // and nobody starts waiting.
   #maxsize: number;
-  #items: ItemStore<T> = new FifoStore<T>();
+  #items: ItemStore<T> = new Deque<T>();
   #getters = new WaiterList<void>();
   #putters = new WaiterList<void>();
   #unfinishedTasks = 0;
@@ -5823,17 +5919,17 @@ export class Queue<T> implements AsyncIterable<T> {
    * that has not run yet to take it.
    */
   qsize(): number {
-    return this.#items.size;
+    return this.#items.length;
   }
 
   /** Whether the queue has no items. */
   empty(): boolean {
-    return this.#items.size === 0;
+    return this.#items.length === 0;
   }
 
   /** Whether there is no room for another item (never, when unbounded). */
   full(): boolean {
-    return this.#maxsize > 0 && this.#items.size >= this.#maxsize;
+    return this.#maxsize > 0 && this.#items.length >= this.#maxsize;
   }
 
   /**
@@ -5865,9 +5961,8 @@ export class Queue<T> implements AsyncIterable<T> {
         return waitAgainIn(task, () => this.#waitForRoom(item));
       },
       (error) => {
-        this.#leaveLine(this.#putters, putter);
         // Woken for a free slot it will not fill: wake the next putter.
-        if (!this.full() && !putter.cancelled()) {
+        if (this.#putters.leave(putter) && !this.full()) {
           this.#putters.wakeNextUnlisting(undefined);
         }
         throw error;
@@ -5884,7 +5979,7 @@ export class Queue<T> implements AsyncIterable<T> {
   putNowait(item: T): void {
     if (this.#shutDown) throw new QueueShutDown();
     if (this.full()) throw new QueueFull();
-    this.#items.add(item);
+    this.#items.push(item);
     if (this.#unfinishedTasks++ === 0) this.#finished?.clear();
     this.#getters.wakeNextUnlisting(undefined);
   }
@@ -5895,7 +5990,7 @@ export class Queue<T> implements AsyncIterable<T> {
    * @throws {QueueShutDown} once the queue is shut down and empty.
    */
   get(): Promise<T> {
-    if (this.#items.size > 0 || this.#shutDown) {
+    if (this.#items.length > 0 || this.#shutDown) {
       try {
         return Promise.resolve(this.getNowait());
       } catch (error) {
@@ -5912,26 +6007,17 @@ export class Queue<T> implements AsyncIterable<T> {
     const task = currentTask();
     return getter.then(
       (): T | Promise<T> => {
-        if (this.#items.size > 0 || this.#shutDown) return this.getNowait();
+        if (this.#items.length > 0 || this.#shutDown) return this.getNowait();
         return waitAgainIn(task, () => this.#waitForItem());
       },
       (error) => {
-        this.#leaveLine(this.#getters, getter);
         // Woken for an item it will not take: wake the next getter.
-        if (this.#items.size > 0 && !getter.cancelled()) {
+        if (this.#getters.leave(getter) && this.#items.length > 0) {
           this.#getters.wakeNextUnlisting(undefined);
         }
         throw error;
       },
     );
-  }
-
-  // A waiter whose wait failed leaves the line. A woken one is unlisted
-  // already; one still pending (its await failed for another reason) is
-  // cancelled first, so that nobody wakes it.
-  #leaveLine(waiters: WaiterList<void>, waiter: Future<void>): void {
-    waiter.cancel();
-    if (waiter.cancelled()) waiters.remove(waiter);
   }
 
   /**
@@ -5941,10 +6027,10 @@ export class Queue<T> implements AsyncIterable<T> {
    * @throws {QueueShutDown} if it is empty and shut down.
    */
   getNowait(): T {
-    if (this.#items.size === 0) {
+    if (this.#items.length === 0) {
       throw this.#shutDown ? new QueueShutDown() : new QueueEmpty();
     }
-    const item = this.#items.take();
+    const item = this.#items.take() as T;
     this.#putters.wakeNextUnlisting(undefined);
     return item;
   }
@@ -5977,7 +6063,7 @@ export class Queue<T> implements AsyncIterable<T> {
   shutdown(immediate = false): void {
     this.#shutDown = true;
     if (immediate) {
-      const dropped = this.#items.size;
+      const dropped = this.#items.length;
       this.#items.clear();
       this.#unfinishedTasks = Math.max(0, this.#unfinishedTasks - dropped);
       if (this.#unfinishedTasks === 0) this.#finished?.set();
@@ -6002,8 +6088,12 @@ export class Queue<T> implements AsyncIterable<T> {
     }
   }
 
+  #useStore(store: ItemStore<T>): void {
+    this.#items = store;
+  }
+
   static {
-    useStore = (queue, store) => queue.#items = store;
+    useStore = (queue, store) => queue.#useStore(store);
   }
 }
 
@@ -6052,7 +6142,7 @@ export class PriorityQueue<T> extends Queue<T> {
     super(maxsize);
     const compare = options.compare ?? pythonOrder;
     requireFunction(compare, "PriorityQueue()", "options.compare");
-    useStore(this, new HeapStore<T>(compare));
+    useStore(this, new BinaryHeap<T>(compare));
   }
 }
 
@@ -6074,7 +6164,7 @@ export class LifoQueue<T> extends Queue<T> {
   /** A stack of at most `maxsize` items (0 or less: no limit). */
   constructor(maxsize = 0) {
     super(maxsize);
-    useStore(this, new LifoStore<T>());
+    useStore(this, new Stack<T>());
   }
 }
 
