@@ -939,6 +939,10 @@ export class Handle {
   }
 }
 
+// Marks a timer as taken off its loop's heap (run, dropped or closed): a
+// later cancel() then has no heap to tell.
+let unscheduleTimer: (timer: TimerHandle) => void;
+
 /**
  * A callback scheduled for a time with {@linkcode EventLoop.callLater} or
  * {@linkcode EventLoop.callAt}.
@@ -956,9 +960,9 @@ export class Handle {
 export class TimerHandle extends Handle {
   #when: number;
   #loop: EventLoop;
+  // True while the timer is in its loop's heap: cancelling it then tells
+  // the loop, which counts the dead timers it carries.
   #scheduled = true;
-  /** Breaks ties between equal deadlines in scheduling order. @ignore */
-  readonly sequence: number;
 
   /** A handle for `callback(...args)` at loop time `when`. */
   constructor(
@@ -966,12 +970,10 @@ export class TimerHandle extends Handle {
     callback: (...args: never[]) => unknown,
     args: unknown[],
     loop: EventLoop,
-    sequence = 0,
   ) {
     super(callback, args, loop);
     this.#when = when;
     this.#loop = loop;
-    this.sequence = sequence;
   }
 
   /** The loop time, in ms, at which the callback is scheduled to run. */
@@ -986,9 +988,12 @@ export class TimerHandle extends Handle {
     if (this.#scheduled) timerCancelled(this.#loop, this);
   }
 
-  /** @ignore Marks the timer as taken off the heap. */
-  static unschedule(timer: TimerHandle): void {
-    timer.#scheduled = false;
+  #unschedule(): void {
+    this.#scheduled = false;
+  }
+
+  static {
+    unscheduleTimer = (timer) => timer.#unschedule();
   }
 }
 
@@ -1047,9 +1052,10 @@ export class EventLoop {
   #stopped = false;
   #batchesSinceHostTurn = 0;
   #lastHostTurn = -Infinity;
-  #scheduledTimers: TimerHandle[] = [];
+  // Equal deadlines run in scheduling order: the heap's insertion order.
+  #scheduledTimers = new BinaryHeap<TimerHandle>(EventLoop.#compareDeadlines);
+  // Cancelled timers still in the heap (they leave as they reach its top).
   #cancelledTimerCount = 0;
-  #timerSequence = 0;
   #hostTimer: ReturnType<typeof setTimeout> | undefined = undefined;
   #hostTimerDeadline = Infinity;
   #virtualTime: boolean;
@@ -1283,8 +1289,8 @@ export class EventLoop {
     this.#readyFns.length = 0;
     this.#readyArgs.length = 0;
     this.#readyCount = 0;
-    for (const timer of this.#scheduledTimers) TimerHandle.unschedule(timer);
-    this.#scheduledTimers.length = 0;
+    for (const timer of this.#scheduledTimers) unscheduleTimer(timer);
+    this.#scheduledTimers.clear();
     this.#disarmHostTimer();
     if (this.#idleJumpTimer !== undefined) clearTimeout(this.#idleJumpTimer);
     this.#idleJumpTimer = undefined;
@@ -1791,7 +1797,7 @@ export class EventLoop {
     const timers = this.#scheduledTimers;
     if (timers.length > 0) {
       const now = this.time();
-      while (timers.length > 0 && timers[0].when() <= now) {
+      while (timers.length > 0 && timers.peek()!.when() <= now) {
         const timer = this.#popTimer();
         if (!timer.cancelled()) {
           const index = this.#readyCount++;
@@ -2020,10 +2026,10 @@ export class EventLoop {
   #jumpToNextTimer(): void {
     if (this.#stopped) return;
     this.#dropCancelledTop();
-    const timers = this.#scheduledTimers;
-    if (timers.length === 0 || timers[0].when() === Infinity) return;
-    if (timers[0].when() > this.#virtualNow) {
-      this.#virtualNow = timers[0].when();
+    const next = this.#scheduledTimers.peek();
+    if (next === undefined || next.when() === Infinity) return;
+    if (next.when() > this.#virtualNow) {
+      this.#virtualNow = next.when();
     }
     this.#noteHostTurn();
     this.#runOnceOutsideTasks();
@@ -2037,94 +2043,59 @@ export class EventLoop {
     args: unknown[],
   ): TimerHandle {
     this.#checkClosed();
-    const timer = new TimerHandle(
-      when,
-      callback,
-      args,
-      this,
-      this.#timerSequence++,
-    );
+    const timer = new TimerHandle(when, callback, args, this);
     const timers = this.#scheduledTimers;
     timers.push(timer);
-    this.#siftUp(timers.length - 1);
-    if (timers[0] === timer && !this.#runScheduled) {
+    if (timers.peek() === timer && !this.#runScheduled) {
       if (this.#virtualTime) this.#scheduleIdleCheck();
       else this.#armHostTimer();
     }
     return timer;
   }
 
-  static #earlier(a: TimerHandle, b: TimerHandle): boolean {
+  // Cancelled timers stay in the heap, as in asyncio, until they reach its
+  // top. Once more than this many are dead and they are more than this
+  // share of the heap, it is rebuilt without them: the O(n) rebuild then
+  // costs less than carrying them, and small heaps are never rebuilt.
+  static readonly #REBUILD_AFTER_CANCELLED = 64;
+  static readonly #REBUILD_CANCELLED_SHARE = 0.5;
+
+  // Earlier deadline first; ties go to the heap's insertion order.
+  static #compareDeadlines(a: TimerHandle, b: TimerHandle): number {
     const aw = a.when();
     const bw = b.when();
-    return aw < bw || (aw === bw && a.sequence < b.sequence);
+    return aw < bw ? -1 : aw > bw ? 1 : 0;
   }
 
-  #siftUp(index: number): void {
-    const timers = this.#scheduledTimers;
-    const timer = timers[index];
-    while (index > 0) {
-      const parent = (index - 1) >> 1;
-      if (!EventLoop.#earlier(timer, timers[parent])) break;
-      timers[index] = timers[parent];
-      index = parent;
-    }
-    timers[index] = timer;
-  }
-
-  #siftDown(index: number): void {
-    const timers = this.#scheduledTimers;
-    const length = timers.length;
-    const timer = timers[index];
-    for (;;) {
-      let child = 2 * index + 1;
-      if (child >= length) break;
-      if (
-        child + 1 < length &&
-        EventLoop.#earlier(timers[child + 1], timers[child])
-      ) child++;
-      if (!EventLoop.#earlier(timers[child], timer)) break;
-      timers[index] = timers[child];
-      index = child;
-    }
-    timers[index] = timer;
+  static #isLive(timer: TimerHandle): boolean {
+    return !timer.cancelled();
   }
 
   #popTimer(): TimerHandle {
-    const timers = this.#scheduledTimers;
-    const top = timers[0];
-    const last = timers.pop()!;
-    if (timers.length > 0) {
-      timers[0] = last;
-      this.#siftDown(0);
-    }
-    TimerHandle.unschedule(top);
+    const top = this.#scheduledTimers.take()!;
+    unscheduleTimer(top);
     if (top.cancelled()) this.#cancelledTimerCount--;
     return top;
   }
 
   #dropCancelledTop(): void {
     const timers = this.#scheduledTimers;
-    while (timers.length > 0 && timers[0].cancelled()) this.#popTimer();
+    while (timers.length > 0 && timers.peek()!.cancelled()) this.#popTimer();
   }
 
   #onTimerCancelled(timer: TimerHandle): void {
     this.#cancelledTimerCount++;
     const timers = this.#scheduledTimers;
     if (
-      this.#cancelledTimerCount > 64 &&
-      this.#cancelledTimerCount * 2 > timers.length
+      this.#cancelledTimerCount > EventLoop.#REBUILD_AFTER_CANCELLED &&
+      this.#cancelledTimerCount >
+        timers.length * EventLoop.#REBUILD_CANCELLED_SHARE
     ) {
-      // Most of the heap is dead: rebuild it rather than carry the garbage.
-      const live = timers.filter((t) => !t.cancelled());
-      for (const t of timers) if (t.cancelled()) TimerHandle.unschedule(t);
-      timers.length = 0;
-      for (const t of live) {
-        timers.push(t);
-        this.#siftUp(timers.length - 1);
-      }
+      // The dropped timers are cancelled: nothing reads their `#scheduled`
+      // again, so they need no unscheduling.
+      timers.retain(EventLoop.#isLive);
       this.#cancelledTimerCount = 0;
-    } else if (timers[0] === timer) {
+    } else if (timers.peek() === timer) {
       this.#dropCancelledTop();
     } else {
       return;
@@ -2134,12 +2105,12 @@ export class EventLoop {
 
   #armHostTimer(): void {
     this.#dropCancelledTop();
-    const timers = this.#scheduledTimers;
-    if (timers.length === 0) {
+    const next = this.#scheduledTimers.peek();
+    if (next === undefined) {
       this.#disarmHostTimer();
       return;
     }
-    const when = timers[0].when();
+    const when = next.when();
     if (this.#hostTimer !== undefined && this.#hostTimerDeadline === when) {
       return;
     }
