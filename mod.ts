@@ -5047,26 +5047,34 @@ class WaiterList<T> {
 }
 
 // ---------------------------------------------------------------------------
-// Synchronization primitives
-//
-// Lock, Event, Condition, Semaphore, BoundedSemaphore, Barrier, built as
-// asyncio 3.14 builds them. Each waiter is a future of its own in a
+// §? Synchronization primitives
+// Holds: Lock, Event, Condition, Semaphore, BoundedSemaphore, Barrier; and
+// FairUnits, the one acquire/release mechanism of Lock and Semaphore.
+// Rule: a woken waiter takes what it was woken for as its task resumes, and
+// one cancelled in between wakes the next waiter in its place.
+// Relies on: §Futures, §Tasks, §Internal collections (WaiterList).
+// Used by: §Queues (Event); Barrier uses Lock and Condition.
+// ---------------------------------------------------------------------------
+
+// Built as asyncio 3.14 builds them. Each waiter is a future of its own in a
 // first-in-first-out WaiterList. A wake-up only completes that future: the
 // waiter stays listed, and what it was woken for (the lock, a unit, a
 // notification) is taken by the waiter's own code as its task resumes,
 // which also unlists it. So a newcomer cannot slip in before a woken
 // waiter, nothing is handed to a task that is no longer there, and a woken
 // waiter that is cancelled before it runs ("must cancel": its await throws
-// CancelledError although its future has a result) passes the wake-up on,
-// as asyncio's code does. Lock and Semaphore run that resuming code as the
-// `then` handlers of the waiter's future, which saves an async function
-// per wait. Relies on futures, tasks and getEventLoop().
-// ---------------------------------------------------------------------------
+// CancelledError although its future has a result) passes the wake-up on
+// (WaiterList.leave tells it so). Lock and Semaphore run that resuming code
+// as the `then` handlers of the waiter's future, which saves an async
+// function per wait.
 
+// MOVE: to §Internal collections (or a section of shared constants): the
+// streams and transports use RESOLVED_VOID too.
 // Resolved once, shared: the uncontended paths allocate nothing.
 const RESOLVED_VOID: Promise<void> = Promise.resolve();
 const RESOLVED_TRUE: Promise<true> = Promise.resolve(true);
 
+// MOVE: to §Argument checks (requireCount, requireNonNegativeInteger).
 function requireCount(
   value: unknown,
   where: string,
@@ -5092,6 +5100,120 @@ function requireNonNegativeInteger(
     );
   }
   return count;
+}
+
+// Which waiter a freed unit wakes. Lock wakes the first waiter only, and
+// only if it is still pending (asyncio's `_wake_up_first`): a first waiter
+// that was cancelled but has not left yet wakes the next as it leaves.
+// Semaphore wakes the first waiter still pending (`_wake_up_next`).
+type WakePolicy = "first" | "first pending";
+
+// The units of a Lock (one) or a Semaphore (its value) and the line of
+// tasks waiting for one: the acquire/release mechanism the two share, with
+// asyncio 3.14's Semaphore's bookkeeping. A freed unit is set aside for the
+// waiter it wakes; that waiter takes it as its task resumes, or, cancelled
+// in between, gives it back and wakes another in its place.
+class FairUnits {
+  // Invariants: `#free` counts the units nobody holds and none is set
+  // aside for. `#setAside` counts the listed waiters that were woken (their
+  // future has a result) and whose task has not resumed yet: one unit set
+  // aside for each. A newcomer takes a free unit at once only while every
+  // listed waiter is cancelled, so nobody gets ahead of one that may run.
+  #free: number;
+  #setAside = 0;
+  #waiters = new WaiterList<void>();
+  #wakes: WakePolicy;
+  // The Lock or Semaphore: WaiterList names it in its errors.
+  #owner: { release(): void };
+  // What acquire() resolves to: releases the owner at the end of a `using`.
+  #granted: Disposable;
+  #acquired: Promise<Disposable> | null = null;
+
+  constructor(units: number, owner: { release(): void }, wakes: WakePolicy) {
+    this.#free = units;
+    this.#owner = owner;
+    this.#wakes = wakes;
+    this.#granted = { [Symbol.dispose]: () => owner.release() };
+  }
+
+  // Free units: not held, and not set aside for a woken waiter.
+  get free(): number {
+    return this.#free;
+  }
+
+  // Whether every unit is held by a task: none is free or set aside.
+  allHeld(): boolean {
+    return this.#free === 0 && this.#setAside === 0;
+  }
+
+  // Whether acquire() would have to wait: no unit is free, or a waiter that
+  // may still run is in line.
+  mustWait(): boolean {
+    return this.#free === 0 || !this.#waiters.allCancelled();
+  }
+
+  // Takes a unit at once if acquire() need not wait.
+  tryTake(): boolean {
+    if (this.mustWait()) return false;
+    this.#free--;
+    return true;
+  }
+
+  // Takes a unit, waiting in line if need be; resolves to `#granted`.
+  acquire(): Promise<Disposable> {
+    if (this.tryTake()) {
+      return this.#acquired ??= Promise.resolve(this.#granted);
+    }
+    const waiter = this.#waiters.add(this.#owner);
+    return waiter.then(
+      (): Disposable => this.#resume(waiter),
+      (error) => this.#leave(waiter, error),
+    );
+  }
+
+  // A unit comes back: it is set aside for the next waiter, if there is one.
+  giveBack(): void {
+    this.#free++;
+    this.#wakeNext();
+  }
+
+  // A woken waiter's task resumes: it takes the unit set aside for it.
+  #resume(waiter: Future<void>): Disposable {
+    this.#waiters.remove(waiter);
+    this.#setAside--;
+    this.#wakeWhileFree();
+    return this.#granted;
+  }
+
+  // A waiter's wait failed (it was cancelled, while waiting or after being
+  // woken): it leaves the line, and a unit set aside for it goes on.
+  #leave(waiter: Future<void>, error: unknown): never {
+    if (this.#waiters.leave(waiter)) {
+      this.#setAside--;
+      this.#free++;
+    }
+    this.#wakeWhileFree();
+    throw error;
+  }
+
+  // Waiters that came while units were set aside wait for those to be
+  // taken: wake as many as there are free units now.
+  #wakeWhileFree(): void {
+    while (this.#free > 0 && this.#wakeNext());
+  }
+
+  #wakeNext(): boolean {
+    const next = this.#wakes === "first"
+      ? this.#waiters.first()
+      : this.#waiters.firstPending();
+    // A done first waiter (for "first") was woken already, or was cancelled
+    // and wakes the next one itself as it leaves.
+    if (next === undefined || next.done()) return false;
+    this.#free--;
+    this.#setAside++;
+    next.setResult();
+    return true;
+  }
 }
 
 let tryAcquireLock: (lock: Lock) => boolean;
@@ -5127,10 +5249,9 @@ let tryAcquireLock: (lock: Lock) => boolean;
  * ```
  */
 export class Lock {
-  #locked = false;
-  #waiters = new WaiterList<void>();
-  #release: Disposable = { [Symbol.dispose]: () => this.release() };
-  #acquired: Promise<Disposable> | null = null;
+  // One unit: free, set aside for the woken first waiter, or held by the
+  // task that holds the lock (`locked()` is true only then).
+  #unit = new FairUnits(1, this, "first");
 
   /** A free lock. */
   constructor() {
@@ -5142,45 +5263,13 @@ export class Lock {
    * that releases it: `using _ = await lock.acquire();`.
    */
   acquire(): Promise<Disposable> {
-    if (this.#tryAcquire()) {
-      return this.#acquired ??= Promise.resolve(this.#release);
-    }
-    const waiter = this.#waiters.add(this);
-    return waiter.then(
-      this.#takeLock,
-      (error) => this.#giveUp(waiter, error),
-    );
+    return this.#unit.acquire();
   }
 
   // Free, and no waiter that may still run is in line: asyncio lets a
   // newcomer take the lock only then.
   #tryAcquire(): boolean {
-    if (this.#locked || !this.#waiters.allCancelled()) return false;
-    this.#locked = true;
-    return true;
-  }
-
-  // A woken waiter resumes. Only the first waiter is ever woken, and
-  // nobody gets ahead of it, so it is still the first.
-  #takeLock = (): Disposable => {
-    this.#waiters.shift();
-    this.#locked = true;
-    return this.#release;
-  };
-
-  // A waiter leaves the line, cancelled while waiting or after being woken:
-  // if the lock is free, the (new) first waiter must be woken.
-  #giveUp(waiter: Future<void>, error: unknown): never {
-    this.#waiters.remove(waiter);
-    if (error instanceof CancelledError && !this.#locked) this.#wakeFirst();
-    throw error;
-  }
-
-  #wakeFirst(): void {
-    const first = this.#waiters.first();
-    // A done first waiter is woken already, or was cancelled and will wake
-    // the next one itself as it leaves.
-    if (first !== undefined && !first.done()) first.setResult();
+    return this.#unit.tryTake();
   }
 
   /**
@@ -5189,20 +5278,24 @@ export class Lock {
    * @throws {RuntimeError} if the lock is not locked.
    */
   release(): void {
-    if (!this.#locked) throw new RuntimeError("Lock is not acquired");
-    this.#locked = false;
-    this.#wakeFirst();
+    if (!this.locked()) throw new RuntimeError("Lock is not acquired");
+    this.#unit.giveBack();
   }
 
   /** Whether a task holds the lock. */
   locked(): boolean {
-    return this.#locked;
+    return this.#unit.allHeld();
   }
 
   static {
     tryAcquireLock = (lock) => lock.#tryAcquire();
   }
 }
+
+// Event drops its cancelled waits in bulk once this many are listed, then
+// each time the line has doubled since: O(1) amortized per wait, and small
+// lines are never scanned.
+const EVENT_DROP_DONE_MIN = 64;
 
 /**
  * A flag tasks can wait for, as asyncio's `Event`: `set()` wakes every task
@@ -5227,9 +5320,12 @@ export class Lock {
  * ```
  */
 export class Event {
+  // Invariant: while `#isSet`, no wait is listed (set() wakes and unlists
+  // them all, and wait() returns at once). A listed wait is pending, or was
+  // cancelled and is dropped in bulk once the line reaches `#dropDoneAt`.
   #isSet = false;
   #waiters = new WaiterList<true>();
-  #dropDoneAt = 64;
+  #dropDoneAt = EVENT_DROP_DONE_MIN;
 
   /** An event whose flag is not set. */
   constructor() {
@@ -5263,7 +5359,7 @@ export class Event {
     // Nothing unlists a cancelled wait: drop them in bulk as they pile up.
     if (waiters.size >= this.#dropDoneAt) {
       waiters.dropDone();
-      this.#dropDoneAt = Math.max(64, 2 * waiters.size);
+      this.#dropDoneAt = Math.max(EVENT_DROP_DONE_MIN, 2 * waiters.size);
     }
     return waiters.add(this) as unknown as Promise<true>;
   }
@@ -5305,6 +5401,10 @@ export class Event {
  */
 export class Condition {
   #lock: Lock;
+  // Invariant: a task inside wait() has its future listed here from before
+  // it releases the lock until its wait ends (woken, or failed), and holds
+  // the lock again before wait() returns or throws. notify() wakes listed
+  // futures in place; each waiter unlists its own.
   #waiters = new WaiterList<boolean>();
 
   /** A condition on `lock`, or on a new {@linkcode Lock}. */
@@ -5443,12 +5543,12 @@ let limitSemaphore: (semaphore: Semaphore, limit: number) => void;
  * ```
  */
 export class Semaphore {
-  // Free units, not counting those set aside for woken waiters.
-  #value: number;
+  // Its units: `free` counts those not held and not set aside for a woken
+  // waiter (asyncio's `_value`).
+  #units: FairUnits;
+  // Most free units a release may leave: Infinity, or a BoundedSemaphore's
+  // initial value.
   #limit = Infinity;
-  #waiters = new WaiterList<void>();
-  #release: Disposable = { [Symbol.dispose]: () => this.release() };
-  #acquired: Promise<Disposable> | null = null;
 
   /**
    * A semaphore with `value` free units.
@@ -5457,11 +5557,12 @@ export class Semaphore {
    * @throws {RangeError} if it is negative or not an integer.
    */
   constructor(value = 1) {
-    this.#value = requireNonNegativeInteger(
+    const units = requireNonNegativeInteger(
       value,
       `${new.target.name}()`,
       "value",
     );
+    this.#units = new FairUnits(units, this, "first pending");
   }
 
   /**
@@ -5469,39 +5570,7 @@ export class Semaphore {
    * `Disposable` that gives it back: `using _ = await semaphore.acquire();`.
    */
   acquire(): Promise<Disposable> {
-    if (!this.locked()) {
-      this.#value--;
-      return this.#acquired ??= Promise.resolve(this.#release);
-    }
-    const waiter = this.#waiters.add(this);
-    return waiter.then(
-      (): Disposable => this.#leave(waiter, null),
-      (error) => this.#leave(waiter, { error }),
-    );
-  }
-
-  // A waiter resumes, woken with a unit set aside for it, or failing.
-  #leave(waiter: Future<void>, failure: { error: unknown } | null): Disposable {
-    this.#waiters.remove(waiter);
-    if (
-      failure !== null && failure.error instanceof CancelledError &&
-      waiter.done() && !waiter.cancelled()
-    ) {
-      this.#value++; // woken, yet not taking its unit
-    }
-    // Waiters that came while units were set aside wait for those to be
-    // taken: wake as many as are free now.
-    while (this.#value > 0 && this.#wakeNext());
-    if (failure !== null) throw failure.error;
-    return this.#release;
-  }
-
-  #wakeNext(): boolean {
-    const next = this.#waiters.firstPending();
-    if (next === undefined) return false;
-    this.#value--;
-    next.setResult();
-    return true;
+    return this.#units.acquire();
   }
 
   /**
@@ -5511,11 +5580,10 @@ export class Semaphore {
    * times than it was acquired (asyncio raises `ValueError`).
    */
   release(): void {
-    if (this.#value >= this.#limit) {
+    if (this.#units.free >= this.#limit) {
       throw new RangeError("BoundedSemaphore released too many times");
     }
-    this.#value++;
-    this.#wakeNext();
+    this.#units.giveBack();
   }
 
   /**
@@ -5523,11 +5591,15 @@ export class Semaphore {
    * that may still run is in line.
    */
   locked(): boolean {
-    return this.#value === 0 || !this.#waiters.allCancelled();
+    return this.#units.mustWait();
+  }
+
+  #setLimit(limit: number): void {
+    this.#limit = limit;
   }
 
   static {
-    limitSemaphore = (semaphore, limit) => semaphore.#limit = limit;
+    limitSemaphore = (semaphore, limit) => semaphore.#setLimit(limit);
   }
 }
 
@@ -5594,6 +5666,11 @@ export class Barrier {
   #parties: number;
   #lock = new Lock();
   #condition = new Condition(this.#lock);
+  // Invariants: `#state` and `#count` change only with `#lock` held. A
+  // round goes FILLING -> DRAINING when the last party arrives, and back to
+  // FILLING when the last one out leaves (`#count` back to 0); RESETTING
+  // likewise ends with the last one out. While DRAINING or RESETTING,
+  // newcomers wait at the entrance; BROKEN lasts until reset().
   #state = FILLING;
   // Parties inside wait(), past the entrance.
   #count = 0;
