@@ -5052,8 +5052,10 @@ class WaiterList<T> {
 // FairUnits, the one acquire/release mechanism of Lock and Semaphore.
 // Rule: a woken waiter takes what it was woken for as its task resumes, and
 // one cancelled in between wakes the next waiter in its place.
-// Relies on: §Futures, §Tasks, §Internal collections (WaiterList).
-// Used by: §Queues (Event); Barrier uses Lock and Condition.
+// Relies on: §Errors, §Argument checks, §Futures (each waiter is one),
+// §Internal collections (WaiterList).
+// Used by: §Queues (Event, requireCount, RESOLVED_VOID); Barrier uses Lock
+// and Condition; §Streams uses RESOLVED_VOID.
 // ---------------------------------------------------------------------------
 
 // Built as asyncio 3.14 builds them. Each waiter is a future of its own in a
@@ -5824,8 +5826,9 @@ export class Barrier {
 // Rule: items stay in the store until a get() takes one; a woken getter or
 // putter checks again as it runs, and one woken then cancelled wakes the
 // next in its place.
-// Relies on: §Internal collections (Deque, Stack, BinaryHeap, WaiterList),
-// §Synchronization primitives (Event), §Tasks (taskContext).
+// Relies on: §Errors, §Argument checks, §Tasks (currentTask, taskContext),
+// §Internal collections (Deque, Stack, BinaryHeap, WaiterList),
+// §Synchronization primitives (Event, requireCount, RESOLVED_VOID).
 // Used by: nothing else in the file.
 // ---------------------------------------------------------------------------
 
