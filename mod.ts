@@ -5052,8 +5052,8 @@ class WaiterList<T> {
 // FairUnits, the one acquire/release mechanism of Lock and Semaphore.
 // Rule: a woken waiter takes what it was woken for as its task resumes, and
 // one cancelled in between wakes the next waiter in its place.
-// Relies on: §Errors, §Argument checks, §Futures (each waiter is one),
-// §Internal collections (WaiterList).
+// Relies on: §Errors, §Argument checks, §Futures (each waiter is one), and
+// on WaiterList from §Internal collections.
 // Used by: §Queues (Event, requireCount, RESOLVED_VOID); Barrier uses Lock
 // and Condition; §Streams uses RESOLVED_VOID.
 // ---------------------------------------------------------------------------
@@ -5827,8 +5827,9 @@ export class Barrier {
 // putter checks again as it runs, and one woken then cancelled wakes the
 // next in its place.
 // Relies on: §Errors, §Argument checks, §Tasks (currentTask, taskContext),
-// §Internal collections (Deque, Stack, BinaryHeap, WaiterList),
-// §Synchronization primitives (Event, requireCount, RESOLVED_VOID).
+// on Deque, Stack, BinaryHeap and WaiterList from §Internal collections,
+// and on Event, requireCount and RESOLVED_VOID from §Synchronization
+// primitives.
 // Used by: nothing else in the file.
 // ---------------------------------------------------------------------------
 
