@@ -927,6 +927,10 @@ export class Handle {
   }
 }
 
+// Marks a timer as taken off its loop's heap (run, dropped or closed): a
+// later cancel() then has no heap to tell.
+let unscheduleTimer: (timer: TimerHandle) => void;
+
 /**
  * A callback scheduled for a time with {@linkcode EventLoop.callLater} or
  * {@linkcode EventLoop.callAt}.
@@ -944,12 +948,10 @@ export class Handle {
 export class TimerHandle extends Handle {
   #when: number;
   #loop: EventLoop;
-  // In its loop's timer heap. The heap clears it as it takes the timer out
+  // In its loop's timer heap. The loop clears it as it takes the timer out
   // (due, dropped as dead, or at close); only a scheduled timer's cancel()
   // tells the loop, which counts it as a dead entry.
   #scheduled = true;
-  /** Breaks ties between equal deadlines in scheduling order. @ignore */
-  readonly sequence: number;
 
   /** A handle for `callback(...args)` at loop time `when`. */
   constructor(
@@ -957,12 +959,10 @@ export class TimerHandle extends Handle {
     callback: (...args: never[]) => unknown,
     args: unknown[],
     loop: EventLoop,
-    sequence = 0,
   ) {
     super(callback, args, loop);
     this.#when = when;
     this.#loop = loop;
-    this.sequence = sequence;
   }
 
   /** The loop time, in ms, at which the callback is scheduled to run. */
@@ -977,9 +977,12 @@ export class TimerHandle extends Handle {
     if (this.#scheduled) timerCancelled(this.#loop, this);
   }
 
-  /** @ignore Marks the timer as taken off the heap. */
-  static unschedule(timer: TimerHandle): void {
-    timer.#scheduled = false;
+  #unschedule(): void {
+    this.#scheduled = false;
+  }
+
+  static {
+    unscheduleTimer = (timer) => timer.#unschedule();
   }
 }
 
@@ -1219,16 +1222,16 @@ export class EventLoop {
 
   // --- State: timers -----------------------------------------------------
   // `#scheduledTimers` is a binary min-heap of timer handles by deadline;
-  // equal deadlines run in the order they were scheduled. A timer is in it
-  // exactly while its `#scheduled` is true. Cancelled timers stay in it,
-  // `#cancelledTimerCount` of them, until they reach the top or most of
-  // the heap is dead. In real time, one host timer at most
-  // (`#hostTimer`, due at `#hostTimerDeadline`, Infinity when none) wakes
-  // the loop for the earliest deadline: it is armed again when the loop
-  // goes idle, and when the top of the heap changes with no run queued.
-  #scheduledTimers: TimerHandle[] = [];
+  // equal deadlines run in the order they were scheduled (the heap's
+  // insertion order). A timer is in it exactly while its `#scheduled` is
+  // true. Cancelled timers stay in it, `#cancelledTimerCount` of them, until
+  // they reach the top or most of the heap is dead. In real time, one host
+  // timer at most (`#hostTimer`, due at `#hostTimerDeadline`, Infinity when
+  // none) wakes the loop for the earliest deadline: it is armed again when
+  // the loop goes idle, and when the top of the heap changes with no run
+  // queued.
+  #scheduledTimers = new BinaryHeap<TimerHandle>(EventLoop.#compareDeadlines);
   #cancelledTimerCount = 0;
-  #timerSequence = 0;
   #hostTimer: ReturnType<typeof setTimeout> | undefined = undefined;
   #hostTimerDeadline = Infinity;
 
@@ -1515,8 +1518,8 @@ export class EventLoop {
   }
 
   #dropTimers(): void {
-    for (const timer of this.#scheduledTimers) TimerHandle.unschedule(timer);
-    this.#scheduledTimers.length = 0;
+    for (const timer of this.#scheduledTimers) unscheduleTimer(timer);
+    this.#scheduledTimers.clear();
     this.#disarmHostTimer();
   }
 
@@ -2029,7 +2032,7 @@ export class EventLoop {
     const timers = this.#scheduledTimers;
     if (timers.length > 0) {
       const now = this.time();
-      while (timers.length > 0 && timers[0].when() <= now) {
+      while (timers.length > 0 && timers.peek()!.when() <= now) {
         const timer = this.#popTimer();
         if (!timer.cancelled()) {
           const index = this.#readyCount++;
@@ -2335,10 +2338,10 @@ export class EventLoop {
   #jumpToNextTimer(): void {
     if (this.#stopped) return;
     this.#dropCancelledTop();
-    const timers = this.#scheduledTimers;
-    if (timers.length === 0 || timers[0].when() === Infinity) return;
-    if (timers[0].when() > this.#virtualNow) {
-      this.#virtualNow = timers[0].when();
+    const next = this.#scheduledTimers.peek();
+    if (next === undefined || next.when() === Infinity) return;
+    if (next.when() > this.#virtualNow) {
+      this.#virtualNow = next.when();
     }
     this.#noteHostTurn();
     this.#runOnceOutsideTasks();
@@ -2352,94 +2355,59 @@ export class EventLoop {
     args: unknown[],
   ): TimerHandle {
     this.#checkClosed();
-    const timer = new TimerHandle(
-      when,
-      callback,
-      args,
-      this,
-      this.#timerSequence++,
-    );
+    const timer = new TimerHandle(when, callback, args, this);
     const timers = this.#scheduledTimers;
     timers.push(timer);
-    this.#siftUp(timers.length - 1);
-    if (timers[0] === timer && !this.#runScheduled) {
+    if (timers.peek() === timer && !this.#runScheduled) {
       if (this.#virtualTime) this.#scheduleIdleCheck();
       else this.#armHostTimer();
     }
     return timer;
   }
 
-  static #earlier(a: TimerHandle, b: TimerHandle): boolean {
+  // Cancelled timers stay in the heap, as in asyncio, until they reach its
+  // top. Once more than this many are dead and they are more than this
+  // share of the heap, it is rebuilt without them: the O(n) rebuild then
+  // costs less than carrying them, and small heaps are never rebuilt.
+  static readonly #REBUILD_AFTER_CANCELLED = 64;
+  static readonly #REBUILD_CANCELLED_SHARE = 0.5;
+
+  // Earlier deadline first; ties go to the heap's insertion order.
+  static #compareDeadlines(a: TimerHandle, b: TimerHandle): number {
     const aw = a.when();
     const bw = b.when();
-    return aw < bw || (aw === bw && a.sequence < b.sequence);
+    return aw < bw ? -1 : aw > bw ? 1 : 0;
   }
 
-  #siftUp(index: number): void {
-    const timers = this.#scheduledTimers;
-    const timer = timers[index];
-    while (index > 0) {
-      const parent = (index - 1) >> 1;
-      if (!EventLoop.#earlier(timer, timers[parent])) break;
-      timers[index] = timers[parent];
-      index = parent;
-    }
-    timers[index] = timer;
-  }
-
-  #siftDown(index: number): void {
-    const timers = this.#scheduledTimers;
-    const length = timers.length;
-    const timer = timers[index];
-    for (;;) {
-      let child = 2 * index + 1;
-      if (child >= length) break;
-      if (
-        child + 1 < length &&
-        EventLoop.#earlier(timers[child + 1], timers[child])
-      ) child++;
-      if (!EventLoop.#earlier(timers[child], timer)) break;
-      timers[index] = timers[child];
-      index = child;
-    }
-    timers[index] = timer;
+  static #isLive(timer: TimerHandle): boolean {
+    return !timer.cancelled();
   }
 
   #popTimer(): TimerHandle {
-    const timers = this.#scheduledTimers;
-    const top = timers[0];
-    const last = timers.pop()!;
-    if (timers.length > 0) {
-      timers[0] = last;
-      this.#siftDown(0);
-    }
-    TimerHandle.unschedule(top);
+    const top = this.#scheduledTimers.take()!;
+    unscheduleTimer(top);
     if (top.cancelled()) this.#cancelledTimerCount--;
     return top;
   }
 
   #dropCancelledTop(): void {
     const timers = this.#scheduledTimers;
-    while (timers.length > 0 && timers[0].cancelled()) this.#popTimer();
+    while (timers.length > 0 && timers.peek()!.cancelled()) this.#popTimer();
   }
 
   #onTimerCancelled(timer: TimerHandle): void {
     this.#cancelledTimerCount++;
     const timers = this.#scheduledTimers;
     if (
-      this.#cancelledTimerCount > 64 &&
-      this.#cancelledTimerCount * 2 > timers.length
+      this.#cancelledTimerCount > EventLoop.#REBUILD_AFTER_CANCELLED &&
+      this.#cancelledTimerCount >
+        timers.length * EventLoop.#REBUILD_CANCELLED_SHARE
     ) {
-      // Most of the heap is dead: rebuild it rather than carry the garbage.
-      const live = timers.filter((t) => !t.cancelled());
-      for (const t of timers) if (t.cancelled()) TimerHandle.unschedule(t);
-      timers.length = 0;
-      for (const t of live) {
-        timers.push(t);
-        this.#siftUp(timers.length - 1);
-      }
+      // The dropped timers are cancelled: nothing reads their `#scheduled`
+      // again, so they need no unscheduling.
+      timers.retain(EventLoop.#isLive);
       this.#cancelledTimerCount = 0;
-    } else if (timers[0] === timer) {
+    } else if (timers.peek() === timer) {
       this.#dropCancelledTop();
     } else {
       return;
@@ -2449,12 +2417,12 @@ export class EventLoop {
 
   #armHostTimer(): void {
     this.#dropCancelledTop();
-    const timers = this.#scheduledTimers;
-    if (timers.length === 0) {
+    const next = this.#scheduledTimers.peek();
+    if (next === undefined) {
       this.#disarmHostTimer();
       return;
     }
-    const when = timers[0].when();
+    const when = next.when();
     if (this.#hostTimer !== undefined && this.#hostTimerDeadline === when) {
       return;
     }
@@ -5130,54 +5098,29 @@ export function taskGroup<T>(
 }
 
 // ---------------------------------------------------------------------------
-// Synchronization primitives
-//
-// Lock, Event, Condition, Semaphore, BoundedSemaphore, Barrier, built as
-// asyncio 3.14 builds them. Each waiter is a future of its own in a
-// first-in-first-out WaiterList. A wake-up only completes that future: the
-// waiter stays listed, and what it was woken for (the lock, a unit, a
-// notification) is taken by the waiter's own code as its task resumes,
-// which also unlists it. So a newcomer cannot slip in before a woken
-// waiter, nothing is handed to a task that is no longer there, and a woken
-// waiter that is cancelled before it runs ("must cancel": its await throws
-// CancelledError although its future has a result) passes the wake-up on,
-// as asyncio's code does. Lock and Semaphore run that resuming code as the
-// `then` handlers of the waiter's future, which saves an async function
-// per wait. Relies on futures, tasks and getEventLoop().
+// §? Internal collections
+// Holds: Deque, Stack, BinaryHeap, WaiterList, the collections the rest of
+// the file keeps its items, timers and waiting tasks in.
+// Rule: each is written once, used wherever its shape is needed; none
+// allocates per item beyond the item itself (arrays grow amortized).
+// Relies on: nothing, except WaiterList: §Futures (its entries), §Event
+// loop (getEventLoop, the loop it binds to) and §Errors (RuntimeError).
+// Used by: §Event loop (its timers: BinaryHeap), §Synchronization
+// primitives (WaiterList), §Queues (Deque, Stack, BinaryHeap, WaiterList).
 // ---------------------------------------------------------------------------
 
-// Resolved once, shared: the uncontended paths allocate nothing.
-const RESOLVED_VOID: Promise<void> = Promise.resolve();
-const RESOLVED_TRUE: Promise<true> = Promise.resolve(true);
+// An array read from a moving head drops its consumed prefix (an O(n)
+// splice) only once the prefix is this long and half the array or more:
+// short lines never splice, and each item is moved O(1) times, amortized.
+const COMPACT_PREFIX_MIN = 1024;
 
-function requireCount(
-  value: unknown,
-  where: string,
-  argument: string,
-): number {
-  if (typeof value !== "number" || Number.isNaN(value)) {
-    throw new TypeError(
-      `${where}: ${argument} must be a number, got ${describeValue(value)}`,
-    );
-  }
-  return value;
+// Whether the first `head` slots of an array of `length` are worth splicing
+// out: see COMPACT_PREFIX_MIN.
+function prefixWorthCompacting(head: number, length: number): boolean {
+  return head >= COMPACT_PREFIX_MIN && head * 2 >= length;
 }
 
-function requireNonNegativeInteger(
-  value: unknown,
-  where: string,
-  argument: string,
-): number {
-  const count = requireCount(value, where, argument);
-  if (count < 0 || !(Number.isInteger(count) || count === Infinity)) {
-    throw new RangeError(
-      `${where}: ${argument} must be a non-negative integer, got ${count}`,
-    );
-  }
-  return count;
-}
-
-// A first-in-first-out list whose shift() is O(1): an array read from a
+// A first-in-first-out list whose take() is O(1): an array read from a
 // moving head, compacted once the consumed prefix is most of it.
 class Deque<T> {
   #items: (T | undefined)[] = [];
@@ -5191,7 +5134,8 @@ class Deque<T> {
     this.#items.push(item);
   }
 
-  shift(): T | undefined {
+  // The oldest item (undefined if there is none).
+  take(): T | undefined {
     const items = this.#items;
     const head = this.#head;
     if (head === items.length) return undefined;
@@ -5200,7 +5144,7 @@ class Deque<T> {
     if (head + 1 === items.length) {
       items.length = 0;
       this.#head = 0;
-    } else if (head >= 1024 && head * 2 >= items.length) {
+    } else if (prefixWorthCompacting(head, items.length)) {
       items.splice(0, head + 1);
       this.#head = 0;
     } else {
@@ -5214,6 +5158,186 @@ class Deque<T> {
     this.#head = 0;
   }
 }
+
+// A last-in-first-out list.
+class Stack<T> {
+  #items: T[] = [];
+
+  get length(): number {
+    return this.#items.length;
+  }
+
+  push(item: T): void {
+    this.#items.push(item);
+  }
+
+  // The newest item (undefined if there is none).
+  take(): T | undefined {
+    return this.#items.pop();
+  }
+
+  clear(): void {
+    this.#items.length = 0;
+  }
+}
+
+// A binary min-heap: PriorityQueue's store and the event loop's timers.
+// Items that compare equal come out in insertion order: each item is kept
+// with the number of its insertion, in a parallel array of numbers (so
+// nothing is allocated per item), which breaks ties. A compare that throws
+// leaves the heap as it was: push() finds the place before it moves
+// anything, take() undoes its moves, retain() builds aside and swaps.
+class BinaryHeap<T> {
+  #items: T[] = [];
+  // `#inserted[i]` is the insertion number of `#items[i]`.
+  #inserted: number[] = [];
+  #insertions = 0;
+  #compare: (a: T, b: T) => number;
+
+  constructor(compare: (a: T, b: T) => number) {
+    this.#compare = compare;
+  }
+
+  get length(): number {
+    return this.#items.length;
+  }
+
+  // The smallest item, left in place (undefined if there is none).
+  peek(): T | undefined {
+    return this.#items[0];
+  }
+
+  #precedes(a: T, aNumber: number, b: T, bNumber: number): boolean {
+    const order = this.#compare(a, b);
+    return order < 0 || (order === 0 && aNumber < bNumber);
+  }
+
+  push(item: T): void {
+    const items = this.#items;
+    const inserted = this.#inserted;
+    const number = this.#insertions;
+    // Find the place first, moving nothing, so a throwing compare is harmless.
+    let target = items.length;
+    while (target > 0) {
+      const parent = (target - 1) >> 1;
+      if (!this.#precedes(item, number, items[parent], inserted[parent])) break;
+      target = parent;
+    }
+    this.#insertions++;
+    let hole = items.length;
+    items.push(item);
+    inserted.push(number);
+    while (hole > target) {
+      const parent = (hole - 1) >> 1;
+      items[hole] = items[parent];
+      inserted[hole] = inserted[parent];
+      hole = parent;
+    }
+    items[target] = item;
+    inserted[target] = number;
+  }
+
+  // Takes the smallest item out (undefined if there is none).
+  take(): T | undefined {
+    const items = this.#items;
+    const inserted = this.#inserted;
+    const top = items[0];
+    const topNumber = inserted[0];
+    const last = items.pop();
+    const lastNumber = inserted.pop();
+    if (items.length === 0) return top;
+    try {
+      this.#siftDown(items, inserted, 0, last!, lastNumber!);
+    } catch (error) {
+      // The hole is back at the top: put `top` and `last` back.
+      items[0] = top;
+      inserted[0] = topNumber;
+      items.push(last!);
+      inserted.push(lastNumber!);
+      throw error;
+    }
+    return top;
+  }
+
+  // Keeps only the items `keep` is true for, in one O(n) rebuild.
+  retain(keep: (item: T) => boolean): void {
+    const items: T[] = [];
+    const inserted: number[] = [];
+    for (let i = 0; i < this.#items.length; i++) {
+      const item = this.#items[i];
+      if (keep(item)) {
+        items.push(item);
+        inserted.push(this.#inserted[i]);
+      }
+    }
+    // Floyd's heapify: sift each parent down, the deepest first.
+    for (let i = (items.length >> 1) - 1; i >= 0; i--) {
+      this.#siftDown(items, inserted, i, items[i], inserted[i]);
+    }
+    this.#items = items;
+    this.#inserted = inserted;
+  }
+
+  clear(): void {
+    this.#items.length = 0;
+    this.#inserted.length = 0;
+  }
+
+  // The items, in no particular order.
+  [Symbol.iterator](): Iterator<T> {
+    return this.#items.values();
+  }
+
+  // Moves `item` (numbered `number`) down from the hole at `hole` to its
+  // place, moving each child that precedes it up. If compare throws, the
+  // moves are undone, so the hole is back where it started.
+  #siftDown(
+    items: T[],
+    inserted: number[],
+    hole: number,
+    item: T,
+    number: number,
+  ): void {
+    const start = hole;
+    const length = items.length;
+    try {
+      for (;;) {
+        let child = 2 * hole + 1;
+        if (child >= length) break;
+        if (
+          child + 1 < length &&
+          this.#precedes(
+            items[child + 1],
+            inserted[child + 1],
+            items[child],
+            inserted[child],
+          )
+        ) child++;
+        if (!this.#precedes(items[child], inserted[child], item, number)) {
+          break;
+        }
+        items[hole] = items[child];
+        inserted[hole] = inserted[child];
+        hole = child;
+      }
+    } catch (error) {
+      while (hole > start) {
+        const parent = (hole - 1) >> 1;
+        items[hole] = items[parent];
+        inserted[hole] = inserted[parent];
+        hole = parent;
+      }
+      throw error;
+    }
+    items[hole] = item;
+    inserted[hole] = number;
+  }
+}
+
+// Holes left by waiters unlisted from the middle of a WaiterList are
+// squeezed out once there are more than this many and they are most of the
+// line: a few holes cost less to skip than to squeeze.
+const SQUEEZE_HOLES_MIN = 32;
 
 // The futures of the tasks waiting on one primitive, oldest first: asyncio's
 // deque of waiters. A waiter unlists its own future when its task resumes
@@ -5269,10 +5393,24 @@ class WaiterList<T> {
     const index = items.indexOf(future, this.#head + 1);
     if (index < 0) return false;
     items[index] = null;
-    if (++this.#holes > 32 && 2 * this.#holes > items.length - this.#head) {
+    if (
+      ++this.#holes > SQUEEZE_HOLES_MIN &&
+      2 * this.#holes > items.length - this.#head
+    ) {
       this.#squeeze((entry) => entry !== null);
     }
     return true;
+  }
+
+  // The one way a waiter leaves the line when its wait failed (cancelled,
+  // nearly always): it is unlisted, a pending one cancelled first so that
+  // nothing wakes it any more. True if it had been woken: then what it was
+  // woken for is still there, and the caller must wake another waiter in
+  // its place, as asyncio's locks and queues each do by hand.
+  leave(waiter: Future<T>): boolean {
+    waiter.cancel();
+    this.remove(waiter);
+    return !waiter.cancelled();
   }
 
   // Whether no listed waiter may still run for what it waits for: each
@@ -5345,7 +5483,7 @@ class WaiterList<T> {
     if (head === items.length) {
       items.length = 0;
       head = 0;
-    } else if (head >= 1024 && 2 * head >= items.length) {
+    } else if (prefixWorthCompacting(head, items.length)) {
       items.splice(0, head);
       head = 0;
     }
@@ -5375,6 +5513,178 @@ class WaiterList<T> {
     this.#head = 0;
     this.#holes = 0;
     this.#loop = loop;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// §? Synchronization primitives
+// Holds: Lock, Event, Condition, Semaphore, BoundedSemaphore, Barrier; and
+// FairUnits, the one acquire/release mechanism of Lock and Semaphore.
+// Rule: a woken waiter takes what it was woken for as its task resumes, and
+// one cancelled in between wakes the next waiter in its place.
+// Relies on: §Errors, §Argument checks, §Futures (each waiter is one), and
+// on WaiterList from §Internal collections.
+// Used by: §Queues (Event, requireCount, RESOLVED_VOID); Barrier uses Lock
+// and Condition; §Streams uses RESOLVED_VOID.
+// ---------------------------------------------------------------------------
+
+// Built as asyncio 3.14 builds them. Each waiter is a future of its own in a
+// first-in-first-out WaiterList. A wake-up only completes that future: the
+// waiter stays listed, and what it was woken for (the lock, a unit, a
+// notification) is taken by the waiter's own code as its task resumes,
+// which also unlists it. So a newcomer cannot slip in before a woken
+// waiter, nothing is handed to a task that is no longer there, and a woken
+// waiter that is cancelled before it runs ("must cancel": its await throws
+// CancelledError although its future has a result) passes the wake-up on
+// (WaiterList.leave tells it so). Lock and Semaphore run that resuming code
+// as the `then` handlers of the waiter's future, which saves an async
+// function per wait.
+
+// MOVE: to §Internal collections (or a section of shared constants): the
+// streams and transports use RESOLVED_VOID too.
+// Resolved once, shared: the uncontended paths allocate nothing.
+const RESOLVED_VOID: Promise<void> = Promise.resolve();
+const RESOLVED_TRUE: Promise<true> = Promise.resolve(true);
+
+// MOVE: to §Argument checks (requireCount, requireNonNegativeInteger).
+function requireCount(
+  value: unknown,
+  where: string,
+  argument: string,
+): number {
+  if (typeof value !== "number" || Number.isNaN(value)) {
+    throw new TypeError(
+      `${where}: ${argument} must be a number, got ${describeValue(value)}`,
+    );
+  }
+  return value;
+}
+
+function requireNonNegativeInteger(
+  value: unknown,
+  where: string,
+  argument: string,
+): number {
+  const count = requireCount(value, where, argument);
+  if (count < 0 || !(Number.isInteger(count) || count === Infinity)) {
+    throw new RangeError(
+      `${where}: ${argument} must be a non-negative integer, got ${count}`,
+    );
+  }
+  return count;
+}
+
+// Which waiter a freed unit wakes. Lock wakes the first waiter only, and
+// only if it is still pending (asyncio's `_wake_up_first`): a first waiter
+// that was cancelled but has not left yet wakes the next as it leaves.
+// Semaphore wakes the first waiter still pending (`_wake_up_next`).
+type WakePolicy = "first" | "first pending";
+
+// The units of a Lock (one) or a Semaphore (its value) and the line of
+// tasks waiting for one: the acquire/release mechanism the two share, with
+// asyncio 3.14's Semaphore's bookkeeping. A freed unit is set aside for the
+// waiter it wakes; that waiter takes it as its task resumes, or, cancelled
+// in between, gives it back and wakes another in its place.
+class FairUnits {
+  // Invariants: `#free` counts the units nobody holds and none is set
+  // aside for. `#setAside` counts the listed waiters that were woken (their
+  // future has a result) and whose task has not resumed yet: one unit set
+  // aside for each. A newcomer takes a free unit at once only while every
+  // listed waiter is cancelled, so nobody gets ahead of one that may run.
+  #free: number;
+  #setAside = 0;
+  #waiters = new WaiterList<void>();
+  #wakes: WakePolicy;
+  // The Lock or Semaphore: WaiterList names it in its errors.
+  #owner: { release(): void };
+  // What acquire() resolves to: releases the owner at the end of a `using`.
+  #granted: Disposable;
+  #acquired: Promise<Disposable> | null = null;
+
+  constructor(units: number, owner: { release(): void }, wakes: WakePolicy) {
+    this.#free = units;
+    this.#owner = owner;
+    this.#wakes = wakes;
+    this.#granted = { [Symbol.dispose]: () => owner.release() };
+  }
+
+  // Free units: not held, and not set aside for a woken waiter.
+  get free(): number {
+    return this.#free;
+  }
+
+  // Whether every unit is held by a task: none is free or set aside.
+  allHeld(): boolean {
+    return this.#free === 0 && this.#setAside === 0;
+  }
+
+  // Whether acquire() would have to wait: no unit is free, or a waiter that
+  // may still run is in line.
+  mustWait(): boolean {
+    return this.#free === 0 || !this.#waiters.allCancelled();
+  }
+
+  // Takes a unit at once if acquire() need not wait.
+  tryTake(): boolean {
+    if (this.mustWait()) return false;
+    this.#free--;
+    return true;
+  }
+
+  // Takes a unit, waiting in line if need be; resolves to `#granted`.
+  acquire(): Promise<Disposable> {
+    if (this.tryTake()) {
+      return this.#acquired ??= Promise.resolve(this.#granted);
+    }
+    const waiter = this.#waiters.add(this.#owner);
+    return waiter.then(
+      (): Disposable => this.#resume(waiter),
+      (error) => this.#leave(waiter, error),
+    );
+  }
+
+  // A unit comes back: it is set aside for the next waiter, if there is one.
+  giveBack(): void {
+    this.#free++;
+    this.#wakeNext();
+  }
+
+  // A woken waiter's task resumes: it takes the unit set aside for it.
+  #resume(waiter: Future<void>): Disposable {
+    this.#waiters.remove(waiter);
+    this.#setAside--;
+    this.#wakeWhileFree();
+    return this.#granted;
+  }
+
+  // A waiter's wait failed (it was cancelled, while waiting or after being
+  // woken): it leaves the line, and a unit set aside for it goes on.
+  #leave(waiter: Future<void>, error: unknown): never {
+    if (this.#waiters.leave(waiter)) {
+      this.#setAside--;
+      this.#free++;
+    }
+    this.#wakeWhileFree();
+    throw error;
+  }
+
+  // Waiters that came while units were set aside wait for those to be
+  // taken: wake as many as there are free units now.
+  #wakeWhileFree(): void {
+    while (this.#free > 0 && this.#wakeNext());
+  }
+
+  #wakeNext(): boolean {
+    const next = this.#wakes === "first"
+      ? this.#waiters.first()
+      : this.#waiters.firstPending();
+    // A done first waiter (for "first") was woken already, or was cancelled
+    // and wakes the next one itself as it leaves.
+    if (next === undefined || next.done()) return false;
+    this.#free--;
+    this.#setAside++;
+    next.setResult();
+    return true;
   }
 }
 
@@ -5411,10 +5721,9 @@ let tryAcquireLock: (lock: Lock) => boolean;
  * ```
  */
 export class Lock {
-  #locked = false;
-  #waiters = new WaiterList<void>();
-  #release: Disposable = { [Symbol.dispose]: () => this.release() };
-  #acquired: Promise<Disposable> | null = null;
+  // One unit: free, set aside for the woken first waiter, or held by the
+  // task that holds the lock (`locked()` is true only then).
+  #unit = new FairUnits(1, this, "first");
 
   /** A free lock. */
   constructor() {
@@ -5426,45 +5735,13 @@ export class Lock {
    * that releases it: `using _ = await lock.acquire();`.
    */
   acquire(): Promise<Disposable> {
-    if (this.#tryAcquire()) {
-      return this.#acquired ??= Promise.resolve(this.#release);
-    }
-    const waiter = this.#waiters.add(this);
-    return waiter.then(
-      this.#takeLock,
-      (error) => this.#giveUp(waiter, error),
-    );
+    return this.#unit.acquire();
   }
 
   // Free, and no waiter that may still run is in line: asyncio lets a
   // newcomer take the lock only then.
   #tryAcquire(): boolean {
-    if (this.#locked || !this.#waiters.allCancelled()) return false;
-    this.#locked = true;
-    return true;
-  }
-
-  // A woken waiter resumes. Only the first waiter is ever woken, and
-  // nobody gets ahead of it, so it is still the first.
-  #takeLock = (): Disposable => {
-    this.#waiters.shift();
-    this.#locked = true;
-    return this.#release;
-  };
-
-  // A waiter leaves the line, cancelled while waiting or after being woken:
-  // if the lock is free, the (new) first waiter must be woken.
-  #giveUp(waiter: Future<void>, error: unknown): never {
-    this.#waiters.remove(waiter);
-    if (error instanceof CancelledError && !this.#locked) this.#wakeFirst();
-    throw error;
-  }
-
-  #wakeFirst(): void {
-    const first = this.#waiters.first();
-    // A done first waiter is woken already, or was cancelled and will wake
-    // the next one itself as it leaves.
-    if (first !== undefined && !first.done()) first.setResult();
+    return this.#unit.tryTake();
   }
 
   /**
@@ -5473,20 +5750,24 @@ export class Lock {
    * @throws {RuntimeError} if the lock is not locked.
    */
   release(): void {
-    if (!this.#locked) throw new RuntimeError("Lock is not acquired");
-    this.#locked = false;
-    this.#wakeFirst();
+    if (!this.locked()) throw new RuntimeError("Lock is not acquired");
+    this.#unit.giveBack();
   }
 
   /** Whether a task holds the lock. */
   locked(): boolean {
-    return this.#locked;
+    return this.#unit.allHeld();
   }
 
   static {
     tryAcquireLock = (lock) => lock.#tryAcquire();
   }
 }
+
+// Event drops its cancelled waits in bulk once this many are listed, then
+// each time the line has doubled since: O(1) amortized per wait, and small
+// lines are never scanned.
+const EVENT_DROP_DONE_MIN = 64;
 
 /**
  * A flag tasks can wait for, as asyncio's `Event`: `set()` wakes every task
@@ -5511,9 +5792,12 @@ export class Lock {
  * ```
  */
 export class Event {
+  // Invariant: while `#isSet`, no wait is listed (set() wakes and unlists
+  // them all, and wait() returns at once). A listed wait is pending, or was
+  // cancelled and is dropped in bulk once the line reaches `#dropDoneAt`.
   #isSet = false;
   #waiters = new WaiterList<true>();
-  #dropDoneAt = 64;
+  #dropDoneAt = EVENT_DROP_DONE_MIN;
 
   /** An event whose flag is not set. */
   constructor() {
@@ -5547,7 +5831,7 @@ export class Event {
     // Nothing unlists a cancelled wait: drop them in bulk as they pile up.
     if (waiters.size >= this.#dropDoneAt) {
       waiters.dropDone();
-      this.#dropDoneAt = Math.max(64, 2 * waiters.size);
+      this.#dropDoneAt = Math.max(EVENT_DROP_DONE_MIN, 2 * waiters.size);
     }
     return waiters.add(this) as unknown as Promise<true>;
   }
@@ -5589,6 +5873,10 @@ export class Event {
  */
 export class Condition {
   #lock: Lock;
+  // Invariant: a task inside wait() has its future listed here from before
+  // it releases the lock until its wait ends (woken, or failed), and holds
+  // the lock again before wait() returns or throws. notify() wakes listed
+  // futures in place; each waiter unlists its own.
   #waiters = new WaiterList<boolean>();
 
   /** A condition on `lock`, or on a new {@linkcode Lock}. */
@@ -5727,12 +6015,12 @@ let limitSemaphore: (semaphore: Semaphore, limit: number) => void;
  * ```
  */
 export class Semaphore {
-  // Free units, not counting those set aside for woken waiters.
-  #value: number;
+  // Its units: `free` counts those not held and not set aside for a woken
+  // waiter (asyncio's `_value`).
+  #units: FairUnits;
+  // Most free units a release may leave: Infinity, or a BoundedSemaphore's
+  // initial value.
   #limit = Infinity;
-  #waiters = new WaiterList<void>();
-  #release: Disposable = { [Symbol.dispose]: () => this.release() };
-  #acquired: Promise<Disposable> | null = null;
 
   /**
    * A semaphore with `value` free units.
@@ -5741,11 +6029,12 @@ export class Semaphore {
    * @throws {RangeError} if it is negative or not an integer.
    */
   constructor(value = 1) {
-    this.#value = requireNonNegativeInteger(
+    const units = requireNonNegativeInteger(
       value,
       `${new.target.name}()`,
       "value",
     );
+    this.#units = new FairUnits(units, this, "first pending");
   }
 
   /**
@@ -5753,39 +6042,7 @@ export class Semaphore {
    * `Disposable` that gives it back: `using _ = await semaphore.acquire();`.
    */
   acquire(): Promise<Disposable> {
-    if (!this.locked()) {
-      this.#value--;
-      return this.#acquired ??= Promise.resolve(this.#release);
-    }
-    const waiter = this.#waiters.add(this);
-    return waiter.then(
-      (): Disposable => this.#leave(waiter, null),
-      (error) => this.#leave(waiter, { error }),
-    );
-  }
-
-  // A waiter resumes, woken with a unit set aside for it, or failing.
-  #leave(waiter: Future<void>, failure: { error: unknown } | null): Disposable {
-    this.#waiters.remove(waiter);
-    if (
-      failure !== null && failure.error instanceof CancelledError &&
-      waiter.done() && !waiter.cancelled()
-    ) {
-      this.#value++; // woken, yet not taking its unit
-    }
-    // Waiters that came while units were set aside wait for those to be
-    // taken: wake as many as are free now.
-    while (this.#value > 0 && this.#wakeNext());
-    if (failure !== null) throw failure.error;
-    return this.#release;
-  }
-
-  #wakeNext(): boolean {
-    const next = this.#waiters.firstPending();
-    if (next === undefined) return false;
-    this.#value--;
-    next.setResult();
-    return true;
+    return this.#units.acquire();
   }
 
   /**
@@ -5795,11 +6052,10 @@ export class Semaphore {
    * times than it was acquired (asyncio raises `ValueError`).
    */
   release(): void {
-    if (this.#value >= this.#limit) {
+    if (this.#units.free >= this.#limit) {
       throw new RangeError("BoundedSemaphore released too many times");
     }
-    this.#value++;
-    this.#wakeNext();
+    this.#units.giveBack();
   }
 
   /**
@@ -5807,11 +6063,15 @@ export class Semaphore {
    * that may still run is in line.
    */
   locked(): boolean {
-    return this.#value === 0 || !this.#waiters.allCancelled();
+    return this.#units.mustWait();
+  }
+
+  #setLimit(limit: number): void {
+    this.#limit = limit;
   }
 
   static {
-    limitSemaphore = (semaphore, limit) => semaphore.#limit = limit;
+    limitSemaphore = (semaphore, limit) => semaphore.#setLimit(limit);
   }
 }
 
@@ -5878,6 +6138,11 @@ export class Barrier {
   #parties: number;
   #lock = new Lock();
   #condition = new Condition(this.#lock);
+  // Invariants: `#state` and `#count` change only with `#lock` held. A
+  // round goes FILLING -> DRAINING when the last party arrives, and back to
+  // FILLING when the last one out leaves (`#count` back to 0); RESETTING
+  // likewise ends with the last one out. While DRAINING or RESETTING,
+  // newcomers wait at the entrance; BROKEN lasts until reset().
   #state = FILLING;
   // Parties inside wait(), past the entrance.
   #count = 0;
@@ -6025,60 +6290,34 @@ export class Barrier {
 }
 
 // ---------------------------------------------------------------------------
-// Queues
-//
-// Queue, PriorityQueue, LifoQueue: one Queue class, whose items live in an
-// ItemStore (first-in-first-out, a heap, or a stack), built as asyncio
-// 3.14 builds it. Items stay in the store until a get() takes one, so the
-// queue never holds more than maxsize and never reorders. Blocked getters
-// and putters wait in WaiterLists; put and get wake the oldest one, which
-// checks again as it runs, and waits again at the back of the line if a
-// newcomer got there first. One woken and then cancelled before it runs
-// wakes the next in its place. As Lock's, the waits run the code after
-// asyncio's `await` as `then` handlers; one that must wait again does so in
-// its task's context, as its own await would. Relies on the
-// synchronization primitives above (WaiterList, Deque, Event) and on tasks
-// (taskContext).
+// §? Queues
+// Holds: Queue, PriorityQueue, LifoQueue, and pythonOrder, the order a
+// PriorityQueue gives its items by default.
+// Rule: items stay in the store until a get() takes one; a woken getter or
+// putter checks again as it runs, and one woken then cancelled wakes the
+// next in its place.
+// Relies on: §Errors, §Argument checks, §Tasks (currentTask, taskContext),
+// on Deque, Stack, BinaryHeap and WaiterList from §Internal collections,
+// and on Event, requireCount and RESOLVED_VOID from §Synchronization
+// primitives.
+// Used by: nothing else in the file.
 // ---------------------------------------------------------------------------
+
+// One Queue class, whose items live in an ItemStore (a Deque, a BinaryHeap
+// or a Stack), built as asyncio 3.14 builds it. As items stay in the store
+// until a get() takes one, the queue never holds more than maxsize and
+// never reorders. Blocked getters and putters wait in WaiterLists; put and
+// get wake the oldest one, which checks again as it runs, and waits again
+// at the back of the line if a newcomer got there first. As Lock's, the
+// waits run the code after asyncio's `await` as `then` handlers; one that
+// must wait again does so in its task's context, as its own await would.
 
 // Where a queue keeps its items; the order of `take()` is the queue's kind.
 interface ItemStore<T> {
-  readonly size: number;
-  add(item: T): void;
-  take(): T;
+  readonly length: number;
+  push(item: T): void;
+  take(): T | undefined;
   clear(): void;
-}
-
-class FifoStore<T> implements ItemStore<T> {
-  #items = new Deque<T>();
-  get size(): number {
-    return this.#items.length;
-  }
-  add(item: T): void {
-    this.#items.push(item);
-  }
-  take(): T {
-    return this.#items.shift() as T;
-  }
-  clear(): void {
-    this.#items.clear();
-  }
-}
-
-class LifoStore<T> implements ItemStore<T> {
-  #items: T[] = [];
-  get size(): number {
-    return this.#items.length;
-  }
-  add(item: T): void {
-    this.#items.push(item);
-  }
-  take(): T {
-    return this.#items.pop() as T;
-  }
-  clear(): void {
-    this.#items.length = 0;
-  }
 }
 
 // Python's ordering of numbers, strings and tuples (arrays), which asyncio's
@@ -6111,109 +6350,6 @@ function pythonOrder(a: unknown, b: unknown): number {
       describeValue(b)
     }: use numbers, strings or arrays of them, or give a compare option`,
   );
-}
-
-// A binary min-heap. Equal items come out in insertion order (a sequence
-// number breaks ties), and a compare that throws leaves the heap unchanged.
-class HeapStore<T> implements ItemStore<T> {
-  #items: T[] = [];
-  #sequence: number[] = [];
-  #added = 0;
-  #compare: (a: T, b: T) => number;
-
-  constructor(compare: (a: T, b: T) => number) {
-    this.#compare = compare;
-  }
-
-  get size(): number {
-    return this.#items.length;
-  }
-
-  #precedes(a: T, aSequence: number, b: T, bSequence: number): boolean {
-    const order = this.#compare(a, b);
-    return order < 0 || (order === 0 && aSequence < bSequence);
-  }
-
-  add(item: T): void {
-    const items = this.#items;
-    const sequence = this.#sequence;
-    const number = this.#added;
-    // Find the place first, moving nothing, so a throwing compare is harmless.
-    let target = items.length;
-    while (target > 0) {
-      const parent = (target - 1) >> 1;
-      if (!this.#precedes(item, number, items[parent], sequence[parent])) break;
-      target = parent;
-    }
-    this.#added++;
-    let hole = items.length;
-    items.push(item);
-    sequence.push(number);
-    while (hole > target) {
-      const parent = (hole - 1) >> 1;
-      items[hole] = items[parent];
-      sequence[hole] = sequence[parent];
-      hole = parent;
-    }
-    items[target] = item;
-    sequence[target] = number;
-  }
-
-  take(): T {
-    const items = this.#items;
-    const sequence = this.#sequence;
-    const top = items[0];
-    const topSequence = sequence[0];
-    const last = items.pop()!;
-    const lastSequence = sequence.pop()!;
-    const length = items.length;
-    if (length === 0) return top;
-    let hole = 0;
-    try {
-      for (;;) {
-        let child = 2 * hole + 1;
-        if (child >= length) break;
-        if (
-          child + 1 < length &&
-          this.#precedes(
-            items[child + 1],
-            sequence[child + 1],
-            items[child],
-            sequence[child],
-          )
-        ) child++;
-        if (
-          !this.#precedes(items[child], sequence[child], last, lastSequence)
-        ) {
-          break;
-        }
-        items[hole] = items[child];
-        sequence[hole] = sequence[child];
-        hole = child;
-      }
-    } catch (error) {
-      // Undo: move the path back down, and put `top` and `last` back.
-      while (hole > 0) {
-        const parent = (hole - 1) >> 1;
-        items[hole] = items[parent];
-        sequence[hole] = sequence[parent];
-        hole = parent;
-      }
-      items[0] = top;
-      sequence[0] = topSequence;
-      items.push(last);
-      sequence.push(lastSequence);
-      throw error;
-    }
-    items[hole] = last;
-    sequence[hole] = lastSequence;
-    return top;
-  }
-
-  clear(): void {
-    this.#items.length = 0;
-    this.#sequence.length = 0;
-  }
 }
 
 // Waits again from a `then` handler, which runs outside any task, as an
@@ -6269,8 +6405,17 @@ let useStore: <T>(queue: Queue<T>, store: ItemStore<T>) => void;
  * ```
  */
 export class Queue<T> implements AsyncIterable<T> {
+  // Invariants: `#items` holds every item put and not yet taken, never more
+  // than a positive `#maxsize` (an item put for a woken getter counts until
+  // that getter runs and takes it). A getter or putter is listed from when
+  // it must wait until it is woken, which unlists it, or its wait fails
+  // and it leaves; each put wakes the oldest listed getter, each take the
+  // oldest listed putter. `#unfinishedTasks` counts items put and not yet
+  // marked done; `#finished`, made by the first join() that must wait, is
+  // set exactly while that count is 0. Once `#shutDown`, nothing is put,
+  // and nobody starts waiting.
   #maxsize: number;
-  #items: ItemStore<T> = new FifoStore<T>();
+  #items: ItemStore<T> = new Deque<T>();
   #getters = new WaiterList<void>();
   #putters = new WaiterList<void>();
   #unfinishedTasks = 0;
@@ -6296,17 +6441,17 @@ export class Queue<T> implements AsyncIterable<T> {
    * that has not run yet to take it.
    */
   qsize(): number {
-    return this.#items.size;
+    return this.#items.length;
   }
 
   /** Whether the queue has no items. */
   empty(): boolean {
-    return this.#items.size === 0;
+    return this.#items.length === 0;
   }
 
   /** Whether there is no room for another item (never, when unbounded). */
   full(): boolean {
-    return this.#maxsize > 0 && this.#items.size >= this.#maxsize;
+    return this.#maxsize > 0 && this.#items.length >= this.#maxsize;
   }
 
   /**
@@ -6338,9 +6483,8 @@ export class Queue<T> implements AsyncIterable<T> {
         return waitAgainIn(task, () => this.#waitForRoom(item));
       },
       (error) => {
-        this.#leaveLine(this.#putters, putter);
         // Woken for a free slot it will not fill: wake the next putter.
-        if (!this.full() && !putter.cancelled()) {
+        if (this.#putters.leave(putter) && !this.full()) {
           this.#putters.wakeNextUnlisting(undefined);
         }
         throw error;
@@ -6357,7 +6501,7 @@ export class Queue<T> implements AsyncIterable<T> {
   putNowait(item: T): void {
     if (this.#shutDown) throw new QueueShutDown();
     if (this.full()) throw new QueueFull();
-    this.#items.add(item);
+    this.#items.push(item);
     if (this.#unfinishedTasks++ === 0) this.#finished?.clear();
     this.#getters.wakeNextUnlisting(undefined);
   }
@@ -6368,7 +6512,7 @@ export class Queue<T> implements AsyncIterable<T> {
    * @throws {QueueShutDown} once the queue is shut down and empty.
    */
   get(): Promise<T> {
-    if (this.#items.size > 0 || this.#shutDown) {
+    if (this.#items.length > 0 || this.#shutDown) {
       try {
         return Promise.resolve(this.getNowait());
       } catch (error) {
@@ -6385,26 +6529,17 @@ export class Queue<T> implements AsyncIterable<T> {
     const task = currentTask();
     return getter.then(
       (): T | Promise<T> => {
-        if (this.#items.size > 0 || this.#shutDown) return this.getNowait();
+        if (this.#items.length > 0 || this.#shutDown) return this.getNowait();
         return waitAgainIn(task, () => this.#waitForItem());
       },
       (error) => {
-        this.#leaveLine(this.#getters, getter);
         // Woken for an item it will not take: wake the next getter.
-        if (this.#items.size > 0 && !getter.cancelled()) {
+        if (this.#getters.leave(getter) && this.#items.length > 0) {
           this.#getters.wakeNextUnlisting(undefined);
         }
         throw error;
       },
     );
-  }
-
-  // A waiter whose wait failed leaves the line. A woken one is unlisted
-  // already; one still pending (its await failed for another reason) is
-  // cancelled first, so that nobody wakes it.
-  #leaveLine(waiters: WaiterList<void>, waiter: Future<void>): void {
-    waiter.cancel();
-    if (waiter.cancelled()) waiters.remove(waiter);
   }
 
   /**
@@ -6414,10 +6549,10 @@ export class Queue<T> implements AsyncIterable<T> {
    * @throws {QueueShutDown} if it is empty and shut down.
    */
   getNowait(): T {
-    if (this.#items.size === 0) {
+    if (this.#items.length === 0) {
       throw this.#shutDown ? new QueueShutDown() : new QueueEmpty();
     }
-    const item = this.#items.take();
+    const item = this.#items.take() as T;
     this.#putters.wakeNextUnlisting(undefined);
     return item;
   }
@@ -6450,7 +6585,7 @@ export class Queue<T> implements AsyncIterable<T> {
   shutdown(immediate = false): void {
     this.#shutDown = true;
     if (immediate) {
-      const dropped = this.#items.size;
+      const dropped = this.#items.length;
       this.#items.clear();
       this.#unfinishedTasks = Math.max(0, this.#unfinishedTasks - dropped);
       if (this.#unfinishedTasks === 0) this.#finished?.set();
@@ -6475,8 +6610,12 @@ export class Queue<T> implements AsyncIterable<T> {
     }
   }
 
+  #useStore(store: ItemStore<T>): void {
+    this.#items = store;
+  }
+
   static {
-    useStore = (queue, store) => queue.#items = store;
+    useStore = (queue, store) => queue.#useStore(store);
   }
 }
 
@@ -6525,7 +6664,7 @@ export class PriorityQueue<T> extends Queue<T> {
     super(maxsize);
     const compare = options.compare ?? pythonOrder;
     requireFunction(compare, "PriorityQueue()", "options.compare");
-    useStore(this, new HeapStore<T>(compare));
+    useStore(this, new BinaryHeap<T>(compare));
   }
 }
 
@@ -6547,7 +6686,7 @@ export class LifoQueue<T> extends Queue<T> {
   /** A stack of at most `maxsize` items (0 or less: no limit). */
   constructor(maxsize = 0) {
     super(maxsize);
-    useStore(this, new LifoStore<T>());
+    useStore(this, new Stack<T>());
   }
 }
 
