@@ -1390,14 +1390,7 @@ export class EventLoop {
     port: number,
     options: ConnectionOptions = {},
   ): Promise<[Transport, P]> {
-    requireFactory(protocolFactory, "createConnection()");
-    requireHostPort(host, port, "createConnection()");
-    return createStreamConnection(
-      this,
-      protocolFactory,
-      { host, port },
-      options,
-    );
+    return createConnectionOn(this, protocolFactory, host, port, options);
   }
 
   /**
@@ -1413,14 +1406,7 @@ export class EventLoop {
     port: number,
     options: ServerOptions = {},
   ): Promise<Server> {
-    requireFactory(protocolFactory, "createServer()");
-    requireServerArguments(host, port, options, "createServer()");
-    return createStreamServer(
-      this,
-      protocolFactory,
-      { hosts: serverHosts(host), port },
-      options,
-    );
+    return createServerOn(this, protocolFactory, host, port, options);
   }
 
   /** {@linkcode EventLoop.createConnection} to the Unix socket at `path`. */
@@ -1429,9 +1415,7 @@ export class EventLoop {
     path: string,
     options: ConnectionOptions = {},
   ): Promise<[Transport, P]> {
-    requireFactory(protocolFactory, "createUnixConnection()");
-    requirePath(path, "createUnixConnection()");
-    return createStreamConnection(this, protocolFactory, { path }, options);
+    return createUnixConnectionOn(this, protocolFactory, path, options);
   }
 
   /** {@linkcode EventLoop.createServer} on a Unix socket at `path`. */
@@ -1440,9 +1424,7 @@ export class EventLoop {
     path: string,
     options: ServerOptions = {},
   ): Promise<Server> {
-    requireFactory(protocolFactory, "createUnixServer()");
-    requirePath(path, "createUnixServer()");
-    return createStreamServer(this, protocolFactory, { path }, options);
+    return createUnixServerOn(this, protocolFactory, path, options);
   }
 
   /**
@@ -1473,13 +1455,7 @@ export class EventLoop {
     protocol: Protocol | BufferedProtocol,
     options: StartTlsOptions = {},
   ): Promise<Transport> {
-    checkStartTlsArguments(transport, protocol, options);
-    return upgradeToTls(
-      this,
-      transport as unknown as SocketTransport,
-      protocol,
-      options,
-    );
+    return startTlsOn(this, transport, protocol, options);
   }
 
   /**
@@ -1490,13 +1466,7 @@ export class EventLoop {
     protocolFactory: () => P,
     options: DatagramEndpointOptions = {},
   ): Promise<[DatagramTransport, P]> {
-    requireFactory(protocolFactory, "createDatagramEndpoint()");
-    for (const addr of [options.localAddr, options.remoteAddr]) {
-      if (addr !== undefined) {
-        requireHostPort(addr[0], addr[1], "createDatagramEndpoint()");
-      }
-    }
-    return createUdpEndpoint(this, protocolFactory, options);
+    return createDatagramEndpointOn(this, protocolFactory, options);
   }
 
   /**
@@ -1528,8 +1498,7 @@ export class EventLoop {
     protocolFactory: () => P,
     pipe: ReadablePipe,
   ): Promise<[ReadTransport, P]> {
-    requireFactory(protocolFactory, "connectReadPipe()");
-    return connectReadablePipe(this, protocolFactory, readableOf(pipe));
+    return connectReadPipeOn(this, protocolFactory, pipe);
   }
 
   /**
@@ -1563,8 +1532,7 @@ export class EventLoop {
     protocolFactory: () => P,
     pipe: WritablePipe,
   ): Promise<[WriteTransport, P]> {
-    requireFactory(protocolFactory, "connectWritePipe()");
-    return connectWritablePipe(this, protocolFactory, writableOf(pipe));
+    return connectWritePipeOn(this, protocolFactory, pipe);
   }
 
   /**
@@ -1594,8 +1562,7 @@ export class EventLoop {
     port: number | string | null,
     options: GetaddrinfoOptions = {},
   ): Promise<AddrInfo[]> {
-    const number = checkAddrinfoArguments(host, port, options);
-    return lookupAddresses(this, host, number, options);
+    return getaddrinfoOn(this, host, port, options);
   }
 
   /**
@@ -1627,14 +1594,7 @@ export class EventLoop {
     args: readonly string[] = [],
     options: SubprocessOptions = {},
   ): Promise<[SubprocessTransport, P]> {
-    return spawnSubprocess(
-      this,
-      protocolFactory,
-      program,
-      args,
-      options,
-      "subprocessExec()",
-    );
+    return subprocessExecOn(this, protocolFactory, program, args, options);
   }
 
   /** Runs `cmd` through `/bin/sh -c`: see {@linkcode EventLoop.subprocessExec}. */
@@ -1643,19 +1603,7 @@ export class EventLoop {
     cmd: string,
     options: SubprocessOptions = {},
   ): Promise<[SubprocessTransport, P]> {
-    if (typeof cmd !== "string") {
-      throw new TypeError(
-        `subprocessShell(): cmd must be a string, got ${describeValue(cmd)}`,
-      );
-    }
-    return spawnSubprocess(
-      this,
-      protocolFactory,
-      "/bin/sh",
-      ["-c", cmd],
-      options,
-      "subprocessShell()",
-    );
+    return subprocessShellOn(this, protocolFactory, cmd, options);
   }
 
   /**
@@ -7342,6 +7290,31 @@ async function createStreamConnection<P extends Protocol | BufferedProtocol>(
   return [transport, protocol];
 }
 
+// EventLoop.createConnection(): checks the arguments at the call.
+function createConnectionOn<P extends Protocol | BufferedProtocol>(
+  loop: EventLoop,
+  protocolFactory: () => P,
+  host: string,
+  port: number,
+  options: ConnectionOptions,
+): Promise<[Transport, P]> {
+  requireFactory(protocolFactory, "createConnection()");
+  requireHostPort(host, port, "createConnection()");
+  return createStreamConnection(loop, protocolFactory, { host, port }, options);
+}
+
+// EventLoop.createUnixConnection(): checks the arguments at the call.
+function createUnixConnectionOn<P extends Protocol | BufferedProtocol>(
+  loop: EventLoop,
+  protocolFactory: () => P,
+  path: string,
+  options: ConnectionOptions,
+): Promise<[Transport, P]> {
+  requireFactory(protocolFactory, "createUnixConnection()");
+  requirePath(path, "createUnixConnection()");
+  return createStreamConnection(loop, protocolFactory, { path }, options);
+}
+
 // asyncio's default limit for a TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT_MS = 60_000;
 
@@ -7380,6 +7353,22 @@ function checkStartTlsArguments(
       "options.handshakeTimeout",
     );
   }
+}
+
+// EventLoop.startTls(): checks the arguments at the call.
+function startTlsOn(
+  loop: EventLoop,
+  transport: Transport,
+  protocol: Protocol | BufferedProtocol,
+  options: StartTlsOptions,
+): Promise<Transport> {
+  checkStartTlsArguments(transport, protocol, options);
+  return upgradeToTls(
+    loop,
+    transport as unknown as SocketTransport,
+    protocol,
+    options,
+  );
 }
 
 // STARTTLS: takes the socket from `transport` at once (before any await,
@@ -7831,6 +7820,36 @@ async function createStreamServer(
   return server;
 }
 
+// EventLoop.createServer(): checks the arguments at the call.
+function createServerOn(
+  loop: EventLoop,
+  protocolFactory: () => Protocol | BufferedProtocol,
+  host: string | readonly string[] | null,
+  port: number,
+  options: ServerOptions,
+): Promise<Server> {
+  requireFactory(protocolFactory, "createServer()");
+  requireServerArguments(host, port, options, "createServer()");
+  return createStreamServer(
+    loop,
+    protocolFactory,
+    { hosts: serverHosts(host), port },
+    options,
+  );
+}
+
+// EventLoop.createUnixServer(): checks the arguments at the call.
+function createUnixServerOn(
+  loop: EventLoop,
+  protocolFactory: () => Protocol | BufferedProtocol,
+  path: string,
+  options: ServerOptions,
+): Promise<Server> {
+  requireFactory(protocolFactory, "createUnixServer()");
+  requirePath(path, "createUnixServer()");
+  return createStreamServer(loop, protocolFactory, { path }, options);
+}
+
 // A UDP socket as an asyncio DatagramTransport.
 class UdpTransport implements DatagramTransport {
   #loop: EventLoop;
@@ -8030,6 +8049,21 @@ async function createUdpEndpoint<P extends DatagramProtocol>(
     throw error;
   }
   return [transport, protocol];
+}
+
+// EventLoop.createDatagramEndpoint(): checks the arguments at the call.
+function createDatagramEndpointOn<P extends DatagramProtocol>(
+  loop: EventLoop,
+  protocolFactory: () => P,
+  options: DatagramEndpointOptions,
+): Promise<[DatagramTransport, P]> {
+  requireFactory(protocolFactory, "createDatagramEndpoint()");
+  for (const addr of [options.localAddr, options.remoteAddr]) {
+    if (addr !== undefined) {
+      requireHostPort(addr[0], addr[1], "createDatagramEndpoint()");
+    }
+  }
+  return createUdpEndpoint(loop, protocolFactory, options);
 }
 
 /**
@@ -8412,6 +8446,26 @@ function connectWritablePipe<P extends BaseProtocol>(
     protocolFactory,
     (protocol, made) => new WritePipeTransport(loop, stream, protocol, made),
   );
+}
+
+// EventLoop.connectReadPipe(): checks the arguments at the call.
+function connectReadPipeOn<P extends Protocol>(
+  loop: EventLoop,
+  protocolFactory: () => P,
+  pipe: ReadablePipe,
+): Promise<[ReadTransport, P]> {
+  requireFactory(protocolFactory, "connectReadPipe()");
+  return connectReadablePipe(loop, protocolFactory, readableOf(pipe));
+}
+
+// EventLoop.connectWritePipe(): checks the arguments at the call.
+function connectWritePipeOn<P extends BaseProtocol>(
+  loop: EventLoop,
+  protocolFactory: () => P,
+  pipe: WritablePipe,
+): Promise<[WriteTransport, P]> {
+  requireFactory(protocolFactory, "connectWritePipe()");
+  return connectWritablePipe(loop, protocolFactory, writableOf(pipe));
 }
 
 // ---------------------------------------------------------------------------
@@ -9984,6 +10038,46 @@ function spawnSubprocess<P extends SubprocessProtocol>(
   }, stderrToStdout && stdout === "pipe");
 }
 
+// EventLoop.subprocessExec(): see spawnSubprocess().
+function subprocessExecOn<P extends SubprocessProtocol>(
+  loop: EventLoop,
+  protocolFactory: () => P,
+  program: string,
+  args: readonly string[],
+  options: SubprocessOptions,
+): Promise<[SubprocessTransport, P]> {
+  return spawnSubprocess(
+    loop,
+    protocolFactory,
+    program,
+    args,
+    options,
+    "subprocessExec()",
+  );
+}
+
+// EventLoop.subprocessShell(): `cmd` through `/bin/sh -c`.
+function subprocessShellOn<P extends SubprocessProtocol>(
+  loop: EventLoop,
+  protocolFactory: () => P,
+  cmd: string,
+  options: SubprocessOptions,
+): Promise<[SubprocessTransport, P]> {
+  if (typeof cmd !== "string") {
+    throw new TypeError(
+      `subprocessShell(): cmd must be a string, got ${describeValue(cmd)}`,
+    );
+  }
+  return spawnSubprocess(
+    loop,
+    protocolFactory,
+    "/bin/sh",
+    ["-c", cmd],
+    options,
+    "subprocessShell()",
+  );
+}
+
 // Starts `program` and waits until it runs, or fails with the system's
 // error (ENOENT names the program) at the await.
 async function startChild<P extends SubprocessProtocol>(
@@ -11272,6 +11366,17 @@ async function lookupAddresses(
     throw resolverError("EAI_ADDRFAMILY", host ?? "");
   }
   return addrInfos(addresses, port, options);
+}
+
+// EventLoop.getaddrinfo(): checks the arguments at the call.
+function getaddrinfoOn(
+  loop: EventLoop,
+  host: string | null,
+  port: number | string | null,
+  options: GetaddrinfoOptions,
+): Promise<AddrInfo[]> {
+  const number = checkAddrinfoArguments(host, port, options);
+  return lookupAddresses(loop, host, number, options);
 }
 
 function lookupName(
