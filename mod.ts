@@ -6539,6 +6539,59 @@ function settleIo<T>(future: Future<T>, error: unknown, value?: T): void {
   else future.setException(error);
 }
 
+// What awaitRuntimeEvent() needs of a runtime object (a socket, a listener,
+// a child process): Node's EventEmitter, as every runtime has it.
+interface RuntimeEmitter {
+  once(event: string, listener: (error: Error) => void): unknown;
+  off(event: string, listener: (error: Error) => void): unknown;
+}
+
+// How one wait for a runtime object to be ready goes.
+interface RuntimeWait {
+  // The event that means ready; left out when `start` reports it itself.
+  ready?: string;
+  // Starts the operation, once the listeners are on: `settle()` ends the
+  // wait (with an error: fails it). Returns what undoes its own hooks.
+  start?: (settle: (error?: unknown) => void) => (() => void) | void;
+  // The error the "error" event's error becomes.
+  error?: (error: Error) => unknown;
+  // Lets go of the half-made object when the wait fails or is cancelled.
+  undo: () => void;
+}
+
+// Waits, cancellably, until `emitter` is ready (connected, listening,
+// spawned, through its handshake), or fails with its "error" event. Pending,
+// the wait holds a virtual clock still (IoFuture). However it ends, every
+// listener it added comes off; unless it ended ready, `undo()` has run.
+async function awaitRuntimeEvent(
+  loop: EventLoop,
+  emitter: RuntimeEmitter,
+  wait: RuntimeWait,
+): Promise<void> {
+  const future = new IoFuture<void>(loop);
+  const settle = (error?: unknown) => settleIo(future, error);
+  const onError = (error: Error) =>
+    settle(wait.error === undefined ? error : wait.error(error));
+  const onReady = () => settle(undefined);
+  emitter.once("error", onError);
+  if (wait.ready !== undefined) emitter.once(wait.ready, onReady);
+  let unhook: (() => void) | void = undefined;
+  try {
+    unhook = wait.start?.(settle);
+    await future;
+  } catch (error) {
+    // A start that threw leaves the future pending: cancelled, it stops
+    // holding the clock, and has no error for anyone to retrieve.
+    if (!future.done()) future.cancel();
+    wait.undo();
+    throw error;
+  } finally {
+    emitter.off("error", onError);
+    if (wait.ready !== undefined) emitter.off(wait.ready, onReady);
+    unhook?.();
+  }
+}
+
 // A one-shot flag that tasks can wait for: closed connections, a server
 // with no clients left, an exited child.
 class IoLatch {
@@ -7226,20 +7279,10 @@ async function connectSocket(
       allowHalfOpen: true,
     } as net.NetConnectOpts);
   }
-  const connected = new IoFuture<void>(loop);
-  const onError = (error: Error) => settleIo(connected, error);
-  socket.once("error", onError);
-  socket.once(wantsTls ? "secureConnect" : "connect", () => {
-    settleIo(connected, undefined);
+  await awaitRuntimeEvent(loop, socket, {
+    ready: wantsTls ? "secureConnect" : "connect",
+    undo: () => socket.destroy(),
   });
-  try {
-    await connected;
-  } catch (error) {
-    socket.destroy();
-    throw error;
-  } finally {
-    socket.off("error", onError);
-  }
   return socket;
 }
 
@@ -7371,6 +7414,16 @@ function startTlsOn(
   );
 }
 
+// asyncio's error for a TLS handshake that outlived its timeout.
+function handshakeTimeoutError(timeout: number): Error {
+  return Object.assign(
+    new Error(
+      `SSL handshake is taking longer than ${timeout} ms: aborting the connection`,
+    ),
+    { name: "ConnectionAbortedError", code: "ECONNABORTED" },
+  );
+}
+
 // STARTTLS: takes the socket from `transport` at once (before any await,
 // so that the peer's first handshake bytes reach TLS, not the protocol),
 // runs the handshake over it, and returns a new transport that delivers to
@@ -7401,45 +7454,33 @@ async function upgradeToTls(
         (net.isIP(host) === 0 && host !== "" ? host : undefined),
     } as tls.ConnectionOptions);
   }
-  const handshake = new IoFuture<void>(loop);
-  const onError = (error: Error) => settleIo(handshake, error);
-  // A peer that hangs up mid-handshake may leave no error event behind,
-  // and on a half-open socket (as servers' are), not even a close.
-  const onClose = () => settleIo(handshake, connectionLostError());
-  secure.once("error", onError);
-  secure.once("end", onClose);
-  secure.once("close", onClose);
-  socket.once("close", onClose);
-  secure.once(
-    options.serverSide ? "secure" : "secureConnect",
-    () => settleIo(handshake, undefined),
-  );
   const timeout = options.handshakeTimeout ?? TLS_HANDSHAKE_TIMEOUT_MS;
-  const timer = setTimeout(() => {
-    settleIo(
-      handshake,
-      Object.assign(
-        new Error(
-          `SSL handshake is taking longer than ${timeout} ms: aborting the connection`,
-        ),
-        { name: "ConnectionAbortedError", code: "ECONNABORTED" },
-      ),
-    );
-  }, timeout);
-  try {
-    await handshake;
-  } catch (error) {
-    secure.destroy();
-    socket.destroy();
-    if (server !== null) detachFromServer(server, transport);
-    throw error;
-  } finally {
-    clearTimeout(timer);
-    secure.off("error", onError);
-    secure.off("end", onClose);
-    secure.off("close", onClose);
-    socket.off("close", onClose);
-  }
+  await awaitRuntimeEvent(loop, secure, {
+    ready: options.serverSide ? "secure" : "secureConnect",
+    start: (settle) => {
+      // A peer that hangs up mid-handshake may leave no error event behind,
+      // and on a half-open socket (as servers' are), not even a close.
+      const onClose = () => settle(connectionLostError());
+      secure.once("end", onClose);
+      secure.once("close", onClose);
+      socket.once("close", onClose);
+      const timer = setTimeout(
+        () => settle(handshakeTimeoutError(timeout)),
+        timeout,
+      );
+      return () => {
+        clearTimeout(timer);
+        secure.off("end", onClose);
+        secure.off("close", onClose);
+        socket.off("close", onClose);
+      };
+    },
+    undo: () => {
+      secure.destroy();
+      socket.destroy();
+      if (server !== null) detachFromServer(server, transport);
+    },
+  });
   const upgraded = new SocketTransport(
     loop,
     secure,
@@ -7783,19 +7824,13 @@ async function listenOn(
   listener: net.Server,
   options: net.ListenOptions & { reusePort?: boolean },
 ): Promise<net.Server> {
-  const listening = new IoFuture<void>(loop);
-  const onError = (error: Error) => settleIo(listening, error);
-  listener.once("error", onError);
-  listener.once("listening", () => settleIo(listening, undefined));
-  listener.listen(options);
-  try {
-    await listening;
-  } catch (error) {
-    if (listener.listening) listener.close();
-    throw error;
-  } finally {
-    listener.off("error", onError);
-  }
+  await awaitRuntimeEvent(loop, listener, {
+    ready: "listening",
+    start: () => void listener.listen(options),
+    undo: () => {
+      if (listener.listening) listener.close();
+    },
+  });
   return listener;
 }
 
@@ -8002,31 +8037,25 @@ async function createUdpEndpoint<P extends DatagramProtocol>(
     type: family === 6 ? "udp6" : "udp4",
     reuseAddr: options.reuseAddress === true,
   });
-  const ready = new IoFuture<void>(loop);
-  const onError = (error: Error) => settleIo(ready, error);
-  socket.once("error", onError);
-  const bound = () => {
-    if (options.allowBroadcast) socket.setBroadcast(true);
-    if (remoteAddr === undefined) settleIo(ready, undefined);
-    else {
-      socket.connect(remoteAddr[1], remoteAddr[0], () => {
-        settleIo(ready, undefined);
-      });
-    }
+  // Ready once bound, and connected when there is a remote address.
+  const bindAndConnect = (settle: (error?: unknown) => void) => {
+    const bound = () => {
+      if (options.allowBroadcast) socket.setBroadcast(true);
+      if (remoteAddr === undefined) settle();
+      else socket.connect(remoteAddr[1], remoteAddr[0], () => settle());
+    };
+    socket.bind({ port: localAddr?.[1] ?? 0, address: localAddr?.[0] }, bound);
   };
-  socket.bind({ port: localAddr?.[1] ?? 0, address: localAddr?.[0] }, bound);
-  try {
-    await ready;
-  } catch (error) {
-    try {
-      socket.close();
-    } catch {
-      // Never bound: nothing to close.
-    }
-    throw error;
-  } finally {
-    socket.off("error", onError);
-  }
+  await awaitRuntimeEvent(loop, socket, {
+    start: bindAndConnect,
+    undo: () => {
+      try {
+        socket.close();
+      } catch {
+        // Never bound: nothing to close.
+      }
+    },
+  });
   let protocol: P;
   try {
     protocol = protocolFactory();
@@ -10102,19 +10131,13 @@ async function startChild<P extends SubprocessProtocol>(
     protocol,
     stderrToStdout,
   );
-  const started = new IoFuture<void>(loop);
-  const onError = (error: Error) =>
-    settleIo(started, spawnError(program, error));
-  child.once("error", onError);
-  child.once("spawn", () => settleIo(started, undefined));
-  try {
-    await started;
-  } catch (error) {
-    if (child.pid !== undefined && child.exitCode === null) child.kill();
-    throw error;
-  } finally {
-    child.off("error", onError);
-  }
+  await awaitRuntimeEvent(loop, child, {
+    ready: "spawn",
+    error: (error) => spawnError(program, error),
+    undo: () => {
+      if (child.pid !== undefined && child.exitCode === null) child.kill();
+    },
+  });
   const made = new IoFuture<void>(loop);
   transport.start(made);
   await made;
