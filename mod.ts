@@ -6636,19 +6636,36 @@ function postToLoop<A extends unknown[]>(
   if (!loop.isClosed()) loop.callSoon(callback, ...args);
 }
 
-// Reports a protocol callback that threw; asyncio treats it as fatal for
-// the transport, which the caller then aborts.
-function reportProtocolError(
+// What callProtocol() returns for a callback that threw, once reported.
+class ProtocolFailure {
+  /** What the callback threw. */
+  error: unknown;
+
+  constructor(error: unknown) {
+    this.error = error;
+  }
+}
+
+// Every transport calls its protocol through here. A callback that throws
+// is reported as asyncio reports it, and asyncio treats it as fatal for the
+// transport: the caller gets a ProtocolFailure and aborts or closes it (all
+// but connectionLost, after which there is nothing left to end).
+function callProtocol<R>(
   loop: EventLoop,
-  what: string,
-  error: unknown,
   transport: BaseTransport,
-): void {
-  loop.callExceptionHandler({
-    message: `Fatal error: protocol.${what}() call failed.`,
-    exception: error,
-    transport,
-  });
+  what: string,
+  call: () => R,
+): R | ProtocolFailure {
+  try {
+    return call();
+  } catch (error) {
+    loop.callExceptionHandler({
+      message: `Fatal error: protocol.${what}() call failed.`,
+      exception: error,
+      transport,
+    });
+    return new ProtocolFailure(error);
+  }
 }
 
 // Runtime buffers are Node Buffers; protocols get plain Uint8Array views of
@@ -6785,11 +6802,12 @@ class WriteFlowControl {
   afterWrite(): void {
     if (this.#paused || this.#bufferSize() <= this.#high) return;
     this.#paused = true;
-    try {
-      this.#protocol().pauseWriting();
-    } catch (error) {
-      reportProtocolError(this.#loop, "pauseWriting", error, this.#transport);
-    }
+    callProtocol(
+      this.#loop,
+      this.#transport,
+      "pauseWriting",
+      () => this.#protocol().pauseWriting(),
+    );
   }
 
   // Called from the runtime's write callbacks, so the resume is posted. A
@@ -6807,11 +6825,12 @@ class WriteFlowControl {
     this.#resumePosted = false;
     if (!this.#paused || this.#bufferSize() > this.#low) return;
     this.#paused = false;
-    try {
-      this.#protocol().resumeWriting();
-    } catch (error) {
-      reportProtocolError(this.#loop, "resumeWriting", error, this.#transport);
-    }
+    callProtocol(
+      this.#loop,
+      this.#transport,
+      "resumeWriting",
+      () => this.#protocol().resumeWriting(),
+    );
   };
 }
 
@@ -6931,6 +6950,30 @@ interface ReleasedSocket {
   extra: Record<string, unknown>;
 }
 let releaseSocket: (transport: SocketTransport) => ReleasedSocket;
+
+// Hands `data` to a stream protocol: dataReceived(), or for a
+// BufferedProtocol, into the buffers its getBuffer() lends, as many as the
+// data needs.
+function feedProtocol(
+  protocol: Protocol | BufferedProtocol,
+  data: Uint8Array,
+): void {
+  if (!(protocol instanceof BufferedProtocol)) {
+    protocol.dataReceived(data);
+    return;
+  }
+  let offset = 0;
+  while (offset < data.length) {
+    const buffer = protocol.getBuffer(data.length - offset);
+    if (buffer.length === 0) {
+      throw new RuntimeError("getBuffer() returned an empty buffer");
+    }
+    const n = Math.min(buffer.length, data.length - offset);
+    buffer.set(data.subarray(offset, offset + n));
+    protocol.bufferUpdated(n);
+    offset += n;
+  }
+}
 
 // A TCP, TLS or Unix stream socket as an asyncio Transport. What arrives is
 // queued in an Inbox and delivered on the loop; pausing reading stops both
@@ -7115,12 +7158,15 @@ class SocketTransport implements Transport {
   }
 
   #connectionMade = (made: IoFuture<void> | null): void => {
-    try {
-      this.#protocol.connectionMade(this);
-    } catch (error) {
-      reportProtocolError(this.#loop, "connectionMade", error, this);
+    const outcome = callProtocol(
+      this.#loop,
+      this,
+      "connectionMade",
+      () => this.#protocol.connectionMade(this),
+    );
+    if (outcome instanceof ProtocolFailure) {
       this.abort();
-      if (made !== null) settleIo(made, error);
+      if (made !== null) settleIo(made, outcome.error);
       return;
     }
     if (made !== null) settleIo(made, undefined);
@@ -7138,34 +7184,23 @@ class SocketTransport implements Transport {
 
   #deliverData(data: Uint8Array): void {
     const protocol = this.#protocol;
-    try {
-      if (protocol instanceof BufferedProtocol) {
-        let offset = 0;
-        while (offset < data.length) {
-          const buffer = protocol.getBuffer(data.length - offset);
-          if (buffer.length === 0) {
-            throw new RuntimeError("getBuffer() returned an empty buffer");
-          }
-          const n = Math.min(buffer.length, data.length - offset);
-          buffer.set(data.subarray(offset, offset + n));
-          protocol.bufferUpdated(n);
-          offset += n;
-        }
-      } else {
-        protocol.dataReceived(data);
-      }
-    } catch (error) {
-      reportProtocolError(this.#loop, "dataReceived", error, this);
-      this.abort();
-    }
+    const outcome = callProtocol(
+      this.#loop,
+      this,
+      "dataReceived",
+      () => feedProtocol(protocol, data),
+    );
+    if (outcome instanceof ProtocolFailure) this.abort();
   }
 
   #deliverEof(): void {
-    let keepOpen: boolean | void;
-    try {
-      keepOpen = this.#protocol.eofReceived();
-    } catch (error) {
-      reportProtocolError(this.#loop, "eofReceived", error, this);
+    const keepOpen = callProtocol(
+      this.#loop,
+      this,
+      "eofReceived",
+      () => this.#protocol.eofReceived(),
+    );
+    if (keepOpen instanceof ProtocolFailure) {
       this.abort();
       return;
     }
@@ -7191,13 +7226,13 @@ class SocketTransport implements Transport {
     this.#closing = true;
     this.#inbox.clear();
     untrackResource(this.#loop, this.#owned);
-    try {
-      this.#protocol.connectionLost(this.#error);
-    } catch (error) {
-      reportProtocolError(this.#loop, "connectionLost", error, this);
-    } finally {
-      if (this.#server !== null) detachFromServer(this.#server, this);
-    }
+    callProtocol(
+      this.#loop,
+      this,
+      "connectionLost",
+      () => this.#protocol.connectionLost(this.#error),
+    );
+    if (this.#server !== null) detachFromServer(this.#server, this);
   };
 
   // Gives the socket up to start_tls: this transport goes quiet for good
@@ -8016,11 +8051,15 @@ class UdpTransport implements DatagramTransport {
   }
 
   #call(method: keyof DatagramProtocol, ...args: unknown[]): void {
-    try {
-      (this.#protocol[method] as (...args: unknown[]) => void)(...args);
-    } catch (error) {
-      reportProtocolError(this.#loop, method, error, this);
-      if (method !== "connectionLost") this.abort();
+    const protocol = this.#protocol;
+    const outcome = callProtocol(
+      this.#loop,
+      this,
+      method,
+      () => (protocol[method] as (...args: unknown[]) => void)(...args),
+    );
+    if (outcome instanceof ProtocolFailure && method !== "connectionLost") {
+      this.abort();
     }
   }
 }
@@ -8241,12 +8280,15 @@ class ReadPipeTransport implements ReadTransport {
   }
 
   #connectionMade = (made: IoFuture<void>): void => {
-    try {
-      this.#protocol.connectionMade(this as unknown as Transport);
-    } catch (error) {
-      reportProtocolError(this.#loop, "connectionMade", error, this);
+    const outcome = callProtocol(
+      this.#loop,
+      this,
+      "connectionMade",
+      () => this.#protocol.connectionMade(this as unknown as Transport),
+    );
+    if (outcome instanceof ProtocolFailure) {
       this.close();
-      settleIo(made, error);
+      settleIo(made, outcome.error);
       return;
     }
     settleIo(made, undefined);
@@ -8255,22 +8297,26 @@ class ReadPipeTransport implements ReadTransport {
 
   #deliver = (item: Uint8Array | typeof END_OF_STREAM): void => {
     if (this.#closing) return;
+    const protocol = this.#protocol;
     if (item !== END_OF_STREAM) {
-      try {
-        this.#protocol.dataReceived(item);
-      } catch (error) {
-        reportProtocolError(this.#loop, "dataReceived", error, this);
-        this.close();
-      }
+      const outcome = callProtocol(
+        this.#loop,
+        this,
+        "dataReceived",
+        () => protocol.dataReceived(item),
+      );
+      if (outcome instanceof ProtocolFailure) this.close();
       return;
     }
     this.#closing = true;
     if (this.#error === null) {
-      try {
-        this.#protocol.eofReceived();
-      } catch (error) {
-        reportProtocolError(this.#loop, "eofReceived", error, this);
-      }
+      // The end of the pipe ends the transport whatever eofReceived says.
+      callProtocol(
+        this.#loop,
+        this,
+        "eofReceived",
+        () => protocol.eofReceived(),
+      );
     }
     this.#connectionLost();
   };
@@ -8278,11 +8324,12 @@ class ReadPipeTransport implements ReadTransport {
   #connectionLost = (): void => {
     if (this.#lost) return;
     this.#lost = true;
-    try {
-      this.#protocol.connectionLost(this.#error);
-    } catch (error) {
-      reportProtocolError(this.#loop, "connectionLost", error, this);
-    }
+    callProtocol(
+      this.#loop,
+      this,
+      "connectionLost",
+      () => this.#protocol.connectionLost(this.#error),
+    );
   };
 }
 
@@ -8418,12 +8465,15 @@ class WritePipeTransport implements WriteTransport {
   }
 
   #connectionMade = (made: IoFuture<void>): void => {
-    try {
-      this.#protocol.connectionMade(this);
-    } catch (error) {
-      reportProtocolError(this.#loop, "connectionMade", error, this);
+    const outcome = callProtocol(
+      this.#loop,
+      this,
+      "connectionMade",
+      () => this.#protocol.connectionMade(this),
+    );
+    if (outcome instanceof ProtocolFailure) {
       this.abort();
-      settleIo(made, error);
+      settleIo(made, outcome.error);
       return;
     }
     settleIo(made, undefined);
@@ -8433,11 +8483,12 @@ class WritePipeTransport implements WriteTransport {
     if (this.#lost) return;
     this.#lost = true;
     this.#end.closing = true;
-    try {
-      this.#protocol.connectionLost(this.#error);
-    } catch (error) {
-      reportProtocolError(this.#loop, "connectionLost", error, this);
-    }
+    callProtocol(
+      this.#loop,
+      this,
+      "connectionLost",
+      () => this.#protocol.connectionLost(this.#error),
+    );
   };
 }
 
@@ -10023,12 +10074,16 @@ class ChildProcessTransport implements SubprocessTransport, PipeOwner {
     this.#finished.set();
   };
 
+  // A child outlives its protocol's errors: asyncio's subprocess transport
+  // reports them and goes on.
   #call(method: keyof SubprocessProtocol, ...args: unknown[]): void {
-    try {
-      (this.#protocol[method] as (...args: unknown[]) => void)(...args);
-    } catch (error) {
-      reportProtocolError(this.#loop, method, error, this);
-    }
+    const protocol = this.#protocol;
+    callProtocol(
+      this.#loop,
+      this,
+      method,
+      () => (protocol[method] as (...args: unknown[]) => void)(...args),
+    );
   }
 }
 
