@@ -6636,6 +6636,10 @@ function postToLoop<A extends unknown[]>(
   if (!loop.isClosed()) loop.callSoon(callback, ...args);
 }
 
+// Server and Process objects are made by the library only: their
+// constructors throw without this token, which no user holds.
+const MADE_INSIDE: unique symbol = Symbol("made inside @aio/asyncio");
+
 // What callProtocol() returns for a callback that threw, once reported.
 class ProtocolFailure {
   /** What the callback threw. */
@@ -6939,8 +6943,6 @@ class Inbox<T> {
   };
 }
 
-let detachFromServer: (server: Server, transport: SocketTransport) => void;
-let attachToServer: (server: Server, transport: SocketTransport) => void;
 // What a transport hands over when start_tls takes its socket: the socket,
 // the bytes received but not yet delivered, and the server it belongs to.
 interface ReleasedSocket {
@@ -7549,7 +7551,10 @@ export interface ServerSocket {
   getsockname(): SocketAddress;
 }
 
-let startListening: (server: Server) => Promise<void>;
+// A connection of the server's ended (or moved to start_tls's transport).
+let detachFromServer: (server: Server, transport: SocketTransport) => void;
+// start_tls's new transport is one of the server's connections.
+let attachToServer: (server: Server, transport: SocketTransport) => void;
 
 /**
  * A listening server, from {@linkcode startServer},
@@ -7594,13 +7599,24 @@ export class Server {
   #allClosed: IoLatch;
   #servingForever: IoFuture<void> | null = null;
 
-  /** @ignore Servers are made by startServer() and the loop's methods. */
+  /**
+   * Not for users: {@linkcode startServer}, {@linkcode startUnixServer} and
+   * the loop's `createServer()` make servers. Called otherwise, throws.
+   *
+   * @throws {TypeError} Always, when called from outside the library.
+   */
   constructor(
+    token: symbol,
     loop: EventLoop,
     protocolFactory: () => Protocol | BufferedProtocol,
     address: ServerAddress,
     options: ServerOptions,
   ) {
+    if (token !== MADE_INSIDE) {
+      throw new TypeError(
+        "Server objects are made by startServer() and the loop's createServer()",
+      );
+    }
     this.#loop = loop;
     this.#protocolFactory = protocolFactory;
     this.#address = address;
@@ -7655,7 +7671,7 @@ export class Server {
   /** Starts accepting connections, if it does not already. */
   async startServing(): Promise<void> {
     if (this.#closed) throw new RuntimeError(`Server is closed`);
-    if (!this.#listening) await startListening(this);
+    if (!this.#listening) await this.#startListening();
   }
 
   /**
@@ -7768,70 +7784,77 @@ export class Server {
     }
   }
 
-  static {
-    detachFromServer = (server, transport) => {
-      server.#clients.delete(transport);
-      server.#checkAllClosed();
-    };
-    attachToServer = (server, transport) => {
-      server.#clients.add(transport);
-    };
-    startListening = async (server) => {
-      const { hosts, port, path } = server.#address;
-      const loop = server.#loop;
-      const listeners: net.Server[] = [];
-      try {
-        if (path !== undefined) {
-          removeStaleUnixSocket(path);
+  // Opens the listening sockets: all of them, or none (a failure closes
+  // those already open, and the server with them).
+  async #startListening(): Promise<void> {
+    const { hosts, port, path } = this.#address;
+    const loop = this.#loop;
+    const listeners: net.Server[] = [];
+    try {
+      if (path !== undefined) {
+        removeStaleUnixSocket(path);
+        listeners.push(
+          await listenOn(loop, this.#makeListener(), {
+            path,
+            backlog: this.#backlog,
+          }),
+        );
+      }
+      for (const host of hosts ?? []) {
+        try {
           listeners.push(
-            await listenOn(loop, server.#makeListener(), {
-              path,
-              backlog: server.#backlog,
+            await listenOn(loop, this.#makeListener(), {
+              host,
+              port,
+              backlog: this.#backlog,
+              reusePort: this.#reusePort,
+              // As asyncio: an IPv6 socket serves IPv6 only, so that
+              // IPv4's wildcard can take the same port.
+              ipv6Only: net.isIPv6(host),
             }),
           );
-        }
-        for (const host of hosts ?? []) {
-          try {
-            listeners.push(
-              await listenOn(loop, server.#makeListener(), {
-                host,
-                port,
-                backlog: server.#backlog,
-                reusePort: server.#reusePort,
-                // As asyncio: an IPv6 socket serves IPv6 only, so that
-                // IPv4's wildcard can take the same port.
-                ipv6Only: net.isIPv6(host),
-              }),
-            );
-          } catch (error) {
-            // As asyncio (bpo-30945): a family the system lacks is skipped.
-            const code = (error as { code?: string }).code;
-            if (code !== "EADDRNOTAVAIL" && code !== "EAFNOSUPPORT") {
-              throw error;
-            }
-            if (hosts!.length === 1) throw error;
+        } catch (error) {
+          // As asyncio (bpo-30945): a family the system lacks is skipped.
+          const code = (error as { code?: string }).code;
+          if (code !== "EADDRNOTAVAIL" && code !== "EAFNOSUPPORT") {
+            throw error;
           }
+          if (hosts!.length === 1) throw error;
         }
-      } catch (error) {
-        for (const listener of listeners) listener.close();
-        server.#closed = server.#listenerClosed = true;
-        throw error;
       }
-      server.#listeners = listeners;
-      server.#listening = true;
-      trackResource(server.#loop, server.#owned);
-      // Errors after listening (rare: EMFILE on accept) go to the handler.
-      for (const listener of listeners) {
-        listener.on("error", (error: Error) => {
-          if (!loop.isClosed()) {
-            loop.callExceptionHandler({
-              message: "Error on a listening socket",
-              exception: error,
-            });
-          }
-        });
-      }
-    };
+    } catch (error) {
+      for (const listener of listeners) listener.close();
+      this.#closed = this.#listenerClosed = true;
+      throw error;
+    }
+    this.#listeners = listeners;
+    this.#listening = true;
+    trackResource(this.#loop, this.#owned);
+    // Errors after listening (rare: EMFILE on accept) go to the handler.
+    for (const listener of listeners) {
+      listener.on("error", (error: Error) => {
+        if (!loop.isClosed()) {
+          loop.callExceptionHandler({
+            message: "Error on a listening socket",
+            exception: error,
+          });
+        }
+      });
+    }
+  }
+
+  #detach(transport: SocketTransport): void {
+    this.#clients.delete(transport);
+    this.#checkAllClosed();
+  }
+
+  #attach(transport: SocketTransport): void {
+    this.#clients.add(transport);
+  }
+
+  static {
+    detachFromServer = (server, transport) => server.#detach(transport);
+    attachToServer = (server, transport) => server.#attach(transport);
   }
 }
 
@@ -7885,7 +7908,13 @@ async function createStreamServer(
   address: ServerAddress,
   options: ServerOptions,
 ): Promise<Server> {
-  const server = new Server(loop, protocolFactory, address, options);
+  const server = new Server(
+    MADE_INSIDE,
+    loop,
+    protocolFactory,
+    address,
+    options,
+  );
   if (options.startServing !== false) await server.startServing();
   return server;
 }
@@ -9665,6 +9694,11 @@ interface PipeOwner {
 
 // A child's stdout or stderr pipe; with stderr sent to stdout, both runtime
 // streams feed this one pipe, which ends when both have.
+// A child's pipe starts delivering: see ChildProcessTransport's #start().
+let startPipeDelivery: (pipe: PipeReadTransport) => void;
+// Whether a child's pipe has seen the end of all its runtime streams.
+let hasPipeEnded: (pipe: PipeReadTransport) => boolean;
+
 class PipeReadTransport implements ReadTransport {
   #streams: Readable[];
   #fd: number;
@@ -9709,14 +9743,18 @@ class PipeReadTransport implements ReadTransport {
     }
   }
 
-  /** @ignore Starts delivering, once the child's connectionMade has run. */
-  start(): void {
+  // Starts delivering, once the child's connectionMade has run.
+  #start(): void {
     if (!this.#paused) this.#inbox.resume();
   }
 
-  /** @ignore Whether the runtime streams have all ended. */
-  get ended(): boolean {
+  #hasEnded(): boolean {
     return this.#open === 0;
+  }
+
+  static {
+    startPipeDelivery = (pipe) => pipe.#start();
+    hasPipeEnded = (pipe) => pipe.#hasEnded();
   }
 
   getExtraInfo(name: string, defaultValue?: unknown): unknown {
@@ -9857,9 +9895,14 @@ class PipeWriteTransport implements WriteTransport {
 // A running child as an asyncio SubprocessTransport. It listens to the
 // child from the moment it is spawned (a quick child may be done before
 // the runtime confirms it started) but tells the protocol nothing before
-// start(). It is finished when the runtime reports the child closed
-// (exited, and its output pipes at their end): then the protocol's
+// startChildTransport(). It is finished when the runtime reports the child
+// closed (exited, and its output pipes at their end): then the protocol's
 // connectionLost runs and wait() returns.
+let startChildTransport: (
+  transport: ChildProcessTransport,
+  made: IoFuture<void>,
+) => void;
+
 class ChildProcessTransport implements SubprocessTransport, PipeOwner {
   #loop: EventLoop;
   #child: ChildProcess;
@@ -9938,19 +9981,23 @@ class ChildProcessTransport implements SubprocessTransport, PipeOwner {
     },
   };
 
-  /** @ignore Tells the protocol the child runs, then what it did since. */
-  start(made: IoFuture<void>): void {
+  // Tells the protocol the child runs, then what it did since.
+  #start(made: IoFuture<void>): void {
     this.#pid = this.#child.pid!;
     postToLoop(this.#loop, () => {
       this.#call("connectionMade", this);
       settleIo(made, undefined);
       this.#started = true;
       for (const pipe of this.#pipes.values()) {
-        if (pipe instanceof PipeReadTransport) pipe.start();
+        if (pipe instanceof PipeReadTransport) startPipeDelivery(pipe);
       }
       for (const event of this.#heldEvents) postToLoop(this.#loop, event);
       this.#heldEvents = [];
     });
+  }
+
+  static {
+    startChildTransport = (transport, made) => transport.#start(made);
   }
 
   whenStarted(callback: () => void): void {
@@ -10034,7 +10081,7 @@ class ChildProcessTransport implements SubprocessTransport, PipeOwner {
   pipeEnded(): void {
     if (!this.#exited) return;
     for (const pipe of this.#pipes.values()) {
-      if (pipe instanceof PipeReadTransport && !pipe.ended) return;
+      if (pipe instanceof PipeReadTransport && !hasPipeEnded(pipe)) return;
     }
     this.#announceExit();
   }
@@ -10194,7 +10241,7 @@ async function startChild<P extends SubprocessProtocol>(
     },
   });
   const made = new IoFuture<void>(loop);
-  transport.start(made);
+  startChildTransport(transport, made);
   await made;
   return [transport, protocol];
 }
@@ -10313,13 +10360,25 @@ export class Process {
   readonly stderr: StreamReader | null;
   #transport: SubprocessTransport;
 
-  /** @ignore Made by createSubprocessExec() and createSubprocessShell(). */
+  /**
+   * Not for users: {@linkcode createSubprocessExec} and
+   * {@linkcode createSubprocessShell} make processes. Called otherwise,
+   * throws.
+   *
+   * @throws {TypeError} Always, when called from outside the library.
+   */
   constructor(
+    token: symbol,
     transport: SubprocessTransport,
     stdin: StreamWriter | null,
     stdout: StreamReader | null,
     stderr: StreamReader | null,
   ) {
+    if (token !== MADE_INSIDE) {
+      throw new TypeError(
+        "Process objects are made by createSubprocessExec() and createSubprocessShell()",
+      );
+    }
     this.#transport = transport;
     this.pid = transport.getPid();
     this.stdin = stdin;
@@ -10406,7 +10465,13 @@ function createProcess(
   return start(loop, () => new SubprocessStreamProtocol(limit, loop)).then((
     [transport, protocol],
   ) =>
-    new Process(transport, protocol.stdin, protocol.stdout, protocol.stderr)
+    new Process(
+      MADE_INSIDE,
+      transport,
+      protocol.stdin,
+      protocol.stdout,
+      protocol.stderr,
+    )
   );
 }
 
