@@ -817,7 +817,7 @@ let noteUnretrieved: (
   future: Future<unknown>,
   add: boolean,
 ) => void;
-let loopTimeline: (loop: EventLoop) => Timeline | null;
+let loopTimeline: (loop: EventLoop) => TimelineRecorder | null;
 let runOnLoopNow: (loop: EventLoop, callback: () => void) => void;
 
 // Runs a callback posted with runOnLoopNow(), as a loop callback.
@@ -1071,7 +1071,7 @@ export class EventLoop {
   #stopRequested: (() => void) | null = null;
   #exceptionHandler: ExceptionHandler | null = null;
   #debug: boolean;
-  #timeline: Timeline | null;
+  #timeline: TimelineRecorder | null;
   /** In debug mode, callbacks slower than this many ms are reported. */
   slowCallbackDuration = 100;
 
@@ -1080,7 +1080,9 @@ export class EventLoop {
     checkLoopOptions(options, "EventLoop()");
     this.#virtualTime = options.virtualTime === true;
     this.#debug = options.debug === true;
-    this.#timeline = options.timeline ?? null;
+    this.#timeline = options.timeline === undefined
+      ? null
+      : timelineRecorder(options.timeline);
     this.#timeline?.start(this);
   }
 
@@ -8931,13 +8933,16 @@ export class StreamReader {
     if (this.#exception !== null) throw this.#exception;
   }
 
+  // start_tls's new transport reads; the old one, paused or not, is gone.
+  #replaceTransport(transport: ReadTransport): void {
+    this.#transport = transport;
+    this.#paused = false;
+  }
+
   static {
     feedOwnedData = (reader, data) => reader.#feed(data, true);
-    // start_tls's new transport reads; the old one, paused or not, is gone.
-    replaceReaderTransport = (reader, transport) => {
-      reader.#transport = transport;
-      reader.#paused = false;
-    };
+    replaceReaderTransport = (reader, transport) =>
+      reader.#replaceTransport(transport);
   }
 
   #wakeWaiter(): void {
@@ -9205,15 +9210,20 @@ export class StreamReaderProtocol extends Protocol {
     this.#drainControl.resume();
   }
 
-  static {
-    adoptTransport = (protocol, transport) => {
-      if (protocol instanceof StreamReaderProtocol) {
-        replaceReaderTransport(protocol.#reader, transport);
-      }
-    };
-    isServerProtocol = (protocol) =>
-      protocol instanceof StreamReaderProtocol &&
+  static #adoptTransport(protocol: BaseProtocol, transport: Transport): void {
+    if (protocol instanceof StreamReaderProtocol) {
+      replaceReaderTransport(protocol.#reader, transport);
+    }
+  }
+
+  static #isServerProtocol(protocol: BaseProtocol): boolean {
+    return protocol instanceof StreamReaderProtocol &&
       protocol.#clientConnected !== null;
+  }
+
+  static {
+    adoptTransport = StreamReaderProtocol.#adoptTransport;
+    isServerProtocol = StreamReaderProtocol.#isServerProtocol;
   }
 }
 
@@ -11065,16 +11075,19 @@ export class WorkerPoolExecutor<M = ModuleFunctions> {
     this.#dispatch();
   }
 
+  // Ends the pool at once: queued jobs cancelled, workers terminated.
+  #terminate(): void {
+    this.#shutdown = true;
+    for (const job of this.#queue.splice(0)) job.future.cancel();
+    for (const thread of [...this.#working]) this.#retire(thread);
+    this.#idle.length = 0;
+    this.#dispatch();
+  }
+
   static {
     submitJob = (executor, loop, module, name, args, where) =>
       executor.#submit(loop, module, name, args, where);
-    terminateExecutor = (executor) => {
-      executor.#shutdown = true;
-      for (const job of executor.#queue.splice(0)) job.future.cancel();
-      for (const thread of [...executor.#working]) executor.#retire(thread);
-      executor.#idle.length = 0;
-      executor.#dispatch();
-    };
+    terminateExecutor = (executor) => executor.#terminate();
   }
 }
 
@@ -11796,6 +11809,19 @@ function outcomeLabel(row: TimelineRow): string {
     : at;
 }
 
+// What a loop writes into a timeline with: the timeline's private side,
+// which no user can reach.
+interface TimelineRecorder {
+  // The loop starts recording (its creation).
+  start(loop: EventLoop): void;
+  // The loop stops recording (its close).
+  stop(loop: EventLoop): void;
+  // A task changed state at `time`, on the loop's clock.
+  record(task: Task<unknown>, state: TimelineState, time: number): void;
+}
+
+let timelineRecorder: (timeline: Timeline) => TimelineRecorder;
+
 /**
  * Records each task's life on a loop: pass one to `run(main, { timeline })`.
  * Then `toText()` draws it for a terminal and `toSVG()` as a Gantt chart: a
@@ -11849,8 +11875,17 @@ export class Timeline {
     this.title = options.title;
   }
 
-  /** @ignore Called by the loop when it starts recording. */
-  start(loop: EventLoop): void {
+  #recorder: TimelineRecorder = {
+    start: (loop) => this.#startRecording(loop),
+    stop: (loop) => this.#stopRecording(loop),
+    record: (task, state, time) => this.#record(task, state, time),
+  };
+
+  static {
+    timelineRecorder = (timeline) => timeline.#recorder;
+  }
+
+  #startRecording(loop: EventLoop): void {
     this.events.length = 0;
     this.#ids = new WeakMap();
     this.#names = [];
@@ -11859,13 +11894,11 @@ export class Timeline {
     this.#end = null;
   }
 
-  /** @ignore Called by the loop when it closes. */
-  stop(loop: EventLoop): void {
+  #stopRecording(loop: EventLoop): void {
     this.#end = loop.time() - this.#start;
   }
 
-  /** @ignore Called by the loop at each change in a task's life. */
-  record(task: Task<unknown>, state: TimelineState, time: number): void {
+  #record(task: Task<unknown>, state: TimelineState, time: number): void {
     let id = this.#ids.get(task);
     if (id === undefined) {
       id = this.#names.push("");
