@@ -6125,6 +6125,10 @@ export class Protocol extends BaseProtocol {
   eofReceived(): boolean | void {}
 }
 
+// A BufferedProtocol's default buffer when there is no size hint: as much
+// as one read of a runtime stream hands over (Node's 64 KiB high-water mark).
+const DEFAULT_RECEIVE_BUFFER = 64 * 1024;
+
 /**
  * A stream protocol that receives into buffers it provides, to save a copy:
  * the transport asks `getBuffer(sizeHint)` for space, fills it, and reports
@@ -6156,7 +6160,7 @@ export class BufferedProtocol extends BaseProtocol {
    * hint). The default allocates a new array each time.
    */
   getBuffer(sizeHint: number): Uint8Array {
-    return new Uint8Array(sizeHint > 0 ? sizeHint : 65536);
+    return new Uint8Array(sizeHint > 0 ? sizeHint : DEFAULT_RECEIVE_BUFFER);
   }
 
   /** `nbytes` bytes were written at the start of the last buffer given. */
@@ -6691,6 +6695,9 @@ function requireBytes(data: unknown, where: string): Uint8Array | string {
   );
 }
 
+// Ports are 16-bit.
+const MAX_PORT = 65535;
+
 function requireHostPort(
   host: unknown,
   port: unknown,
@@ -6703,10 +6710,10 @@ function requireHostPort(
   }
   if (
     typeof port !== "number" || !Number.isInteger(port) || port < 0 ||
-    port > 65535
+    port > MAX_PORT
   ) {
     throw new RangeError(
-      `${where}: port must be an integer from 0 to 65535, got ${
+      `${where}: port must be an integer from 0 to ${MAX_PORT}, got ${
         describeValue(port)
       }`,
     );
@@ -6752,15 +6759,20 @@ function requireFactory(factory: unknown, where: string): void {
   requireFunction(factory, where, "protocolFactory");
 }
 
+// asyncio's write-buffer high-water mark: writing pauses above it.
 const DEFAULT_HIGH_WATER = 64 * 1024;
+// asyncio derives each water mark from the other one given: low is a
+// quarter of high, so that writing resumes well before it pauses again.
+const HIGH_TO_LOW_WATER = 4;
 
 // Checks and completes water marks as asyncio does.
 function waterMarks(
   high: number | undefined,
   low: number | undefined,
 ): [low: number, high: number] {
-  const h = high ?? (low === undefined ? DEFAULT_HIGH_WATER : 4 * low);
-  const l = low ?? Math.floor(h / 4);
+  const h = high ??
+    (low === undefined ? DEFAULT_HIGH_WATER : HIGH_TO_LOW_WATER * low);
+  const l = low ?? Math.floor(h / HIGH_TO_LOW_WATER);
   if (!(h >= l && l >= 0)) {
     throw new RangeError(
       `setWriteBufferLimits(): high (${h}) must be >= low (${l}) must be >= 0`,
@@ -6778,7 +6790,7 @@ class WriteFlowControl {
   #bufferSize: () => number;
   #protocol: () => BaseProtocol;
   #transport: BaseTransport;
-  #low = DEFAULT_HIGH_WATER / 4;
+  #low = DEFAULT_HIGH_WATER / HIGH_TO_LOW_WATER;
   #high = DEFAULT_HIGH_WATER;
   #paused = false;
   #resumePosted = false;
@@ -7622,7 +7634,7 @@ export class Server {
     this.#loop = loop;
     this.#protocolFactory = protocolFactory;
     this.#address = address;
-    this.#backlog = options.backlog ?? 511;
+    this.#backlog = options.backlog ?? DEFAULT_BACKLOG;
     this.#reusePort = options.reusePort === true;
     this.#allClosed = new IoLatch(loop);
     const onConnection = (socket: net.Socket) => this.#accept(socket);
@@ -7859,6 +7871,10 @@ export class Server {
     attachToServer = (server, transport) => server.#attach(transport);
   }
 }
+
+// The listen backlog by default: Node's (asyncio's 100 drops the connections
+// of a burst); the kernel caps it at its somaxconn.
+const DEFAULT_BACKLOG = 511;
 
 // Where a server listens: a Unix path, or hosts and a port.
 type ServerAddress = { hosts?: string[]; port?: number; path?: string };
@@ -8591,7 +8607,15 @@ function connectWritePipeOn<P extends BaseProtocol>(
 // transports and protocols above.
 // ---------------------------------------------------------------------------
 
+// asyncio's _DEFAULT_LIMIT: the longest line or separated chunk a reader
+// takes, and half of what it buffers before pausing its transport.
 const DEFAULT_STREAM_LIMIT = 64 * 1024;
+// As asyncio's reader, a reader pauses its transport once it buffers this
+// many times its limit, and resumes it at the limit.
+const PAUSE_AT_LIMITS = 2;
+// A reader's buffer grows to at least this many bytes, doubling from there:
+// small chunks then stop costing a reallocation each.
+const MIN_READ_BUFFER = 4096;
 
 const encoder = new TextEncoder();
 
@@ -8726,7 +8750,7 @@ export class StreamReader {
     this.#wakeWaiter();
     if (
       this.#transport !== null && !this.#paused &&
-      this.#length > 2 * this.#limit
+      this.#length > PAUSE_AT_LIMITS * this.#limit
     ) {
       this.#transport.pauseReading();
       this.#paused = true;
@@ -8896,7 +8920,11 @@ export class StreamReader {
         this.#buffer.copyWithin(0, this.#start, this.#end);
       } else {
         const grown = new Uint8Array(
-          Math.max(2 * this.#buffer.length, length + data.length, 4096),
+          Math.max(
+            2 * this.#buffer.length,
+            length + data.length,
+            MIN_READ_BUFFER,
+          ),
         );
         grown.set(this.#view());
         this.#buffer = grown;
@@ -11405,10 +11433,10 @@ function requireService(port: unknown, where: string): number {
     : port;
   if (
     typeof number !== "number" || !Number.isInteger(number) || number < 0 ||
-    number > 65535
+    number > MAX_PORT
   ) {
     throw new RangeError(
-      `${where}: port must be a port number from 0 to 65535 (service names are not looked up), got ${
+      `${where}: port must be a port number from 0 to ${MAX_PORT} (service names are not looked up), got ${
         describeValue(port)
       }`,
     );
