@@ -6028,6 +6028,697 @@ export class LifoQueue<T> extends Queue<T> {
   }
 }
 
+// ===========================================================================
+// §? I/O plumbing
+// Holds: what every transport is built from. settleIo and awaitRuntimeEvent
+//   (the one wait for a runtime object to be ready: connect, listening,
+//   spawn, a TLS handshake), IoLatch, postToLoop and callProtocol (the one
+//   way to call a protocol), the I/O argument checks, write flow control
+//   (water marks, WriteFlowControl, StreamWriteEnd, DrainControl), the
+//   resources a loop closes, and Inbox (reads delivered in order).
+// Rule: a runtime event reaches a protocol only through Inbox, postToLoop or
+//   runOnLoopNow, on the loop, and a protocol callback runs only through
+//   callProtocol, which reports the callback that threw. A wait for the
+//   outside world is an IoFuture, so that a virtual clock holds still.
+// Relies on: §? Event loop (callSoon, runOnLoopNow, the exception handler),
+//   §? Futures (IoFuture). Used by: §? Transports and protocols, §? Streams,
+//   §? Subprocesses, §? Executors, §? Name resolution, EventLoop.close().
+// ===========================================================================
+
+// Settles an I/O future from a runtime event, unless it is already settled
+// or its loop is gone (a closed loop cannot schedule the wake-up).
+function settleIo<T>(future: Future<T>, error: unknown, value?: T): void {
+  if (future.done() || future.getLoop().isClosed()) return;
+  if (error === undefined) future.setResult(value as T);
+  else future.setException(error);
+}
+
+// What awaitRuntimeEvent() needs of a runtime object (a socket, a listener,
+// a child process): Node's EventEmitter, as every runtime has it.
+interface RuntimeEmitter {
+  once(event: string, listener: (error: Error) => void): unknown;
+  off(event: string, listener: (error: Error) => void): unknown;
+}
+
+// How one wait for a runtime object to be ready goes.
+interface RuntimeWait {
+  // The event that means ready; left out when `start` reports it itself.
+  ready?: string;
+  // Starts the operation, once the listeners are on: `settle()` ends the
+  // wait (with an error: fails it). Returns what undoes its own hooks.
+  start?: (settle: (error?: unknown) => void) => (() => void) | void;
+  // The error the "error" event's error becomes.
+  error?: (error: Error) => unknown;
+  // Lets go of the half-made object when the wait fails or is cancelled.
+  undo: () => void;
+}
+
+// Waits, cancellably, until `emitter` is ready (connected, listening,
+// spawned, through its handshake), or fails with its "error" event. Pending,
+// the wait holds a virtual clock still (IoFuture). However it ends, every
+// listener it added comes off; unless it ended ready, `undo()` has run.
+async function awaitRuntimeEvent(
+  loop: EventLoop,
+  emitter: RuntimeEmitter,
+  wait: RuntimeWait,
+): Promise<void> {
+  const future = new IoFuture<void>(loop);
+  const settle = (error?: unknown) => settleIo(future, error);
+  const onError = (error: Error) =>
+    settle(wait.error === undefined ? error : wait.error(error));
+  const onReady = () => settle(undefined);
+  emitter.once("error", onError);
+  if (wait.ready !== undefined) emitter.once(wait.ready, onReady);
+  let unhook: (() => void) | void = undefined;
+  try {
+    unhook = wait.start?.(settle);
+    await future;
+  } catch (error) {
+    // A start that threw leaves the future pending: cancelled, it stops
+    // holding the clock, and has no error for anyone to retrieve.
+    if (!future.done()) future.cancel();
+    wait.undo();
+    throw error;
+  } finally {
+    emitter.off("error", onError);
+    if (wait.ready !== undefined) emitter.off(wait.ready, onReady);
+    unhook?.();
+  }
+}
+
+// A one-shot flag that tasks can wait for: closed connections, a server
+// with no clients left, an exited child.
+class IoLatch {
+  #loop: EventLoop;
+  #isSet = false;
+  #waiters: IoFuture<void>[] = [];
+
+  constructor(loop: EventLoop) {
+    this.#loop = loop;
+  }
+
+  isSet(): boolean {
+    return this.#isSet;
+  }
+
+  set(): void {
+    if (this.#isSet) return;
+    this.#isSet = true;
+    for (const waiter of this.#waiters) settleIo(waiter, undefined);
+    this.#waiters = [];
+  }
+
+  async wait(): Promise<void> {
+    if (this.#isSet) return;
+    const waiter = new IoFuture<void>(this.#loop);
+    this.#waiters.push(waiter);
+    try {
+      await waiter;
+    } finally {
+      const index = this.#waiters.indexOf(waiter);
+      if (index >= 0) this.#waiters.splice(index, 1);
+    }
+  }
+}
+
+// Runs a protocol callback as a loop callback, unless the loop is closed.
+function postToLoop<A extends unknown[]>(
+  loop: EventLoop,
+  callback: (...args: A) => unknown,
+  ...args: A
+): void {
+  if (!loop.isClosed()) loop.callSoon(callback, ...args);
+}
+
+// Server and Process objects are made by the library only: their
+// constructors throw without this token, which no user holds.
+const MADE_INSIDE: unique symbol = Symbol("made inside @aio/asyncio");
+
+// What callProtocol() returns for a callback that threw, once reported.
+class ProtocolFailure {
+  /** What the callback threw. */
+  error: unknown;
+
+  constructor(error: unknown) {
+    this.error = error;
+  }
+}
+
+// Every transport calls its protocol through here. A callback that throws
+// is reported as asyncio reports it, and asyncio treats it as fatal for the
+// transport: the caller gets a ProtocolFailure and aborts or closes it (all
+// but connectionLost, after which there is nothing left to end).
+function callProtocol<R>(
+  loop: EventLoop,
+  transport: BaseTransport,
+  what: string,
+  call: () => R,
+): R | ProtocolFailure {
+  try {
+    return call();
+  } catch (error) {
+    loop.callExceptionHandler({
+      message: `Fatal error: protocol.${what}() call failed.`,
+      exception: error,
+      transport,
+    });
+    return new ProtocolFailure(error);
+  }
+}
+
+// Runtime buffers are Node Buffers; protocols get plain Uint8Array views of
+// the same memory, so that equality checks and subclass quirks do not leak.
+function plainBytes(chunk: Uint8Array): Uint8Array {
+  return chunk.constructor === Uint8Array
+    ? chunk
+    : new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+}
+
+// MOVE: to §Argument checks, if the lead gathers every check there (these
+// are the I/O ones: bytes, host and port, server arguments, path, factory).
+function requireBytes(data: unknown, where: string): Uint8Array | string {
+  if (typeof data === "string" || data instanceof Uint8Array) return data;
+  throw new TypeError(
+    `${where}: data must be a Uint8Array or a string, got ${
+      describeValue(data)
+    }`,
+  );
+}
+
+// Ports are 16-bit.
+const MAX_PORT = 65535;
+
+function requireHostPort(
+  host: unknown,
+  port: unknown,
+  where: string,
+): void {
+  if (host !== null && host !== undefined && typeof host !== "string") {
+    throw new TypeError(
+      `${where}: host must be a string, got ${describeValue(host)}`,
+    );
+  }
+  if (
+    typeof port !== "number" || !Number.isInteger(port) || port < 0 ||
+    port > MAX_PORT
+  ) {
+    throw new RangeError(
+      `${where}: port must be an integer from 0 to ${MAX_PORT}, got ${
+        describeValue(port)
+      }`,
+    );
+  }
+}
+
+function requireServerArguments(
+  host: unknown,
+  port: unknown,
+  options: ServerOptions,
+  where: string,
+): void {
+  if (Array.isArray(host)) {
+    if (host.length === 0) {
+      throw new RangeError(`${where}: host must not be an empty list`);
+    }
+    for (const h of host) requireHostPort(h, port, where);
+  } else {
+    requireHostPort(host, port, where);
+  }
+  const backlog = options.backlog;
+  if (
+    backlog !== undefined && (!Number.isInteger(backlog) || backlog < 0)
+  ) {
+    throw new RangeError(
+      `${where}: options.backlog must be an integer >= 0, got ${
+        describeValue(backlog)
+      }`,
+    );
+  }
+}
+
+function requirePath(path: unknown, where: string): string {
+  if (typeof path !== "string" || path === "") {
+    throw new TypeError(
+      `${where}: path must be a non-empty string, got ${describeValue(path)}`,
+    );
+  }
+  return path;
+}
+
+function requireFactory(factory: unknown, where: string): void {
+  requireFunction(factory, where, "protocolFactory");
+}
+
+// asyncio's write-buffer high-water mark: writing pauses above it.
+const DEFAULT_HIGH_WATER = 64 * 1024;
+// asyncio derives each water mark from the other one given: low is a
+// quarter of high, so that writing resumes well before it pauses again.
+const HIGH_TO_LOW_WATER = 4;
+
+// Checks and completes water marks as asyncio does.
+function waterMarks(
+  high: number | undefined,
+  low: number | undefined,
+): [low: number, high: number] {
+  const h = high ??
+    (low === undefined ? DEFAULT_HIGH_WATER : HIGH_TO_LOW_WATER * low);
+  const l = low ?? Math.floor(h / HIGH_TO_LOW_WATER);
+  if (!(h >= l && l >= 0)) {
+    throw new RangeError(
+      `setWriteBufferLimits(): high (${h}) must be >= low (${l}) must be >= 0`,
+    );
+  }
+  return [l, h];
+}
+
+// The pause/resume half of write flow control, shared by every transport
+// that writes to a runtime stream: it calls the protocol's pauseWriting()
+// when the buffer passes the high-water mark, and resumeWriting() when it
+// drains to the low-water mark.
+class WriteFlowControl {
+  #loop: EventLoop;
+  #bufferSize: () => number;
+  #protocol: () => BaseProtocol;
+  #transport: BaseTransport;
+  #low = DEFAULT_HIGH_WATER / HIGH_TO_LOW_WATER;
+  #high = DEFAULT_HIGH_WATER;
+  #paused = false;
+  #resumePosted = false;
+
+  constructor(
+    loop: EventLoop,
+    transport: BaseTransport,
+    bufferSize: () => number,
+    protocol: () => BaseProtocol,
+  ) {
+    this.#loop = loop;
+    this.#transport = transport;
+    this.#bufferSize = bufferSize;
+    this.#protocol = protocol;
+  }
+
+  limits(): [low: number, high: number] {
+    return [this.#low, this.#high];
+  }
+
+  setLimits(high?: number, low?: number): void {
+    [this.#low, this.#high] = waterMarks(high, low);
+    this.afterWrite();
+    this.afterFlush();
+  }
+
+  afterWrite(): void {
+    if (this.#paused || this.#bufferSize() <= this.#high) return;
+    this.#paused = true;
+    callProtocol(
+      this.#loop,
+      this.#transport,
+      "pauseWriting",
+      () => this.#protocol().pauseWriting(),
+    );
+  }
+
+  // Called from the runtime's write callbacks, so the resume is posted. A
+  // write that failed resumes nobody: the connection is lost, and a drain()
+  // waiting must get that error, not a resume that looks like success.
+  afterFlush = (error?: Error | null): void => {
+    if (error) return;
+    if (!this.#paused || this.#resumePosted) return;
+    if (this.#bufferSize() > this.#low) return;
+    this.#resumePosted = true;
+    postToLoop(this.#loop, this.#resume);
+  };
+
+  #resume = (): void => {
+    this.#resumePosted = false;
+    if (!this.#paused || this.#bufferSize() > this.#low) return;
+    this.#paused = false;
+    callProtocol(
+      this.#loop,
+      this.#transport,
+      "resumeWriting",
+      () => this.#protocol().resumeWriting(),
+    );
+  };
+}
+
+// What each loop owns and must close when it closes, as asyncio's closing
+// loop leaves no socket behind: servers still listening, connections not
+// yet lost, children still running. Each entry describes itself (for the
+// debug-mode warning) and knows how to let go at once.
+interface OwnedResource {
+  describe(): string;
+  release(): void;
+}
+
+const ownedResources = new WeakMap<EventLoop, Set<OwnedResource>>();
+
+function trackResource(loop: EventLoop, resource: OwnedResource): void {
+  let owned = ownedResources.get(loop);
+  if (owned === undefined) ownedResources.set(loop, owned = new Set());
+  owned.add(resource);
+}
+
+function untrackResource(loop: EventLoop, resource: OwnedResource): void {
+  ownedResources.get(loop)?.delete(resource);
+}
+
+// Called by EventLoop.close(): nothing the loop owned may keep the process
+// alive once it is closed. In debug mode each is named, as asyncio's
+// ResourceWarning names an unclosed transport.
+function closeOwnedResources(loop: EventLoop): void {
+  const owned = ownedResources.get(loop);
+  if (owned === undefined) return;
+  ownedResources.delete(loop);
+  for (const resource of owned) {
+    if (loop.getDebug()) {
+      console.warn(
+        `ResourceWarning: unclosed ${resource.describe()}, closed by the closing loop`,
+      );
+    }
+    try {
+      resource.release();
+    } catch {
+      // Already gone at the runtime's level: nothing left to close.
+    }
+  }
+}
+
+const END_OF_STREAM = Symbol("end of stream");
+
+// asyncio's LOG_THRESHOLD_FOR_CONNLOST_WRITES.
+const LOST_WRITES_BEFORE_WARNING = 5;
+
+// Queues what a runtime stream hands over and delivers it on the loop, in
+// order, holding it while paused: the common core of the read transports.
+class Inbox<T> {
+  #loop: EventLoop;
+  #deliver: (item: T) => void;
+  #items: T[] = [];
+  #posted = false;
+  #paused = false;
+
+  constructor(loop: EventLoop, deliver: (item: T) => void, paused = false) {
+    this.#loop = loop;
+    this.#deliver = deliver;
+    this.#paused = paused;
+  }
+
+  // Called from the runtime's events, each a turn of the host of its own:
+  // like asyncio's loop after a poll, the loop runs the delivery at once,
+  // so a protocol can answer inside the event, as a bare server would.
+  push(item: T): void {
+    this.#items.push(item);
+    if (this.#paused || this.#posted) return;
+    this.#posted = true;
+    runOnLoopNow(this.#loop, this.#run);
+  }
+
+  pause(): void {
+    this.#paused = true;
+  }
+
+  resume(): void {
+    this.#paused = false;
+    this.#post();
+  }
+
+  clear(): void {
+    this.#items.length = 0;
+  }
+
+  // Moves what is queued into `out` (the end of stream stays behind).
+  drainInto(out: T[]): void {
+    for (const item of this.#items.splice(0)) {
+      if (item !== END_OF_STREAM) out.push(item);
+    }
+  }
+
+  #post(): void {
+    if (this.#posted || this.#items.length === 0) return;
+    this.#posted = true;
+    postToLoop(this.#loop, this.#run);
+  }
+
+  #run = (): void => {
+    this.#posted = false;
+    const items = this.#items;
+    while (items.length > 0 && !this.#paused) this.#deliver(items.shift()!);
+  };
+}
+
+// The error of a connection that ended under a read, a drain or a TLS
+// handshake, as asyncio's ConnectionResetError.
+function connectionLostError(): Error {
+  return Object.assign(new Error("Connection lost"), {
+    name: "ConnectionResetError",
+    code: "ECONNRESET",
+  });
+}
+
+// The write end of a runtime stream, as both pipe transports use it (the
+// one connectWritePipe() makes, and a child's stdin): writes under flow
+// control, end of file by closing, and the buffer's size and limits. Each
+// transport keeps one in a private field and forwards to it.
+class StreamWriteEnd {
+  readonly stream: Writable;
+  readonly flow: WriteFlowControl;
+  closing = false;
+
+  constructor(
+    loop: EventLoop,
+    transport: BaseTransport,
+    stream: Writable,
+    protocol: () => BaseProtocol,
+  ) {
+    this.stream = stream;
+    this.flow = new WriteFlowControl(
+      loop,
+      transport,
+      () => stream.writableLength,
+      protocol,
+    );
+  }
+
+  extraInfo(name: string, defaultValue?: unknown): unknown {
+    return name === "pipe" ? this.stream : defaultValue;
+  }
+
+  write(data: Uint8Array | string): void {
+    requireBytes(data, "write()");
+    if (data.length === 0 || this.closing) return;
+    this.stream.write(data, this.flow.afterFlush);
+    this.flow.afterWrite();
+  }
+
+  close(): void {
+    if (this.closing) return;
+    this.closing = true;
+    this.stream.end();
+  }
+
+  abort(): void {
+    this.closing = true;
+    this.stream.destroy();
+  }
+}
+
+// The write end of a pipe (stdout, a FIFO, any writable stream) as
+// asyncio's write pipe transport, with write flow control. writeEof()
+// closes it, as asyncio's does: a pipe has no half-close.
+class WritePipeTransport implements WriteTransport {
+  #loop: EventLoop;
+  #end: StreamWriteEnd;
+  #protocol: BaseProtocol;
+  #error: Error | null = null;
+  #lost = false;
+
+  constructor(
+    loop: EventLoop,
+    stream: Writable,
+    protocol: BaseProtocol,
+    made: IoFuture<void>,
+  ) {
+    this.#loop = loop;
+    this.#protocol = protocol;
+    this.#end = new StreamWriteEnd(loop, this, stream, () => this.#protocol);
+    postToLoop(loop, this.#connectionMade, made);
+    // The reader went away (EPIPE) or the stream failed: connectionLost
+    // reports it.
+    stream.on("error", (error: Error) => {
+      this.#error ??= error;
+      this.#end.closing = true;
+      postToLoop(loop, this.#connectionLost);
+    });
+    stream.on("close", () => postToLoop(loop, this.#connectionLost));
+    stream.on("finish", () => postToLoop(loop, this.#connectionLost));
+  }
+
+  getExtraInfo(name: string, defaultValue?: unknown): unknown {
+    return this.#end.extraInfo(name, defaultValue);
+  }
+
+  isClosing(): boolean {
+    return this.#end.closing;
+  }
+
+  setProtocol(protocol: BaseProtocol): void {
+    this.#protocol = protocol;
+  }
+
+  getProtocol(): BaseProtocol {
+    return this.#protocol;
+  }
+
+  write(data: Uint8Array | string): void {
+    this.#end.write(data);
+  }
+
+  writelines(list: Iterable<Uint8Array | string>): void {
+    for (const data of list) this.#end.write(data);
+  }
+
+  writeEof(): void {
+    this.#end.close();
+  }
+
+  canWriteEof(): boolean {
+    return true;
+  }
+
+  close(): void {
+    this.#end.close();
+  }
+
+  abort(): void {
+    this.#end.abort();
+    postToLoop(this.#loop, this.#connectionLost);
+  }
+
+  getWriteBufferSize(): number {
+    return this.#end.stream.writableLength;
+  }
+
+  getWriteBufferLimits(): [low: number, high: number] {
+    return this.#end.flow.limits();
+  }
+
+  setWriteBufferLimits(high?: number, low?: number): void {
+    this.#end.flow.setLimits(high, low);
+  }
+
+  #connectionMade = (made: IoFuture<void>): void => {
+    const outcome = callProtocol(
+      this.#loop,
+      this,
+      "connectionMade",
+      () => this.#protocol.connectionMade(this),
+    );
+    if (outcome instanceof ProtocolFailure) {
+      this.abort();
+      settleIo(made, outcome.error);
+      return;
+    }
+    settleIo(made, undefined);
+  };
+
+  #connectionLost = (): void => {
+    if (this.#lost) return;
+    this.#lost = true;
+    this.#end.closing = true;
+    callProtocol(
+      this.#loop,
+      this,
+      "connectionLost",
+      () => this.#protocol.connectionLost(this.#error),
+    );
+  };
+}
+
+// What a StreamWriter needs from its protocol: to wait while the transport
+// has paused writing, and to know when the connection has closed.
+class DrainControl {
+  #loop: EventLoop;
+  #paused = false;
+  #lost = false;
+  #lostError: Error | null = null;
+  #waiters: IoFuture<void>[] = [];
+  #closed: IoLatch;
+
+  constructor(loop: EventLoop) {
+    this.#loop = loop;
+    this.#closed = new IoLatch(loop);
+  }
+
+  pause(): void {
+    this.#paused = true;
+  }
+
+  resume(): void {
+    this.#paused = false;
+    this.#wakeAll(null);
+  }
+
+  lose(error: Error | null): void {
+    this.#lost = true;
+    this.#lostError = error;
+    this.#closed.set();
+    this.#wakeAll(error);
+  }
+
+  // Not async: the common case, nothing to wait for, costs no promise of
+  // its own (drain() follows every write of a stream server).
+  drain(): Promise<void> {
+    if (this.#lost) {
+      return Promise.reject(this.#lostError ?? connectionLostError());
+    }
+    if (!this.#paused) return RESOLVED_VOID;
+    return this.#waitForResume();
+  }
+
+  async #waitForResume(): Promise<void> {
+    const waiter = new IoFuture<void>(this.#loop);
+    this.#waiters.push(waiter);
+    try {
+      await waiter;
+    } finally {
+      const index = this.#waiters.indexOf(waiter);
+      if (index >= 0) this.#waiters.splice(index, 1);
+    }
+  }
+
+  async waitClosed(): Promise<void> {
+    await this.#closed.wait();
+    if (this.#lostError !== null) throw this.#lostError;
+  }
+
+  #wakeAll(error: Error | null): void {
+    for (const waiter of this.#waiters) {
+      if (error === null) settleIo(waiter, undefined);
+      else if (!waiter.done()) {
+        waiter.setException(error);
+        waiter.exception(); // the drain() awaiting it reports it
+      }
+    }
+    this.#waiters = [];
+  }
+}
+
+// The protocols that StreamWriter can drain through.
+interface DrainableProtocol {
+  readonly drainControl: DrainControl;
+}
+
+// Each StreamReaderProtocol's DrainControl, kept out of its public face.
+const drainControls = new WeakMap<BaseProtocol, DrainControl>();
+
+function drainControlOf(protocol: BaseProtocol): DrainControl | null {
+  const own = drainControls.get(protocol);
+  if (own !== undefined) return own;
+  const control = (protocol as Partial<DrainableProtocol>).drainControl;
+  return control instanceof DrainControl ? control : null;
+}
+
 // ---------------------------------------------------------------------------
 // Transports and protocols
 //
@@ -6537,436 +7228,6 @@ class IoFuture<T> extends Future<T> {
   }
 }
 
-// Settles an I/O future from a runtime event, unless it is already settled
-// or its loop is gone (a closed loop cannot schedule the wake-up).
-function settleIo<T>(future: Future<T>, error: unknown, value?: T): void {
-  if (future.done() || future.getLoop().isClosed()) return;
-  if (error === undefined) future.setResult(value as T);
-  else future.setException(error);
-}
-
-// What awaitRuntimeEvent() needs of a runtime object (a socket, a listener,
-// a child process): Node's EventEmitter, as every runtime has it.
-interface RuntimeEmitter {
-  once(event: string, listener: (error: Error) => void): unknown;
-  off(event: string, listener: (error: Error) => void): unknown;
-}
-
-// How one wait for a runtime object to be ready goes.
-interface RuntimeWait {
-  // The event that means ready; left out when `start` reports it itself.
-  ready?: string;
-  // Starts the operation, once the listeners are on: `settle()` ends the
-  // wait (with an error: fails it). Returns what undoes its own hooks.
-  start?: (settle: (error?: unknown) => void) => (() => void) | void;
-  // The error the "error" event's error becomes.
-  error?: (error: Error) => unknown;
-  // Lets go of the half-made object when the wait fails or is cancelled.
-  undo: () => void;
-}
-
-// Waits, cancellably, until `emitter` is ready (connected, listening,
-// spawned, through its handshake), or fails with its "error" event. Pending,
-// the wait holds a virtual clock still (IoFuture). However it ends, every
-// listener it added comes off; unless it ended ready, `undo()` has run.
-async function awaitRuntimeEvent(
-  loop: EventLoop,
-  emitter: RuntimeEmitter,
-  wait: RuntimeWait,
-): Promise<void> {
-  const future = new IoFuture<void>(loop);
-  const settle = (error?: unknown) => settleIo(future, error);
-  const onError = (error: Error) =>
-    settle(wait.error === undefined ? error : wait.error(error));
-  const onReady = () => settle(undefined);
-  emitter.once("error", onError);
-  if (wait.ready !== undefined) emitter.once(wait.ready, onReady);
-  let unhook: (() => void) | void = undefined;
-  try {
-    unhook = wait.start?.(settle);
-    await future;
-  } catch (error) {
-    // A start that threw leaves the future pending: cancelled, it stops
-    // holding the clock, and has no error for anyone to retrieve.
-    if (!future.done()) future.cancel();
-    wait.undo();
-    throw error;
-  } finally {
-    emitter.off("error", onError);
-    if (wait.ready !== undefined) emitter.off(wait.ready, onReady);
-    unhook?.();
-  }
-}
-
-// A one-shot flag that tasks can wait for: closed connections, a server
-// with no clients left, an exited child.
-class IoLatch {
-  #loop: EventLoop;
-  #isSet = false;
-  #waiters: IoFuture<void>[] = [];
-
-  constructor(loop: EventLoop) {
-    this.#loop = loop;
-  }
-
-  isSet(): boolean {
-    return this.#isSet;
-  }
-
-  set(): void {
-    if (this.#isSet) return;
-    this.#isSet = true;
-    for (const waiter of this.#waiters) settleIo(waiter, undefined);
-    this.#waiters = [];
-  }
-
-  async wait(): Promise<void> {
-    if (this.#isSet) return;
-    const waiter = new IoFuture<void>(this.#loop);
-    this.#waiters.push(waiter);
-    try {
-      await waiter;
-    } finally {
-      const index = this.#waiters.indexOf(waiter);
-      if (index >= 0) this.#waiters.splice(index, 1);
-    }
-  }
-}
-
-// Runs a protocol callback as a loop callback, unless the loop is closed.
-function postToLoop<A extends unknown[]>(
-  loop: EventLoop,
-  callback: (...args: A) => unknown,
-  ...args: A
-): void {
-  if (!loop.isClosed()) loop.callSoon(callback, ...args);
-}
-
-// Server and Process objects are made by the library only: their
-// constructors throw without this token, which no user holds.
-const MADE_INSIDE: unique symbol = Symbol("made inside @aio/asyncio");
-
-// What callProtocol() returns for a callback that threw, once reported.
-class ProtocolFailure {
-  /** What the callback threw. */
-  error: unknown;
-
-  constructor(error: unknown) {
-    this.error = error;
-  }
-}
-
-// Every transport calls its protocol through here. A callback that throws
-// is reported as asyncio reports it, and asyncio treats it as fatal for the
-// transport: the caller gets a ProtocolFailure and aborts or closes it (all
-// but connectionLost, after which there is nothing left to end).
-function callProtocol<R>(
-  loop: EventLoop,
-  transport: BaseTransport,
-  what: string,
-  call: () => R,
-): R | ProtocolFailure {
-  try {
-    return call();
-  } catch (error) {
-    loop.callExceptionHandler({
-      message: `Fatal error: protocol.${what}() call failed.`,
-      exception: error,
-      transport,
-    });
-    return new ProtocolFailure(error);
-  }
-}
-
-// Runtime buffers are Node Buffers; protocols get plain Uint8Array views of
-// the same memory, so that equality checks and subclass quirks do not leak.
-function plainBytes(chunk: Uint8Array): Uint8Array {
-  return chunk.constructor === Uint8Array
-    ? chunk
-    : new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-}
-
-function requireBytes(data: unknown, where: string): Uint8Array | string {
-  if (typeof data === "string" || data instanceof Uint8Array) return data;
-  throw new TypeError(
-    `${where}: data must be a Uint8Array or a string, got ${
-      describeValue(data)
-    }`,
-  );
-}
-
-// Ports are 16-bit.
-const MAX_PORT = 65535;
-
-function requireHostPort(
-  host: unknown,
-  port: unknown,
-  where: string,
-): void {
-  if (host !== null && host !== undefined && typeof host !== "string") {
-    throw new TypeError(
-      `${where}: host must be a string, got ${describeValue(host)}`,
-    );
-  }
-  if (
-    typeof port !== "number" || !Number.isInteger(port) || port < 0 ||
-    port > MAX_PORT
-  ) {
-    throw new RangeError(
-      `${where}: port must be an integer from 0 to ${MAX_PORT}, got ${
-        describeValue(port)
-      }`,
-    );
-  }
-}
-
-function requireServerArguments(
-  host: unknown,
-  port: unknown,
-  options: ServerOptions,
-  where: string,
-): void {
-  if (Array.isArray(host)) {
-    if (host.length === 0) {
-      throw new RangeError(`${where}: host must not be an empty list`);
-    }
-    for (const h of host) requireHostPort(h, port, where);
-  } else {
-    requireHostPort(host, port, where);
-  }
-  const backlog = options.backlog;
-  if (
-    backlog !== undefined && (!Number.isInteger(backlog) || backlog < 0)
-  ) {
-    throw new RangeError(
-      `${where}: options.backlog must be an integer >= 0, got ${
-        describeValue(backlog)
-      }`,
-    );
-  }
-}
-
-function requirePath(path: unknown, where: string): string {
-  if (typeof path !== "string" || path === "") {
-    throw new TypeError(
-      `${where}: path must be a non-empty string, got ${describeValue(path)}`,
-    );
-  }
-  return path;
-}
-
-function requireFactory(factory: unknown, where: string): void {
-  requireFunction(factory, where, "protocolFactory");
-}
-
-// asyncio's write-buffer high-water mark: writing pauses above it.
-const DEFAULT_HIGH_WATER = 64 * 1024;
-// asyncio derives each water mark from the other one given: low is a
-// quarter of high, so that writing resumes well before it pauses again.
-const HIGH_TO_LOW_WATER = 4;
-
-// Checks and completes water marks as asyncio does.
-function waterMarks(
-  high: number | undefined,
-  low: number | undefined,
-): [low: number, high: number] {
-  const h = high ??
-    (low === undefined ? DEFAULT_HIGH_WATER : HIGH_TO_LOW_WATER * low);
-  const l = low ?? Math.floor(h / HIGH_TO_LOW_WATER);
-  if (!(h >= l && l >= 0)) {
-    throw new RangeError(
-      `setWriteBufferLimits(): high (${h}) must be >= low (${l}) must be >= 0`,
-    );
-  }
-  return [l, h];
-}
-
-// The pause/resume half of write flow control, shared by every transport
-// that writes to a runtime stream: it calls the protocol's pauseWriting()
-// when the buffer passes the high-water mark, and resumeWriting() when it
-// drains to the low-water mark.
-class WriteFlowControl {
-  #loop: EventLoop;
-  #bufferSize: () => number;
-  #protocol: () => BaseProtocol;
-  #transport: BaseTransport;
-  #low = DEFAULT_HIGH_WATER / HIGH_TO_LOW_WATER;
-  #high = DEFAULT_HIGH_WATER;
-  #paused = false;
-  #resumePosted = false;
-
-  constructor(
-    loop: EventLoop,
-    transport: BaseTransport,
-    bufferSize: () => number,
-    protocol: () => BaseProtocol,
-  ) {
-    this.#loop = loop;
-    this.#transport = transport;
-    this.#bufferSize = bufferSize;
-    this.#protocol = protocol;
-  }
-
-  limits(): [low: number, high: number] {
-    return [this.#low, this.#high];
-  }
-
-  setLimits(high?: number, low?: number): void {
-    [this.#low, this.#high] = waterMarks(high, low);
-    this.afterWrite();
-    this.afterFlush();
-  }
-
-  afterWrite(): void {
-    if (this.#paused || this.#bufferSize() <= this.#high) return;
-    this.#paused = true;
-    callProtocol(
-      this.#loop,
-      this.#transport,
-      "pauseWriting",
-      () => this.#protocol().pauseWriting(),
-    );
-  }
-
-  // Called from the runtime's write callbacks, so the resume is posted. A
-  // write that failed resumes nobody: the connection is lost, and a drain()
-  // waiting must get that error, not a resume that looks like success.
-  afterFlush = (error?: Error | null): void => {
-    if (error) return;
-    if (!this.#paused || this.#resumePosted) return;
-    if (this.#bufferSize() > this.#low) return;
-    this.#resumePosted = true;
-    postToLoop(this.#loop, this.#resume);
-  };
-
-  #resume = (): void => {
-    this.#resumePosted = false;
-    if (!this.#paused || this.#bufferSize() > this.#low) return;
-    this.#paused = false;
-    callProtocol(
-      this.#loop,
-      this.#transport,
-      "resumeWriting",
-      () => this.#protocol().resumeWriting(),
-    );
-  };
-}
-
-// What each loop owns and must close when it closes, as asyncio's closing
-// loop leaves no socket behind: servers still listening, connections not
-// yet lost, children still running. Each entry describes itself (for the
-// debug-mode warning) and knows how to let go at once.
-interface OwnedResource {
-  describe(): string;
-  release(): void;
-}
-
-const ownedResources = new WeakMap<EventLoop, Set<OwnedResource>>();
-
-function trackResource(loop: EventLoop, resource: OwnedResource): void {
-  let owned = ownedResources.get(loop);
-  if (owned === undefined) ownedResources.set(loop, owned = new Set());
-  owned.add(resource);
-}
-
-function untrackResource(loop: EventLoop, resource: OwnedResource): void {
-  ownedResources.get(loop)?.delete(resource);
-}
-
-// Called by EventLoop.close(): nothing the loop owned may keep the process
-// alive once it is closed. In debug mode each is named, as asyncio's
-// ResourceWarning names an unclosed transport.
-function closeOwnedResources(loop: EventLoop): void {
-  const owned = ownedResources.get(loop);
-  if (owned === undefined) return;
-  ownedResources.delete(loop);
-  for (const resource of owned) {
-    if (loop.getDebug()) {
-      console.warn(
-        `ResourceWarning: unclosed ${resource.describe()}, closed by the closing loop`,
-      );
-    }
-    try {
-      resource.release();
-    } catch {
-      // Already gone at the runtime's level: nothing left to close.
-    }
-  }
-}
-
-const END_OF_STREAM = Symbol("end of stream");
-
-// asyncio's LOG_THRESHOLD_FOR_CONNLOST_WRITES.
-const LOST_WRITES_BEFORE_WARNING = 5;
-
-// Queues what a runtime stream hands over and delivers it on the loop, in
-// order, holding it while paused: the common core of the read transports.
-class Inbox<T> {
-  #loop: EventLoop;
-  #deliver: (item: T) => void;
-  #items: T[] = [];
-  #posted = false;
-  #paused = false;
-
-  constructor(loop: EventLoop, deliver: (item: T) => void, paused = false) {
-    this.#loop = loop;
-    this.#deliver = deliver;
-    this.#paused = paused;
-  }
-
-  // Called from the runtime's events, each a turn of the host of its own:
-  // like asyncio's loop after a poll, the loop runs the delivery at once,
-  // so a protocol can answer inside the event, as a bare server would.
-  push(item: T): void {
-    this.#items.push(item);
-    if (this.#paused || this.#posted) return;
-    this.#posted = true;
-    runOnLoopNow(this.#loop, this.#run);
-  }
-
-  pause(): void {
-    this.#paused = true;
-  }
-
-  resume(): void {
-    this.#paused = false;
-    this.#post();
-  }
-
-  clear(): void {
-    this.#items.length = 0;
-  }
-
-  // Moves what is queued into `out` (the end of stream stays behind).
-  drainInto(out: T[]): void {
-    for (const item of this.#items.splice(0)) {
-      if (item !== END_OF_STREAM) out.push(item);
-    }
-  }
-
-  #post(): void {
-    if (this.#posted || this.#items.length === 0) return;
-    this.#posted = true;
-    postToLoop(this.#loop, this.#run);
-  }
-
-  #run = (): void => {
-    this.#posted = false;
-    const items = this.#items;
-    while (items.length > 0 && !this.#paused) this.#deliver(items.shift()!);
-  };
-}
-
-// What a transport hands over when start_tls takes its socket: the socket,
-// the bytes received but not yet delivered, and the server it belongs to.
-interface ReleasedSocket {
-  socket: net.Socket;
-  undelivered: Uint8Array[];
-  server: Server | null;
-  extra: Record<string, unknown>;
-}
-let releaseSocket: (transport: SocketTransport) => ReleasedSocket;
-
 // Hands `data` to a stream protocol: dataReceived(), or for a
 // BufferedProtocol, into the buffers its getBuffer() lends, as many as the
 // data needs.
@@ -6990,6 +7251,16 @@ function feedProtocol(
     offset += n;
   }
 }
+
+// What a transport hands over when start_tls takes its socket: the socket,
+// the bytes received but not yet delivered, and the server it belongs to.
+interface ReleasedSocket {
+  socket: net.Socket;
+  undelivered: Uint8Array[];
+  server: Server | null;
+  extra: Record<string, unknown>;
+}
+let releaseSocket: (transport: SocketTransport) => ReleasedSocket;
 
 // A TCP, TLS or Unix stream socket as an asyncio Transport. What arrives is
 // queued in an Inbox and delivered on the loop; pausing reading stops both
@@ -8380,165 +8651,6 @@ class ReadPipeTransport implements ReadTransport {
   };
 }
 
-// The write end of a runtime stream, as both pipe transports use it (the
-// one connectWritePipe() makes, and a child's stdin): writes under flow
-// control, end of file by closing, and the buffer's size and limits. Each
-// transport keeps one in a private field and forwards to it.
-class StreamWriteEnd {
-  readonly stream: Writable;
-  readonly flow: WriteFlowControl;
-  closing = false;
-
-  constructor(
-    loop: EventLoop,
-    transport: BaseTransport,
-    stream: Writable,
-    protocol: () => BaseProtocol,
-  ) {
-    this.stream = stream;
-    this.flow = new WriteFlowControl(
-      loop,
-      transport,
-      () => stream.writableLength,
-      protocol,
-    );
-  }
-
-  extraInfo(name: string, defaultValue?: unknown): unknown {
-    return name === "pipe" ? this.stream : defaultValue;
-  }
-
-  write(data: Uint8Array | string): void {
-    requireBytes(data, "write()");
-    if (data.length === 0 || this.closing) return;
-    this.stream.write(data, this.flow.afterFlush);
-    this.flow.afterWrite();
-  }
-
-  close(): void {
-    if (this.closing) return;
-    this.closing = true;
-    this.stream.end();
-  }
-
-  abort(): void {
-    this.closing = true;
-    this.stream.destroy();
-  }
-}
-
-// The write end of a pipe (stdout, a FIFO, any writable stream) as
-// asyncio's write pipe transport, with write flow control. writeEof()
-// closes it, as asyncio's does: a pipe has no half-close.
-class WritePipeTransport implements WriteTransport {
-  #loop: EventLoop;
-  #end: StreamWriteEnd;
-  #protocol: BaseProtocol;
-  #error: Error | null = null;
-  #lost = false;
-
-  constructor(
-    loop: EventLoop,
-    stream: Writable,
-    protocol: BaseProtocol,
-    made: IoFuture<void>,
-  ) {
-    this.#loop = loop;
-    this.#protocol = protocol;
-    this.#end = new StreamWriteEnd(loop, this, stream, () => this.#protocol);
-    postToLoop(loop, this.#connectionMade, made);
-    // The reader went away (EPIPE) or the stream failed: connectionLost
-    // reports it.
-    stream.on("error", (error: Error) => {
-      this.#error ??= error;
-      this.#end.closing = true;
-      postToLoop(loop, this.#connectionLost);
-    });
-    stream.on("close", () => postToLoop(loop, this.#connectionLost));
-    stream.on("finish", () => postToLoop(loop, this.#connectionLost));
-  }
-
-  getExtraInfo(name: string, defaultValue?: unknown): unknown {
-    return this.#end.extraInfo(name, defaultValue);
-  }
-
-  isClosing(): boolean {
-    return this.#end.closing;
-  }
-
-  setProtocol(protocol: BaseProtocol): void {
-    this.#protocol = protocol;
-  }
-
-  getProtocol(): BaseProtocol {
-    return this.#protocol;
-  }
-
-  write(data: Uint8Array | string): void {
-    this.#end.write(data);
-  }
-
-  writelines(list: Iterable<Uint8Array | string>): void {
-    for (const data of list) this.#end.write(data);
-  }
-
-  writeEof(): void {
-    this.#end.close();
-  }
-
-  canWriteEof(): boolean {
-    return true;
-  }
-
-  close(): void {
-    this.#end.close();
-  }
-
-  abort(): void {
-    this.#end.abort();
-    postToLoop(this.#loop, this.#connectionLost);
-  }
-
-  getWriteBufferSize(): number {
-    return this.#end.stream.writableLength;
-  }
-
-  getWriteBufferLimits(): [low: number, high: number] {
-    return this.#end.flow.limits();
-  }
-
-  setWriteBufferLimits(high?: number, low?: number): void {
-    this.#end.flow.setLimits(high, low);
-  }
-
-  #connectionMade = (made: IoFuture<void>): void => {
-    const outcome = callProtocol(
-      this.#loop,
-      this,
-      "connectionMade",
-      () => this.#protocol.connectionMade(this),
-    );
-    if (outcome instanceof ProtocolFailure) {
-      this.abort();
-      settleIo(made, outcome.error);
-      return;
-    }
-    settleIo(made, undefined);
-  };
-
-  #connectionLost = (): void => {
-    if (this.#lost) return;
-    this.#lost = true;
-    this.#end.closing = true;
-    callProtocol(
-      this.#loop,
-      this,
-      "connectionLost",
-      () => this.#protocol.connectionLost(this.#error),
-    );
-  };
-}
-
 async function connectPipe<T extends BaseTransport, P extends BaseProtocol>(
   loop: EventLoop,
   protocolFactory: () => P,
@@ -8638,13 +8750,6 @@ function indexOfBytes(
     i = haystack.indexOf(first, i + 1);
   }
   return -1;
-}
-
-function connectionLostError(): Error {
-  return Object.assign(new Error("Connection lost"), {
-    name: "ConnectionResetError",
-    code: "ECONNRESET",
-  });
 }
 
 const NO_BYTES: Uint8Array = new Uint8Array(0);
@@ -9024,90 +9129,6 @@ function separatorsOf(separator: unknown): Uint8Array[] {
   }
   return separator.map((item, i) => one(item, `separator[${i}]`))
     .sort((a, b) => a.length - b.length);
-}
-
-// What a StreamWriter needs from its protocol: to wait while the transport
-// has paused writing, and to know when the connection has closed.
-class DrainControl {
-  #loop: EventLoop;
-  #paused = false;
-  #lost = false;
-  #lostError: Error | null = null;
-  #waiters: IoFuture<void>[] = [];
-  #closed: IoLatch;
-
-  constructor(loop: EventLoop) {
-    this.#loop = loop;
-    this.#closed = new IoLatch(loop);
-  }
-
-  pause(): void {
-    this.#paused = true;
-  }
-
-  resume(): void {
-    this.#paused = false;
-    this.#wakeAll(null);
-  }
-
-  lose(error: Error | null): void {
-    this.#lost = true;
-    this.#lostError = error;
-    this.#closed.set();
-    this.#wakeAll(error);
-  }
-
-  // Not async: the common case, nothing to wait for, costs no promise of
-  // its own (drain() follows every write of a stream server).
-  drain(): Promise<void> {
-    if (this.#lost) {
-      return Promise.reject(this.#lostError ?? connectionLostError());
-    }
-    if (!this.#paused) return RESOLVED_VOID;
-    return this.#waitForResume();
-  }
-
-  async #waitForResume(): Promise<void> {
-    const waiter = new IoFuture<void>(this.#loop);
-    this.#waiters.push(waiter);
-    try {
-      await waiter;
-    } finally {
-      const index = this.#waiters.indexOf(waiter);
-      if (index >= 0) this.#waiters.splice(index, 1);
-    }
-  }
-
-  async waitClosed(): Promise<void> {
-    await this.#closed.wait();
-    if (this.#lostError !== null) throw this.#lostError;
-  }
-
-  #wakeAll(error: Error | null): void {
-    for (const waiter of this.#waiters) {
-      if (error === null) settleIo(waiter, undefined);
-      else if (!waiter.done()) {
-        waiter.setException(error);
-        waiter.exception(); // the drain() awaiting it reports it
-      }
-    }
-    this.#waiters = [];
-  }
-}
-
-// The protocols that StreamWriter can drain through.
-interface DrainableProtocol {
-  readonly drainControl: DrainControl;
-}
-
-// Each StreamReaderProtocol's DrainControl, kept out of its public face.
-const drainControls = new WeakMap<BaseProtocol, DrainControl>();
-
-function drainControlOf(protocol: BaseProtocol): DrainControl | null {
-  const own = drainControls.get(protocol);
-  if (own !== undefined) return own;
-  const control = (protocol as Partial<DrainableProtocol>).drainControl;
-  return control instanceof DrainControl ? control : null;
 }
 
 /**
