@@ -6719,18 +6719,22 @@ function drainControlOf(protocol: BaseProtocol): DrainControl | null {
   return control instanceof DrainControl ? control : null;
 }
 
-// ---------------------------------------------------------------------------
-// Transports and protocols
-//
-// asyncio's low level for I/O. A transport owns a socket (TCP, TLS, Unix or
-// UDP) and hands what arrives to its protocol's callbacks; the protocol
-// writes back through the transport. The runtime's node:net, node:tls and
-// node:dgram objects do the I/O: their events are posted to the loop with
-// callSoon, so protocol callbacks run as loop callbacks, in order, where
-// getRunningLoop() works. Waits on the outside world use IoFuture, which
-// holds a virtual clock still while pending, as wrapFuture does. Relies on
-// the loop, futures and tasks.
-// ---------------------------------------------------------------------------
+// ===========================================================================
+// §? Transports and protocols
+// Holds: asyncio's low level for I/O. The protocol classes, the transport
+//   interfaces and their options; SocketTransport (TCP, TLS, Unix),
+//   startTls, Server, UdpTransport, and the pipe transports of
+//   connectReadPipe/connectWritePipe, each with the function an EventLoop
+//   I/O method delegates to (createConnectionOn, createServerOn, ...).
+// Rule: a transport owns its runtime object (node:net, node:tls, node:dgram,
+//   a stream) and hands what arrives to its protocol on the loop, where
+//   getRunningLoop() works: received data through an Inbox, which runs the
+//   delivery at once inside the runtime's event (runOnLoopNow), as asyncio's
+//   loop does after a poll; every other event (made, lost, resumed, a UDP
+//   datagram) posted with callSoon (postToLoop).
+// Relies on: §? I/O plumbing, §? Event loop, §? Futures (IoFuture).
+// Used by: EventLoop's I/O methods, §? Streams, §? Subprocesses.
+// ===========================================================================
 
 /**
  * An address, shaped as Python gives it: `[host, port]` for TCP and UDP, the
@@ -8707,17 +8711,19 @@ function connectWritePipeOn<P extends BaseProtocol>(
   return connectWritablePipe(loop, protocolFactory, writableOf(pipe));
 }
 
-// ---------------------------------------------------------------------------
-// Streams
-//
-// asyncio's high level for connections: a StreamReader buffers what a
-// protocol receives and hands it out by size, line or separator; a
-// StreamWriter writes through the transport and `drain()`s while the
-// transport's buffer is over its high-water mark. StreamReaderProtocol joins
-// them to a transport. Bytes stay in the reader's buffer until a read takes
-// them, so a read cancelled while waiting loses nothing. Relies on the
-// transports and protocols above.
-// ---------------------------------------------------------------------------
+// ===========================================================================
+// §? Streams
+// Holds: asyncio's high level for connections. StreamReader buffers what a
+//   protocol receives and hands it out by size, line or separator;
+//   StreamWriter writes through the transport and drain()s while its buffer
+//   is over the high-water mark; StreamReaderProtocol joins the two to a
+//   transport; openConnection, startServer and their Unix forms.
+// Rule: bytes stay in the reader's buffer until a read takes them, so a read
+//   cancelled while waiting loses nothing.
+// Relies on: §? I/O plumbing (DrainControl), §? Transports and protocols,
+//   §? Tasks (a server's client callback runs as a task).
+// Used by: §? Subprocesses (Process's pipes).
+// ===========================================================================
 
 // asyncio's _DEFAULT_LIMIT: the longest line or separated chunk a reader
 // takes, and half of what it buffers before pausing its transport.
@@ -9616,16 +9622,93 @@ export function startUnixServer(
   return getEventLoop().createUnixServer(factory, path, options);
 }
 
-// ---------------------------------------------------------------------------
-// Subprocesses
-//
-// Child processes and signals. Low level: a SubprocessTransport over the
-// runtime's node:child_process, with one pipe transport per piped stdio
-// stream, feeding a SubprocessProtocol. High level: Process, whose stdin is a
-// StreamWriter and stdout/stderr StreamReaders. Signal handlers are
-// node:process listeners that post the callback to the loop. Relies on the
-// transports and protocols, and on the streams.
-// ---------------------------------------------------------------------------
+// ===========================================================================
+// §? Signals
+// Holds: signal names and numbers (signalName), and the loop's signal
+//   handlers behind EventLoop.addSignalHandler/removeSignalHandler.
+// Rule: a handler is a node:process listener that runs the callback on its
+//   loop with callSoon; a closed loop's listeners come off (EventLoop.close()
+//   removes them, and one that fires after the close removes itself), so the
+//   signal has its default effect again.
+// Relies on: §? Event loop, §? Argument checks. Used by: EventLoop's signal
+//   methods and close(), §? Subprocesses (sendSignal, exit statuses).
+// ===========================================================================
+
+// The signals this system knows, by name.
+const SIGNALS = osConstants.signals as Record<string, number>;
+
+// A signal's name, from its name or number: node:process and
+// node:child_process take names everywhere.
+function signalName(signal: unknown, where: string): NodeJS.Signals {
+  if (typeof signal === "string" && Object.hasOwn(SIGNALS, signal)) {
+    return signal as NodeJS.Signals;
+  }
+  if (typeof signal === "number") {
+    for (const name in SIGNALS) {
+      if (SIGNALS[name] === signal) return name as NodeJS.Signals;
+    }
+  }
+  throw new RangeError(
+    `${where}: unknown signal ${
+      describeValue(signal)
+    }: give a name such as "SIGTERM", or its number`,
+  );
+}
+
+// A loop's signal handlers, by signal name: each is a node:process
+// listener that runs the callback on the loop.
+type SignalListeners = Map<string, () => void>;
+
+function addSignalListener(
+  loop: EventLoop,
+  listeners: SignalListeners,
+  signal: string | number,
+  callback: (...args: never[]) => unknown,
+  args: unknown[],
+): void {
+  const name = signalName(signal, "addSignalHandler()");
+  requireFunction(callback, "addSignalHandler()", "callback");
+  if (name === "SIGKILL" || name === "SIGSTOP") {
+    throw new RuntimeError(`${name} cannot be caught`);
+  }
+  if (loop.isClosed()) throw new RuntimeError("Event loop is closed");
+  removeSignalListener(listeners, name);
+  const listener = () => {
+    if (loop.isClosed()) {
+      // The loop is gone: let the signal have its default effect again.
+      removeSignalListener(listeners, name);
+      return;
+    }
+    loop.callSoon(callback as (...args: unknown[]) => unknown, ...args);
+  };
+  process.on(name, listener);
+  listeners.set(name, listener);
+}
+
+function removeSignalListener(
+  listeners: SignalListeners,
+  signal: string | number,
+): boolean {
+  const name = signalName(signal, "removeSignalHandler()");
+  const listener = listeners.get(name);
+  if (listener === undefined) return false;
+  process.off(name, listener);
+  listeners.delete(name);
+  return true;
+}
+
+// ===========================================================================
+// §? Subprocesses
+// Holds: child processes. Low level: ChildProcessTransport over the runtime's
+//   node:child_process, with one pipe transport per piped stdio stream,
+//   feeding a SubprocessProtocol. High level: Process, whose stdin is a
+//   StreamWriter and stdout/stderr StreamReaders; createSubprocessExec and
+//   createSubprocessShell.
+// Rule: the protocol hears nothing before its connectionMade; its pipes are
+//   lost before the exit is told, and connectionLost comes last, as asyncio.
+// Relies on: §? I/O plumbing, §? Transports and protocols, §? Streams,
+//   §? Signals (signal names). Used by: EventLoop.subprocessExec/Shell.
+// ===========================================================================
 
 /**
  * For a child's `stdin`, `stdout` or `stderr`: connect it to a pipe, so
@@ -9708,26 +9791,6 @@ function stdioFor(value: unknown, name: string, where: string): NodeStdio {
     `${where}: options.${name} must be PIPE, DEVNULL${
       name === "stderr" ? ", STDOUT" : ""
     }, a file descriptor or null, got ${describeValue(value)}`,
-  );
-}
-
-const SIGNALS = osConstants.signals as Record<string, number>;
-
-// A signal's name, from its name or number: node:process and
-// node:child_process take names everywhere.
-function signalName(signal: unknown, where: string): NodeJS.Signals {
-  if (typeof signal === "string" && Object.hasOwn(SIGNALS, signal)) {
-    return signal as NodeJS.Signals;
-  }
-  if (typeof signal === "number") {
-    for (const name in SIGNALS) {
-      if (SIGNALS[name] === signal) return name as NodeJS.Signals;
-    }
-  }
-  throw new RangeError(
-    `${where}: unknown signal ${
-      describeValue(signal)
-    }: give a name such as "SIGTERM", or its number`,
   );
 }
 
@@ -10583,63 +10646,21 @@ export function createSubprocessShell(
   );
 }
 
-// A loop's signal handlers, by signal name: each is a node:process
-// listener that runs the callback on the loop.
-type SignalListeners = Map<string, () => void>;
-
-function addSignalListener(
-  loop: EventLoop,
-  listeners: SignalListeners,
-  signal: string | number,
-  callback: (...args: never[]) => unknown,
-  args: unknown[],
-): void {
-  const name = signalName(signal, "addSignalHandler()");
-  requireFunction(callback, "addSignalHandler()", "callback");
-  if (name === "SIGKILL" || name === "SIGSTOP") {
-    throw new RuntimeError(`${name} cannot be caught`);
-  }
-  if (loop.isClosed()) throw new RuntimeError("Event loop is closed");
-  removeSignalListener(listeners, name);
-  const listener = () => {
-    if (loop.isClosed()) {
-      // The loop is gone: let the signal have its default effect again.
-      removeSignalListener(listeners, name);
-      return;
-    }
-    loop.callSoon(callback as (...args: unknown[]) => unknown, ...args);
-  };
-  process.on(name, listener);
-  listeners.set(name, listener);
-}
-
-function removeSignalListener(
-  listeners: SignalListeners,
-  signal: string | number,
-): boolean {
-  const name = signalName(signal, "removeSignalHandler()");
-  const listener = listeners.get(name);
-  if (listener === undefined) return false;
-  process.off(name, listener);
-  listeners.delete(name);
-  return true;
-}
-
-// ---------------------------------------------------------------------------
-// Executors
-//
-// Work on other cores. JavaScript cannot send a closure to another thread,
-// so a job names a module and one of its exported functions; the arguments
-// and the result are copied (structured clone). WorkerPoolExecutor runs jobs
-// on a pool of node:worker_threads workers, the one worker API that Deno, Bun
-// and Node share; each worker imports a module on its first job for it.
+// ===========================================================================
+// §? Executors
+// Holds: work on other cores. WorkerPoolExecutor runs jobs on a pool of
+//   node:worker_threads workers, the one worker API that Deno, Bun and Node
+//   share; each worker imports a module on its first job for it. A job names
+//   a module and one of its exported functions (JavaScript cannot send a
+//   closure to another thread); the arguments and the result are copied
+//   (structured clone). Also the loop's default executor, and toThread.
 // Rule: a worker runs one job at a time; cancelling a queued job drops it,
-// cancelling a running one terminates its worker, and a fresh worker is
-// started when a job needs one. An idle worker is unref'd, so a pool never
-// keeps the process alive by itself. Relies on the transports' IoFuture and
-// the loop. Used by EventLoop's runInExecutor and shutdownDefaultExecutor,
-// and by toThread.
-// ---------------------------------------------------------------------------
+//   cancelling a running one terminates its worker, and a fresh worker is
+//   started when a job needs one. An idle worker is unref'd, so a pool never
+//   keeps the process alive by itself.
+// Relies on: §? Futures (IoFuture), §? Event loop. Used by: EventLoop's
+//   runInExecutor, setDefaultExecutor, shutdownDefaultExecutor and close().
+// ===========================================================================
 
 /**
  * Any module, as an executor sees it when it is not told the module's type:
@@ -11248,13 +11269,13 @@ export function toThread<T = unknown>(
   ) as Future<T>;
 }
 
-// ---------------------------------------------------------------------------
-// Task factories
-//
-// What EventLoop.setTaskFactory() takes, and asyncio 3.12's eager task
-// factory, which starts every task at once, up to its first await. Relies
-// on tasks. Used by EventLoop.createTask.
-// ---------------------------------------------------------------------------
+// ===========================================================================
+// §? Task factories
+// Holds: what EventLoop.setTaskFactory() takes, and asyncio 3.12's eager
+//   task factory, which starts every task at once, up to its first await.
+// Rule: a factory makes the task; the loop only calls it.
+// Relies on: §? Tasks. Used by: EventLoop.createTask.
+// ===========================================================================
 
 /**
  * A task factory for {@linkcode EventLoop.setTaskFactory}: makes the task
@@ -11363,14 +11384,15 @@ export function createEagerTaskFactory(
  */
 export const eagerTaskFactory: TaskFactory = createEagerTaskFactory(Task);
 
-// ---------------------------------------------------------------------------
-// Name resolution
-//
-// EventLoop.getaddrinfo and getnameinfo, asyncio's, over node:dns: the
-// system resolver (getaddrinfo(3)), run by the runtime off the loop. The
-// results keep asyncio's tuple shape, with the runtime's 4 and 6 for the
-// address families. Relies on the transports' IoFuture.
-// ---------------------------------------------------------------------------
+// ===========================================================================
+// §? Name resolution
+// Holds: EventLoop.getaddrinfo and getnameinfo, asyncio's, over node:dns:
+//   the system resolver (getaddrinfo(3)), run by the runtime off the loop.
+// Rule: results keep asyncio's tuple shape, with the runtime's 4 and 6 for
+//   the address families; bad arguments throw at the call.
+// Relies on: §? I/O plumbing (settleIo), §? Futures (IoFuture).
+// Used by: EventLoop.getaddrinfo, EventLoop.getnameinfo.
+// ===========================================================================
 
 /**
  * `SOCK_STREAM`: a stream socket (TCP), in {@linkcode AddrInfo} and
@@ -11609,15 +11631,16 @@ function lookupName(
   return looked.then();
 }
 
-// ---------------------------------------------------------------------------
-// Introspection
-//
-// Which task awaits which (asyncio 3.14's call graphs). A future knows its
-// waiters: the awaiters in its callbacks, and the done callbacks that
-// gather and task groups tag with the future they serve. JavaScript keeps
-// no suspended async frames to show, so a graph has no call stacks.
-// Relies on futures and tasks.
-// ---------------------------------------------------------------------------
+// ===========================================================================
+// §? Introspection
+// Holds: which task awaits which (asyncio 3.14's call graphs):
+//   captureCallGraph, formatCallGraph, printCallGraph.
+// Rule: a future knows its waiters: the awaiters in its callbacks, and the
+//   done callbacks that gather and task groups tag with the future they
+//   serve. JavaScript keeps no suspended async frames, so a graph has no
+//   call stacks.
+// Relies on: §? Futures, §? Tasks. Used by: users only.
+// ===========================================================================
 
 /**
  * A node of the graph {@linkcode captureCallGraph} returns: a future or
@@ -11736,15 +11759,20 @@ export function printCallGraph(future?: Future<unknown>): void {
   if (text !== "") console.log(text);
 }
 
-// ---------------------------------------------------------------------------
-// Timelines
-//
-// A record of every task's life (created, running, waiting, done) on a
-// loop, drawn as text or SVG. Relies only on the loop calling `record`.
-// A task runs for microseconds between waits that last seconds, so both
-// drawings give a running slice a minimum width (one character, a few
-// pixels): otherwise the moments when a task actually runs would vanish.
-// ---------------------------------------------------------------------------
+// ===========================================================================
+// §? Timelines
+// Holds: Timeline, a record of every task's life (created, running,
+//   waiting, done) on a loop, drawn as text or SVG.
+// Rule: only the loop writes into a timeline, through the TimelineRecorder
+//   the timeline hands it (start when the loop is made, record at each
+//   change of a task's state, stop when it closes). A task runs for
+//   microseconds between waits that last seconds, so both drawings give a
+//   running slice a minimum width (one character, a few pixels): otherwise
+//   the moments when a task actually runs would vanish.
+// Relies on: §? Event loop (which records), §? Tasks (a task's name), and
+//   §? Futures' state (futureState: a done task's outcome, read without
+//   marking a failure as retrieved). Used by: the loop (LoopOptions.timeline).
+// ===========================================================================
 
 /** What a task is doing, as a {@linkcode Timeline} records it. */
 export type TimelineState = "created" | "running" | "waiting" | "done";
