@@ -9804,22 +9804,23 @@ function exitStatus(code: number | null, signal: string | null): number {
 // milliseconds after the exit.
 const EXIT_WAITS_FOR_PIPES_MS = 1000;
 
-// What a pipe transport tells the child's transport.
+// What a pipe transport tells the child's transport: an object the child's
+// transport keeps private, so that none of it is on a user's transport.
 interface PipeOwner {
   whenStarted(callback: () => void): void;
   pipeData(fd: number, data: Uint8Array): void;
   pipeLost(fd: number, error: Error | null): void;
   pipeEnded(): void;
   protocol(): BaseProtocol;
-  getExtraInfo(name: string, defaultValue?: unknown): unknown;
 }
 
-// A child's stdout or stderr pipe; with stderr sent to stdout, both runtime
-// streams feed this one pipe, which ends when both have.
 // A child's pipe starts delivering: see ChildProcessTransport's #start().
 let startPipeDelivery: (pipe: PipeReadTransport) => void;
 // Whether a child's pipe has seen the end of all its runtime streams.
 let hasPipeEnded: (pipe: PipeReadTransport) => boolean;
+
+// A child's stdout or stderr pipe; with stderr sent to stdout, both runtime
+// streams feed this one pipe, which ends when both have.
 
 class PipeReadTransport implements ReadTransport {
   #streams: Readable[];
@@ -9933,6 +9934,9 @@ class PipeReadTransport implements ReadTransport {
   };
 }
 
+// The child's stdin pipe is lost: see PipeWriteTransport's #markLost.
+let losePipe: (pipe: PipeWriteTransport) => void;
+
 // A child's stdin pipe.
 class PipeWriteTransport implements WriteTransport {
   #end: StreamWriteEnd;
@@ -9948,8 +9952,8 @@ class PipeWriteTransport implements WriteTransport {
     stream.on("error", (error: Error) => this.#error ??= error);
     // Lost once close() has flushed everything, as in asyncio, rather than
     // when the runtime closes the handle (Node: only at the child's exit).
-    stream.on("finish", () => owner.whenStarted(this.lost));
-    stream.on("close", () => owner.whenStarted(this.lost));
+    stream.on("finish", () => owner.whenStarted(this.#markLost));
+    stream.on("close", () => owner.whenStarted(this.#markLost));
   }
 
   getExtraInfo(name: string, defaultValue?: unknown): unknown {
@@ -10005,13 +10009,17 @@ class PipeWriteTransport implements WriteTransport {
   }
 
   // Called when the runtime closed the stream, or the child is gone.
-  lost = (): void => {
+  #markLost = (): void => {
     if (this.#lost) return;
     this.#lost = true;
     this.#end.closing = true;
     if (!this.#end.stream.destroyed) this.#end.stream.destroy();
     this.#owner.pipeLost(0, this.#error);
   };
+
+  static {
+    losePipe = (pipe) => pipe.#markLost();
+  }
 }
 
 // A running child as an asyncio SubprocessTransport. It listens to the
@@ -10025,7 +10033,7 @@ let startChildTransport: (
   made: IoFuture<void>,
 ) => void;
 
-class ChildProcessTransport implements SubprocessTransport, PipeOwner {
+class ChildProcessTransport implements SubprocessTransport {
   #loop: EventLoop;
   #child: ChildProcess;
   #protocol: SubprocessProtocol;
@@ -10043,6 +10051,14 @@ class ChildProcessTransport implements SubprocessTransport, PipeOwner {
   #closedByRuntime = false;
   #lostPipes = new Set<number>();
   #finishedCalled = false;
+  // What its pipes call back into, kept off the transport's public face.
+  #pipeOwner: PipeOwner = {
+    whenStarted: (callback) => this.#whenStarted(callback),
+    pipeData: (fd, data) => this.#pipeData(fd, data),
+    pipeLost: (fd, error) => this.#pipeLost(fd, error),
+    pipeEnded: () => this.#pipeEnded(),
+    protocol: () => this.#protocol,
+  };
 
   constructor(
     loop: EventLoop,
@@ -10056,21 +10072,32 @@ class ChildProcessTransport implements SubprocessTransport, PipeOwner {
     this.#pid = -1;
     this.#finished = new IoLatch(loop);
     if (child.stdin) {
-      this.#pipes.set(0, new PipeWriteTransport(loop, this, child.stdin));
+      this.#pipes.set(
+        0,
+        new PipeWriteTransport(loop, this.#pipeOwner, child.stdin),
+      );
     }
     const stdout = [child.stdout, stderrToStdout ? child.stderr : null]
       .filter((stream) => stream !== null);
     if (stdout.length > 0) {
-      this.#pipes.set(1, new PipeReadTransport(loop, this, 1, stdout));
+      this.#pipes.set(
+        1,
+        new PipeReadTransport(loop, this.#pipeOwner, 1, stdout),
+      );
     }
     if (child.stderr && !stderrToStdout) {
-      this.#pipes.set(2, new PipeReadTransport(loop, this, 2, [child.stderr]));
+      this.#pipes.set(
+        2,
+        new PipeReadTransport(loop, this.#pipeOwner, 2, [child.stderr]),
+      );
     }
     child.on("exit", (code: number | null, signal: string | null) => {
       this.#returncode ??= exitStatus(code, signal);
       // The child's stdin is gone with it (Node destroys it now).
       const stdin = this.#pipes.get(0);
-      if (stdin instanceof PipeWriteTransport) this.whenStarted(stdin.lost);
+      if (stdin instanceof PipeWriteTransport) {
+        this.#whenStarted(() => losePipe(stdin));
+      }
       this.#exited = true;
       // A dying child's pipes close before its exit is reported, so asyncio
       // sees them lost first. Node reports the exit first and the end of
@@ -10078,11 +10105,11 @@ class ChildProcessTransport implements SubprocessTransport, PipeOwner {
       // not for long, as a pipe may stay open after the exit (a grandchild
       // holds it, or the protocol paused reading).
       this.#exitTimer = setTimeout(this.#announceExit, EXIT_WAITS_FOR_PIPES_MS);
-      this.pipeEnded();
+      this.#pipeEnded();
     });
     child.on("close", (code: number | null, signal: string | null) => {
       this.#returncode ??= exitStatus(code, signal);
-      this.whenStarted(() => {
+      this.#whenStarted(() => {
         this.#closedByRuntime = true;
         this.#maybeFinish();
       });
@@ -10122,7 +10149,7 @@ class ChildProcessTransport implements SubprocessTransport, PipeOwner {
     startChildTransport = (transport, made) => transport.#start(made);
   }
 
-  whenStarted(callback: () => void): void {
+  #whenStarted(callback: () => void): void {
     if (this.#started) postToLoop(this.#loop, callback);
     else this.#heldEvents.push(callback);
   }
@@ -10140,10 +10167,6 @@ class ChildProcessTransport implements SubprocessTransport, PipeOwner {
   }
 
   getProtocol(): BaseProtocol {
-    return this.#protocol;
-  }
-
-  protocol(): BaseProtocol {
     return this.#protocol;
   }
 
@@ -10190,17 +10213,17 @@ class ChildProcessTransport implements SubprocessTransport, PipeOwner {
     if (this.#returncode === null) this.#child.kill("SIGKILL");
   }
 
-  pipeData(fd: number, data: Uint8Array): void {
+  #pipeData(fd: number, data: Uint8Array): void {
     this.#call("pipeDataReceived", fd, data);
   }
 
-  pipeLost(fd: number, error: Error | null): void {
+  #pipeLost(fd: number, error: Error | null): void {
     this.#call("pipeConnectionLost", fd, error);
     this.#lostPipes.add(fd);
     this.#maybeFinish();
   }
 
-  pipeEnded(): void {
+  #pipeEnded(): void {
     if (!this.#exited) return;
     for (const pipe of this.#pipes.values()) {
       if (pipe instanceof PipeReadTransport && !hasPipeEnded(pipe)) return;
@@ -10212,7 +10235,7 @@ class ChildProcessTransport implements SubprocessTransport, PipeOwner {
     if (this.#exitAnnounced) return;
     this.#exitAnnounced = true;
     clearTimeout(this.#exitTimer);
-    this.whenStarted(this.#tellExit);
+    this.#whenStarted(this.#tellExit);
   };
 
   #tellExit = (): void => {
@@ -10237,7 +10260,7 @@ class ChildProcessTransport implements SubprocessTransport, PipeOwner {
   #finish = (): void => {
     untrackResource(this.#loop, this.#owned);
     const stdin = this.#pipes.get(0);
-    if (stdin instanceof PipeWriteTransport) stdin.lost();
+    if (stdin instanceof PipeWriteTransport) losePipe(stdin);
     this.#closed = true;
     this.#call("connectionLost", null);
     this.#finished.set();
