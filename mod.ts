@@ -6523,118 +6523,6 @@ class StreamWriteEnd {
   }
 }
 
-// The write end of a pipe (stdout, a FIFO, any writable stream) as
-// asyncio's write pipe transport, with write flow control. writeEof()
-// closes it, as asyncio's does: a pipe has no half-close.
-class WritePipeTransport implements WriteTransport {
-  #loop: EventLoop;
-  #end: StreamWriteEnd;
-  #protocol: BaseProtocol;
-  #error: Error | null = null;
-  #lost = false;
-
-  constructor(
-    loop: EventLoop,
-    stream: Writable,
-    protocol: BaseProtocol,
-    made: IoFuture<void>,
-  ) {
-    this.#loop = loop;
-    this.#protocol = protocol;
-    this.#end = new StreamWriteEnd(loop, this, stream, () => this.#protocol);
-    postToLoop(loop, this.#connectionMade, made);
-    // The reader went away (EPIPE) or the stream failed: connectionLost
-    // reports it.
-    stream.on("error", (error: Error) => {
-      this.#error ??= error;
-      this.#end.closing = true;
-      postToLoop(loop, this.#connectionLost);
-    });
-    stream.on("close", () => postToLoop(loop, this.#connectionLost));
-    stream.on("finish", () => postToLoop(loop, this.#connectionLost));
-  }
-
-  getExtraInfo(name: string, defaultValue?: unknown): unknown {
-    return this.#end.extraInfo(name, defaultValue);
-  }
-
-  isClosing(): boolean {
-    return this.#end.closing;
-  }
-
-  setProtocol(protocol: BaseProtocol): void {
-    this.#protocol = protocol;
-  }
-
-  getProtocol(): BaseProtocol {
-    return this.#protocol;
-  }
-
-  write(data: Uint8Array | string): void {
-    this.#end.write(data);
-  }
-
-  writelines(list: Iterable<Uint8Array | string>): void {
-    for (const data of list) this.#end.write(data);
-  }
-
-  writeEof(): void {
-    this.#end.close();
-  }
-
-  canWriteEof(): boolean {
-    return true;
-  }
-
-  close(): void {
-    this.#end.close();
-  }
-
-  abort(): void {
-    this.#end.abort();
-    postToLoop(this.#loop, this.#connectionLost);
-  }
-
-  getWriteBufferSize(): number {
-    return this.#end.stream.writableLength;
-  }
-
-  getWriteBufferLimits(): [low: number, high: number] {
-    return this.#end.flow.limits();
-  }
-
-  setWriteBufferLimits(high?: number, low?: number): void {
-    this.#end.flow.setLimits(high, low);
-  }
-
-  #connectionMade = (made: IoFuture<void>): void => {
-    const outcome = callProtocol(
-      this.#loop,
-      this,
-      "connectionMade",
-      () => this.#protocol.connectionMade(this),
-    );
-    if (outcome instanceof ProtocolFailure) {
-      this.abort();
-      settleIo(made, outcome.error);
-      return;
-    }
-    settleIo(made, undefined);
-  };
-
-  #connectionLost = (): void => {
-    if (this.#lost) return;
-    this.#lost = true;
-    this.#end.closing = true;
-    callProtocol(
-      this.#loop,
-      this,
-      "connectionLost",
-      () => this.#protocol.connectionLost(this.#error),
-    );
-  };
-}
-
 // What a StreamWriter needs from its protocol: to wait while the transport
 // has paused writing, and to know when the connection has closed.
 class DrainControl {
@@ -8646,6 +8534,118 @@ class ReadPipeTransport implements ReadTransport {
   #connectionLost = (): void => {
     if (this.#lost) return;
     this.#lost = true;
+    callProtocol(
+      this.#loop,
+      this,
+      "connectionLost",
+      () => this.#protocol.connectionLost(this.#error),
+    );
+  };
+}
+
+// The write end of a pipe (stdout, a FIFO, any writable stream) as
+// asyncio's write pipe transport, with write flow control. writeEof()
+// closes it, as asyncio's does: a pipe has no half-close.
+class WritePipeTransport implements WriteTransport {
+  #loop: EventLoop;
+  #end: StreamWriteEnd;
+  #protocol: BaseProtocol;
+  #error: Error | null = null;
+  #lost = false;
+
+  constructor(
+    loop: EventLoop,
+    stream: Writable,
+    protocol: BaseProtocol,
+    made: IoFuture<void>,
+  ) {
+    this.#loop = loop;
+    this.#protocol = protocol;
+    this.#end = new StreamWriteEnd(loop, this, stream, () => this.#protocol);
+    postToLoop(loop, this.#connectionMade, made);
+    // The reader went away (EPIPE) or the stream failed: connectionLost
+    // reports it.
+    stream.on("error", (error: Error) => {
+      this.#error ??= error;
+      this.#end.closing = true;
+      postToLoop(loop, this.#connectionLost);
+    });
+    stream.on("close", () => postToLoop(loop, this.#connectionLost));
+    stream.on("finish", () => postToLoop(loop, this.#connectionLost));
+  }
+
+  getExtraInfo(name: string, defaultValue?: unknown): unknown {
+    return this.#end.extraInfo(name, defaultValue);
+  }
+
+  isClosing(): boolean {
+    return this.#end.closing;
+  }
+
+  setProtocol(protocol: BaseProtocol): void {
+    this.#protocol = protocol;
+  }
+
+  getProtocol(): BaseProtocol {
+    return this.#protocol;
+  }
+
+  write(data: Uint8Array | string): void {
+    this.#end.write(data);
+  }
+
+  writelines(list: Iterable<Uint8Array | string>): void {
+    for (const data of list) this.#end.write(data);
+  }
+
+  writeEof(): void {
+    this.#end.close();
+  }
+
+  canWriteEof(): boolean {
+    return true;
+  }
+
+  close(): void {
+    this.#end.close();
+  }
+
+  abort(): void {
+    this.#end.abort();
+    postToLoop(this.#loop, this.#connectionLost);
+  }
+
+  getWriteBufferSize(): number {
+    return this.#end.stream.writableLength;
+  }
+
+  getWriteBufferLimits(): [low: number, high: number] {
+    return this.#end.flow.limits();
+  }
+
+  setWriteBufferLimits(high?: number, low?: number): void {
+    this.#end.flow.setLimits(high, low);
+  }
+
+  #connectionMade = (made: IoFuture<void>): void => {
+    const outcome = callProtocol(
+      this.#loop,
+      this,
+      "connectionMade",
+      () => this.#protocol.connectionMade(this),
+    );
+    if (outcome instanceof ProtocolFailure) {
+      this.abort();
+      settleIo(made, outcome.error);
+      return;
+    }
+    settleIo(made, undefined);
+  };
+
+  #connectionLost = (): void => {
+    if (this.#lost) return;
+    this.#lost = true;
+    this.#end.closing = true;
     callProtocol(
       this.#loop,
       this,
