@@ -6032,7 +6032,8 @@ export class LifoQueue<T> extends Queue<T> {
 // §? I/O plumbing
 // Holds: what every transport is built from. settleIo and awaitRuntimeEvent
 //   (the one wait for a runtime object to be ready: connect, listening,
-//   spawn, a TLS handshake), IoLatch, postToLoop and callProtocol (the one
+//   spawn, a TLS handshake), awaitConnectionMade (the one wait for a new
+//   transport's connectionMade), IoLatch, postToLoop and callProtocol (the one
 //   way to call a protocol), the I/O argument checks, write flow control
 //   (water marks, WriteFlowControl, StreamWriteEnd, DrainControl), the
 //   resources a loop closes, and Inbox (reads delivered in order).
@@ -6104,6 +6105,27 @@ async function awaitRuntimeEvent(
     if (wait.ready !== undefined) emitter.off(wait.ready, onReady);
     unhook?.();
   }
+}
+
+// Makes a transport, handing it the future its protocol's connectionMade
+// settles, and returns it once that has run: asyncio's create_connection()
+// and its kin return the transport only then. A connectionMade that threw
+// has ended the transport and fails the wait; `onFailure` lets go of the
+// transport when the wait fails otherwise (cancelled).
+async function awaitConnectionMade<T>(
+  loop: EventLoop,
+  make: (made: IoFuture<void>) => T,
+  onFailure?: (transport: T) => void,
+): Promise<T> {
+  const made = new IoFuture<void>(loop);
+  const transport = make(made);
+  try {
+    await made;
+  } catch (error) {
+    onFailure?.(transport);
+    throw error;
+  }
+  return transport;
 }
 
 // A one-shot flag that tasks can wait for: closed connections, a server
@@ -7529,21 +7551,19 @@ async function createStreamConnection<P extends Protocol | BufferedProtocol>(
     socket.destroy();
     throw error;
   }
-  const made = new IoFuture<void>(loop);
-  const transport = new SocketTransport(
+  const transport = await awaitConnectionMade(
     loop,
-    socket,
-    protocol,
-    streamExtraInfo(socket, target, null),
-    null,
-    made,
+    (made) =>
+      new SocketTransport(
+        loop,
+        socket,
+        protocol,
+        streamExtraInfo(socket, target, null),
+        null,
+        made,
+      ),
+    (transport) => transport.abort(),
   );
-  try {
-    await made;
-  } catch (error) {
-    transport.abort();
-    throw error;
-  }
   return [transport, protocol];
 }
 
@@ -8312,20 +8332,14 @@ async function createUdpEndpoint<P extends DatagramProtocol>(
     socket.close();
     throw error;
   }
-  const made = new IoFuture<void>(loop);
-  const transport = new UdpTransport(
+  const remote: [string, number] | null = remoteAddr === undefined
+    ? null
+    : [remoteAddr[0], remoteAddr[1]];
+  const transport = await awaitConnectionMade(
     loop,
-    socket,
-    protocol,
-    remoteAddr === undefined ? null : [remoteAddr[0], remoteAddr[1]],
-    made,
+    (made) => new UdpTransport(loop, socket, protocol, remote, made),
+    (transport) => transport.abort(),
   );
-  try {
-    await made;
-  } catch (error) {
-    transport.abort();
-    throw error;
-  }
   return [transport, protocol];
 }
 
@@ -8661,9 +8675,10 @@ async function connectPipe<T extends BaseTransport, P extends BaseProtocol>(
   makeTransport: (protocol: P, made: IoFuture<void>) => T,
 ): Promise<[T, P]> {
   const protocol = protocolFactory();
-  const made = new IoFuture<void>(loop);
-  const transport = makeTransport(protocol, made);
-  await made;
+  const transport = await awaitConnectionMade(
+    loop,
+    (made) => makeTransport(protocol, made),
+  );
   return [transport, protocol];
 }
 
@@ -10385,9 +10400,10 @@ async function startChild<P extends SubprocessProtocol>(
       if (child.pid !== undefined && child.exitCode === null) child.kill();
     },
   });
-  const made = new IoFuture<void>(loop);
-  startChildTransport(transport, made);
-  await made;
+  await awaitConnectionMade(loop, (made) => {
+    startChildTransport(transport, made);
+    return transport;
+  });
   return [transport, protocol];
 }
 
