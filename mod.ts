@@ -1111,7 +1111,7 @@ let noteUnretrieved: (
   future: Future<unknown>,
   add: boolean,
 ) => void;
-let loopTimeline: (loop: EventLoop) => Timeline | null;
+let loopTimeline: (loop: EventLoop) => TimelineRecorder | null;
 // Runs `callback` on the loop now, from a runtime event, as a loop
 // callback: in a batch of its own, or at the end of the one running.
 let runOnLoopNow: (loop: EventLoop, callback: () => void) => void;
@@ -1277,7 +1277,7 @@ export class EventLoop {
   #stopRequested: (() => void) | null = null;
   #exceptionHandler: ExceptionHandler | null = null;
   #debug: boolean;
-  #timeline: Timeline | null;
+  #timeline: TimelineRecorder | null;
   // The process listener of each signal that has a handler (see
   // addSignalHandler).
   #signalListeners = new Map<string, () => void>();
@@ -1289,7 +1289,9 @@ export class EventLoop {
     checkLoopOptions(options, "EventLoop()");
     this.#virtualTime = options.virtualTime === true;
     this.#debug = options.debug === true;
-    this.#timeline = options.timeline ?? null;
+    this.#timeline = options.timeline === undefined
+      ? null
+      : timelineRecorder(options.timeline);
     this.#timeline?.start(this);
   }
 
@@ -1602,14 +1604,7 @@ export class EventLoop {
     port: number,
     options: ConnectionOptions = {},
   ): Promise<[Transport, P]> {
-    requireFactory(protocolFactory, "createConnection()");
-    requireHostPort(host, port, "createConnection()");
-    return createStreamConnection(
-      this,
-      protocolFactory,
-      { host, port },
-      options,
-    );
+    return createConnectionOn(this, protocolFactory, host, port, options);
   }
 
   /**
@@ -1625,14 +1620,7 @@ export class EventLoop {
     port: number,
     options: ServerOptions = {},
   ): Promise<Server> {
-    requireFactory(protocolFactory, "createServer()");
-    requireServerArguments(host, port, options, "createServer()");
-    return createStreamServer(
-      this,
-      protocolFactory,
-      { hosts: serverHosts(host), port },
-      options,
-    );
+    return createServerOn(this, protocolFactory, host, port, options);
   }
 
   /** {@linkcode EventLoop.createConnection} to the Unix socket at `path`. */
@@ -1641,9 +1629,7 @@ export class EventLoop {
     path: string,
     options: ConnectionOptions = {},
   ): Promise<[Transport, P]> {
-    requireFactory(protocolFactory, "createUnixConnection()");
-    requirePath(path, "createUnixConnection()");
-    return createStreamConnection(this, protocolFactory, { path }, options);
+    return createUnixConnectionOn(this, protocolFactory, path, options);
   }
 
   /** {@linkcode EventLoop.createServer} on a Unix socket at `path`. */
@@ -1652,9 +1638,7 @@ export class EventLoop {
     path: string,
     options: ServerOptions = {},
   ): Promise<Server> {
-    requireFactory(protocolFactory, "createUnixServer()");
-    requirePath(path, "createUnixServer()");
-    return createStreamServer(this, protocolFactory, { path }, options);
+    return createUnixServerOn(this, protocolFactory, path, options);
   }
 
   /**
@@ -1685,13 +1669,7 @@ export class EventLoop {
     protocol: Protocol | BufferedProtocol,
     options: StartTlsOptions = {},
   ): Promise<Transport> {
-    checkStartTlsArguments(transport, protocol, options);
-    return upgradeToTls(
-      this,
-      transport as unknown as SocketTransport,
-      protocol,
-      options,
-    );
+    return startTlsOn(this, transport, protocol, options);
   }
 
   /**
@@ -1702,13 +1680,7 @@ export class EventLoop {
     protocolFactory: () => P,
     options: DatagramEndpointOptions = {},
   ): Promise<[DatagramTransport, P]> {
-    requireFactory(protocolFactory, "createDatagramEndpoint()");
-    for (const addr of [options.localAddr, options.remoteAddr]) {
-      if (addr !== undefined) {
-        requireHostPort(addr[0], addr[1], "createDatagramEndpoint()");
-      }
-    }
-    return createUdpEndpoint(this, protocolFactory, options);
+    return createDatagramEndpointOn(this, protocolFactory, options);
   }
 
   /**
@@ -1740,8 +1712,7 @@ export class EventLoop {
     protocolFactory: () => P,
     pipe: ReadablePipe,
   ): Promise<[ReadTransport, P]> {
-    requireFactory(protocolFactory, "connectReadPipe()");
-    return connectReadablePipe(this, protocolFactory, readableOf(pipe));
+    return connectReadPipeOn(this, protocolFactory, pipe);
   }
 
   /**
@@ -1775,8 +1746,7 @@ export class EventLoop {
     protocolFactory: () => P,
     pipe: WritablePipe,
   ): Promise<[WriteTransport, P]> {
-    requireFactory(protocolFactory, "connectWritePipe()");
-    return connectWritablePipe(this, protocolFactory, writableOf(pipe));
+    return connectWritePipeOn(this, protocolFactory, pipe);
   }
 
   /**
@@ -1806,8 +1776,7 @@ export class EventLoop {
     port: number | string | null,
     options: GetaddrinfoOptions = {},
   ): Promise<AddrInfo[]> {
-    const number = checkAddrinfoArguments(host, port, options);
-    return lookupAddresses(this, host, number, options);
+    return getaddrinfoOn(this, host, port, options);
   }
 
   /**
@@ -1839,14 +1808,7 @@ export class EventLoop {
     args: readonly string[] = [],
     options: SubprocessOptions = {},
   ): Promise<[SubprocessTransport, P]> {
-    return spawnSubprocess(
-      this,
-      protocolFactory,
-      program,
-      args,
-      options,
-      "subprocessExec()",
-    );
+    return subprocessExecOn(this, protocolFactory, program, args, options);
   }
 
   /** Runs `cmd` through `/bin/sh -c`: see {@linkcode EventLoop.subprocessExec}. */
@@ -1855,19 +1817,7 @@ export class EventLoop {
     cmd: string,
     options: SubprocessOptions = {},
   ): Promise<[SubprocessTransport, P]> {
-    if (typeof cmd !== "string") {
-      throw new TypeError(
-        `subprocessShell(): cmd must be a string, got ${describeValue(cmd)}`,
-      );
-    }
-    return spawnSubprocess(
-      this,
-      protocolFactory,
-      "/bin/sh",
-      ["-c", cmd],
-      options,
-      "subprocessShell()",
-    );
+    return subprocessShellOn(this, protocolFactory, cmd, options);
   }
 
   /**
@@ -6690,18 +6640,623 @@ export class LifoQueue<T> extends Queue<T> {
   }
 }
 
-// ---------------------------------------------------------------------------
-// Transports and protocols
-//
-// asyncio's low level for I/O. A transport owns a socket (TCP, TLS, Unix or
-// UDP) and hands what arrives to its protocol's callbacks; the protocol
-// writes back through the transport. The runtime's node:net, node:tls and
-// node:dgram objects do the I/O: their events are posted to the loop with
-// callSoon, so protocol callbacks run as loop callbacks, in order, where
-// getRunningLoop() works. Waits on the outside world use IoFuture, which
-// holds a virtual clock still while pending, as wrapFuture does. Relies on
-// the loop, futures and tasks.
-// ---------------------------------------------------------------------------
+// ===========================================================================
+// §? I/O plumbing
+// Holds: what every transport is built from. settleIo and awaitRuntimeEvent
+//   (the one wait for a runtime object to be ready: connect, listening,
+//   spawn, a TLS handshake), awaitConnectionMade (the one wait for a new
+//   transport's connectionMade), IoLatch, postToLoop and callProtocol (the one
+//   way to call a protocol), the I/O argument checks, write flow control
+//   (water marks, WriteFlowControl, StreamWriteEnd, DrainControl), the
+//   resources a loop closes, and Inbox (reads delivered in order).
+// Rule: a runtime event reaches a protocol only through Inbox, postToLoop or
+//   runOnLoopNow, on the loop, and a protocol callback runs only through
+//   callProtocol, which reports the callback that threw. A wait for the
+//   outside world is an IoFuture, so that a virtual clock holds still.
+// Relies on: §? Event loop (callSoon, runOnLoopNow, the exception handler),
+//   §? Futures (IoFuture). Used by: §? Transports and protocols, §? Streams,
+//   §? Subprocesses, §? Executors, §? Name resolution, EventLoop.close().
+// ===========================================================================
+
+// Settles an I/O future from a runtime event, unless it is already settled
+// or its loop is gone (a closed loop cannot schedule the wake-up).
+function settleIo<T>(future: Future<T>, error: unknown, value?: T): void {
+  if (future.done() || future.getLoop().isClosed()) return;
+  if (error === undefined) future.setResult(value as T);
+  else future.setException(error);
+}
+
+// What awaitRuntimeEvent() needs of a runtime object (a socket, a listener,
+// a child process): Node's EventEmitter, as every runtime has it.
+interface RuntimeEmitter {
+  once(event: string, listener: (error: Error) => void): unknown;
+  off(event: string, listener: (error: Error) => void): unknown;
+}
+
+// How one wait for a runtime object to be ready goes.
+interface RuntimeWait {
+  // The event that means ready; left out when `start` reports it itself.
+  ready?: string;
+  // Starts the operation, once the listeners are on: `settle()` ends the
+  // wait (with an error: fails it). Returns what undoes its own hooks.
+  start?: (settle: (error?: unknown) => void) => (() => void) | void;
+  // The error the "error" event's error becomes.
+  error?: (error: Error) => unknown;
+  // Lets go of the half-made object when the wait fails or is cancelled.
+  undo: () => void;
+}
+
+// Waits, cancellably, until `emitter` is ready (connected, listening,
+// spawned, through its handshake), or fails with its "error" event. Pending,
+// the wait holds a virtual clock still (IoFuture). However it ends, every
+// listener it added comes off; unless it ended ready, `undo()` has run.
+async function awaitRuntimeEvent(
+  loop: EventLoop,
+  emitter: RuntimeEmitter,
+  wait: RuntimeWait,
+): Promise<void> {
+  const future = new IoFuture<void>(loop);
+  const settle = (error?: unknown) => settleIo(future, error);
+  const onError = (error: Error) =>
+    settle(wait.error === undefined ? error : wait.error(error));
+  const onReady = () => settle(undefined);
+  emitter.once("error", onError);
+  if (wait.ready !== undefined) emitter.once(wait.ready, onReady);
+  let unhook: (() => void) | void = undefined;
+  try {
+    unhook = wait.start?.(settle);
+    await future;
+  } catch (error) {
+    // A start that threw leaves the future pending: cancelled, it stops
+    // holding the clock, and has no error for anyone to retrieve.
+    if (!future.done()) future.cancel();
+    wait.undo();
+    throw error;
+  } finally {
+    emitter.off("error", onError);
+    if (wait.ready !== undefined) emitter.off(wait.ready, onReady);
+    unhook?.();
+  }
+}
+
+// Makes a transport, handing it the future its protocol's connectionMade
+// settles, and returns it once that has run: asyncio's create_connection()
+// and its kin return the transport only then. A connectionMade that threw
+// has ended the transport and fails the wait; `onFailure` lets go of the
+// transport when the wait fails otherwise (cancelled).
+async function awaitConnectionMade<T>(
+  loop: EventLoop,
+  make: (made: IoFuture<void>) => T,
+  onFailure?: (transport: T) => void,
+): Promise<T> {
+  const made = new IoFuture<void>(loop);
+  const transport = make(made);
+  try {
+    await made;
+  } catch (error) {
+    onFailure?.(transport);
+    throw error;
+  }
+  return transport;
+}
+
+// A one-shot flag that tasks can wait for: closed connections, a server
+// with no clients left, an exited child.
+class IoLatch {
+  #loop: EventLoop;
+  #isSet = false;
+  #waiters: IoFuture<void>[] = [];
+
+  constructor(loop: EventLoop) {
+    this.#loop = loop;
+  }
+
+  isSet(): boolean {
+    return this.#isSet;
+  }
+
+  set(): void {
+    if (this.#isSet) return;
+    this.#isSet = true;
+    for (const waiter of this.#waiters) settleIo(waiter, undefined);
+    this.#waiters = [];
+  }
+
+  async wait(): Promise<void> {
+    if (this.#isSet) return;
+    const waiter = new IoFuture<void>(this.#loop);
+    this.#waiters.push(waiter);
+    try {
+      await waiter;
+    } finally {
+      const index = this.#waiters.indexOf(waiter);
+      if (index >= 0) this.#waiters.splice(index, 1);
+    }
+  }
+}
+
+// Runs a protocol callback as a loop callback, unless the loop is closed.
+function postToLoop<A extends unknown[]>(
+  loop: EventLoop,
+  callback: (...args: A) => unknown,
+  ...args: A
+): void {
+  if (!loop.isClosed()) loop.callSoon(callback, ...args);
+}
+
+// Server and Process objects are made by the library only: their
+// constructors throw without this token, which no user holds.
+const MADE_INSIDE: unique symbol = Symbol("made inside @aio/asyncio");
+
+// What callProtocol() returns for a callback that threw, once reported.
+class ProtocolFailure {
+  /** What the callback threw. */
+  error: unknown;
+
+  constructor(error: unknown) {
+    this.error = error;
+  }
+}
+
+// Every transport calls its protocol through here. A callback that throws
+// is reported as asyncio reports it, and asyncio treats it as fatal for the
+// transport: the caller gets a ProtocolFailure and aborts or closes it (all
+// but connectionLost, after which there is nothing left to end).
+function callProtocol<R>(
+  loop: EventLoop,
+  transport: BaseTransport,
+  what: string,
+  call: () => R,
+): R | ProtocolFailure {
+  try {
+    return call();
+  } catch (error) {
+    loop.callExceptionHandler({
+      message: `Fatal error: protocol.${what}() call failed.`,
+      exception: error,
+      transport,
+    });
+    return new ProtocolFailure(error);
+  }
+}
+
+// Runtime buffers are Node Buffers; protocols get plain Uint8Array views of
+// the same memory, so that equality checks and subclass quirks do not leak.
+function plainBytes(chunk: Uint8Array): Uint8Array {
+  return chunk.constructor === Uint8Array
+    ? chunk
+    : new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+}
+
+// MOVE: to §Argument checks, if the lead gathers every check there (these
+// are the I/O ones: bytes, host and port, server arguments, path, factory).
+function requireBytes(data: unknown, where: string): Uint8Array | string {
+  if (typeof data === "string" || data instanceof Uint8Array) return data;
+  throw new TypeError(
+    `${where}: data must be a Uint8Array or a string, got ${
+      describeValue(data)
+    }`,
+  );
+}
+
+// Ports are 16-bit.
+const MAX_PORT = 65535;
+
+function requireHostPort(
+  host: unknown,
+  port: unknown,
+  where: string,
+): void {
+  if (host !== null && host !== undefined && typeof host !== "string") {
+    throw new TypeError(
+      `${where}: host must be a string, got ${describeValue(host)}`,
+    );
+  }
+  if (
+    typeof port !== "number" || !Number.isInteger(port) || port < 0 ||
+    port > MAX_PORT
+  ) {
+    throw new RangeError(
+      `${where}: port must be an integer from 0 to ${MAX_PORT}, got ${
+        describeValue(port)
+      }`,
+    );
+  }
+}
+
+function requireServerArguments(
+  host: unknown,
+  port: unknown,
+  options: ServerOptions,
+  where: string,
+): void {
+  if (Array.isArray(host)) {
+    if (host.length === 0) {
+      throw new RangeError(`${where}: host must not be an empty list`);
+    }
+    for (const h of host) requireHostPort(h, port, where);
+  } else {
+    requireHostPort(host, port, where);
+  }
+  const backlog = options.backlog;
+  if (
+    backlog !== undefined && (!Number.isInteger(backlog) || backlog < 0)
+  ) {
+    throw new RangeError(
+      `${where}: options.backlog must be an integer >= 0, got ${
+        describeValue(backlog)
+      }`,
+    );
+  }
+}
+
+function requirePath(path: unknown, where: string): string {
+  if (typeof path !== "string" || path === "") {
+    throw new TypeError(
+      `${where}: path must be a non-empty string, got ${describeValue(path)}`,
+    );
+  }
+  return path;
+}
+
+function requireFactory(factory: unknown, where: string): void {
+  requireFunction(factory, where, "protocolFactory");
+}
+
+// asyncio's write-buffer high-water mark: writing pauses above it.
+const DEFAULT_HIGH_WATER = 64 * 1024;
+// asyncio derives each water mark from the other one given: low is a
+// quarter of high, so that writing resumes well before it pauses again.
+const HIGH_TO_LOW_WATER = 4;
+
+// Checks and completes water marks as asyncio does.
+function waterMarks(
+  high: number | undefined,
+  low: number | undefined,
+): [low: number, high: number] {
+  const h = high ??
+    (low === undefined ? DEFAULT_HIGH_WATER : HIGH_TO_LOW_WATER * low);
+  const l = low ?? Math.floor(h / HIGH_TO_LOW_WATER);
+  if (!(h >= l && l >= 0)) {
+    throw new RangeError(
+      `setWriteBufferLimits(): high (${h}) must be >= low (${l}) must be >= 0`,
+    );
+  }
+  return [l, h];
+}
+
+// The pause/resume half of write flow control, shared by every transport
+// that writes to a runtime stream: it calls the protocol's pauseWriting()
+// when the buffer passes the high-water mark, and resumeWriting() when it
+// drains to the low-water mark.
+class WriteFlowControl {
+  #loop: EventLoop;
+  #bufferSize: () => number;
+  #protocol: () => BaseProtocol;
+  #transport: BaseTransport;
+  #low = DEFAULT_HIGH_WATER / HIGH_TO_LOW_WATER;
+  #high = DEFAULT_HIGH_WATER;
+  #paused = false;
+  #resumePosted = false;
+
+  constructor(
+    loop: EventLoop,
+    transport: BaseTransport,
+    bufferSize: () => number,
+    protocol: () => BaseProtocol,
+  ) {
+    this.#loop = loop;
+    this.#transport = transport;
+    this.#bufferSize = bufferSize;
+    this.#protocol = protocol;
+  }
+
+  limits(): [low: number, high: number] {
+    return [this.#low, this.#high];
+  }
+
+  setLimits(high?: number, low?: number): void {
+    [this.#low, this.#high] = waterMarks(high, low);
+    this.afterWrite();
+    this.afterFlush();
+  }
+
+  afterWrite(): void {
+    if (this.#paused || this.#bufferSize() <= this.#high) return;
+    this.#paused = true;
+    callProtocol(
+      this.#loop,
+      this.#transport,
+      "pauseWriting",
+      () => this.#protocol().pauseWriting(),
+    );
+  }
+
+  // Called from the runtime's write callbacks, so the resume is posted. A
+  // write that failed resumes nobody: the connection is lost, and a drain()
+  // waiting must get that error, not a resume that looks like success.
+  afterFlush = (error?: Error | null): void => {
+    if (error) return;
+    if (!this.#paused || this.#resumePosted) return;
+    if (this.#bufferSize() > this.#low) return;
+    this.#resumePosted = true;
+    postToLoop(this.#loop, this.#resume);
+  };
+
+  #resume = (): void => {
+    this.#resumePosted = false;
+    if (!this.#paused || this.#bufferSize() > this.#low) return;
+    this.#paused = false;
+    callProtocol(
+      this.#loop,
+      this.#transport,
+      "resumeWriting",
+      () => this.#protocol().resumeWriting(),
+    );
+  };
+}
+
+// What each loop owns and must close when it closes, as asyncio's closing
+// loop leaves no socket behind: servers still listening, connections not
+// yet lost, children still running. Each entry describes itself (for the
+// debug-mode warning) and knows how to let go at once.
+interface OwnedResource {
+  describe(): string;
+  release(): void;
+}
+
+const ownedResources = new WeakMap<EventLoop, Set<OwnedResource>>();
+
+function trackResource(loop: EventLoop, resource: OwnedResource): void {
+  let owned = ownedResources.get(loop);
+  if (owned === undefined) ownedResources.set(loop, owned = new Set());
+  owned.add(resource);
+}
+
+function untrackResource(loop: EventLoop, resource: OwnedResource): void {
+  ownedResources.get(loop)?.delete(resource);
+}
+
+// Called by EventLoop.close(): nothing the loop owned may keep the process
+// alive once it is closed. In debug mode each is named, as asyncio's
+// ResourceWarning names an unclosed transport.
+function closeOwnedResources(loop: EventLoop): void {
+  const owned = ownedResources.get(loop);
+  if (owned === undefined) return;
+  ownedResources.delete(loop);
+  for (const resource of owned) {
+    if (loop.getDebug()) {
+      console.warn(
+        `ResourceWarning: unclosed ${resource.describe()}, closed by the closing loop`,
+      );
+    }
+    try {
+      resource.release();
+    } catch {
+      // Already gone at the runtime's level: nothing left to close.
+    }
+  }
+}
+
+const END_OF_STREAM = Symbol("end of stream");
+
+// asyncio's LOG_THRESHOLD_FOR_CONNLOST_WRITES.
+const LOST_WRITES_BEFORE_WARNING = 5;
+
+// Queues what a runtime stream hands over and delivers it on the loop, in
+// order, holding it while paused: the common core of the read transports.
+class Inbox<T> {
+  #loop: EventLoop;
+  #deliver: (item: T) => void;
+  #items: T[] = [];
+  #posted = false;
+  #paused = false;
+
+  constructor(loop: EventLoop, deliver: (item: T) => void, paused = false) {
+    this.#loop = loop;
+    this.#deliver = deliver;
+    this.#paused = paused;
+  }
+
+  // Called from the runtime's events, each a turn of the host of its own:
+  // like asyncio's loop after a poll, the loop runs the delivery at once,
+  // so a protocol can answer inside the event, as a bare server would.
+  push(item: T): void {
+    this.#items.push(item);
+    if (this.#paused || this.#posted) return;
+    this.#posted = true;
+    runOnLoopNow(this.#loop, this.#run);
+  }
+
+  pause(): void {
+    this.#paused = true;
+  }
+
+  resume(): void {
+    this.#paused = false;
+    this.#post();
+  }
+
+  clear(): void {
+    this.#items.length = 0;
+  }
+
+  // Moves what is queued into `out` (the end of stream stays behind).
+  drainInto(out: T[]): void {
+    for (const item of this.#items.splice(0)) {
+      if (item !== END_OF_STREAM) out.push(item);
+    }
+  }
+
+  #post(): void {
+    if (this.#posted || this.#items.length === 0) return;
+    this.#posted = true;
+    postToLoop(this.#loop, this.#run);
+  }
+
+  #run = (): void => {
+    this.#posted = false;
+    const items = this.#items;
+    while (items.length > 0 && !this.#paused) this.#deliver(items.shift()!);
+  };
+}
+
+// The error of a connection that ended under a read, a drain or a TLS
+// handshake, as asyncio's ConnectionResetError.
+function connectionLostError(): Error {
+  return Object.assign(new Error("Connection lost"), {
+    name: "ConnectionResetError",
+    code: "ECONNRESET",
+  });
+}
+
+// The write end of a runtime stream, as both pipe transports use it (the
+// one connectWritePipe() makes, and a child's stdin): writes under flow
+// control, end of file by closing, and the buffer's size and limits. Each
+// transport keeps one in a private field and forwards to it.
+class StreamWriteEnd {
+  readonly stream: Writable;
+  readonly flow: WriteFlowControl;
+  closing = false;
+
+  constructor(
+    loop: EventLoop,
+    transport: BaseTransport,
+    stream: Writable,
+    protocol: () => BaseProtocol,
+  ) {
+    this.stream = stream;
+    this.flow = new WriteFlowControl(
+      loop,
+      transport,
+      () => stream.writableLength,
+      protocol,
+    );
+  }
+
+  extraInfo(name: string, defaultValue?: unknown): unknown {
+    return name === "pipe" ? this.stream : defaultValue;
+  }
+
+  write(data: Uint8Array | string): void {
+    requireBytes(data, "write()");
+    if (data.length === 0 || this.closing) return;
+    this.stream.write(data, this.flow.afterFlush);
+    this.flow.afterWrite();
+  }
+
+  close(): void {
+    if (this.closing) return;
+    this.closing = true;
+    this.stream.end();
+  }
+
+  abort(): void {
+    this.closing = true;
+    this.stream.destroy();
+  }
+}
+
+// What a StreamWriter needs from its protocol: to wait while the transport
+// has paused writing, and to know when the connection has closed.
+class DrainControl {
+  #loop: EventLoop;
+  #paused = false;
+  #lost = false;
+  #lostError: Error | null = null;
+  #waiters: IoFuture<void>[] = [];
+  #closed: IoLatch;
+
+  constructor(loop: EventLoop) {
+    this.#loop = loop;
+    this.#closed = new IoLatch(loop);
+  }
+
+  pause(): void {
+    this.#paused = true;
+  }
+
+  resume(): void {
+    this.#paused = false;
+    this.#wakeAll(null);
+  }
+
+  lose(error: Error | null): void {
+    this.#lost = true;
+    this.#lostError = error;
+    this.#closed.set();
+    this.#wakeAll(error);
+  }
+
+  // Not async: the common case, nothing to wait for, costs no promise of
+  // its own (drain() follows every write of a stream server).
+  drain(): Promise<void> {
+    if (this.#lost) {
+      return Promise.reject(this.#lostError ?? connectionLostError());
+    }
+    if (!this.#paused) return RESOLVED_VOID;
+    return this.#waitForResume();
+  }
+
+  async #waitForResume(): Promise<void> {
+    const waiter = new IoFuture<void>(this.#loop);
+    this.#waiters.push(waiter);
+    try {
+      await waiter;
+    } finally {
+      const index = this.#waiters.indexOf(waiter);
+      if (index >= 0) this.#waiters.splice(index, 1);
+    }
+  }
+
+  async waitClosed(): Promise<void> {
+    await this.#closed.wait();
+    if (this.#lostError !== null) throw this.#lostError;
+  }
+
+  #wakeAll(error: Error | null): void {
+    for (const waiter of this.#waiters) {
+      if (error === null) settleIo(waiter, undefined);
+      else if (!waiter.done()) {
+        waiter.setException(error);
+        waiter.exception(); // the drain() awaiting it reports it
+      }
+    }
+    this.#waiters = [];
+  }
+}
+
+// The protocols that StreamWriter can drain through.
+interface DrainableProtocol {
+  readonly drainControl: DrainControl;
+}
+
+// Each StreamReaderProtocol's DrainControl, kept out of its public face.
+const drainControls = new WeakMap<BaseProtocol, DrainControl>();
+
+function drainControlOf(protocol: BaseProtocol): DrainControl | null {
+  const own = drainControls.get(protocol);
+  if (own !== undefined) return own;
+  const control = (protocol as Partial<DrainableProtocol>).drainControl;
+  return control instanceof DrainControl ? control : null;
+}
+
+// ===========================================================================
+// §? Transports and protocols
+// Holds: asyncio's low level for I/O. The protocol classes, the transport
+//   interfaces and their options; SocketTransport (TCP, TLS, Unix),
+//   startTls, Server, UdpTransport, and the pipe transports of
+//   connectReadPipe/connectWritePipe, each with the function an EventLoop
+//   I/O method delegates to (createConnectionOn, createServerOn, ...).
+// Rule: a transport owns its runtime object (node:net, node:tls, node:dgram,
+//   a stream) and hands what arrives to its protocol on the loop, where
+//   getRunningLoop() works: received data through an Inbox, which runs the
+//   delivery at once inside the runtime's event (runOnLoopNow), as asyncio's
+//   loop does after a poll; every other event (made, lost, resumed, a UDP
+//   datagram) posted with callSoon (postToLoop).
+// Relies on: §? I/O plumbing, §? Event loop, §? Futures (IoFuture).
+// Used by: EventLoop's I/O methods, §? Streams, §? Subprocesses.
+// ===========================================================================
 
 /**
  * An address, shaped as Python gives it: `[host, port]` for TCP and UDP, the
@@ -6787,6 +7342,10 @@ export class Protocol extends BaseProtocol {
   eofReceived(): boolean | void {}
 }
 
+// A BufferedProtocol's default buffer when there is no size hint: as much
+// as one read of a runtime stream hands over (Node's 64 KiB high-water mark).
+const DEFAULT_RECEIVE_BUFFER = 64 * 1024;
+
 /**
  * A stream protocol that receives into buffers it provides, to save a copy:
  * the transport asks `getBuffer(sizeHint)` for space, fills it, and reports
@@ -6818,7 +7377,7 @@ export class BufferedProtocol extends BaseProtocol {
    * hint). The default allocates a new array each time.
    */
   getBuffer(sizeHint: number): Uint8Array {
-    return new Uint8Array(sizeHint > 0 ? sizeHint : 65536);
+    return new Uint8Array(sizeHint > 0 ? sizeHint : DEFAULT_RECEIVE_BUFFER);
   }
 
   /** `nbytes` bytes were written at the start of the last buffer given. */
@@ -7161,344 +7720,30 @@ export interface DatagramEndpointOptions {
   allowBroadcast?: boolean;
 }
 
-// Settles an I/O future from a runtime event, unless it is already settled
-// or its loop is gone (a closed loop cannot schedule the wake-up).
-function settleIo<T>(future: Future<T>, error: unknown, value?: T): void {
-  if (future.done() || future.getLoop().isClosed()) return;
-  if (error === undefined) future.setResult(value as T);
-  else future.setException(error);
-}
-
-// A one-shot flag that tasks can wait for: closed connections, a server
-// with no clients left, an exited child.
-class IoLatch {
-  #loop: EventLoop;
-  #isSet = false;
-  #waiters: IoFuture<void>[] = [];
-
-  constructor(loop: EventLoop) {
-    this.#loop = loop;
-  }
-
-  isSet(): boolean {
-    return this.#isSet;
-  }
-
-  set(): void {
-    if (this.#isSet) return;
-    this.#isSet = true;
-    for (const waiter of this.#waiters) settleIo(waiter, undefined);
-    this.#waiters = [];
-  }
-
-  async wait(): Promise<void> {
-    if (this.#isSet) return;
-    const waiter = new IoFuture<void>(this.#loop);
-    this.#waiters.push(waiter);
-    try {
-      await waiter;
-    } finally {
-      const index = this.#waiters.indexOf(waiter);
-      if (index >= 0) this.#waiters.splice(index, 1);
-    }
-  }
-}
-
-// Runs a protocol callback as a loop callback, unless the loop is closed.
-function postToLoop<A extends unknown[]>(
-  loop: EventLoop,
-  callback: (...args: A) => unknown,
-  ...args: A
+// Hands `data` to a stream protocol: dataReceived(), or for a
+// BufferedProtocol, into the buffers its getBuffer() lends, as many as the
+// data needs.
+function feedProtocol(
+  protocol: Protocol | BufferedProtocol,
+  data: Uint8Array,
 ): void {
-  if (!loop.isClosed()) loop.callSoon(callback, ...args);
-}
-
-// Reports a protocol callback that threw; asyncio treats it as fatal for
-// the transport, which the caller then aborts.
-function reportProtocolError(
-  loop: EventLoop,
-  what: string,
-  error: unknown,
-  transport: BaseTransport,
-): void {
-  loop.callExceptionHandler({
-    message: `Fatal error: protocol.${what}() call failed.`,
-    exception: error,
-    transport,
-  });
-}
-
-// Runtime buffers are Node Buffers; protocols get plain Uint8Array views of
-// the same memory, so that equality checks and subclass quirks do not leak.
-function plainBytes(chunk: Uint8Array): Uint8Array {
-  return chunk.constructor === Uint8Array
-    ? chunk
-    : new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-}
-
-function requireBytes(data: unknown, where: string): Uint8Array | string {
-  if (typeof data === "string" || data instanceof Uint8Array) return data;
-  throw new TypeError(
-    `${where}: data must be a Uint8Array or a string, got ${
-      describeValue(data)
-    }`,
-  );
-}
-
-function requireHostPort(
-  host: unknown,
-  port: unknown,
-  where: string,
-): void {
-  if (host !== null && host !== undefined && typeof host !== "string") {
-    throw new TypeError(
-      `${where}: host must be a string, got ${describeValue(host)}`,
-    );
+  if (!(protocol instanceof BufferedProtocol)) {
+    protocol.dataReceived(data);
+    return;
   }
-  if (
-    typeof port !== "number" || !Number.isInteger(port) || port < 0 ||
-    port > 65535
-  ) {
-    throw new RangeError(
-      `${where}: port must be an integer from 0 to 65535, got ${
-        describeValue(port)
-      }`,
-    );
-  }
-}
-
-function requireServerArguments(
-  host: unknown,
-  port: unknown,
-  options: ServerOptions,
-  where: string,
-): void {
-  if (Array.isArray(host)) {
-    if (host.length === 0) {
-      throw new RangeError(`${where}: host must not be an empty list`);
+  let offset = 0;
+  while (offset < data.length) {
+    const buffer = protocol.getBuffer(data.length - offset);
+    if (buffer.length === 0) {
+      throw new RuntimeError("getBuffer() returned an empty buffer");
     }
-    for (const h of host) requireHostPort(h, port, where);
-  } else {
-    requireHostPort(host, port, where);
-  }
-  const backlog = options.backlog;
-  if (
-    backlog !== undefined && (!Number.isInteger(backlog) || backlog < 0)
-  ) {
-    throw new RangeError(
-      `${where}: options.backlog must be an integer >= 0, got ${
-        describeValue(backlog)
-      }`,
-    );
+    const n = Math.min(buffer.length, data.length - offset);
+    buffer.set(data.subarray(offset, offset + n));
+    protocol.bufferUpdated(n);
+    offset += n;
   }
 }
 
-function requirePath(path: unknown, where: string): string {
-  if (typeof path !== "string" || path === "") {
-    throw new TypeError(
-      `${where}: path must be a non-empty string, got ${describeValue(path)}`,
-    );
-  }
-  return path;
-}
-
-function requireFactory(factory: unknown, where: string): void {
-  requireFunction(factory, where, "protocolFactory");
-}
-
-const DEFAULT_HIGH_WATER = 64 * 1024;
-
-// Checks and completes water marks as asyncio does.
-function waterMarks(
-  high: number | undefined,
-  low: number | undefined,
-): [low: number, high: number] {
-  const h = high ?? (low === undefined ? DEFAULT_HIGH_WATER : 4 * low);
-  const l = low ?? Math.floor(h / 4);
-  if (!(h >= l && l >= 0)) {
-    throw new RangeError(
-      `setWriteBufferLimits(): high (${h}) must be >= low (${l}) must be >= 0`,
-    );
-  }
-  return [l, h];
-}
-
-// The pause/resume half of write flow control, shared by every transport
-// that writes to a runtime stream: it calls the protocol's pauseWriting()
-// when the buffer passes the high-water mark, and resumeWriting() when it
-// drains to the low-water mark.
-class WriteFlowControl {
-  #loop: EventLoop;
-  #bufferSize: () => number;
-  #protocol: () => BaseProtocol;
-  #transport: BaseTransport;
-  #low = DEFAULT_HIGH_WATER / 4;
-  #high = DEFAULT_HIGH_WATER;
-  #paused = false;
-  #resumePosted = false;
-
-  constructor(
-    loop: EventLoop,
-    transport: BaseTransport,
-    bufferSize: () => number,
-    protocol: () => BaseProtocol,
-  ) {
-    this.#loop = loop;
-    this.#transport = transport;
-    this.#bufferSize = bufferSize;
-    this.#protocol = protocol;
-  }
-
-  limits(): [low: number, high: number] {
-    return [this.#low, this.#high];
-  }
-
-  setLimits(high?: number, low?: number): void {
-    [this.#low, this.#high] = waterMarks(high, low);
-    this.afterWrite();
-    this.afterFlush();
-  }
-
-  afterWrite(): void {
-    if (this.#paused || this.#bufferSize() <= this.#high) return;
-    this.#paused = true;
-    try {
-      this.#protocol().pauseWriting();
-    } catch (error) {
-      reportProtocolError(this.#loop, "pauseWriting", error, this.#transport);
-    }
-  }
-
-  // Called from the runtime's write callbacks, so the resume is posted. A
-  // write that failed resumes nobody: the connection is lost, and a drain()
-  // waiting must get that error, not a resume that looks like success.
-  afterFlush = (error?: Error | null): void => {
-    if (error) return;
-    if (!this.#paused || this.#resumePosted) return;
-    if (this.#bufferSize() > this.#low) return;
-    this.#resumePosted = true;
-    postToLoop(this.#loop, this.#resume);
-  };
-
-  #resume = (): void => {
-    this.#resumePosted = false;
-    if (!this.#paused || this.#bufferSize() > this.#low) return;
-    this.#paused = false;
-    try {
-      this.#protocol().resumeWriting();
-    } catch (error) {
-      reportProtocolError(this.#loop, "resumeWriting", error, this.#transport);
-    }
-  };
-}
-
-// What each loop owns and must close when it closes, as asyncio's closing
-// loop leaves no socket behind: servers still listening, connections not
-// yet lost, children still running. Each entry describes itself (for the
-// debug-mode warning) and knows how to let go at once.
-interface OwnedResource {
-  describe(): string;
-  release(): void;
-}
-
-const ownedResources = new WeakMap<EventLoop, Set<OwnedResource>>();
-
-function trackResource(loop: EventLoop, resource: OwnedResource): void {
-  let owned = ownedResources.get(loop);
-  if (owned === undefined) ownedResources.set(loop, owned = new Set());
-  owned.add(resource);
-}
-
-function untrackResource(loop: EventLoop, resource: OwnedResource): void {
-  ownedResources.get(loop)?.delete(resource);
-}
-
-// Called by EventLoop.close(): nothing the loop owned may keep the process
-// alive once it is closed. In debug mode each is named, as asyncio's
-// ResourceWarning names an unclosed transport.
-function closeOwnedResources(loop: EventLoop): void {
-  const owned = ownedResources.get(loop);
-  if (owned === undefined) return;
-  ownedResources.delete(loop);
-  for (const resource of owned) {
-    if (loop.getDebug()) {
-      console.warn(
-        `ResourceWarning: unclosed ${resource.describe()}, closed by the closing loop`,
-      );
-    }
-    try {
-      resource.release();
-    } catch {
-      // Already gone at the runtime's level: nothing left to close.
-    }
-  }
-}
-
-const END_OF_STREAM = Symbol("end of stream");
-
-// asyncio's LOG_THRESHOLD_FOR_CONNLOST_WRITES.
-const LOST_WRITES_BEFORE_WARNING = 5;
-
-// Queues what a runtime stream hands over and delivers it on the loop, in
-// order, holding it while paused: the common core of the read transports.
-class Inbox<T> {
-  #loop: EventLoop;
-  #deliver: (item: T) => void;
-  #items: T[] = [];
-  #posted = false;
-  #paused = false;
-
-  constructor(loop: EventLoop, deliver: (item: T) => void, paused = false) {
-    this.#loop = loop;
-    this.#deliver = deliver;
-    this.#paused = paused;
-  }
-
-  // Called from the runtime's events, each a turn of the host of its own:
-  // like asyncio's loop after a poll, the loop runs the delivery at once,
-  // so a protocol can answer inside the event, as a bare server would.
-  push(item: T): void {
-    this.#items.push(item);
-    if (this.#paused || this.#posted) return;
-    this.#posted = true;
-    runOnLoopNow(this.#loop, this.#run);
-  }
-
-  pause(): void {
-    this.#paused = true;
-  }
-
-  resume(): void {
-    this.#paused = false;
-    this.#post();
-  }
-
-  clear(): void {
-    this.#items.length = 0;
-  }
-
-  // Moves what is queued into `out` (the end of stream stays behind).
-  drainInto(out: T[]): void {
-    for (const item of this.#items.splice(0)) {
-      if (item !== END_OF_STREAM) out.push(item);
-    }
-  }
-
-  #post(): void {
-    if (this.#posted || this.#items.length === 0) return;
-    this.#posted = true;
-    postToLoop(this.#loop, this.#run);
-  }
-
-  #run = (): void => {
-    this.#posted = false;
-    const items = this.#items;
-    while (items.length > 0 && !this.#paused) this.#deliver(items.shift()!);
-  };
-}
-
-let detachFromServer: (server: Server, transport: SocketTransport) => void;
-let attachToServer: (server: Server, transport: SocketTransport) => void;
 // What a transport hands over when start_tls takes its socket: the socket,
 // the bytes received but not yet delivered, and the server it belongs to.
 interface ReleasedSocket {
@@ -7692,12 +7937,15 @@ class SocketTransport implements Transport {
   }
 
   #connectionMade = (made: IoFuture<void> | null): void => {
-    try {
-      this.#protocol.connectionMade(this);
-    } catch (error) {
-      reportProtocolError(this.#loop, "connectionMade", error, this);
+    const outcome = callProtocol(
+      this.#loop,
+      this,
+      "connectionMade",
+      () => this.#protocol.connectionMade(this),
+    );
+    if (outcome instanceof ProtocolFailure) {
       this.abort();
-      if (made !== null) settleIo(made, error);
+      if (made !== null) settleIo(made, outcome.error);
       return;
     }
     if (made !== null) settleIo(made, undefined);
@@ -7715,34 +7963,23 @@ class SocketTransport implements Transport {
 
   #deliverData(data: Uint8Array): void {
     const protocol = this.#protocol;
-    try {
-      if (protocol instanceof BufferedProtocol) {
-        let offset = 0;
-        while (offset < data.length) {
-          const buffer = protocol.getBuffer(data.length - offset);
-          if (buffer.length === 0) {
-            throw new RuntimeError("getBuffer() returned an empty buffer");
-          }
-          const n = Math.min(buffer.length, data.length - offset);
-          buffer.set(data.subarray(offset, offset + n));
-          protocol.bufferUpdated(n);
-          offset += n;
-        }
-      } else {
-        protocol.dataReceived(data);
-      }
-    } catch (error) {
-      reportProtocolError(this.#loop, "dataReceived", error, this);
-      this.abort();
-    }
+    const outcome = callProtocol(
+      this.#loop,
+      this,
+      "dataReceived",
+      () => feedProtocol(protocol, data),
+    );
+    if (outcome instanceof ProtocolFailure) this.abort();
   }
 
   #deliverEof(): void {
-    let keepOpen: boolean | void;
-    try {
-      keepOpen = this.#protocol.eofReceived();
-    } catch (error) {
-      reportProtocolError(this.#loop, "eofReceived", error, this);
+    const keepOpen = callProtocol(
+      this.#loop,
+      this,
+      "eofReceived",
+      () => this.#protocol.eofReceived(),
+    );
+    if (keepOpen instanceof ProtocolFailure) {
       this.abort();
       return;
     }
@@ -7768,13 +8005,13 @@ class SocketTransport implements Transport {
     this.#closing = true;
     this.#inbox.clear();
     untrackResource(this.#loop, this.#owned);
-    try {
-      this.#protocol.connectionLost(this.#error);
-    } catch (error) {
-      reportProtocolError(this.#loop, "connectionLost", error, this);
-    } finally {
-      if (this.#server !== null) detachFromServer(this.#server, this);
-    }
+    callProtocol(
+      this.#loop,
+      this,
+      "connectionLost",
+      () => this.#protocol.connectionLost(this.#error),
+    );
+    if (this.#server !== null) detachFromServer(this.#server, this);
   };
 
   // Gives the socket up to start_tls: this transport goes quiet for good
@@ -7856,20 +8093,10 @@ async function connectSocket(
       allowHalfOpen: true,
     } as net.NetConnectOpts);
   }
-  const connected = new IoFuture<void>(loop);
-  const onError = (error: Error) => settleIo(connected, error);
-  socket.once("error", onError);
-  socket.once(wantsTls ? "secureConnect" : "connect", () => {
-    settleIo(connected, undefined);
+  await awaitRuntimeEvent(loop, socket, {
+    ready: wantsTls ? "secureConnect" : "connect",
+    undo: () => socket.destroy(),
   });
-  try {
-    await connected;
-  } catch (error) {
-    socket.destroy();
-    throw error;
-  } finally {
-    socket.off("error", onError);
-  }
   return socket;
 }
 
@@ -7902,22 +8129,45 @@ async function createStreamConnection<P extends Protocol | BufferedProtocol>(
     socket.destroy();
     throw error;
   }
-  const made = new IoFuture<void>(loop);
-  const transport = new SocketTransport(
+  const transport = await awaitConnectionMade(
     loop,
-    socket,
-    protocol,
-    streamExtraInfo(socket, target, null),
-    null,
-    made,
+    (made) =>
+      new SocketTransport(
+        loop,
+        socket,
+        protocol,
+        streamExtraInfo(socket, target, null),
+        null,
+        made,
+      ),
+    (transport) => transport.abort(),
   );
-  try {
-    await made;
-  } catch (error) {
-    transport.abort();
-    throw error;
-  }
   return [transport, protocol];
+}
+
+// EventLoop.createConnection(): checks the arguments at the call.
+function createConnectionOn<P extends Protocol | BufferedProtocol>(
+  loop: EventLoop,
+  protocolFactory: () => P,
+  host: string,
+  port: number,
+  options: ConnectionOptions,
+): Promise<[Transport, P]> {
+  requireFactory(protocolFactory, "createConnection()");
+  requireHostPort(host, port, "createConnection()");
+  return createStreamConnection(loop, protocolFactory, { host, port }, options);
+}
+
+// EventLoop.createUnixConnection(): checks the arguments at the call.
+function createUnixConnectionOn<P extends Protocol | BufferedProtocol>(
+  loop: EventLoop,
+  protocolFactory: () => P,
+  path: string,
+  options: ConnectionOptions,
+): Promise<[Transport, P]> {
+  requireFactory(protocolFactory, "createUnixConnection()");
+  requirePath(path, "createUnixConnection()");
+  return createStreamConnection(loop, protocolFactory, { path }, options);
 }
 
 // asyncio's default limit for a TLS handshake.
@@ -7960,6 +8210,32 @@ function checkStartTlsArguments(
   }
 }
 
+// EventLoop.startTls(): checks the arguments at the call.
+function startTlsOn(
+  loop: EventLoop,
+  transport: Transport,
+  protocol: Protocol | BufferedProtocol,
+  options: StartTlsOptions,
+): Promise<Transport> {
+  checkStartTlsArguments(transport, protocol, options);
+  return upgradeToTls(
+    loop,
+    transport as unknown as SocketTransport,
+    protocol,
+    options,
+  );
+}
+
+// asyncio's error for a TLS handshake that outlived its timeout.
+function handshakeTimeoutError(timeout: number): Error {
+  return Object.assign(
+    new Error(
+      `SSL handshake is taking longer than ${timeout} ms: aborting the connection`,
+    ),
+    { name: "ConnectionAbortedError", code: "ECONNABORTED" },
+  );
+}
+
 // STARTTLS: takes the socket from `transport` at once (before any await,
 // so that the peer's first handshake bytes reach TLS, not the protocol),
 // runs the handshake over it, and returns a new transport that delivers to
@@ -7990,45 +8266,33 @@ async function upgradeToTls(
         (net.isIP(host) === 0 && host !== "" ? host : undefined),
     } as tls.ConnectionOptions);
   }
-  const handshake = new IoFuture<void>(loop);
-  const onError = (error: Error) => settleIo(handshake, error);
-  // A peer that hangs up mid-handshake may leave no error event behind,
-  // and on a half-open socket (as servers' are), not even a close.
-  const onClose = () => settleIo(handshake, connectionLostError());
-  secure.once("error", onError);
-  secure.once("end", onClose);
-  secure.once("close", onClose);
-  socket.once("close", onClose);
-  secure.once(
-    options.serverSide ? "secure" : "secureConnect",
-    () => settleIo(handshake, undefined),
-  );
   const timeout = options.handshakeTimeout ?? TLS_HANDSHAKE_TIMEOUT_MS;
-  const timer = setTimeout(() => {
-    settleIo(
-      handshake,
-      Object.assign(
-        new Error(
-          `SSL handshake is taking longer than ${timeout} ms: aborting the connection`,
-        ),
-        { name: "ConnectionAbortedError", code: "ECONNABORTED" },
-      ),
-    );
-  }, timeout);
-  try {
-    await handshake;
-  } catch (error) {
-    secure.destroy();
-    socket.destroy();
-    if (server !== null) detachFromServer(server, transport);
-    throw error;
-  } finally {
-    clearTimeout(timer);
-    secure.off("error", onError);
-    secure.off("end", onClose);
-    secure.off("close", onClose);
-    socket.off("close", onClose);
-  }
+  await awaitRuntimeEvent(loop, secure, {
+    ready: options.serverSide ? "secure" : "secureConnect",
+    start: (settle) => {
+      // A peer that hangs up mid-handshake may leave no error event behind,
+      // and on a half-open socket (as servers' are), not even a close.
+      const onClose = () => settle(connectionLostError());
+      secure.once("end", onClose);
+      secure.once("close", onClose);
+      socket.once("close", onClose);
+      const timer = setTimeout(
+        () => settle(handshakeTimeoutError(timeout)),
+        timeout,
+      );
+      return () => {
+        clearTimeout(timer);
+        secure.off("end", onClose);
+        secure.off("close", onClose);
+        socket.off("close", onClose);
+      };
+    },
+    undo: () => {
+      secure.destroy();
+      socket.destroy();
+      if (server !== null) detachFromServer(server, transport);
+    },
+  });
   const upgraded = new SocketTransport(
     loop,
     secure,
@@ -8062,7 +8326,10 @@ export interface ServerSocket {
   getsockname(): SocketAddress;
 }
 
-let startListening: (server: Server) => Promise<void>;
+// A connection of the server's ended (or moved to start_tls's transport).
+let detachFromServer: (server: Server, transport: SocketTransport) => void;
+// start_tls's new transport is one of the server's connections.
+let attachToServer: (server: Server, transport: SocketTransport) => void;
 
 /**
  * A listening server, from {@linkcode startServer},
@@ -8107,17 +8374,28 @@ export class Server {
   #allClosed: IoLatch;
   #servingForever: IoFuture<void> | null = null;
 
-  /** @ignore Servers are made by startServer() and the loop's methods. */
+  /**
+   * Not for users: {@linkcode startServer}, {@linkcode startUnixServer} and
+   * the loop's `createServer()` make servers. Called otherwise, throws.
+   *
+   * @throws {TypeError} Always, when called from outside the library.
+   */
   constructor(
+    token: symbol,
     loop: EventLoop,
     protocolFactory: () => Protocol | BufferedProtocol,
     address: ServerAddress,
     options: ServerOptions,
   ) {
+    if (token !== MADE_INSIDE) {
+      throw new TypeError(
+        "Server objects are made by startServer() and the loop's createServer()",
+      );
+    }
     this.#loop = loop;
     this.#protocolFactory = protocolFactory;
     this.#address = address;
-    this.#backlog = options.backlog ?? 511;
+    this.#backlog = options.backlog ?? DEFAULT_BACKLOG;
     this.#reusePort = options.reusePort === true;
     this.#allClosed = new IoLatch(loop);
     const onConnection = (socket: net.Socket) => this.#accept(socket);
@@ -8168,7 +8446,7 @@ export class Server {
   /** Starts accepting connections, if it does not already. */
   async startServing(): Promise<void> {
     if (this.#closed) throw new RuntimeError(`Server is closed`);
-    if (!this.#listening) await startListening(this);
+    if (!this.#listening) await this.#startListening();
   }
 
   /**
@@ -8281,72 +8559,83 @@ export class Server {
     }
   }
 
-  static {
-    detachFromServer = (server, transport) => {
-      server.#clients.delete(transport);
-      server.#checkAllClosed();
-    };
-    attachToServer = (server, transport) => {
-      server.#clients.add(transport);
-    };
-    startListening = async (server) => {
-      const { hosts, port, path } = server.#address;
-      const loop = server.#loop;
-      const listeners: net.Server[] = [];
-      try {
-        if (path !== undefined) {
-          removeStaleUnixSocket(path);
+  // Opens the listening sockets: all of them, or none (a failure closes
+  // those already open, and the server with them).
+  async #startListening(): Promise<void> {
+    const { hosts, port, path } = this.#address;
+    const loop = this.#loop;
+    const listeners: net.Server[] = [];
+    try {
+      if (path !== undefined) {
+        removeStaleUnixSocket(path);
+        listeners.push(
+          await listenOn(loop, this.#makeListener(), {
+            path,
+            backlog: this.#backlog,
+          }),
+        );
+      }
+      for (const host of hosts ?? []) {
+        try {
           listeners.push(
-            await listenOn(loop, server.#makeListener(), {
-              path,
-              backlog: server.#backlog,
+            await listenOn(loop, this.#makeListener(), {
+              host,
+              port,
+              backlog: this.#backlog,
+              reusePort: this.#reusePort,
+              // As asyncio: an IPv6 socket serves IPv6 only, so that
+              // IPv4's wildcard can take the same port.
+              ipv6Only: net.isIPv6(host),
             }),
           );
-        }
-        for (const host of hosts ?? []) {
-          try {
-            listeners.push(
-              await listenOn(loop, server.#makeListener(), {
-                host,
-                port,
-                backlog: server.#backlog,
-                reusePort: server.#reusePort,
-                // As asyncio: an IPv6 socket serves IPv6 only, so that
-                // IPv4's wildcard can take the same port.
-                ipv6Only: net.isIPv6(host),
-              }),
-            );
-          } catch (error) {
-            // As asyncio (bpo-30945): a family the system lacks is skipped.
-            const code = (error as { code?: string }).code;
-            if (code !== "EADDRNOTAVAIL" && code !== "EAFNOSUPPORT") {
-              throw error;
-            }
-            if (hosts!.length === 1) throw error;
+        } catch (error) {
+          // As asyncio (bpo-30945): a family the system lacks is skipped.
+          const code = (error as { code?: string }).code;
+          if (code !== "EADDRNOTAVAIL" && code !== "EAFNOSUPPORT") {
+            throw error;
           }
+          if (hosts!.length === 1) throw error;
         }
-      } catch (error) {
-        for (const listener of listeners) listener.close();
-        server.#closed = server.#listenerClosed = true;
-        throw error;
       }
-      server.#listeners = listeners;
-      server.#listening = true;
-      trackResource(server.#loop, server.#owned);
-      // Errors after listening (rare: EMFILE on accept) go to the handler.
-      for (const listener of listeners) {
-        listener.on("error", (error: Error) => {
-          if (!loop.isClosed()) {
-            loop.callExceptionHandler({
-              message: "Error on a listening socket",
-              exception: error,
-            });
-          }
-        });
-      }
-    };
+    } catch (error) {
+      for (const listener of listeners) listener.close();
+      this.#closed = this.#listenerClosed = true;
+      throw error;
+    }
+    this.#listeners = listeners;
+    this.#listening = true;
+    trackResource(this.#loop, this.#owned);
+    // Errors after listening (rare: EMFILE on accept) go to the handler.
+    for (const listener of listeners) {
+      listener.on("error", (error: Error) => {
+        if (!loop.isClosed()) {
+          loop.callExceptionHandler({
+            message: "Error on a listening socket",
+            exception: error,
+          });
+        }
+      });
+    }
+  }
+
+  #detach(transport: SocketTransport): void {
+    this.#clients.delete(transport);
+    this.#checkAllClosed();
+  }
+
+  #attach(transport: SocketTransport): void {
+    this.#clients.add(transport);
+  }
+
+  static {
+    detachFromServer = (server, transport) => server.#detach(transport);
+    attachToServer = (server, transport) => server.#attach(transport);
   }
 }
+
+// The listen backlog by default: Node's (asyncio's 100 drops the connections
+// of a burst); the kernel caps it at its somaxconn.
+const DEFAULT_BACKLOG = 511;
 
 // Where a server listens: a Unix path, or hosts and a port.
 type ServerAddress = { hosts?: string[]; port?: number; path?: string };
@@ -8372,19 +8661,13 @@ async function listenOn(
   listener: net.Server,
   options: net.ListenOptions & { reusePort?: boolean },
 ): Promise<net.Server> {
-  const listening = new IoFuture<void>(loop);
-  const onError = (error: Error) => settleIo(listening, error);
-  listener.once("error", onError);
-  listener.once("listening", () => settleIo(listening, undefined));
-  listener.listen(options);
-  try {
-    await listening;
-  } catch (error) {
-    if (listener.listening) listener.close();
-    throw error;
-  } finally {
-    listener.off("error", onError);
-  }
+  await awaitRuntimeEvent(loop, listener, {
+    ready: "listening",
+    start: () => void listener.listen(options),
+    undo: () => {
+      if (listener.listening) listener.close();
+    },
+  });
   return listener;
 }
 
@@ -8404,9 +8687,45 @@ async function createStreamServer(
   address: ServerAddress,
   options: ServerOptions,
 ): Promise<Server> {
-  const server = new Server(loop, protocolFactory, address, options);
+  const server = new Server(
+    MADE_INSIDE,
+    loop,
+    protocolFactory,
+    address,
+    options,
+  );
   if (options.startServing !== false) await server.startServing();
   return server;
+}
+
+// EventLoop.createServer(): checks the arguments at the call.
+function createServerOn(
+  loop: EventLoop,
+  protocolFactory: () => Protocol | BufferedProtocol,
+  host: string | readonly string[] | null,
+  port: number,
+  options: ServerOptions,
+): Promise<Server> {
+  requireFactory(protocolFactory, "createServer()");
+  requireServerArguments(host, port, options, "createServer()");
+  return createStreamServer(
+    loop,
+    protocolFactory,
+    { hosts: serverHosts(host), port },
+    options,
+  );
+}
+
+// EventLoop.createUnixServer(): checks the arguments at the call.
+function createUnixServerOn(
+  loop: EventLoop,
+  protocolFactory: () => Protocol | BufferedProtocol,
+  path: string,
+  options: ServerOptions,
+): Promise<Server> {
+  requireFactory(protocolFactory, "createUnixServer()");
+  requirePath(path, "createUnixServer()");
+  return createStreamServer(loop, protocolFactory, { path }, options);
 }
 
 // A UDP socket as an asyncio DatagramTransport.
@@ -8540,11 +8859,15 @@ class UdpTransport implements DatagramTransport {
   }
 
   #call(method: keyof DatagramProtocol, ...args: unknown[]): void {
-    try {
-      (this.#protocol[method] as (...args: unknown[]) => void)(...args);
-    } catch (error) {
-      reportProtocolError(this.#loop, method, error, this);
-      if (method !== "connectionLost") this.abort();
+    const protocol = this.#protocol;
+    const outcome = callProtocol(
+      this.#loop,
+      this,
+      method,
+      () => (protocol[method] as (...args: unknown[]) => void)(...args),
+    );
+    if (outcome instanceof ProtocolFailure && method !== "connectionLost") {
+      this.abort();
     }
   }
 }
@@ -8561,31 +8884,25 @@ async function createUdpEndpoint<P extends DatagramProtocol>(
     type: family === 6 ? "udp6" : "udp4",
     reuseAddr: options.reuseAddress === true,
   });
-  const ready = new IoFuture<void>(loop);
-  const onError = (error: Error) => settleIo(ready, error);
-  socket.once("error", onError);
-  const bound = () => {
-    if (options.allowBroadcast) socket.setBroadcast(true);
-    if (remoteAddr === undefined) settleIo(ready, undefined);
-    else {
-      socket.connect(remoteAddr[1], remoteAddr[0], () => {
-        settleIo(ready, undefined);
-      });
-    }
+  // Ready once bound, and connected when there is a remote address.
+  const bindAndConnect = (settle: (error?: unknown) => void) => {
+    const bound = () => {
+      if (options.allowBroadcast) socket.setBroadcast(true);
+      if (remoteAddr === undefined) settle();
+      else socket.connect(remoteAddr[1], remoteAddr[0], () => settle());
+    };
+    socket.bind({ port: localAddr?.[1] ?? 0, address: localAddr?.[0] }, bound);
   };
-  socket.bind({ port: localAddr?.[1] ?? 0, address: localAddr?.[0] }, bound);
-  try {
-    await ready;
-  } catch (error) {
-    try {
-      socket.close();
-    } catch {
-      // Never bound: nothing to close.
-    }
-    throw error;
-  } finally {
-    socket.off("error", onError);
-  }
+  await awaitRuntimeEvent(loop, socket, {
+    start: bindAndConnect,
+    undo: () => {
+      try {
+        socket.close();
+      } catch {
+        // Never bound: nothing to close.
+      }
+    },
+  });
   let protocol: P;
   try {
     protocol = protocolFactory();
@@ -8593,21 +8910,30 @@ async function createUdpEndpoint<P extends DatagramProtocol>(
     socket.close();
     throw error;
   }
-  const made = new IoFuture<void>(loop);
-  const transport = new UdpTransport(
+  const remote: [string, number] | null = remoteAddr === undefined
+    ? null
+    : [remoteAddr[0], remoteAddr[1]];
+  const transport = await awaitConnectionMade(
     loop,
-    socket,
-    protocol,
-    remoteAddr === undefined ? null : [remoteAddr[0], remoteAddr[1]],
-    made,
+    (made) => new UdpTransport(loop, socket, protocol, remote, made),
+    (transport) => transport.abort(),
   );
-  try {
-    await made;
-  } catch (error) {
-    transport.abort();
-    throw error;
-  }
   return [transport, protocol];
+}
+
+// EventLoop.createDatagramEndpoint(): checks the arguments at the call.
+function createDatagramEndpointOn<P extends DatagramProtocol>(
+  loop: EventLoop,
+  protocolFactory: () => P,
+  options: DatagramEndpointOptions,
+): Promise<[DatagramTransport, P]> {
+  requireFactory(protocolFactory, "createDatagramEndpoint()");
+  for (const addr of [options.localAddr, options.remoteAddr]) {
+    if (addr !== undefined) {
+      requireHostPort(addr[0], addr[1], "createDatagramEndpoint()");
+    }
+  }
+  return createUdpEndpoint(loop, protocolFactory, options);
 }
 
 /**
@@ -8756,12 +9082,15 @@ class ReadPipeTransport implements ReadTransport {
   }
 
   #connectionMade = (made: IoFuture<void>): void => {
-    try {
-      this.#protocol.connectionMade(this as unknown as Transport);
-    } catch (error) {
-      reportProtocolError(this.#loop, "connectionMade", error, this);
+    const outcome = callProtocol(
+      this.#loop,
+      this,
+      "connectionMade",
+      () => this.#protocol.connectionMade(this as unknown as Transport),
+    );
+    if (outcome instanceof ProtocolFailure) {
       this.close();
-      settleIo(made, error);
+      settleIo(made, outcome.error);
       return;
     }
     settleIo(made, undefined);
@@ -8770,22 +9099,26 @@ class ReadPipeTransport implements ReadTransport {
 
   #deliver = (item: Uint8Array | typeof END_OF_STREAM): void => {
     if (this.#closing) return;
+    const protocol = this.#protocol;
     if (item !== END_OF_STREAM) {
-      try {
-        this.#protocol.dataReceived(item);
-      } catch (error) {
-        reportProtocolError(this.#loop, "dataReceived", error, this);
-        this.close();
-      }
+      const outcome = callProtocol(
+        this.#loop,
+        this,
+        "dataReceived",
+        () => protocol.dataReceived(item),
+      );
+      if (outcome instanceof ProtocolFailure) this.close();
       return;
     }
     this.#closing = true;
     if (this.#error === null) {
-      try {
-        this.#protocol.eofReceived();
-      } catch (error) {
-        reportProtocolError(this.#loop, "eofReceived", error, this);
-      }
+      // The end of the pipe ends the transport whatever eofReceived says.
+      callProtocol(
+        this.#loop,
+        this,
+        "eofReceived",
+        () => protocol.eofReceived(),
+      );
     }
     this.#connectionLost();
   };
@@ -8793,59 +9126,13 @@ class ReadPipeTransport implements ReadTransport {
   #connectionLost = (): void => {
     if (this.#lost) return;
     this.#lost = true;
-    try {
-      this.#protocol.connectionLost(this.#error);
-    } catch (error) {
-      reportProtocolError(this.#loop, "connectionLost", error, this);
-    }
-  };
-}
-
-// The write end of a runtime stream, as both pipe transports use it (the
-// one connectWritePipe() makes, and a child's stdin): writes under flow
-// control, end of file by closing, and the buffer's size and limits. Each
-// transport keeps one in a private field and forwards to it.
-class StreamWriteEnd {
-  readonly stream: Writable;
-  readonly flow: WriteFlowControl;
-  closing = false;
-
-  constructor(
-    loop: EventLoop,
-    transport: BaseTransport,
-    stream: Writable,
-    protocol: () => BaseProtocol,
-  ) {
-    this.stream = stream;
-    this.flow = new WriteFlowControl(
-      loop,
-      transport,
-      () => stream.writableLength,
-      protocol,
+    callProtocol(
+      this.#loop,
+      this,
+      "connectionLost",
+      () => this.#protocol.connectionLost(this.#error),
     );
-  }
-
-  extraInfo(name: string, defaultValue?: unknown): unknown {
-    return name === "pipe" ? this.stream : defaultValue;
-  }
-
-  write(data: Uint8Array | string): void {
-    requireBytes(data, "write()");
-    if (data.length === 0 || this.closing) return;
-    this.stream.write(data, this.flow.afterFlush);
-    this.flow.afterWrite();
-  }
-
-  close(): void {
-    if (this.closing) return;
-    this.closing = true;
-    this.stream.end();
-  }
-
-  abort(): void {
-    this.closing = true;
-    this.stream.destroy();
-  }
+  };
 }
 
 // The write end of a pipe (stdout, a FIFO, any writable stream) as
@@ -8933,12 +9220,15 @@ class WritePipeTransport implements WriteTransport {
   }
 
   #connectionMade = (made: IoFuture<void>): void => {
-    try {
-      this.#protocol.connectionMade(this);
-    } catch (error) {
-      reportProtocolError(this.#loop, "connectionMade", error, this);
+    const outcome = callProtocol(
+      this.#loop,
+      this,
+      "connectionMade",
+      () => this.#protocol.connectionMade(this),
+    );
+    if (outcome instanceof ProtocolFailure) {
       this.abort();
-      settleIo(made, error);
+      settleIo(made, outcome.error);
       return;
     }
     settleIo(made, undefined);
@@ -8948,11 +9238,12 @@ class WritePipeTransport implements WriteTransport {
     if (this.#lost) return;
     this.#lost = true;
     this.#end.closing = true;
-    try {
-      this.#protocol.connectionLost(this.#error);
-    } catch (error) {
-      reportProtocolError(this.#loop, "connectionLost", error, this);
-    }
+    callProtocol(
+      this.#loop,
+      this,
+      "connectionLost",
+      () => this.#protocol.connectionLost(this.#error),
+    );
   };
 }
 
@@ -8962,9 +9253,10 @@ async function connectPipe<T extends BaseTransport, P extends BaseProtocol>(
   makeTransport: (protocol: P, made: IoFuture<void>) => T,
 ): Promise<[T, P]> {
   const protocol = protocolFactory();
-  const made = new IoFuture<void>(loop);
-  const transport = makeTransport(protocol, made);
-  await made;
+  const transport = await awaitConnectionMade(
+    loop,
+    (made) => makeTransport(protocol, made),
+  );
   return [transport, protocol];
 }
 
@@ -8992,19 +9284,49 @@ function connectWritablePipe<P extends BaseProtocol>(
   );
 }
 
-// ---------------------------------------------------------------------------
-// Streams
-//
-// asyncio's high level for connections: a StreamReader buffers what a
-// protocol receives and hands it out by size, line or separator; a
-// StreamWriter writes through the transport and `drain()`s while the
-// transport's buffer is over its high-water mark. StreamReaderProtocol joins
-// them to a transport. Bytes stay in the reader's buffer until a read takes
-// them, so a read cancelled while waiting loses nothing. Relies on the
-// transports and protocols above.
-// ---------------------------------------------------------------------------
+// EventLoop.connectReadPipe(): checks the arguments at the call.
+function connectReadPipeOn<P extends Protocol>(
+  loop: EventLoop,
+  protocolFactory: () => P,
+  pipe: ReadablePipe,
+): Promise<[ReadTransport, P]> {
+  requireFactory(protocolFactory, "connectReadPipe()");
+  return connectReadablePipe(loop, protocolFactory, readableOf(pipe));
+}
 
+// EventLoop.connectWritePipe(): checks the arguments at the call.
+function connectWritePipeOn<P extends BaseProtocol>(
+  loop: EventLoop,
+  protocolFactory: () => P,
+  pipe: WritablePipe,
+): Promise<[WriteTransport, P]> {
+  requireFactory(protocolFactory, "connectWritePipe()");
+  return connectWritablePipe(loop, protocolFactory, writableOf(pipe));
+}
+
+// ===========================================================================
+// §? Streams
+// Holds: asyncio's high level for connections. StreamReader buffers what a
+//   protocol receives and hands it out by size, line or separator;
+//   StreamWriter writes through the transport and drain()s while its buffer
+//   is over the high-water mark; StreamReaderProtocol joins the two to a
+//   transport; openConnection, startServer and their Unix forms.
+// Rule: bytes stay in the reader's buffer until a read takes them, so a read
+//   cancelled while waiting loses nothing.
+// Relies on: §? I/O plumbing (DrainControl), §? Transports and protocols,
+//   §? Tasks (a server's client callback runs as a task).
+// Used by: §? Subprocesses (Process's pipes).
+// ===========================================================================
+
+// asyncio's _DEFAULT_LIMIT: the longest line or separated chunk a reader
+// takes, and half of what it buffers before pausing its transport.
 const DEFAULT_STREAM_LIMIT = 64 * 1024;
+// As asyncio's reader, a reader pauses its transport once it buffers this
+// many times its limit, and resumes it at the limit.
+const PAUSE_AT_LIMITS = 2;
+// A reader's buffer grows to at least this many bytes, doubling from there:
+// small chunks then stop costing a reallocation each.
+const MIN_READ_BUFFER = 4096;
 
 const encoder = new TextEncoder();
 
@@ -9027,13 +9349,6 @@ function indexOfBytes(
     i = haystack.indexOf(first, i + 1);
   }
   return -1;
-}
-
-function connectionLostError(): Error {
-  return Object.assign(new Error("Connection lost"), {
-    name: "ConnectionResetError",
-    code: "ECONNRESET",
-  });
 }
 
 const NO_BYTES: Uint8Array = new Uint8Array(0);
@@ -9139,7 +9454,7 @@ export class StreamReader {
     this.#wakeWaiter();
     if (
       this.#transport !== null && !this.#paused &&
-      this.#length > 2 * this.#limit
+      this.#length > PAUSE_AT_LIMITS * this.#limit
     ) {
       this.#transport.pauseReading();
       this.#paused = true;
@@ -9309,7 +9624,11 @@ export class StreamReader {
         this.#buffer.copyWithin(0, this.#start, this.#end);
       } else {
         const grown = new Uint8Array(
-          Math.max(2 * this.#buffer.length, length + data.length, 4096),
+          Math.max(
+            2 * this.#buffer.length,
+            length + data.length,
+            MIN_READ_BUFFER,
+          ),
         );
         grown.set(this.#view());
         this.#buffer = grown;
@@ -9346,13 +9665,16 @@ export class StreamReader {
     if (this.#exception !== null) throw this.#exception;
   }
 
+  // start_tls's new transport reads; the old one, paused or not, is gone.
+  #replaceTransport(transport: ReadTransport): void {
+    this.#transport = transport;
+    this.#paused = false;
+  }
+
   static {
     feedOwnedData = (reader, data) => reader.#feed(data, true);
-    // start_tls's new transport reads; the old one, paused or not, is gone.
-    replaceReaderTransport = (reader, transport) => {
-      reader.#transport = transport;
-      reader.#paused = false;
-    };
+    replaceReaderTransport = (reader, transport) =>
+      reader.#replaceTransport(transport);
   }
 
   #wakeWaiter(): void {
@@ -9406,90 +9728,6 @@ function separatorsOf(separator: unknown): Uint8Array[] {
   }
   return separator.map((item, i) => one(item, `separator[${i}]`))
     .sort((a, b) => a.length - b.length);
-}
-
-// What a StreamWriter needs from its protocol: to wait while the transport
-// has paused writing, and to know when the connection has closed.
-class DrainControl {
-  #loop: EventLoop;
-  #paused = false;
-  #lost = false;
-  #lostError: Error | null = null;
-  #waiters: IoFuture<void>[] = [];
-  #closed: IoLatch;
-
-  constructor(loop: EventLoop) {
-    this.#loop = loop;
-    this.#closed = new IoLatch(loop);
-  }
-
-  pause(): void {
-    this.#paused = true;
-  }
-
-  resume(): void {
-    this.#paused = false;
-    this.#wakeAll(null);
-  }
-
-  lose(error: Error | null): void {
-    this.#lost = true;
-    this.#lostError = error;
-    this.#closed.set();
-    this.#wakeAll(error);
-  }
-
-  // Not async: the common case, nothing to wait for, costs no promise of
-  // its own (drain() follows every write of a stream server).
-  drain(): Promise<void> {
-    if (this.#lost) {
-      return Promise.reject(this.#lostError ?? connectionLostError());
-    }
-    if (!this.#paused) return RESOLVED_VOID;
-    return this.#waitForResume();
-  }
-
-  async #waitForResume(): Promise<void> {
-    const waiter = new IoFuture<void>(this.#loop);
-    this.#waiters.push(waiter);
-    try {
-      await waiter;
-    } finally {
-      const index = this.#waiters.indexOf(waiter);
-      if (index >= 0) this.#waiters.splice(index, 1);
-    }
-  }
-
-  async waitClosed(): Promise<void> {
-    await this.#closed.wait();
-    if (this.#lostError !== null) throw this.#lostError;
-  }
-
-  #wakeAll(error: Error | null): void {
-    for (const waiter of this.#waiters) {
-      if (error === null) settleIo(waiter, undefined);
-      else if (!waiter.done()) {
-        waiter.setException(error);
-        waiter.exception(); // the drain() awaiting it reports it
-      }
-    }
-    this.#waiters = [];
-  }
-}
-
-// The protocols that StreamWriter can drain through.
-interface DrainableProtocol {
-  readonly drainControl: DrainControl;
-}
-
-// Each StreamReaderProtocol's DrainControl, kept out of its public face.
-const drainControls = new WeakMap<BaseProtocol, DrainControl>();
-
-function drainControlOf(protocol: BaseProtocol): DrainControl | null {
-  const own = drainControls.get(protocol);
-  if (own !== undefined) return own;
-  const control = (protocol as Partial<DrainableProtocol>).drainControl;
-  return control instanceof DrainControl ? control : null;
 }
 
 /**
@@ -9620,15 +9858,20 @@ export class StreamReaderProtocol extends Protocol {
     this.#drainControl.resume();
   }
 
-  static {
-    adoptTransport = (protocol, transport) => {
-      if (protocol instanceof StreamReaderProtocol) {
-        replaceReaderTransport(protocol.#reader, transport);
-      }
-    };
-    isServerProtocol = (protocol) =>
-      protocol instanceof StreamReaderProtocol &&
+  static #adoptTransport(protocol: BaseProtocol, transport: Transport): void {
+    if (protocol instanceof StreamReaderProtocol) {
+      replaceReaderTransport(protocol.#reader, transport);
+    }
+  }
+
+  static #isServerProtocol(protocol: BaseProtocol): boolean {
+    return protocol instanceof StreamReaderProtocol &&
       protocol.#clientConnected !== null;
+  }
+
+  static {
+    adoptTransport = StreamReaderProtocol.#adoptTransport;
+    isServerProtocol = StreamReaderProtocol.#isServerProtocol;
   }
 }
 
@@ -9972,16 +10215,93 @@ export function startUnixServer(
   return getEventLoop().createUnixServer(factory, path, options);
 }
 
-// ---------------------------------------------------------------------------
-// Subprocesses
-//
-// Child processes and signals. Low level: a SubprocessTransport over the
-// runtime's node:child_process, with one pipe transport per piped stdio
-// stream, feeding a SubprocessProtocol. High level: Process, whose stdin is a
-// StreamWriter and stdout/stderr StreamReaders. Signal handlers are
-// node:process listeners that post the callback to the loop. Relies on the
-// transports and protocols, and on the streams.
-// ---------------------------------------------------------------------------
+// ===========================================================================
+// §? Signals
+// Holds: signal names and numbers (signalName), and the loop's signal
+//   handlers behind EventLoop.addSignalHandler/removeSignalHandler.
+// Rule: a handler is a node:process listener that runs the callback on its
+//   loop with callSoon; a closed loop's listeners come off (EventLoop.close()
+//   removes them, and one that fires after the close removes itself), so the
+//   signal has its default effect again.
+// Relies on: §? Event loop, §? Argument checks. Used by: EventLoop's signal
+//   methods and close(), §? Subprocesses (sendSignal, exit statuses).
+// ===========================================================================
+
+// The signals this system knows, by name.
+const SIGNALS = osConstants.signals as Record<string, number>;
+
+// A signal's name, from its name or number: node:process and
+// node:child_process take names everywhere.
+function signalName(signal: unknown, where: string): NodeJS.Signals {
+  if (typeof signal === "string" && Object.hasOwn(SIGNALS, signal)) {
+    return signal as NodeJS.Signals;
+  }
+  if (typeof signal === "number") {
+    for (const name in SIGNALS) {
+      if (SIGNALS[name] === signal) return name as NodeJS.Signals;
+    }
+  }
+  throw new RangeError(
+    `${where}: unknown signal ${
+      describeValue(signal)
+    }: give a name such as "SIGTERM", or its number`,
+  );
+}
+
+// A loop's signal handlers, by signal name: each is a node:process
+// listener that runs the callback on the loop.
+type SignalListeners = Map<string, () => void>;
+
+function addSignalListener(
+  loop: EventLoop,
+  listeners: SignalListeners,
+  signal: string | number,
+  callback: (...args: never[]) => unknown,
+  args: unknown[],
+): void {
+  const name = signalName(signal, "addSignalHandler()");
+  requireFunction(callback, "addSignalHandler()", "callback");
+  if (name === "SIGKILL" || name === "SIGSTOP") {
+    throw new RuntimeError(`${name} cannot be caught`);
+  }
+  if (loop.isClosed()) throw new RuntimeError("Event loop is closed");
+  removeSignalListener(listeners, name);
+  const listener = () => {
+    if (loop.isClosed()) {
+      // The loop is gone: let the signal have its default effect again.
+      removeSignalListener(listeners, name);
+      return;
+    }
+    loop.callSoon(callback as (...args: unknown[]) => unknown, ...args);
+  };
+  process.on(name, listener);
+  listeners.set(name, listener);
+}
+
+function removeSignalListener(
+  listeners: SignalListeners,
+  signal: string | number,
+): boolean {
+  const name = signalName(signal, "removeSignalHandler()");
+  const listener = listeners.get(name);
+  if (listener === undefined) return false;
+  process.off(name, listener);
+  listeners.delete(name);
+  return true;
+}
+
+// ===========================================================================
+// §? Subprocesses
+// Holds: child processes. Low level: ChildProcessTransport over the runtime's
+//   node:child_process, with one pipe transport per piped stdio stream,
+//   feeding a SubprocessProtocol. High level: Process, whose stdin is a
+//   StreamWriter and stdout/stderr StreamReaders; createSubprocessExec and
+//   createSubprocessShell.
+// Rule: the protocol hears nothing before its connectionMade; its pipes are
+//   lost before the exit is told, and connectionLost comes last, as asyncio.
+// Relies on: §? I/O plumbing, §? Transports and protocols, §? Streams,
+//   §? Signals (signal names). Used by: EventLoop.subprocessExec/Shell.
+// ===========================================================================
 
 /**
  * For a child's `stdin`, `stdout` or `stderr`: connect it to a pipe, so
@@ -10067,26 +10387,6 @@ function stdioFor(value: unknown, name: string, where: string): NodeStdio {
   );
 }
 
-const SIGNALS = osConstants.signals as Record<string, number>;
-
-// A signal's name, from its name or number: node:process and
-// node:child_process take names everywhere.
-function signalName(signal: unknown, where: string): NodeJS.Signals {
-  if (typeof signal === "string" && Object.hasOwn(SIGNALS, signal)) {
-    return signal as NodeJS.Signals;
-  }
-  if (typeof signal === "number") {
-    for (const name in SIGNALS) {
-      if (SIGNALS[name] === signal) return name as NodeJS.Signals;
-    }
-  }
-  throw new RangeError(
-    `${where}: unknown signal ${
-      describeValue(signal)
-    }: give a name such as "SIGTERM", or its number`,
-  );
-}
-
 function exitStatus(code: number | null, signal: string | null): number {
   if (code !== null) return code;
   return -(SIGNALS[signal ?? ""] ?? 0);
@@ -10097,18 +10397,24 @@ function exitStatus(code: number | null, signal: string | null): number {
 // milliseconds after the exit.
 const EXIT_WAITS_FOR_PIPES_MS = 1000;
 
-// What a pipe transport tells the child's transport.
+// What a pipe transport tells the child's transport: an object the child's
+// transport keeps private, so that none of it is on a user's transport.
 interface PipeOwner {
   whenStarted(callback: () => void): void;
   pipeData(fd: number, data: Uint8Array): void;
   pipeLost(fd: number, error: Error | null): void;
   pipeEnded(): void;
   protocol(): BaseProtocol;
-  getExtraInfo(name: string, defaultValue?: unknown): unknown;
 }
+
+// A child's pipe starts delivering: see ChildProcessTransport's #start().
+let startPipeDelivery: (pipe: PipeReadTransport) => void;
+// Whether a child's pipe has seen the end of all its runtime streams.
+let hasPipeEnded: (pipe: PipeReadTransport) => boolean;
 
 // A child's stdout or stderr pipe; with stderr sent to stdout, both runtime
 // streams feed this one pipe, which ends when both have.
+
 class PipeReadTransport implements ReadTransport {
   #streams: Readable[];
   #fd: number;
@@ -10153,14 +10459,18 @@ class PipeReadTransport implements ReadTransport {
     }
   }
 
-  /** @ignore Starts delivering, once the child's connectionMade has run. */
-  start(): void {
+  // Starts delivering, once the child's connectionMade has run.
+  #start(): void {
     if (!this.#paused) this.#inbox.resume();
   }
 
-  /** @ignore Whether the runtime streams have all ended. */
-  get ended(): boolean {
+  #hasEnded(): boolean {
     return this.#open === 0;
+  }
+
+  static {
+    startPipeDelivery = (pipe) => pipe.#start();
+    hasPipeEnded = (pipe) => pipe.#hasEnded();
   }
 
   getExtraInfo(name: string, defaultValue?: unknown): unknown {
@@ -10217,6 +10527,9 @@ class PipeReadTransport implements ReadTransport {
   };
 }
 
+// The child's stdin pipe is lost: see PipeWriteTransport's #markLost.
+let losePipe: (pipe: PipeWriteTransport) => void;
+
 // A child's stdin pipe.
 class PipeWriteTransport implements WriteTransport {
   #end: StreamWriteEnd;
@@ -10232,8 +10545,8 @@ class PipeWriteTransport implements WriteTransport {
     stream.on("error", (error: Error) => this.#error ??= error);
     // Lost once close() has flushed everything, as in asyncio, rather than
     // when the runtime closes the handle (Node: only at the child's exit).
-    stream.on("finish", () => owner.whenStarted(this.lost));
-    stream.on("close", () => owner.whenStarted(this.lost));
+    stream.on("finish", () => owner.whenStarted(this.#markLost));
+    stream.on("close", () => owner.whenStarted(this.#markLost));
   }
 
   getExtraInfo(name: string, defaultValue?: unknown): unknown {
@@ -10289,22 +10602,31 @@ class PipeWriteTransport implements WriteTransport {
   }
 
   // Called when the runtime closed the stream, or the child is gone.
-  lost = (): void => {
+  #markLost = (): void => {
     if (this.#lost) return;
     this.#lost = true;
     this.#end.closing = true;
     if (!this.#end.stream.destroyed) this.#end.stream.destroy();
     this.#owner.pipeLost(0, this.#error);
   };
+
+  static {
+    losePipe = (pipe) => pipe.#markLost();
+  }
 }
 
 // A running child as an asyncio SubprocessTransport. It listens to the
 // child from the moment it is spawned (a quick child may be done before
 // the runtime confirms it started) but tells the protocol nothing before
-// start(). It is finished when the runtime reports the child closed
-// (exited, and its output pipes at their end): then the protocol's
+// startChildTransport(). It is finished when the runtime reports the child
+// closed (exited, and its output pipes at their end): then the protocol's
 // connectionLost runs and wait() returns.
-class ChildProcessTransport implements SubprocessTransport, PipeOwner {
+let startChildTransport: (
+  transport: ChildProcessTransport,
+  made: IoFuture<void>,
+) => void;
+
+class ChildProcessTransport implements SubprocessTransport {
   #loop: EventLoop;
   #child: ChildProcess;
   #protocol: SubprocessProtocol;
@@ -10322,6 +10644,14 @@ class ChildProcessTransport implements SubprocessTransport, PipeOwner {
   #closedByRuntime = false;
   #lostPipes = new Set<number>();
   #finishedCalled = false;
+  // What its pipes call back into, kept off the transport's public face.
+  #pipeOwner: PipeOwner = {
+    whenStarted: (callback) => this.#whenStarted(callback),
+    pipeData: (fd, data) => this.#pipeData(fd, data),
+    pipeLost: (fd, error) => this.#pipeLost(fd, error),
+    pipeEnded: () => this.#pipeEnded(),
+    protocol: () => this.#protocol,
+  };
 
   constructor(
     loop: EventLoop,
@@ -10335,21 +10665,32 @@ class ChildProcessTransport implements SubprocessTransport, PipeOwner {
     this.#pid = -1;
     this.#finished = new IoLatch(loop);
     if (child.stdin) {
-      this.#pipes.set(0, new PipeWriteTransport(loop, this, child.stdin));
+      this.#pipes.set(
+        0,
+        new PipeWriteTransport(loop, this.#pipeOwner, child.stdin),
+      );
     }
     const stdout = [child.stdout, stderrToStdout ? child.stderr : null]
       .filter((stream) => stream !== null);
     if (stdout.length > 0) {
-      this.#pipes.set(1, new PipeReadTransport(loop, this, 1, stdout));
+      this.#pipes.set(
+        1,
+        new PipeReadTransport(loop, this.#pipeOwner, 1, stdout),
+      );
     }
     if (child.stderr && !stderrToStdout) {
-      this.#pipes.set(2, new PipeReadTransport(loop, this, 2, [child.stderr]));
+      this.#pipes.set(
+        2,
+        new PipeReadTransport(loop, this.#pipeOwner, 2, [child.stderr]),
+      );
     }
     child.on("exit", (code: number | null, signal: string | null) => {
       this.#returncode ??= exitStatus(code, signal);
       // The child's stdin is gone with it (Node destroys it now).
       const stdin = this.#pipes.get(0);
-      if (stdin instanceof PipeWriteTransport) this.whenStarted(stdin.lost);
+      if (stdin instanceof PipeWriteTransport) {
+        this.#whenStarted(() => losePipe(stdin));
+      }
       this.#exited = true;
       // A dying child's pipes close before its exit is reported, so asyncio
       // sees them lost first. Node reports the exit first and the end of
@@ -10357,11 +10698,11 @@ class ChildProcessTransport implements SubprocessTransport, PipeOwner {
       // not for long, as a pipe may stay open after the exit (a grandchild
       // holds it, or the protocol paused reading).
       this.#exitTimer = setTimeout(this.#announceExit, EXIT_WAITS_FOR_PIPES_MS);
-      this.pipeEnded();
+      this.#pipeEnded();
     });
     child.on("close", (code: number | null, signal: string | null) => {
       this.#returncode ??= exitStatus(code, signal);
-      this.whenStarted(() => {
+      this.#whenStarted(() => {
         this.#closedByRuntime = true;
         this.#maybeFinish();
       });
@@ -10382,22 +10723,26 @@ class ChildProcessTransport implements SubprocessTransport, PipeOwner {
     },
   };
 
-  /** @ignore Tells the protocol the child runs, then what it did since. */
-  start(made: IoFuture<void>): void {
+  // Tells the protocol the child runs, then what it did since.
+  #start(made: IoFuture<void>): void {
     this.#pid = this.#child.pid!;
     postToLoop(this.#loop, () => {
       this.#call("connectionMade", this);
       settleIo(made, undefined);
       this.#started = true;
       for (const pipe of this.#pipes.values()) {
-        if (pipe instanceof PipeReadTransport) pipe.start();
+        if (pipe instanceof PipeReadTransport) startPipeDelivery(pipe);
       }
       for (const event of this.#heldEvents) postToLoop(this.#loop, event);
       this.#heldEvents = [];
     });
   }
 
-  whenStarted(callback: () => void): void {
+  static {
+    startChildTransport = (transport, made) => transport.#start(made);
+  }
+
+  #whenStarted(callback: () => void): void {
     if (this.#started) postToLoop(this.#loop, callback);
     else this.#heldEvents.push(callback);
   }
@@ -10415,10 +10760,6 @@ class ChildProcessTransport implements SubprocessTransport, PipeOwner {
   }
 
   getProtocol(): BaseProtocol {
-    return this.#protocol;
-  }
-
-  protocol(): BaseProtocol {
     return this.#protocol;
   }
 
@@ -10465,20 +10806,20 @@ class ChildProcessTransport implements SubprocessTransport, PipeOwner {
     if (this.#returncode === null) this.#child.kill("SIGKILL");
   }
 
-  pipeData(fd: number, data: Uint8Array): void {
+  #pipeData(fd: number, data: Uint8Array): void {
     this.#call("pipeDataReceived", fd, data);
   }
 
-  pipeLost(fd: number, error: Error | null): void {
+  #pipeLost(fd: number, error: Error | null): void {
     this.#call("pipeConnectionLost", fd, error);
     this.#lostPipes.add(fd);
     this.#maybeFinish();
   }
 
-  pipeEnded(): void {
+  #pipeEnded(): void {
     if (!this.#exited) return;
     for (const pipe of this.#pipes.values()) {
-      if (pipe instanceof PipeReadTransport && !pipe.ended) return;
+      if (pipe instanceof PipeReadTransport && !hasPipeEnded(pipe)) return;
     }
     this.#announceExit();
   }
@@ -10487,7 +10828,7 @@ class ChildProcessTransport implements SubprocessTransport, PipeOwner {
     if (this.#exitAnnounced) return;
     this.#exitAnnounced = true;
     clearTimeout(this.#exitTimer);
-    this.whenStarted(this.#tellExit);
+    this.#whenStarted(this.#tellExit);
   };
 
   #tellExit = (): void => {
@@ -10512,18 +10853,22 @@ class ChildProcessTransport implements SubprocessTransport, PipeOwner {
   #finish = (): void => {
     untrackResource(this.#loop, this.#owned);
     const stdin = this.#pipes.get(0);
-    if (stdin instanceof PipeWriteTransport) stdin.lost();
+    if (stdin instanceof PipeWriteTransport) losePipe(stdin);
     this.#closed = true;
     this.#call("connectionLost", null);
     this.#finished.set();
   };
 
+  // A child outlives its protocol's errors: asyncio's subprocess transport
+  // reports them and goes on.
   #call(method: keyof SubprocessProtocol, ...args: unknown[]): void {
-    try {
-      (this.#protocol[method] as (...args: unknown[]) => void)(...args);
-    } catch (error) {
-      reportProtocolError(this.#loop, method, error, this);
-    }
+    const protocol = this.#protocol;
+    callProtocol(
+      this.#loop,
+      this,
+      method,
+      () => (protocol[method] as (...args: unknown[]) => void)(...args),
+    );
   }
 }
 
@@ -10562,6 +10907,46 @@ function spawnSubprocess<P extends SubprocessProtocol>(
   }, stderrToStdout && stdout === "pipe");
 }
 
+// EventLoop.subprocessExec(): see spawnSubprocess().
+function subprocessExecOn<P extends SubprocessProtocol>(
+  loop: EventLoop,
+  protocolFactory: () => P,
+  program: string,
+  args: readonly string[],
+  options: SubprocessOptions,
+): Promise<[SubprocessTransport, P]> {
+  return spawnSubprocess(
+    loop,
+    protocolFactory,
+    program,
+    args,
+    options,
+    "subprocessExec()",
+  );
+}
+
+// EventLoop.subprocessShell(): `cmd` through `/bin/sh -c`.
+function subprocessShellOn<P extends SubprocessProtocol>(
+  loop: EventLoop,
+  protocolFactory: () => P,
+  cmd: string,
+  options: SubprocessOptions,
+): Promise<[SubprocessTransport, P]> {
+  if (typeof cmd !== "string") {
+    throw new TypeError(
+      `subprocessShell(): cmd must be a string, got ${describeValue(cmd)}`,
+    );
+  }
+  return spawnSubprocess(
+    loop,
+    protocolFactory,
+    "/bin/sh",
+    ["-c", cmd],
+    options,
+    "subprocessShell()",
+  );
+}
+
 // Starts `program` and waits until it runs, or fails with the system's
 // error (ENOENT names the program) at the await.
 async function startChild<P extends SubprocessProtocol>(
@@ -10586,22 +10971,17 @@ async function startChild<P extends SubprocessProtocol>(
     protocol,
     stderrToStdout,
   );
-  const started = new IoFuture<void>(loop);
-  const onError = (error: Error) =>
-    settleIo(started, spawnError(program, error));
-  child.once("error", onError);
-  child.once("spawn", () => settleIo(started, undefined));
-  try {
-    await started;
-  } catch (error) {
-    if (child.pid !== undefined && child.exitCode === null) child.kill();
-    throw error;
-  } finally {
-    child.off("error", onError);
-  }
-  const made = new IoFuture<void>(loop);
-  transport.start(made);
-  await made;
+  await awaitRuntimeEvent(loop, child, {
+    ready: "spawn",
+    error: (error) => spawnError(program, error),
+    undo: () => {
+      if (child.pid !== undefined && child.exitCode === null) child.kill();
+    },
+  });
+  await awaitConnectionMade(loop, (made) => {
+    startChildTransport(transport, made);
+    return transport;
+  });
   return [transport, protocol];
 }
 
@@ -10719,13 +11099,25 @@ export class Process {
   readonly stderr: StreamReader | null;
   #transport: SubprocessTransport;
 
-  /** @ignore Made by createSubprocessExec() and createSubprocessShell(). */
+  /**
+   * Not for users: {@linkcode createSubprocessExec} and
+   * {@linkcode createSubprocessShell} make processes. Called otherwise,
+   * throws.
+   *
+   * @throws {TypeError} Always, when called from outside the library.
+   */
   constructor(
+    token: symbol,
     transport: SubprocessTransport,
     stdin: StreamWriter | null,
     stdout: StreamReader | null,
     stderr: StreamReader | null,
   ) {
+    if (token !== MADE_INSIDE) {
+      throw new TypeError(
+        "Process objects are made by createSubprocessExec() and createSubprocessShell()",
+      );
+    }
     this.#transport = transport;
     this.pid = transport.getPid();
     this.stdin = stdin;
@@ -10812,7 +11204,13 @@ function createProcess(
   return start(loop, () => new SubprocessStreamProtocol(limit, loop)).then((
     [transport, protocol],
   ) =>
-    new Process(transport, protocol.stdin, protocol.stdout, protocol.stderr)
+    new Process(
+      MADE_INSIDE,
+      transport,
+      protocol.stdin,
+      protocol.stdout,
+      protocol.stderr,
+    )
   );
 }
 
@@ -10865,63 +11263,21 @@ export function createSubprocessShell(
   );
 }
 
-// A loop's signal handlers, by signal name: each is a node:process
-// listener that runs the callback on the loop.
-type SignalListeners = Map<string, () => void>;
-
-function addSignalListener(
-  loop: EventLoop,
-  listeners: SignalListeners,
-  signal: string | number,
-  callback: (...args: never[]) => unknown,
-  args: unknown[],
-): void {
-  const name = signalName(signal, "addSignalHandler()");
-  requireFunction(callback, "addSignalHandler()", "callback");
-  if (name === "SIGKILL" || name === "SIGSTOP") {
-    throw new RuntimeError(`${name} cannot be caught`);
-  }
-  if (loop.isClosed()) throw new RuntimeError("Event loop is closed");
-  removeSignalListener(listeners, name);
-  const listener = () => {
-    if (loop.isClosed()) {
-      // The loop is gone: let the signal have its default effect again.
-      removeSignalListener(listeners, name);
-      return;
-    }
-    loop.callSoon(callback as (...args: unknown[]) => unknown, ...args);
-  };
-  process.on(name, listener);
-  listeners.set(name, listener);
-}
-
-function removeSignalListener(
-  listeners: SignalListeners,
-  signal: string | number,
-): boolean {
-  const name = signalName(signal, "removeSignalHandler()");
-  const listener = listeners.get(name);
-  if (listener === undefined) return false;
-  process.off(name, listener);
-  listeners.delete(name);
-  return true;
-}
-
-// ---------------------------------------------------------------------------
-// Executors
-//
-// Work on other cores. JavaScript cannot send a closure to another thread,
-// so a job names a module and one of its exported functions; the arguments
-// and the result are copied (structured clone). WorkerPoolExecutor runs jobs
-// on a pool of node:worker_threads workers, the one worker API that Deno, Bun
-// and Node share; each worker imports a module on its first job for it.
+// ===========================================================================
+// §? Executors
+// Holds: work on other cores. WorkerPoolExecutor runs jobs on a pool of
+//   node:worker_threads workers, the one worker API that Deno, Bun and Node
+//   share; each worker imports a module on its first job for it. A job names
+//   a module and one of its exported functions (JavaScript cannot send a
+//   closure to another thread); the arguments and the result are copied
+//   (structured clone). Also the loop's default executor, and toThread.
 // Rule: a worker runs one job at a time; cancelling a queued job drops it,
-// cancelling a running one terminates its worker, and a fresh worker is
-// started when a job needs one. An idle worker is unref'd, so a pool never
-// keeps the process alive by itself. Relies on the transports' IoFuture and
-// the loop. Used by EventLoop's runInExecutor and shutdownDefaultExecutor,
-// and by toThread.
-// ---------------------------------------------------------------------------
+//   cancelling a running one terminates its worker, and a fresh worker is
+//   started when a job needs one. An idle worker is unref'd, so a pool never
+//   keeps the process alive by itself.
+// Relies on: §? Futures (IoFuture), §? Event loop. Used by: EventLoop's
+//   runInExecutor, setDefaultExecutor, shutdownDefaultExecutor and close().
+// ===========================================================================
 
 /**
  * Any module, as an executor sees it when it is not told the module's type:
@@ -11406,16 +11762,19 @@ export class WorkerPoolExecutor<M = ModuleFunctions> {
     this.#dispatch();
   }
 
+  // Ends the pool at once: queued jobs cancelled, workers terminated.
+  #terminate(): void {
+    this.#shutdown = true;
+    for (const job of this.#queue.splice(0)) job.future.cancel();
+    for (const thread of [...this.#working]) this.#retire(thread);
+    this.#idle.length = 0;
+    this.#dispatch();
+  }
+
   static {
     submitJob = (executor, loop, module, name, args, where) =>
       executor.#submit(loop, module, name, args, where);
-    terminateExecutor = (executor) => {
-      executor.#shutdown = true;
-      for (const job of executor.#queue.splice(0)) job.future.cancel();
-      for (const thread of [...executor.#working]) executor.#retire(thread);
-      executor.#idle.length = 0;
-      executor.#dispatch();
-    };
+    terminateExecutor = (executor) => executor.#terminate();
   }
 }
 
@@ -11527,13 +11886,13 @@ export function toThread<T = unknown>(
   ) as Future<T>;
 }
 
-// ---------------------------------------------------------------------------
-// Task factories
-//
-// What EventLoop.setTaskFactory() takes, and asyncio 3.12's eager task
-// factory, which starts every task at once, up to its first await. Relies
-// on tasks. Used by EventLoop.createTask.
-// ---------------------------------------------------------------------------
+// ===========================================================================
+// §? Task factories
+// Holds: what EventLoop.setTaskFactory() takes, and asyncio 3.12's eager
+//   task factory, which starts every task at once, up to its first await.
+// Rule: a factory makes the task; the loop only calls it.
+// Relies on: §? Tasks. Used by: EventLoop.createTask.
+// ===========================================================================
 
 /**
  * A task factory for {@linkcode EventLoop.setTaskFactory}: makes the task
@@ -11642,14 +12001,15 @@ export function createEagerTaskFactory(
  */
 export const eagerTaskFactory: TaskFactory = createEagerTaskFactory(Task);
 
-// ---------------------------------------------------------------------------
-// Name resolution
-//
-// EventLoop.getaddrinfo and getnameinfo, asyncio's, over node:dns: the
-// system resolver (getaddrinfo(3)), run by the runtime off the loop. The
-// results keep asyncio's tuple shape, with the runtime's 4 and 6 for the
-// address families. Relies on the transports' IoFuture.
-// ---------------------------------------------------------------------------
+// ===========================================================================
+// §? Name resolution
+// Holds: EventLoop.getaddrinfo and getnameinfo, asyncio's, over node:dns:
+//   the system resolver (getaddrinfo(3)), run by the runtime off the loop.
+// Rule: results keep asyncio's tuple shape, with the runtime's 4 and 6 for
+//   the address families; bad arguments throw at the call.
+// Relies on: §? I/O plumbing (settleIo), §? Futures (IoFuture).
+// Used by: EventLoop.getaddrinfo, EventLoop.getnameinfo.
+// ===========================================================================
 
 /**
  * `SOCK_STREAM`: a stream socket (TCP), in {@linkcode AddrInfo} and
@@ -11733,10 +12093,10 @@ function requireService(port: unknown, where: string): number {
     : port;
   if (
     typeof number !== "number" || !Number.isInteger(number) || number < 0 ||
-    number > 65535
+    number > MAX_PORT
   ) {
     throw new RangeError(
-      `${where}: port must be a port number from 0 to 65535 (service names are not looked up), got ${
+      `${where}: port must be a port number from 0 to ${MAX_PORT} (service names are not looked up), got ${
         describeValue(port)
       }`,
     );
@@ -11852,6 +12212,17 @@ async function lookupAddresses(
   return addrInfos(addresses, port, options);
 }
 
+// EventLoop.getaddrinfo(): checks the arguments at the call.
+function getaddrinfoOn(
+  loop: EventLoop,
+  host: string | null,
+  port: number | string | null,
+  options: GetaddrinfoOptions,
+): Promise<AddrInfo[]> {
+  const number = checkAddrinfoArguments(host, port, options);
+  return lookupAddresses(loop, host, number, options);
+}
+
 function lookupName(
   loop: EventLoop,
   sockaddr: unknown,
@@ -11877,15 +12248,16 @@ function lookupName(
   return looked.then();
 }
 
-// ---------------------------------------------------------------------------
-// Introspection
-//
-// Which task awaits which (asyncio 3.14's call graphs). A future knows its
-// waiters: the awaiters in its callbacks, and the done callbacks that
-// gather and task groups tag with the future they serve. JavaScript keeps
-// no suspended async frames to show, so a graph has no call stacks.
-// Relies on futures and tasks.
-// ---------------------------------------------------------------------------
+// ===========================================================================
+// §? Introspection
+// Holds: which task awaits which (asyncio 3.14's call graphs):
+//   captureCallGraph, formatCallGraph, printCallGraph.
+// Rule: a future knows its waiters: the awaiters in its callbacks, and the
+//   done callbacks that gather and task groups tag with the future they
+//   serve. JavaScript keeps no suspended async frames, so a graph has no
+//   call stacks.
+// Relies on: §? Futures, §? Tasks. Used by: users only.
+// ===========================================================================
 
 /**
  * A node of the graph {@linkcode captureCallGraph} returns: a future or
@@ -12004,15 +12376,20 @@ export function printCallGraph(future?: Future<unknown>): void {
   if (text !== "") console.log(text);
 }
 
-// ---------------------------------------------------------------------------
-// Timelines
-//
-// A record of every task's life (created, running, waiting, done) on a
-// loop, drawn as text or SVG. Relies only on the loop calling `record`.
-// A task runs for microseconds between waits that last seconds, so both
-// drawings give a running slice a minimum width (one character, a few
-// pixels): otherwise the moments when a task actually runs would vanish.
-// ---------------------------------------------------------------------------
+// ===========================================================================
+// §? Timelines
+// Holds: Timeline, a record of every task's life (created, running,
+//   waiting, done) on a loop, drawn as text or SVG.
+// Rule: only the loop writes into a timeline, through the TimelineRecorder
+//   the timeline hands it (start when the loop is made, record at each
+//   change of a task's state, stop when it closes). A task runs for
+//   microseconds between waits that last seconds, so both drawings give a
+//   running slice a minimum width (one character, a few pixels): otherwise
+//   the moments when a task actually runs would vanish.
+// Relies on: §? Event loop (which records), §? Tasks (a task's name), and
+//   §? Futures' state (futureState: a done task's outcome, read without
+//   marking a failure as retrieved). Used by: the loop (LoopOptions.timeline).
+// ===========================================================================
 
 /** What a task is doing, as a {@linkcode Timeline} records it. */
 export type TimelineState = "created" | "running" | "waiting" | "done";
@@ -12126,6 +12503,19 @@ function outcomeLabel(row: TimelineRow): string {
     : at;
 }
 
+// What a loop writes into a timeline with: the timeline's private side,
+// which no user can reach.
+interface TimelineRecorder {
+  // The loop starts recording (its creation).
+  start(loop: EventLoop): void;
+  // The loop stops recording (its close).
+  stop(loop: EventLoop): void;
+  // A task changed state at `time`, on the loop's clock.
+  record(task: Task<unknown>, state: TimelineState, time: number): void;
+}
+
+let timelineRecorder: (timeline: Timeline) => TimelineRecorder;
+
 /**
  * Records each task's life on a loop: pass one to `run(main, { timeline })`.
  * Then `toText()` draws it for a terminal and `toSVG()` as a Gantt chart: a
@@ -12179,8 +12569,17 @@ export class Timeline {
     this.title = options.title;
   }
 
-  /** @ignore Called by the loop when it starts recording. */
-  start(loop: EventLoop): void {
+  #recorder: TimelineRecorder = {
+    start: (loop) => this.#startRecording(loop),
+    stop: (loop) => this.#stopRecording(loop),
+    record: (task, state, time) => this.#record(task, state, time),
+  };
+
+  static {
+    timelineRecorder = (timeline) => timeline.#recorder;
+  }
+
+  #startRecording(loop: EventLoop): void {
     this.events.length = 0;
     this.#ids = new WeakMap();
     this.#names = [];
@@ -12189,13 +12588,11 @@ export class Timeline {
     this.#end = null;
   }
 
-  /** @ignore Called by the loop when it closes. */
-  stop(loop: EventLoop): void {
+  #stopRecording(loop: EventLoop): void {
     this.#end = loop.time() - this.#start;
   }
 
-  /** @ignore Called by the loop at each change in a task's life. */
-  record(task: Task<unknown>, state: TimelineState, time: number): void {
+  #record(task: Task<unknown>, state: TimelineState, time: number): void {
     let id = this.#ids.get(task);
     if (id === undefined) {
       id = this.#names.push("");
