@@ -8,7 +8,8 @@ export function vrun<T>(main: () => Promise<T>): Promise<T> {
   return run(main, { virtualTime: true });
 }
 
-// Resolves after `steps` loop steps: enough for tasks to reach their awaits.
+// Resolves after `count` loop steps: tasks created or woken before it have
+// run up to their next await when it returns.
 export async function steps(count = 1): Promise<void> {
   for (let i = 0; i < count; i++) await sleep(0);
 }
@@ -24,15 +25,11 @@ export function seededRandom(seed: number): () => number {
   };
 }
 
-// One loop step: tasks created or woken before it have run up to their
-// next await when it returns.
-export const step = () => sleep(0);
-
 // Steps the loop until `done()` holds; fails rather than hang.
 export async function until(done: () => boolean): Promise<void> {
   for (let i = 0; i < 100; i++) {
     if (done()) return;
-    await step();
+    await steps();
   }
   assert.fail("the condition never held");
 }

@@ -17,7 +17,7 @@ import {
   sleep,
   type Task,
 } from "../mod.ts";
-import { seededRandom, step } from "./helpers.ts";
+import { seededRandom, steps } from "./helpers.ts";
 
 test("queue: first in first out, with qsize, empty, full and the nowait errors", () => {
   const queue = new Queue<string>(2);
@@ -76,10 +76,10 @@ test("queue: join() waits for every taskDone(); one too many is RangeError", asy
     queue.putNowait(1);
     queue.putNowait(2);
     const joined = createTask(() => queue.join());
-    await step();
+    await steps();
     await queue.get();
     queue.taskDone();
-    await step();
+    await steps();
     assert.equal(joined.done(), false);
     await queue.get();
     queue.taskDone();
@@ -95,7 +95,7 @@ test("queue: shutdown() lets queued items out, then QueueShutDown; blocked tasks
     const putter = createTask(() => full.put(2));
     const empty = new Queue<number>();
     const getter = createTask(() => empty.get());
-    await step();
+    await steps();
     full.shutdown();
     empty.shutdown();
     await assert.rejects(putter, QueueShutDown);
@@ -114,7 +114,7 @@ test("queue: shutdown(true) drops the items and releases join()", async () => {
     queue.putNowait(1);
     queue.putNowait(2);
     const joined = createTask(() => queue.join());
-    await step();
+    await steps();
     assert.equal(joined.done(), false);
     queue.shutdown(true);
     await joined;
@@ -145,7 +145,7 @@ test("queue: a get() cancelled after an item was handed to it leaves the item fo
     const queue = new Queue<string>();
     const a = createTask(() => queue.get());
     const b = createTask(() => queue.get());
-    await step();
+    await steps();
     queue.putNowait("item"); // wakes a ...
     a.cancel(); // ... which is cancelled before it runs
     await assert.rejects(a, CancelledError);
@@ -161,9 +161,9 @@ test("queue: a cancelled put() never enqueues its item, and passes the room on",
     const a = createTask(() => queue.put("a"));
     const b = createTask(() => queue.put("b"));
     const c = createTask(() => queue.put("c"));
-    await step();
+    await steps();
     a.cancel(); // while waiting
-    await step();
+    await steps();
     assert.equal(queue.getNowait(), "first"); // wakes b ...
     b.cancel(); // ... which is cancelled before it runs: c gets the room
     await assert.rejects(a, CancelledError);

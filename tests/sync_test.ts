@@ -33,7 +33,7 @@ import {
   TimeoutError,
   waitFor,
 } from "../mod.ts";
-import { seededRandom, step, until } from "./helpers.ts";
+import { seededRandom, steps, until } from "./helpers.ts";
 
 const now = () => getRunningLoop().time();
 const virtual = { virtualTime: true } as const;
@@ -78,7 +78,7 @@ test("lock: a second release() while the woken waiter has not run is RuntimeErro
       holders.push("w");
       log.push(`w holds; locked: ${lock.locked()}`);
     });
-    await step();
+    await steps();
     lock.release();
     log.push(`after release, locked: ${lock.locked()}`);
     try {
@@ -131,11 +131,11 @@ test("lock: locked() is false right after release(), yet newcomers queue behind 
     const worker = (name: string) => async () => {
       await lock.acquire();
       order.push(name);
-      await step();
+      await steps();
       lock.release();
     };
     const waiter = createTask(worker("waiter"));
-    await step();
+    await steps();
     lock.release();
     const lockedAfterRelease = lock.locked();
     const newcomer = createTask(worker("newcomer"));
@@ -183,7 +183,7 @@ test("semaphore: a late newcomer never jumps ahead of woken waiters", async () =
     };
     const w1 = createTask(worker("w1"));
     const w2 = createTask(worker("w2"));
-    await step();
+    await steps();
     semaphore.release();
     semaphore.release();
     const late = createTask(worker("late"));
@@ -338,7 +338,7 @@ test("condition: a notified waiter that times out passes the notification on", a
       log.push(`t1 woken at ${now()}`);
       condition.release();
     });
-    await step();
+    await steps();
     await condition.acquire();
     condition.notify(); // t2, first in line; it times out re-acquiring
     await sleep(5);
@@ -463,14 +463,14 @@ test("barrier: a party cancelled while it fills leaves; indexes count those ther
     const barrier = new Barrier(3);
     const a = createTask(() => barrier.wait());
     const b = createTask(() => barrier.wait());
-    await step();
+    await steps();
     log.push(`n_waiting ${barrier.nWaiting}`);
     a.cancel();
     await assert.rejects(a, CancelledError);
     log.push("a cancelled");
     log.push(`n_waiting ${barrier.nWaiting}`);
     const c = createTask(() => barrier.wait());
-    await step();
+    await steps();
     log.push(`c done ${c.done()}`);
     const d = createTask(() => barrier.wait());
     log.push(`indexes ${await gather([b, c, d])}`);
@@ -517,7 +517,7 @@ test("queue: a woken getter cancelled before it runs never makes the queue hold 
     const log: string[] = [];
     const queue = new Queue<number>(1);
     const getter = createTask(() => queue.get());
-    await step();
+    await steps();
     queue.putNowait(1);
     log.push(`qsize with getter woken: ${queue.qsize()} full: ${queue.full()}`);
     try {
@@ -583,7 +583,7 @@ test("queue: a woken getter cancelled before it runs reorders nothing (FIFO, LIF
       };
       const g1 = createTask(getter);
       const g2 = createTask(getter);
-      await step();
+      await steps();
       for (const item of put) queue.putNowait(item);
       const qsize = queue.qsize();
       g1.cancel();
@@ -618,11 +618,11 @@ test("queue: an item put while a getter waits counts in qsize() until the getter
     const log: string[] = [];
     const queue = new Queue<string>();
     const getter = createTask(() => queue.get());
-    await step();
+    await steps();
     queue.putNowait("x");
     log.push(`qsize ${queue.qsize()} empty ${queue.empty()}`);
     log.push(`newcomer gets ${queue.getNowait()}`);
-    await step();
+    await steps();
     log.push(`getter done ${getter.done()}`); // it waits again
     queue.putNowait("y");
     log.push(`got ${await getter} qsize ${queue.qsize()}`);
@@ -662,10 +662,10 @@ test("queue: a getter waiting again after a newcomer took its item can still be 
     const log: string[] = [];
     const queue = new Queue<string>();
     const getter = createTask(() => queue.get());
-    await step();
+    await steps();
     queue.putNowait("x");
     log.push(`newcomer gets ${queue.getNowait()}`);
-    await step();
+    await steps();
     log.push(`getter waits again ${!getter.done()}`);
     getter.cancel();
     await assert.rejects(getter, CancelledError);
@@ -725,7 +725,7 @@ test("queue: a woken putter cancelled before it runs passes the slot on; one a n
     };
     const a = createTask(putter("a"));
     const b = createTask(putter("b"));
-    await step();
+    await steps();
     log.push(`${queue.getNowait()} full ${queue.full()}`);
     a.cancel();
     const bPut = await b;
@@ -735,10 +735,10 @@ test("queue: a woken putter cancelled before it runs passes the slot on; one a n
     log.push(queue.getNowait());
     queue.putNowait("x");
     const c = createTask(putter("c"));
-    await step();
+    await steps();
     log.push(`${queue.getNowait()} full ${queue.full()}`);
     queue.putNowait("newcomer");
-    await step();
+    await steps();
     log.push(`c done ${c.done()} qsize ${queue.qsize()}`);
     log.push(queue.getNowait());
     const cPut = await c;
@@ -793,7 +793,7 @@ function cancelLater(random: () => number, task: Task<unknown>): void {
     Math.floor(random() * 20);
   createTask(async () => {
     await sleep(delay);
-    if (random() < 0.5) await step(); // a step later, now and then
+    if (random() < 0.5) await steps(); // a step later, now and then
     task.cancel();
   });
 }
@@ -1103,7 +1103,7 @@ test("storm: a barrier under cancels, resets and aborts never hangs and stays us
           if (random() < 0.5) await barrier.reset();
           else {
             await barrier.abort();
-            await step();
+            await steps();
             await barrier.reset();
           }
         }
@@ -1176,7 +1176,7 @@ test("lock: a newcomer does not jump ahead of a woken waiter, though locked() is
       using _ = await lock.acquire();
       order.push("waiter");
     });
-    await step();
+    await steps();
     lock.release(); // wakes the waiter, which has not run yet
     assert.equal(lock.locked(), false); // as asyncio 3.14's
     const newcomer = createTask(async () => {
@@ -1199,9 +1199,9 @@ test("lock: a waiter cancelled while waiting is skipped", async () => {
       using _ = await lock.acquire();
       return "b";
     });
-    await step();
+    await steps();
     a.cancel();
-    await step();
+    await steps();
     lock.release();
     assert.equal(await b, "b");
     await assert.rejects(a, CancelledError);
@@ -1221,7 +1221,7 @@ test("lock: a waiter cancelled right after release() passes the lock on", async 
       using _ = await lock.acquire();
       return "b";
     });
-    await step();
+    await steps();
     lock.release(); // handed to a ...
     a.cancel(); // ... which is cancelled before it runs
     await assert.rejects(a, CancelledError);
@@ -1314,7 +1314,7 @@ test("semaphore: waiters are served in order; a newcomer waits behind a woken on
       });
     const first = waiter("first");
     const second = waiter("second");
-    await step();
+    await steps();
     semaphore.release(); // handed to "first"
     assert.equal(semaphore.locked(), true);
     const newcomer = waiter("newcomer");
@@ -1329,7 +1329,7 @@ test("semaphore: a waiter cancelled right after release() passes the unit on", a
     const semaphore = new Semaphore(0);
     const a = createTask(() => semaphore.acquire());
     const b = createTask(() => semaphore.acquire());
-    await step();
+    await steps();
     semaphore.release();
     a.cancel();
     await assert.rejects(a, CancelledError);
@@ -1372,14 +1372,14 @@ test("event: set() wakes every waiter; a clear() right after does not un-wake th
       { length: 5 },
       () => createTask(() => event.wait()),
     );
-    await step();
+    await steps();
     assert.equal(event.isSet(), false);
     event.set();
     event.clear();
     assert.deepEqual(await gather(waiters), [true, true, true, true, true]);
     assert.equal(event.isSet(), false);
     const late = createTask(() => event.wait());
-    await step();
+    await steps();
     assert.equal(late.done(), false);
     event.set();
     assert.equal(await late, true);
@@ -1393,7 +1393,7 @@ test("event: a waiter cancelled as set() happens does not stop the others", asyn
     const a = createTask(() => event.wait());
     const b = createTask(() => event.wait());
     const c = createTask(() => event.wait());
-    await step();
+    await steps();
     a.cancel(); // before set: skipped
     event.set();
     b.cancel(); // after set, before it runs
@@ -1415,20 +1415,20 @@ test("condition: notify(n) wakes n waiters in order, notifyAll() the rest", asyn
         woken.push(i);
       })
     );
-    await step();
+    await steps();
     {
       using _ = await condition.acquire();
       condition.notify(2);
     }
     await until(() => woken.length >= 2);
-    for (let i = 0; i < 5; i++) await step();
+    for (let i = 0; i < 5; i++) await steps();
     assert.deepEqual(woken, [0, 1]);
     {
       using _ = await condition.acquire();
       condition.notify();
     }
     await until(() => woken.length >= 3);
-    for (let i = 0; i < 5; i++) await step();
+    for (let i = 0; i < 5; i++) await steps();
     assert.deepEqual(woken, [0, 1, 2]);
     {
       using _ = await condition.acquire();
@@ -1454,11 +1454,11 @@ test("condition: wait() re-acquires the lock before throwing when cancelled", as
         throw e;
       }
     });
-    await step();
+    await steps();
     await lock.acquire(); // now the waiter cannot re-acquire at once
     waiter.cancel();
-    await step();
-    await step();
+    await steps();
+    await steps();
     assert.equal(waiter.done(), false); // still re-acquiring
     lock.release();
     await assert.rejects(waiter, CancelledError);
@@ -1478,7 +1478,7 @@ test("condition: a waiter cancelled after notify() passes the notification on", 
       });
     const a = waiter("a");
     const b = waiter("b");
-    await step();
+    await steps();
     await condition.acquire();
     condition.notify(); // a is notified ...
     a.cancel(); // ... and cancelled before it runs
@@ -1512,7 +1512,7 @@ test("condition: waitFor(predicate) waits until the predicate holds", async () =
       });
     });
     for (let i = 0; i < 3; i++) {
-      await step();
+      await steps();
       using _ = await condition.acquire();
       count++;
       condition.notifyAll();
@@ -1541,13 +1541,13 @@ test("barrier: a waiter cancelled while it fills leaves it usable", async () => 
     const barrier = new Barrier(3);
     const a = createTask(() => barrier.wait());
     const b = createTask(() => barrier.wait());
-    await step();
+    await steps();
     assert.equal(barrier.nWaiting, 2);
     a.cancel();
     await assert.rejects(a, CancelledError);
     assert.equal(barrier.nWaiting, 1);
     const c = createTask(() => barrier.wait());
-    await step();
+    await steps();
     assert.equal(c.done(), false); // only two live parties: not yet
     const d = createTask(() => barrier.wait());
     const indexes = await gather([b, c, d]);
@@ -1561,7 +1561,7 @@ test("barrier: reset() breaks current waiters but leaves it usable", async () =>
   await run(async () => {
     const barrier = new Barrier(2);
     const a = createTask(() => barrier.wait());
-    await step();
+    await steps();
     await barrier.reset();
     await assert.rejects(a, BrokenBarrierError);
     assert.equal(barrier.broken, false);
@@ -1575,7 +1575,7 @@ test("barrier: abort() leaves it broken", async () => {
   await run(async () => {
     const barrier = new Barrier(3);
     const a = createTask(() => barrier.wait());
-    await step();
+    await steps();
     await barrier.abort();
     await assert.rejects(a, BrokenBarrierError);
     assert.equal(barrier.broken, true);
