@@ -18,6 +18,7 @@ import {
   openConnection,
   openUnixConnection,
   PIPE,
+  Queue,
   run,
   RuntimeError,
   type Server,
@@ -32,7 +33,9 @@ import {
   bytesOf,
   fillUntilBuffered,
   serverAddress,
+  steps,
   textOf,
+  until,
   vrun,
 } from "./helpers.ts";
 
@@ -303,18 +306,19 @@ test("streams: drain() blocks while the peer does not read, and resumes when it 
     const [host, port] = serverAddress(server);
     const [, writer] = await openConnection(host, port);
     // The peer's kernel (and runtime) may take in tens of MiB before
-    // pushing back, so fill until a drain() is still blocked 200 ms later;
-    // each drain() that does finish must have seen the buffer drained.
+    // pushing back, so fill until a drain() blocks; each drain() that does
+    // finish must have seen the buffer drained.
     let size = 0;
     let drained: Task<void>;
     for (;;) {
       size += await fillUntilBuffered(writer.transport);
       drained = createTask(() => writer.drain());
-      await sleep(200);
+      await steps();
       if (!drained.done()) break;
       assert.ok(writer.transport.getWriteBufferSize() <= 16 * 1024);
       assert.ok(size < (256 << 20), "the peer never pushes back");
     }
+    assert.ok(writer.transport.getWriteBufferSize() > 16 * 1024);
     startReading.setResult();
     await drained;
     writer.writeEof();
@@ -353,8 +357,11 @@ test("streams: server close, closeClients, abortClients and serveForever", async
   await run(async () => {
     const loop = getRunningLoop();
     const connected: Array<Promise<unknown>> = [];
+    // One item per connection a server's handler has taken in.
+    const accepted = new Queue<void>();
     const server = await startServer(
       async (reader) => {
+        accepted.putNowait();
         await reader.read(); // until the client or the server ends it
       },
       "127.0.0.1",
@@ -363,18 +370,19 @@ test("streams: server close, closeClients, abortClients and serveForever", async
     );
     assert.equal(server.isServing(), false);
     const forever = createTask(() => server.serveForever());
-    await sleep(10);
+    await until(() => server.isServing()); // listening is the runtime's event
     assert.equal(server.isServing(), true);
     await assert.rejects(server.serveForever(), RuntimeError);
     const [host, port] = serverAddress(server);
     const [r1] = await openConnection(host, port);
     const [r2] = await openConnection(host, port);
     connected.push(r1.read(), r2.read());
-    await sleep(10);
+    await accepted.get();
+    await accepted.get();
     // close() stops listening, but waitClosed() waits for the clients.
     server.close();
     const closed = createTask(() => server.waitClosed());
-    await sleep(10);
+    await steps(2);
     assert.equal(closed.done(), false);
     server.closeClients();
     await closed;
@@ -383,13 +391,14 @@ test("streams: server close, closeClients, abortClients and serveForever", async
     // abortClients() ends connections at once.
     const second = await startServer(
       async (reader) => {
+        accepted.putNowait();
         await reader.read();
       },
       "127.0.0.1",
       0,
     );
     const [r3, w3] = await openConnection(...serverAddress(second));
-    await sleep(10);
+    await accepted.get();
     second.abortClients();
     await r3.read();
     w3.close();
