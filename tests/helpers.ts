@@ -1,12 +1,35 @@
 // What several test files need: one helper per job.
 
 import assert from "node:assert/strict";
-import { run, type Server, sleep, type WriteTransport } from "../mod.ts";
+import {
+  eagerTaskFactory,
+  getRunningLoop,
+  run,
+  type Server,
+  sleep,
+  type WriteTransport,
+} from "../mod.ts";
 
-// Runs `main` on a virtual clock: timing is exact and instant.
-export function vrun<T>(main: () => Promise<T>): Promise<T> {
-  return run(main, { virtualTime: true });
+// Runs `main` on a virtual clock: timing is exact and instant. With
+// `eager`, the loop's tasks start eagerly (eagerTaskFactory).
+export function vrun<T>(
+  main: () => Promise<T>,
+  { eager = false }: { eager?: boolean } = {},
+): Promise<T> {
+  if (!eager) return run(main, { virtualTime: true });
+  return run(() => {
+    getRunningLoop().setTaskFactory(eagerTaskFactory);
+    return main();
+  }, { virtualTime: true });
 }
+
+// The scope tests (gather, timeout, taskGroup) run twice, as CPython's
+// test_taskgroups.py does: with tasks that first run on a later loop step,
+// and with eager tasks, which run up to their first await when created.
+export const TASK_STARTS = [
+  { eager: false, suffix: "" },
+  { eager: true, suffix: " (eager tasks)" },
+] as const;
 
 // Resolves after `count` loop steps: tasks created or woken before it have
 // run up to their next await when it returns.

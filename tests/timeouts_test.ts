@@ -28,114 +28,116 @@ import {
   waitFor,
   wrapFuture,
 } from "../mod.ts";
-import { steps, vrun } from "./helpers.ts";
+import { steps, TASK_STARTS, vrun } from "./helpers.ts";
 
-test("gather: results in the order given, whatever the finishing order", async () => {
-  await vrun(async () => {
-    const loop = getRunningLoop();
-    const future = loop.createFuture<string>();
-    loop.callLater(5, () => future.setResult("future"));
-    const results = await gather([
-      () => sleep(30, "slow"),
-      () => sleep(10, 1),
-      future,
-      Promise.resolve(true),
-    ]);
-    assert.deepEqual(results, ["slow", 1, "future", true]);
-    assert.deepEqual(await gather([]), []);
+for (const { eager, suffix } of TASK_STARTS) {
+  test(`gather: results in the order given, whatever the finishing order${suffix}`, async () => {
+    await vrun(async () => {
+      const loop = getRunningLoop();
+      const future = loop.createFuture<string>();
+      loop.callLater(5, () => future.setResult("future"));
+      const results = await gather([
+        () => sleep(30, "slow"),
+        () => sleep(10, 1),
+        future,
+        Promise.resolve(true),
+      ]);
+      assert.deepEqual(results, ["slow", 1, "future", true]);
+      assert.deepEqual(await gather([]), []);
+    }, { eager });
   });
-});
 
-test("gather: the same future given twice fills both slots", async () => {
-  await vrun(async () => {
-    const future = new Future<string>();
-    getRunningLoop().callLater(5, () => future.setResult("twice"));
-    assert.deepEqual(await gather([future, future, () => sleep(1, "once")]), [
-      "twice",
-      "twice",
-      "once",
-    ]);
+  test(`gather: the same future given twice fills both slots${suffix}`, async () => {
+    await vrun(async () => {
+      const future = new Future<string>();
+      getRunningLoop().callLater(5, () => future.setResult("twice"));
+      assert.deepEqual(await gather([future, future, () => sleep(1, "once")]), [
+        "twice",
+        "twice",
+        "once",
+      ]);
+    }, { eager });
   });
-});
 
-test("gather: the first error propagates while the other children keep running", async () => {
-  await vrun(async () => {
-    let finished = false;
-    const slow = createTask(async () => {
-      await sleep(50);
-      finished = true;
-    });
-    const failing = async () => {
-      await sleep(10);
-      throw new RangeError("first");
-    };
-    await assert.rejects(gather([slow, failing]), RangeError);
-    assert.equal(slow.done(), false);
-    await slow;
-    assert.equal(finished, true);
+  test(`gather: the first error propagates while the other children keep running${suffix}`, async () => {
+    await vrun(async () => {
+      let finished = false;
+      const slow = createTask(async () => {
+        await sleep(50);
+        finished = true;
+      });
+      const failing = async () => {
+        await sleep(10);
+        throw new RangeError("first");
+      };
+      await assert.rejects(gather([slow, failing]), RangeError);
+      assert.equal(slow.done(), false);
+      await slow;
+      assert.equal(finished, true);
+    }, { eager });
   });
-});
 
-test("gather: returnExceptions returns errors and cancellations as values", async () => {
-  await vrun(async () => {
-    const cancelled = createTask(() => sleep(100));
-    const gathered = gather([
-      () => sleep(10, "ok"),
-      () => Promise.reject(new TypeError("bad")),
-      cancelled,
-    ], { returnExceptions: true });
-    await steps(1);
-    cancelled.cancel();
-    const results = await gathered;
-    assert.equal(results[0], "ok");
-    assert.ok(results[1] instanceof TypeError);
-    assert.ok(results[2] instanceof CancelledError);
+  test(`gather: returnExceptions returns errors and cancellations as values${suffix}`, async () => {
+    await vrun(async () => {
+      const cancelled = createTask(() => sleep(100));
+      const gathered = gather([
+        () => sleep(10, "ok"),
+        () => Promise.reject(new TypeError("bad")),
+        cancelled,
+      ], { returnExceptions: true });
+      await steps(1);
+      cancelled.cancel();
+      const results = await gathered;
+      assert.equal(results[0], "ok");
+      assert.ok(results[1] instanceof TypeError);
+      assert.ok(results[2] instanceof CancelledError);
+    }, { eager });
   });
-});
 
-test("gather: a cancelled child fails the gather with CancelledError", async () => {
-  await vrun(async () => {
-    const child = createTask(() => sleep(100));
-    const gathered = gather([child, () => sleep(200)]);
-    await steps(1);
-    child.cancel();
-    await assert.rejects(gathered, CancelledError);
+  test(`gather: a cancelled child fails the gather with CancelledError${suffix}`, async () => {
+    await vrun(async () => {
+      const child = createTask(() => sleep(100));
+      const gathered = gather([child, () => sleep(200)]);
+      await steps(1);
+      child.cancel();
+      await assert.rejects(gathered, CancelledError);
+    }, { eager });
   });
-});
 
-test("gather: cancelling the gather cancels every child", async () => {
-  await vrun(async () => {
-    const a = createTask(() => sleep(100));
-    const b = createTask(() => sleep(200));
-    const gathered = gather([a, b]);
-    await steps(1);
-    assert.equal(gathered.cancel(), true);
-    await assert.rejects(gathered, CancelledError);
-    assert.equal(a.cancelled(), true);
-    assert.equal(b.cancelled(), true);
+  test(`gather: cancelling the gather cancels every child${suffix}`, async () => {
+    await vrun(async () => {
+      const a = createTask(() => sleep(100));
+      const b = createTask(() => sleep(200));
+      const gathered = gather([a, b]);
+      await steps(1);
+      assert.equal(gathered.cancel(), true);
+      await assert.rejects(gathered, CancelledError);
+      assert.equal(a.cancelled(), true);
+      assert.equal(b.cancelled(), true);
+    }, { eager });
   });
-});
 
-test("gather: cancel() after all children finished returns false", async () => {
-  await vrun(async () => {
-    const a = createTask(() => sleep(1, "a"));
-    const gathered = gather([a]);
-    await a;
-    assert.equal(gathered.cancel(), false);
-    assert.deepEqual(await gathered, ["a"]);
+  test(`gather: cancel() after all children finished returns false${suffix}`, async () => {
+    await vrun(async () => {
+      const a = createTask(() => sleep(1, "a"));
+      const gathered = gather([a]);
+      await a;
+      assert.equal(gathered.cancel(), false);
+      assert.deepEqual(await gathered, ["a"]);
+    }, { eager });
   });
-});
 
-test("gather: a task awaiting a gather cancels its children when cancelled", async () => {
-  await vrun(async () => {
-    const a = createTask(() => sleep(100));
-    const parent = createTask(() => gather([a, () => sleep(100)]));
-    await steps(2);
-    parent.cancel();
-    await assert.rejects(parent, CancelledError);
-    assert.equal(a.cancelled(), true);
+  test(`gather: a task awaiting a gather cancels its children when cancelled${suffix}`, async () => {
+    await vrun(async () => {
+      const a = createTask(() => sleep(100));
+      const parent = createTask(() => gather([a, () => sleep(100)]));
+      await steps(2);
+      parent.cancel();
+      await assert.rejects(parent, CancelledError);
+      assert.equal(a.cancelled(), true);
+    }, { eager });
   });
-});
+}
 
 test("waitFor: on timeout cancels the work, waits for it to finish, throws TimeoutError", async () => {
   await vrun(async () => {
@@ -202,91 +204,93 @@ test("waitFor: with a timeout of 0 or less a coroutine function never starts", a
   });
 });
 
-test("timeout: expires into TimeoutError, and the task is not left cancelled", async () => {
-  await vrun(async () => {
-    const loop = getRunningLoop();
-    const start = loop.time();
-    let cm: unknown = null;
-    await assert.rejects(
-      timeout(100, async (scope) => {
-        cm = scope;
-        await sleep(10_000);
-      }),
-      (e) => e instanceof TimeoutError && e.cause instanceof CancelledError,
-    );
-    assert.equal(loop.time() - start, 100);
-    assert.equal((cm as { expired(): boolean }).expired(), true);
-    assert.equal(currentTask()!.cancelling(), 0);
-    await sleep(10); // the task still works normally
-    assert.equal(await timeout(100, () => sleep(10, "in time")), "in time");
+for (const { eager, suffix } of TASK_STARTS) {
+  test(`timeout: expires into TimeoutError, and the task is not left cancelled${suffix}`, async () => {
+    await vrun(async () => {
+      const loop = getRunningLoop();
+      const start = loop.time();
+      let cm: unknown = null;
+      await assert.rejects(
+        timeout(100, async (scope) => {
+          cm = scope;
+          await sleep(10_000);
+        }),
+        (e) => e instanceof TimeoutError && e.cause instanceof CancelledError,
+      );
+      assert.equal(loop.time() - start, 100);
+      assert.equal((cm as { expired(): boolean }).expired(), true);
+      assert.equal(currentTask()!.cancelling(), 0);
+      await sleep(10); // the task still works normally
+      assert.equal(await timeout(100, () => sleep(10, "in time")), "in time");
+    }, { eager });
   });
-});
 
-test("timeout: a cancellation from outside passes through as CancelledError", async () => {
-  await vrun(async () => {
-    const task = createTask(() => timeout(1000, () => sleep(10_000)));
-    await sleep(10);
-    task.cancel();
-    await assert.rejects(
-      task,
-      (e) => e instanceof CancelledError && !(e instanceof TimeoutError),
-    );
+  test(`timeout: a cancellation from outside passes through as CancelledError${suffix}`, async () => {
+    await vrun(async () => {
+      const task = createTask(() => timeout(1000, () => sleep(10_000)));
+      await sleep(10);
+      task.cancel();
+      await assert.rejects(
+        task,
+        (e) => e instanceof CancelledError && !(e instanceof TimeoutError),
+      );
+    }, { eager });
   });
-});
 
-test("timeout: nested scopes report the one that expired", async () => {
-  await vrun(async () => {
-    const outcome: string[] = [];
-    await assert.rejects(
-      timeout(50, async () => {
+  test(`timeout: nested scopes report the one that expired${suffix}`, async () => {
+    await vrun(async () => {
+      const outcome: string[] = [];
+      await assert.rejects(
+        timeout(50, async () => {
+          try {
+            await timeout(1000, () => sleep(10_000));
+          } catch (e) {
+            outcome.push(
+              e instanceof TimeoutError ? "inner timed out" : "inner cancelled",
+            );
+            throw e;
+          }
+        }),
+        TimeoutError,
+      );
+      assert.deepEqual(outcome, ["inner cancelled"]);
+      const inner = await timeout(1000, async () => {
         try {
-          await timeout(1000, () => sleep(10_000));
+          await timeout(50, () => sleep(10_000));
         } catch (e) {
-          outcome.push(
-            e instanceof TimeoutError ? "inner timed out" : "inner cancelled",
-          );
-          throw e;
+          return e instanceof TimeoutError ? "inner timed out" : "other";
         }
-      }),
-      TimeoutError,
-    );
-    assert.deepEqual(outcome, ["inner cancelled"]);
-    const inner = await timeout(1000, async () => {
-      try {
-        await timeout(50, () => sleep(10_000));
-      } catch (e) {
-        return e instanceof TimeoutError ? "inner timed out" : "other";
-      }
-    });
-    assert.equal(inner, "inner timed out");
+      });
+      assert.equal(inner, "inner timed out");
+    }, { eager });
   });
-});
 
-test("timeout: reschedule moves the deadline; null never expires", async () => {
-  await vrun(async () => {
-    const loop = getRunningLoop();
-    const start = loop.time();
-    await timeout(100, async (cm) => {
-      cm.reschedule(loop.time() + 500);
-      assert.equal(cm.when(), start + 500);
-      await sleep(300);
-    });
-    await assert.rejects(
-      timeout(1000, async (cm) => {
-        cm.reschedule(loop.time() + 10);
+  test(`timeout: reschedule moves the deadline; null never expires${suffix}`, async () => {
+    await vrun(async () => {
+      const loop = getRunningLoop();
+      const start = loop.time();
+      await timeout(100, async (cm) => {
+        cm.reschedule(loop.time() + 500);
+        assert.equal(cm.when(), start + 500);
         await sleep(300);
-      }),
-      TimeoutError,
-    );
-    await timeout(null, async (cm) => {
-      assert.equal(cm.when(), null);
-      await sleep(100_000);
-    });
-    const deadline = loop.time() + 20;
-    await assert.rejects(timeoutAt(deadline, () => sleep(100)), TimeoutError);
-    assert.equal(loop.time(), deadline);
+      });
+      await assert.rejects(
+        timeout(1000, async (cm) => {
+          cm.reschedule(loop.time() + 10);
+          await sleep(300);
+        }),
+        TimeoutError,
+      );
+      await timeout(null, async (cm) => {
+        assert.equal(cm.when(), null);
+        await sleep(100_000);
+      });
+      const deadline = loop.time() + 20;
+      await assert.rejects(timeoutAt(deadline, () => sleep(100)), TimeoutError);
+      assert.equal(loop.time(), deadline);
+    }, { eager });
   });
-});
+}
 
 test("wait: FIRST_COMPLETED, FIRST_EXCEPTION, ALL_COMPLETED and a timeout that cancels nothing", async () => {
   await vrun(async () => {
