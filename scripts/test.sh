@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Every test of the project: type checks, then the suite (mod_test.ts and
-# tests/*_test.ts, doc examples included) under Deno, Bun and Node 24 (and
-# Node 22 under CI=true), then the notebooks through real Jupyter. Run it as
+# Every test of the project: type checks, then the suite (tests/*_test.ts,
+# doc examples included) under Deno, Bun and Node 24 (and Node 22 under
+# CI=true), then the notebooks through real Jupyter. Run it as
 # `deno task test`.
 #
 # What a newcomer may lack is fetched or skipped, and said so plainly:
@@ -103,8 +103,7 @@ log=$(mktemp)
 checks=$(mktemp -d)
 trap 'rm -f "$log" ./*.no-using.ts tests/*.no-using.ts; rm -rf "$checks"' EXIT
 
-# The suite: mod_test.ts and every tests/*_test.ts, the same files on every
-# runtime.
+# The suite: every tests/*_test.ts, the same files on every runtime.
 # The property test (tests/property_test.ts) runs a fixed set of random
 # programs, the same on every machine and runtime (about 30 s each): seed 2,
 # 8,000 programs. PROPERTY_SEED / PROPERTY_RUNS / PROPERTY_SECONDS change it.
@@ -112,7 +111,7 @@ export PROPERTY_SEED="${PROPERTY_SEED:-2}"
 export PROPERTY_RUNS="${PROPERTY_RUNS:-8000}"
 export PROPERTY_SECONDS="${PROPERTY_SECONDS:-300}"
 
-test_files=(mod_test.ts)
+test_files=()
 for file in tests/*_test.ts; do
   [ -e "$file" ] && test_files+=("$file")
 done

@@ -10,9 +10,7 @@ import {
   sleep,
   StreamReader,
 } from "../mod.ts";
-
-const bytesOf = (text: string) => new TextEncoder().encode(text);
-const textOf = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+import { bytesOf, textOf } from "./helpers.ts";
 
 function readerWith(text: string, limit?: number): StreamReader {
   const reader = new StreamReader(limit);

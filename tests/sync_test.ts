@@ -16,6 +16,7 @@ import {
   CancelledError,
   Condition,
   createTask,
+  Event,
   gather,
   getRunningLoop,
   LifoQueue,
@@ -32,8 +33,8 @@ import {
   TimeoutError,
   waitFor,
 } from "../mod.ts";
+import { seededRandom, steps, until } from "./helpers.ts";
 
-const step = () => sleep(0);
 const now = () => getRunningLoop().time();
 const virtual = { virtualTime: true } as const;
 
@@ -77,7 +78,7 @@ test("lock: a second release() while the woken waiter has not run is RuntimeErro
       holders.push("w");
       log.push(`w holds; locked: ${lock.locked()}`);
     });
-    await step();
+    await steps();
     lock.release();
     log.push(`after release, locked: ${lock.locked()}`);
     try {
@@ -130,11 +131,11 @@ test("lock: locked() is false right after release(), yet newcomers queue behind 
     const worker = (name: string) => async () => {
       await lock.acquire();
       order.push(name);
-      await step();
+      await steps();
       lock.release();
     };
     const waiter = createTask(worker("waiter"));
-    await step();
+    await steps();
     lock.release();
     const lockedAfterRelease = lock.locked();
     const newcomer = createTask(worker("newcomer"));
@@ -182,7 +183,7 @@ test("semaphore: a late newcomer never jumps ahead of woken waiters", async () =
     };
     const w1 = createTask(worker("w1"));
     const w2 = createTask(worker("w2"));
-    await step();
+    await steps();
     semaphore.release();
     semaphore.release();
     const late = createTask(worker("late"));
@@ -337,7 +338,7 @@ test("condition: a notified waiter that times out passes the notification on", a
       log.push(`t1 woken at ${now()}`);
       condition.release();
     });
-    await step();
+    await steps();
     await condition.acquire();
     condition.notify(); // t2, first in line; it times out re-acquiring
     await sleep(5);
@@ -462,14 +463,14 @@ test("barrier: a party cancelled while it fills leaves; indexes count those ther
     const barrier = new Barrier(3);
     const a = createTask(() => barrier.wait());
     const b = createTask(() => barrier.wait());
-    await step();
+    await steps();
     log.push(`n_waiting ${barrier.nWaiting}`);
     a.cancel();
     await assert.rejects(a, CancelledError);
     log.push("a cancelled");
     log.push(`n_waiting ${barrier.nWaiting}`);
     const c = createTask(() => barrier.wait());
-    await step();
+    await steps();
     log.push(`c done ${c.done()}`);
     const d = createTask(() => barrier.wait());
     log.push(`indexes ${await gather([b, c, d])}`);
@@ -516,7 +517,7 @@ test("queue: a woken getter cancelled before it runs never makes the queue hold 
     const log: string[] = [];
     const queue = new Queue<number>(1);
     const getter = createTask(() => queue.get());
-    await step();
+    await steps();
     queue.putNowait(1);
     log.push(`qsize with getter woken: ${queue.qsize()} full: ${queue.full()}`);
     try {
@@ -582,7 +583,7 @@ test("queue: a woken getter cancelled before it runs reorders nothing (FIFO, LIF
       };
       const g1 = createTask(getter);
       const g2 = createTask(getter);
-      await step();
+      await steps();
       for (const item of put) queue.putNowait(item);
       const qsize = queue.qsize();
       g1.cancel();
@@ -617,11 +618,11 @@ test("queue: an item put while a getter waits counts in qsize() until the getter
     const log: string[] = [];
     const queue = new Queue<string>();
     const getter = createTask(() => queue.get());
-    await step();
+    await steps();
     queue.putNowait("x");
     log.push(`qsize ${queue.qsize()} empty ${queue.empty()}`);
     log.push(`newcomer gets ${queue.getNowait()}`);
-    await step();
+    await steps();
     log.push(`getter done ${getter.done()}`); // it waits again
     queue.putNowait("y");
     log.push(`got ${await getter} qsize ${queue.qsize()}`);
@@ -661,10 +662,10 @@ test("queue: a getter waiting again after a newcomer took its item can still be 
     const log: string[] = [];
     const queue = new Queue<string>();
     const getter = createTask(() => queue.get());
-    await step();
+    await steps();
     queue.putNowait("x");
     log.push(`newcomer gets ${queue.getNowait()}`);
-    await step();
+    await steps();
     log.push(`getter waits again ${!getter.done()}`);
     getter.cancel();
     await assert.rejects(getter, CancelledError);
@@ -724,7 +725,7 @@ test("queue: a woken putter cancelled before it runs passes the slot on; one a n
     };
     const a = createTask(putter("a"));
     const b = createTask(putter("b"));
-    await step();
+    await steps();
     log.push(`${queue.getNowait()} full ${queue.full()}`);
     a.cancel();
     const bPut = await b;
@@ -734,10 +735,10 @@ test("queue: a woken putter cancelled before it runs passes the slot on; one a n
     log.push(queue.getNowait());
     queue.putNowait("x");
     const c = createTask(putter("c"));
-    await step();
+    await steps();
     log.push(`${queue.getNowait()} full ${queue.full()}`);
     queue.putNowait("newcomer");
-    await step();
+    await steps();
     log.push(`c done ${c.done()} qsize ${queue.qsize()}`);
     log.push(queue.getNowait());
     const cPut = await c;
@@ -769,18 +770,6 @@ const env = (globalThis as { process?: { env: Record<string, string> } })
 const STORM_SEEDS = Number(env.SYNC_STORM_SEEDS ?? 30);
 const FIRST_SEED = Number(env.SYNC_STORM_FIRST_SEED ?? 1);
 
-// mulberry32: small, fast, and the same on every runtime.
-function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 async function forEachSeed(
   storm: (seed: number) => Promise<void>,
 ): Promise<void> {
@@ -804,7 +793,7 @@ function cancelLater(random: () => number, task: Task<unknown>): void {
     Math.floor(random() * 20);
   createTask(async () => {
     await sleep(delay);
-    if (random() < 0.5) await step(); // a step later, now and then
+    if (random() < 0.5) await steps(); // a step later, now and then
     task.cancel();
   });
 }
@@ -1114,7 +1103,7 @@ test("storm: a barrier under cancels, resets and aborts never hangs and stays us
           if (random() < 0.5) await barrier.reset();
           else {
             await barrier.abort();
-            await step();
+            await steps();
             await barrier.reset();
           }
         }
@@ -1143,5 +1132,455 @@ test("storm: a barrier under cancels, resets and aborts never hangs and stays us
         Array.from({ length: parties }, (_, i) => i),
       );
     }, virtual);
+  });
+});
+
+test("lock: acquire without contention resolves at once, using releases", async () => {
+  await run(async () => {
+    const lock = new Lock();
+    assert.equal(lock.locked(), false);
+    {
+      using _ = await lock.acquire();
+      assert.equal(lock.locked(), true);
+    }
+    assert.equal(lock.locked(), false);
+    const held = await lock.acquire();
+    assert.equal(typeof held[Symbol.dispose], "function");
+    assert.equal("then" in held, false);
+    lock.release();
+    assert.equal(lock.locked(), false);
+  });
+});
+
+test("lock: waiters get the lock in arrival order", async () => {
+  const order = await run(async () => {
+    const lock = new Lock();
+    const order: string[] = [];
+    const worker = (name: string) => async () => {
+      using _ = await lock.acquire();
+      order.push(name);
+      await sleep(10);
+    };
+    await gather(["a", "b", "c", "d"].map(worker));
+    return order;
+  }, { virtualTime: true });
+  assert.deepEqual(order, ["a", "b", "c", "d"]);
+});
+
+test("lock: a newcomer does not jump ahead of a woken waiter, though locked() is false", async () => {
+  const order = await run(async () => {
+    const lock = new Lock();
+    const order: string[] = [];
+    await lock.acquire();
+    const waiter = createTask(async () => {
+      using _ = await lock.acquire();
+      order.push("waiter");
+    });
+    await steps();
+    lock.release(); // wakes the waiter, which has not run yet
+    assert.equal(lock.locked(), false); // as asyncio 3.14's
+    const newcomer = createTask(async () => {
+      using _ = await lock.acquire();
+      order.push("newcomer");
+    });
+    await gather([waiter, newcomer]);
+    assert.equal(lock.locked(), false);
+    return order;
+  });
+  assert.deepEqual(order, ["waiter", "newcomer"]);
+});
+
+test("lock: a waiter cancelled while waiting is skipped", async () => {
+  await run(async () => {
+    const lock = new Lock();
+    await lock.acquire();
+    const a = createTask(() => lock.acquire());
+    const b = createTask(async () => {
+      using _ = await lock.acquire();
+      return "b";
+    });
+    await steps();
+    a.cancel();
+    await steps();
+    lock.release();
+    assert.equal(await b, "b");
+    await assert.rejects(a, CancelledError);
+    assert.equal(lock.locked(), false);
+  });
+});
+
+test("lock: a waiter cancelled right after release() passes the lock on", async () => {
+  await run(async () => {
+    const lock = new Lock();
+    await lock.acquire();
+    const a = createTask(async () => {
+      using _ = await lock.acquire();
+      return "a";
+    });
+    const b = createTask(async () => {
+      using _ = await lock.acquire();
+      return "b";
+    });
+    await steps();
+    lock.release(); // handed to a ...
+    a.cancel(); // ... which is cancelled before it runs
+    await assert.rejects(a, CancelledError);
+    assert.equal(await b, "b");
+    assert.equal(lock.locked(), false);
+  });
+});
+
+test("lock: releasing an unlocked lock is RuntimeError", () => {
+  const lock = new Lock();
+  assert.throws(() => lock.release(), RuntimeError);
+});
+
+test("lock: storm of cancelled waiters keeps mutual exclusion and loses no wake-up", async () => {
+  const random = seededRandom(7);
+  await run(async () => {
+    const lock = new Lock();
+    let inside = 0;
+    let maxInside = 0;
+    let rounds = 0;
+    const tasks: Task<void>[] = [];
+    for (let i = 0; i < 300; i++) {
+      const pause = Math.floor(random() * 3);
+      tasks.push(createTask(async () => {
+        for (let r = 0; r < 5; r++) {
+          using _ = await lock.acquire();
+          inside++;
+          maxInside = Math.max(maxInside, inside);
+          try {
+            await sleep(pause);
+          } finally {
+            inside--;
+          }
+          rounds++;
+        }
+      }));
+    }
+    // Cancelled by tasks woken in the same loop steps as the lock's
+    // hand-overs, so that some land between a hand-over and its waiter
+    // running.
+    const doomed = tasks.filter(() => random() < 1 / 3);
+    for (const task of doomed) {
+      const delay = Math.floor(random() * 600);
+      createTask(async () => {
+        await sleep(delay);
+        task.cancel();
+      });
+    }
+    const outcomes = await gather(tasks, { returnExceptions: true });
+    const cancelled = outcomes.filter((o) => o instanceof CancelledError);
+    assert.equal(maxInside, 1);
+    assert.equal(lock.locked(), false);
+    assert.ok(cancelled.length > 50, `only ${cancelled.length} cancelled`);
+    assert.equal(
+      outcomes.filter((o) => o === undefined).length,
+      tasks.length - cancelled.length,
+    );
+    assert.ok(rounds >= (tasks.length - cancelled.length) * 5);
+  }, { virtualTime: true });
+});
+
+test("semaphore: the value limits how many hold it at once", async () => {
+  await run(async () => {
+    const semaphore = new Semaphore(3);
+    let inside = 0;
+    let maxInside = 0;
+    const worker = async () => {
+      using _ = await semaphore.acquire();
+      maxInside = Math.max(maxInside, ++inside);
+      await sleep(10);
+      inside--;
+    };
+    const start = getRunningLoop().time();
+    await gather(Array.from({ length: 9 }, () => worker));
+    assert.equal(maxInside, 3);
+    assert.equal(getRunningLoop().time() - start, 30);
+    assert.equal(semaphore.locked(), false);
+  }, { virtualTime: true });
+});
+
+test("semaphore: waiters are served in order; a newcomer waits behind a woken one", async () => {
+  const order = await run(async () => {
+    const semaphore = new Semaphore(1);
+    const order: string[] = [];
+    await semaphore.acquire();
+    const waiter = (name: string) =>
+      createTask(async () => {
+        using _ = await semaphore.acquire();
+        order.push(name);
+      });
+    const first = waiter("first");
+    const second = waiter("second");
+    await steps();
+    semaphore.release(); // handed to "first"
+    assert.equal(semaphore.locked(), true);
+    const newcomer = waiter("newcomer");
+    await gather([first, second, newcomer]);
+    return order;
+  });
+  assert.deepEqual(order, ["first", "second", "newcomer"]);
+});
+
+test("semaphore: a waiter cancelled right after release() passes the unit on", async () => {
+  await run(async () => {
+    const semaphore = new Semaphore(0);
+    const a = createTask(() => semaphore.acquire());
+    const b = createTask(() => semaphore.acquire());
+    await steps();
+    semaphore.release();
+    a.cancel();
+    await assert.rejects(a, CancelledError);
+    await b;
+    assert.equal(semaphore.locked(), true);
+    semaphore.release();
+    assert.equal(semaphore.locked(), false);
+  });
+});
+
+test("semaphore: a negative value is RangeError, a non-number TypeError", () => {
+  assert.throws(() => new Semaphore(-1), RangeError);
+  assert.throws(() => new Semaphore(1.5), RangeError);
+  assert.throws(() => new Semaphore(NaN), /value/);
+  assert.throws(() => new Semaphore(NaN), TypeError);
+  assert.throws(() => new Semaphore("2" as unknown as number), TypeError);
+  assert.equal(new Semaphore(0).locked(), true);
+  assert.equal(new Semaphore().locked(), false);
+});
+
+test("boundedSemaphore: releasing more than acquired is RangeError", async () => {
+  await run(async () => {
+    const semaphore = new BoundedSemaphore(2);
+    assert.throws(() => semaphore.release(), RangeError);
+    const held = await semaphore.acquire();
+    held[Symbol.dispose]();
+    assert.throws(() => semaphore.release(), RangeError);
+    assert.throws(() => new BoundedSemaphore(-1), RangeError);
+    const plain = new Semaphore(1);
+    plain.release(); // an unbounded one may grow
+    await plain.acquire();
+    assert.equal(plain.locked(), false);
+  });
+});
+
+test("event: set() wakes every waiter; a clear() right after does not un-wake them", async () => {
+  await run(async () => {
+    const event = new Event();
+    const waiters = Array.from(
+      { length: 5 },
+      () => createTask(() => event.wait()),
+    );
+    await steps();
+    assert.equal(event.isSet(), false);
+    event.set();
+    event.clear();
+    assert.deepEqual(await gather(waiters), [true, true, true, true, true]);
+    assert.equal(event.isSet(), false);
+    const late = createTask(() => event.wait());
+    await steps();
+    assert.equal(late.done(), false);
+    event.set();
+    assert.equal(await late, true);
+    assert.equal(await event.wait(), true); // set: at once
+  });
+});
+
+test("event: a waiter cancelled as set() happens does not stop the others", async () => {
+  await run(async () => {
+    const event = new Event();
+    const a = createTask(() => event.wait());
+    const b = createTask(() => event.wait());
+    const c = createTask(() => event.wait());
+    await steps();
+    a.cancel(); // before set: skipped
+    event.set();
+    b.cancel(); // after set, before it runs
+    await assert.rejects(a, CancelledError);
+    await assert.rejects(b, CancelledError);
+    assert.equal(await c, true);
+  });
+});
+
+test("condition: notify(n) wakes n waiters in order, notifyAll() the rest", async () => {
+  await run(async () => {
+    const condition = new Condition();
+    const woken: number[] = [];
+    const waiters = [0, 1, 2, 3, 4].map((i) =>
+      createTask(async () => {
+        using _ = await condition.acquire();
+        await condition.wait();
+        assert.equal(condition.locked(), true);
+        woken.push(i);
+      })
+    );
+    await steps();
+    {
+      using _ = await condition.acquire();
+      condition.notify(2);
+    }
+    await until(() => woken.length >= 2);
+    for (let i = 0; i < 5; i++) await steps();
+    assert.deepEqual(woken, [0, 1]);
+    {
+      using _ = await condition.acquire();
+      condition.notify();
+    }
+    await until(() => woken.length >= 3);
+    for (let i = 0; i < 5; i++) await steps();
+    assert.deepEqual(woken, [0, 1, 2]);
+    {
+      using _ = await condition.acquire();
+      condition.notifyAll();
+    }
+    await gather(waiters);
+    assert.deepEqual(woken, [0, 1, 2, 3, 4]);
+  });
+});
+
+test("condition: wait() re-acquires the lock before throwing when cancelled", async () => {
+  await run(async () => {
+    const lock = new Lock();
+    const condition = new Condition(lock);
+    let heldAtCatch: boolean | null = null;
+    const waiter = createTask(async () => {
+      await condition.acquire();
+      try {
+        await condition.wait();
+      } catch (e) {
+        heldAtCatch = lock.locked();
+        condition.release();
+        throw e;
+      }
+    });
+    await steps();
+    await lock.acquire(); // now the waiter cannot re-acquire at once
+    waiter.cancel();
+    await steps();
+    await steps();
+    assert.equal(waiter.done(), false); // still re-acquiring
+    lock.release();
+    await assert.rejects(waiter, CancelledError);
+    assert.equal(heldAtCatch, true);
+    assert.equal(lock.locked(), false);
+  });
+});
+
+test("condition: a waiter cancelled after notify() passes the notification on", async () => {
+  await run(async () => {
+    const condition = new Condition();
+    const waiter = (name: string) =>
+      createTask(async () => {
+        using _ = await condition.acquire();
+        await condition.wait();
+        return name;
+      });
+    const a = waiter("a");
+    const b = waiter("b");
+    await steps();
+    await condition.acquire();
+    condition.notify(); // a is notified ...
+    a.cancel(); // ... and cancelled before it runs
+    condition.release();
+    await assert.rejects(a, CancelledError);
+    assert.equal(await b, "b");
+    assert.equal(condition.locked(), false);
+  });
+});
+
+test("condition: notify() and notifyAll() without the lock are RuntimeError", async () => {
+  await run(async () => {
+    const condition = new Condition();
+    assert.throws(() => condition.notify(), RuntimeError);
+    assert.throws(() => condition.notifyAll(), RuntimeError);
+    await assert.rejects(condition.wait(), RuntimeError);
+    assert.throws(() => new Condition({} as Lock), TypeError);
+  });
+});
+
+test("condition: waitFor(predicate) waits until the predicate holds", async () => {
+  await run(async () => {
+    const condition = new Condition();
+    let count = 0;
+    const checks: number[] = [];
+    const waiter = createTask(async () => {
+      using _ = await condition.acquire();
+      return await condition.waitFor(() => {
+        checks.push(count);
+        return count >= 3 && `count is ${count}`;
+      });
+    });
+    for (let i = 0; i < 3; i++) {
+      await steps();
+      using _ = await condition.acquire();
+      count++;
+      condition.notifyAll();
+    }
+    assert.equal(await waiter, "count is 3");
+    assert.deepEqual(checks, [0, 1, 2, 3]);
+  });
+});
+
+test("barrier: every party gets a distinct index, round after round", async () => {
+  await run(async () => {
+    const barrier = new Barrier(4);
+    assert.equal(barrier.parties, 4);
+    for (let round = 0; round < 3; round++) {
+      const parties = Array.from({ length: 4 }, () => () => barrier.wait());
+      const indexes = await gather(parties);
+      assert.deepEqual([...indexes].sort(), [0, 1, 2, 3]);
+      assert.equal(barrier.nWaiting, 0);
+    }
+    assert.equal(barrier.broken, false);
+  });
+});
+
+test("barrier: a waiter cancelled while it fills leaves it usable", async () => {
+  await run(async () => {
+    const barrier = new Barrier(3);
+    const a = createTask(() => barrier.wait());
+    const b = createTask(() => barrier.wait());
+    await steps();
+    assert.equal(barrier.nWaiting, 2);
+    a.cancel();
+    await assert.rejects(a, CancelledError);
+    assert.equal(barrier.nWaiting, 1);
+    const c = createTask(() => barrier.wait());
+    await steps();
+    assert.equal(c.done(), false); // only two live parties: not yet
+    const d = createTask(() => barrier.wait());
+    const indexes = await gather([b, c, d]);
+    // As on CPython 3.14: indexes count the parties inside, and a left.
+    assert.deepEqual(indexes, [1, 1, 2]);
+    assert.equal(barrier.broken, false);
+  });
+});
+
+test("barrier: reset() breaks current waiters but leaves it usable", async () => {
+  await run(async () => {
+    const barrier = new Barrier(2);
+    const a = createTask(() => barrier.wait());
+    await steps();
+    await barrier.reset();
+    await assert.rejects(a, BrokenBarrierError);
+    assert.equal(barrier.broken, false);
+    assert.equal(barrier.nWaiting, 0);
+    const indexes = await gather([() => barrier.wait(), () => barrier.wait()]);
+    assert.deepEqual([...indexes].sort(), [0, 1]);
+  });
+});
+
+test("barrier: abort() leaves it broken", async () => {
+  await run(async () => {
+    const barrier = new Barrier(3);
+    const a = createTask(() => barrier.wait());
+    await steps();
+    await barrier.abort();
+    await assert.rejects(a, BrokenBarrierError);
+    assert.equal(barrier.broken, true);
+    await assert.rejects(barrier.wait(), BrokenBarrierError);
+    assert.throws(() => new Barrier(0), RangeError);
+    assert.throws(() => new Barrier("2" as unknown as number), TypeError);
   });
 });

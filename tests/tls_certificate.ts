@@ -1,5 +1,5 @@
 // A self-signed certificate for localhost and 127.0.0.1, with its key, for
-// the TLS tests only (mod_test.ts and tests/*_test.ts share it).
+// the TLS tests only (the tests/*_test.ts that use TLS share it).
 export const TEST_CERT = `-----BEGIN CERTIFICATE-----
 MIIBmzCCAUGgAwIBAgIUVIZjhHkG7Sx47eTPLei/OOMip/UwCgYIKoZIzj0EAwIw
 FDESMBAGA1UEAwwJbG9jYWxob3N0MCAXDTI2MTEyNDIwMTYwOVoYDzIxMjYxMDMx

@@ -13,10 +13,7 @@ import {
   startServer,
   waitFor,
 } from "../mod.ts";
-
-function serverAddress(server: Server): [string, number] {
-  return server.sockets[0].getsockname() as [string, number];
-}
+import { serverAddress } from "./helpers.ts";
 
 async function tlsEchoServer(): Promise<Server> {
   return await startServer(
