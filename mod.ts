@@ -16,23 +16,27 @@
  *   them transports and protocols;
  * - the low-level {@linkcode EventLoop}: callbacks, timers, futures, signals.
  *
- * The file is in dependency order, not documentation order: each section
- * uses only those above it (errors, argument checks, event loop, futures,
- * tasks, runners, waiting and timeouts, task groups, synchronization,
- * queues, transports and protocols, streams, subprocesses, executors, task
- * factories, name resolution, introspection, timelines), so it reads top
- * down. The few back-edges, all calls from inside functions, made once the
- * whole file has loaded:
- * - the argument checks test for an `EventLoop`, a `Future` and a
- *   `Timeline`;
+ * The file is in dependency order, not documentation order: it reads top
+ * down, in 21 numbered sections (`grep '^// §' mod.ts` is the table of
+ * contents), each opening with a banner that says what it holds, its rule,
+ * what it relies on and who uses it. Helpers used everywhere come first
+ * (errors, argument checks, internal collections), then the core (event
+ * loop, futures, tasks, waiting and timeouts, task groups, runners), then
+ * what is built on it (synchronization, queues, I/O plumbing, transports and
+ * protocols, streams, signals, subprocesses, executors, task factories, name
+ * resolution, introspection, timelines). The few back-edges are calls from
+ * inside functions, made once the whole file has loaded:
+ * - the argument checks test for an `EventLoop`, a `Future`, a `Timeline`, a
+ *   transport or a protocol;
  * - the event loop wakes and starts tasks through accessors of the futures
  *   and tasks sections (`wakeAwaiter`, `taskStartStep`, `cancelWantsQuiet`,
- *   `taskStalled`), and its I/O methods call the transports, subprocesses
- *   (signals), executors and name resolution sections;
- * - the runners call `gather` to cancel the tasks left over;
+ *   `taskStalled`); its I/O methods are one-line delegations to the I/O
+ *   sections, and it closes what they own;
+ * - a future registers the awaiting task through the tasks section
+ *   (`taskWillWait`, `taskWakes`);
  * - transports and protocols call the streams section (`adoptTransport`,
- *   `connectionLostError`, `toBytes`).
- *
+ *   `toBytes`, and a StreamWriter for startTls).
+
  * Conventions, where they differ from Python: time is in **milliseconds**,
  * names are `camelCase`, and a coroutine is passed to {@linkcode createTask}
  * as a **function** (`createTask(() => work())`), because a called `async`
@@ -84,7 +88,7 @@ import {
 } from "node:stream";
 
 // ===========================================================================
-// §? Errors
+// §1 Errors
 // Holds: asyncio's exception classes, CancelledError to KeyboardInterrupt,
 // and the streams' IncompleteReadError and LimitOverrunError.
 // Rule: each is a real `Error` subclass with its own `name`, so that
@@ -411,13 +415,13 @@ export class LimitOverrunError extends Error {
 }
 
 // ===========================================================================
-// §? Argument checks
+// §2 Argument checks
 // Holds: the checks of public functions' arguments (`require*` for one
 // value, `check*Arguments` for a call), and the rule for setException().
 // Rule: bad input fails at the call, with a TypeError or RangeError that
 // names the function and the argument, rather than as a hang or a NaN
 // deadline much later, or at the await.
-// Relies on: §? Errors; back-edges: `instanceof` EventLoop, Future and
+// Relies on: §1 Errors; back-edges: `instanceof` EventLoop, Future and
 // Timeline, which are defined below. Used by: every public function.
 // ===========================================================================
 
@@ -677,8 +681,456 @@ function requireNoArguments(args: IArguments, where: string): void {
   }
 }
 
+function requireCount(
+  value: unknown,
+  where: string,
+  argument: string,
+): number {
+  if (typeof value !== "number" || Number.isNaN(value)) {
+    throw new TypeError(
+      `${where}: ${argument} must be a number, got ${describeValue(value)}`,
+    );
+  }
+  return value;
+}
+
+function requireNonNegativeInteger(
+  value: unknown,
+  where: string,
+  argument: string,
+): number {
+  const count = requireCount(value, where, argument);
+  if (count < 0 || !(Number.isInteger(count) || count === Infinity)) {
+    throw new RangeError(
+      `${where}: ${argument} must be a non-negative integer, got ${count}`,
+    );
+  }
+  return count;
+}
+
+function requireBytes(data: unknown, where: string): Uint8Array | string {
+  if (typeof data === "string" || data instanceof Uint8Array) return data;
+  throw new TypeError(
+    `${where}: data must be a Uint8Array or a string, got ${
+      describeValue(data)
+    }`,
+  );
+}
+
+// Ports are 16-bit.
+const MAX_PORT = 65535;
+
+function requireHostPort(
+  host: unknown,
+  port: unknown,
+  where: string,
+): void {
+  if (host !== null && host !== undefined && typeof host !== "string") {
+    throw new TypeError(
+      `${where}: host must be a string, got ${describeValue(host)}`,
+    );
+  }
+  if (
+    typeof port !== "number" || !Number.isInteger(port) || port < 0 ||
+    port > MAX_PORT
+  ) {
+    throw new RangeError(
+      `${where}: port must be an integer from 0 to ${MAX_PORT}, got ${
+        describeValue(port)
+      }`,
+    );
+  }
+}
+
+function requireServerArguments(
+  host: unknown,
+  port: unknown,
+  options: ServerOptions,
+  where: string,
+): void {
+  if (Array.isArray(host)) {
+    if (host.length === 0) {
+      throw new RangeError(`${where}: host must not be an empty list`);
+    }
+    for (const h of host) requireHostPort(h, port, where);
+  } else {
+    requireHostPort(host, port, where);
+  }
+  const backlog = options.backlog;
+  if (
+    backlog !== undefined && (!Number.isInteger(backlog) || backlog < 0)
+  ) {
+    throw new RangeError(
+      `${where}: options.backlog must be an integer >= 0, got ${
+        describeValue(backlog)
+      }`,
+    );
+  }
+}
+
+function requirePath(path: unknown, where: string): string {
+  if (typeof path !== "string" || path === "") {
+    throw new TypeError(
+      `${where}: path must be a non-empty string, got ${describeValue(path)}`,
+    );
+  }
+  return path;
+}
+
+function requireFactory(factory: unknown, where: string): void {
+  requireFunction(factory, where, "protocolFactory");
+}
+
+function checkStartTlsArguments(
+  transport: unknown,
+  protocol: unknown,
+  options: StartTlsOptions,
+): void {
+  if (!(transport instanceof SocketTransport)) {
+    throw new TypeError(
+      `startTls(): transport must be a TCP or Unix stream transport, got ${
+        describeValue(transport)
+      }`,
+    );
+  }
+  if (!(protocol instanceof BaseProtocol)) {
+    throw new TypeError(
+      `startTls(): protocol must be a protocol, got ${describeValue(protocol)}`,
+    );
+  }
+  if (transport.getExtraInfo("sslObject") !== undefined) {
+    throw new RuntimeError("startTls(): the transport is already over TLS");
+  }
+  if (transport.isClosing()) {
+    throw new RuntimeError("startTls(): the transport is closing");
+  }
+  if (options.serverSide && (!options.cert || !options.key)) {
+    throw new TypeError(
+      "startTls(): a server side needs options.cert and options.key",
+    );
+  }
+  if (options.handshakeTimeout !== undefined) {
+    requireMilliseconds(
+      options.handshakeTimeout,
+      "startTls()",
+      "options.handshakeTimeout",
+    );
+  }
+}
+
+function requireFunctionName(name: unknown, where: string): string {
+  if (typeof name !== "string" || name === "") {
+    throw new TypeError(
+      `${where}: name must be the name of an exported function, got ${
+        describeValue(name)
+      }`,
+    );
+  }
+  return name;
+}
+
+function requireService(port: unknown, where: string): number {
+  if (port === null || port === undefined) return 0;
+  const number = typeof port === "string" && /^\d+$/.test(port)
+    ? Number(port)
+    : port;
+  if (
+    typeof number !== "number" || !Number.isInteger(number) || number < 0 ||
+    number > MAX_PORT
+  ) {
+    throw new RangeError(
+      `${where}: port must be a port number from 0 to ${MAX_PORT} (service names are not looked up), got ${
+        describeValue(port)
+      }`,
+    );
+  }
+  return number;
+}
+
+function checkAddrinfoArguments(
+  host: unknown,
+  port: unknown,
+  options: GetaddrinfoOptions,
+): number {
+  if (host !== null && typeof host !== "string") {
+    throw new TypeError(
+      `getaddrinfo(): host must be a string or null, got ${
+        describeValue(host)
+      }`,
+    );
+  }
+  const { family = 0, type = 0, proto = 0 } = options;
+  if (family !== 0 && family !== 4 && family !== 6) {
+    throw new RangeError(
+      `getaddrinfo(): options.family must be 0, 4 or 6, got ${
+        describeValue(family)
+      }`,
+    );
+  }
+  if (type !== 0 && type !== SOCK_STREAM && type !== SOCK_DGRAM) {
+    throw new RangeError(
+      `getaddrinfo(): options.type must be 0, SOCK_STREAM or SOCK_DGRAM, got ${
+        describeValue(type)
+      }`,
+    );
+  }
+  if (proto !== 0 && proto !== IPPROTO_TCP && proto !== IPPROTO_UDP) {
+    throw new RangeError(
+      `getaddrinfo(): options.proto must be 0, 6 (TCP) or 17 (UDP), got ${
+        describeValue(proto)
+      }`,
+    );
+  }
+  return requireService(port, "getaddrinfo()");
+}
+
 // ===========================================================================
-// §? Event loop
+// §3 Internal collections
+// Holds: Deque, Stack and BinaryHeap, the collections the rest of the file
+// keeps its items and timers in; prefixWorthCompacting, their shared rule
+// for dropping a consumed prefix; RESOLVED_VOID and RESOLVED_TRUE, the
+// promises settled once that every section shares.
+// Rule: each is written once, used wherever its shape is needed; none
+// allocates per item beyond the item itself (arrays grow amortized).
+// Relies on: nothing.
+// Used by: §4 Event loop (its timers: BinaryHeap), §10 Synchronization
+// primitives (WaiterList compacts as Deque does), §11 Queues (Deque, Stack,
+// BinaryHeap), and the resolved promises everywhere.
+// ===========================================================================
+
+// An array read from a moving head drops its consumed prefix (an O(n)
+// splice) only once the prefix is this long and half the array or more:
+// short lines never splice, and each item is moved O(1) times, amortized.
+const COMPACT_PREFIX_MIN = 1024;
+
+// Whether the first `head` slots of an array of `length` are worth splicing
+// out: see COMPACT_PREFIX_MIN.
+function prefixWorthCompacting(head: number, length: number): boolean {
+  return head >= COMPACT_PREFIX_MIN && head * 2 >= length;
+}
+
+// A first-in-first-out list whose take() is O(1): an array read from a
+// moving head, compacted once the consumed prefix is most of it.
+class Deque<T> {
+  #items: (T | undefined)[] = [];
+  #head = 0;
+
+  get length(): number {
+    return this.#items.length - this.#head;
+  }
+
+  push(item: T): void {
+    this.#items.push(item);
+  }
+
+  // The oldest item (undefined if there is none).
+  take(): T | undefined {
+    const items = this.#items;
+    const head = this.#head;
+    if (head === items.length) return undefined;
+    const item = items[head];
+    items[head] = undefined;
+    if (head + 1 === items.length) {
+      items.length = 0;
+      this.#head = 0;
+    } else if (prefixWorthCompacting(head, items.length)) {
+      items.splice(0, head + 1);
+      this.#head = 0;
+    } else {
+      this.#head = head + 1;
+    }
+    return item;
+  }
+
+  clear(): void {
+    this.#items.length = 0;
+    this.#head = 0;
+  }
+}
+
+// A last-in-first-out list.
+class Stack<T> {
+  #items: T[] = [];
+
+  get length(): number {
+    return this.#items.length;
+  }
+
+  push(item: T): void {
+    this.#items.push(item);
+  }
+
+  // The newest item (undefined if there is none).
+  take(): T | undefined {
+    return this.#items.pop();
+  }
+
+  clear(): void {
+    this.#items.length = 0;
+  }
+}
+
+// A binary min-heap: PriorityQueue's store and the event loop's timers.
+// Items that compare equal come out in insertion order: each item is kept
+// with the number of its insertion, in a parallel array of numbers (so
+// nothing is allocated per item), which breaks ties. A compare that throws
+// leaves the heap as it was: push() finds the place before it moves
+// anything, take() undoes its moves, retain() builds aside and swaps.
+class BinaryHeap<T> {
+  #items: T[] = [];
+  // `#inserted[i]` is the insertion number of `#items[i]`.
+  #inserted: number[] = [];
+  #insertions = 0;
+  #compare: (a: T, b: T) => number;
+
+  constructor(compare: (a: T, b: T) => number) {
+    this.#compare = compare;
+  }
+
+  get length(): number {
+    return this.#items.length;
+  }
+
+  // The smallest item, left in place (undefined if there is none).
+  peek(): T | undefined {
+    return this.#items[0];
+  }
+
+  #precedes(a: T, aNumber: number, b: T, bNumber: number): boolean {
+    const order = this.#compare(a, b);
+    return order < 0 || (order === 0 && aNumber < bNumber);
+  }
+
+  push(item: T): void {
+    const items = this.#items;
+    const inserted = this.#inserted;
+    const number = this.#insertions;
+    // Find the place first, moving nothing, so a throwing compare is harmless.
+    let target = items.length;
+    while (target > 0) {
+      const parent = (target - 1) >> 1;
+      if (!this.#precedes(item, number, items[parent], inserted[parent])) break;
+      target = parent;
+    }
+    this.#insertions++;
+    let hole = items.length;
+    items.push(item);
+    inserted.push(number);
+    while (hole > target) {
+      const parent = (hole - 1) >> 1;
+      items[hole] = items[parent];
+      inserted[hole] = inserted[parent];
+      hole = parent;
+    }
+    items[target] = item;
+    inserted[target] = number;
+  }
+
+  // Takes the smallest item out (undefined if there is none).
+  take(): T | undefined {
+    const items = this.#items;
+    const inserted = this.#inserted;
+    const top = items[0];
+    const topNumber = inserted[0];
+    const last = items.pop();
+    const lastNumber = inserted.pop();
+    if (items.length === 0) return top;
+    try {
+      this.#siftDown(items, inserted, 0, last!, lastNumber!);
+    } catch (error) {
+      // The hole is back at the top: put `top` and `last` back.
+      items[0] = top;
+      inserted[0] = topNumber;
+      items.push(last!);
+      inserted.push(lastNumber!);
+      throw error;
+    }
+    return top;
+  }
+
+  // Keeps only the items `keep` is true for, in one O(n) rebuild.
+  retain(keep: (item: T) => boolean): void {
+    const items: T[] = [];
+    const inserted: number[] = [];
+    for (let i = 0; i < this.#items.length; i++) {
+      const item = this.#items[i];
+      if (keep(item)) {
+        items.push(item);
+        inserted.push(this.#inserted[i]);
+      }
+    }
+    // Floyd's heapify: sift each parent down, the deepest first.
+    for (let i = (items.length >> 1) - 1; i >= 0; i--) {
+      this.#siftDown(items, inserted, i, items[i], inserted[i]);
+    }
+    this.#items = items;
+    this.#inserted = inserted;
+  }
+
+  clear(): void {
+    this.#items.length = 0;
+    this.#inserted.length = 0;
+  }
+
+  // The items, in no particular order.
+  [Symbol.iterator](): Iterator<T> {
+    return this.#items.values();
+  }
+
+  // Moves `item` (numbered `number`) down from the hole at `hole` to its
+  // place, moving each child that precedes it up. If compare throws, the
+  // moves are undone, so the hole is back where it started.
+  #siftDown(
+    items: T[],
+    inserted: number[],
+    hole: number,
+    item: T,
+    number: number,
+  ): void {
+    const start = hole;
+    const length = items.length;
+    try {
+      for (;;) {
+        let child = 2 * hole + 1;
+        if (child >= length) break;
+        if (
+          child + 1 < length &&
+          this.#precedes(
+            items[child + 1],
+            inserted[child + 1],
+            items[child],
+            inserted[child],
+          )
+        ) child++;
+        if (!this.#precedes(items[child], inserted[child], item, number)) {
+          break;
+        }
+        items[hole] = items[child];
+        inserted[hole] = inserted[child];
+        hole = child;
+      }
+    } catch (error) {
+      while (hole > start) {
+        const parent = (hole - 1) >> 1;
+        items[hole] = items[parent];
+        inserted[hole] = inserted[parent];
+        hole = parent;
+      }
+      throw error;
+    }
+    items[hole] = item;
+    inserted[hole] = number;
+  }
+}
+
+// Settled once, shared: the primitives' uncontended paths return them and
+// allocate nothing; and a reaction to RESOLVED_VOID runs a callback in a
+// microtask for less than queueMicrotask(), which Deno wraps in JavaScript.
+const RESOLVED_VOID: Promise<void> = Promise.resolve();
+const RESOLVED_TRUE: Promise<true> = Promise.resolve(true);
+
+// ===========================================================================
+// §4 Event loop
 // Holds: Handle, TimerHandle, EventLoop and the accessors other sections
 // reach its internals through; getRunningLoop(), getEventLoop(),
 // newEventLoop(), setEventLoop(); the task context (`taskContext`).
@@ -688,8 +1140,8 @@ function requireNoArguments(args: IArguments, where: string): void {
 // a microtask while the loop has had the host for less than
 // HOST_TURN_BUDGET_MS, then in a host macrotask, so that a loop of
 // `await sleep(0)` never starves host timers and I/O.
-// Relies on: §? Errors, §? Argument checks; back-edges (called, never at
-// load time): §? Futures and §? Tasks for the steps (wakeAwaiter,
+// Relies on: §1 Errors, §2 Argument checks; back-edges (called, never at
+// load time): §5 Futures and §6 Tasks for the steps (wakeAwaiter,
 // taskStartStep, cancelWantsQuiet, taskStalled), and the I/O methods'
 // sections. Used by: every section below.
 //
@@ -771,10 +1223,6 @@ function runsCallersCode(step: Step, argument: unknown): boolean {
   const awaiter = argument as Awaiter;
   return awaiter.onFulfilled != null || awaiter.onRejected != null;
 }
-
-// A settled promise, to run a callback in a microtask: a reaction to it
-// costs less than queueMicrotask(), which Deno wraps in JavaScript.
-const SETTLED: Promise<void> = Promise.resolve();
 
 // The task whose context the caller runs in, or null. A context outlives
 // its task (a timer callback registered in it, a helper left running): once
@@ -2138,7 +2586,7 @@ export class EventLoop {
       }
       if (this.#closed || this.#stopped) break;
     }
-    SETTLED.then(this.#continueBatch); // cheaper than queueMicrotask
+    RESOLVED_VOID.then(this.#continueBatch); // cheaper than queueMicrotask
   }
 
   #continueBatch = (): void => {
@@ -2514,7 +2962,7 @@ function currentLoop(): EventLoop {
 }
 
 // ===========================================================================
-// §? Futures
+// §5 Futures
 // Holds: Future, Awaiter (one `await` of a future), IoFuture (a wait on the
 //   outside world, the one place foreign waits are counted), isFuture,
 //   wrapFuture, ensureFuture.
@@ -2522,8 +2970,8 @@ function currentLoop(): EventLoop {
 //   done callback and each awaiter's wake-up is a step of its own on the
 //   loop. A wake-up whose task was cancelled in between throws
 //   CancelledError instead (asyncio's "must cancel").
-// Relies on: §? Errors, §? Argument checks, §? Event loop (scheduleStep,
-//   the loop's counts); back-edge: §? Tasks, through taskWillWait and
+// Relies on: §1 Errors, §2 Argument checks, §4 Event loop (scheduleStep,
+//   the loop's counts); back-edge: §6 Tasks, through taskWillWait and
 //   taskWakes, since awaiting registers the task.
 // Used by: every later section; the loop's batch runs wakeAwaiter.
 // ===========================================================================
@@ -3175,16 +3623,16 @@ export function ensureFuture<T>(
 }
 
 // ===========================================================================
-// §? Tasks
+// §6 Tasks
 // Holds: Task, createTask, currentTask, allTasks, sleep.
 // Rule: a task runs its coroutine inside `taskContext`, so every library
 //   await made in its context is one of its waits; cancel() reaches all of
 //   them, or, with none, is delivered at the task's next library await. A
 //   wait that lost a race never eats the cancellation (see Task's
 //   invariants).
-// Relies on: §? Event loop (taskContext, the live list, the counts),
-//   §? Futures. Used by: §? Runners, §? Waiting and timeouts, §? Task
-//   groups, §? Synchronization primitives, §? Queues, and the loop's
+// Relies on: §4 Event loop (taskContext, the live list, the counts),
+//   §5 Futures. Used by: §9 Runners, §7 Waiting and timeouts, §8 Task
+//   groups, §10 Synchronization primitives, §11 Queues, and the loop's
 //   createTask and batch.
 // ===========================================================================
 
@@ -3798,264 +4246,15 @@ export function sleep<T = void>(ms: number, value?: T): Promise<T> {
 }
 
 // ===========================================================================
-// §? Runners
-// Holds: run, Runner, RunOptions, and the shutdown of leftover tasks.
-// Rule: a fresh loop for the main coroutine, and an orderly end: what is
-//   left is cancelled and awaited, so its `finally` blocks run, before the
-//   loop closes; a task stuck on a promise the loop cannot cancel is
-//   reported after SHUTDOWN_GRACE_MS rather than hanging run().
-// Relies on: §? Event loop, §? Tasks, §? Futures; back-edge: §? Waiting and
-//   timeouts (gather, for the leftovers). Used by: programs, as their
-//   entry point.
-// ===========================================================================
-
-/** Options for {@linkcode run} and {@linkcode Runner}. */
-export interface RunOptions extends LoopOptions {
-  /**
-   * Whether Ctrl-C (SIGINT) cancels the main task, as asyncio's Runner
-   * does; default true. It is installed only while a coroutine runs, and
-   * only when nothing else listens for SIGINT. The first Ctrl-C cancels the
-   * main task, so its `finally` blocks run, and `run()` then throws
-   * {@linkcode KeyboardInterrupt}; a second one exits at once (code 130).
-   */
-  handleSignals?: boolean;
-}
-
-// At shutdown, a leftover task that lets this much real time pass with no
-// loop step, after being cancelled, awaits a promise the loop cannot cancel:
-// run() reports it and returns rather than hang. Long enough for a foreign
-// operation whose signal was aborted to settle.
-const SHUTDOWN_GRACE_MS = 500;
-
-// The process exits with this code on a second Ctrl-C, as a shell reports
-// a process killed by SIGINT (128 + 2).
-const SIGINT_EXIT_CODE = 130;
-
-// Resolves to true once `future` is done, or to false once the loop has run
-// no step for SHUTDOWN_GRACE_MS of real time while it is still pending.
-function doneOrStuck(
-  loop: EventLoop,
-  future: Future<unknown>,
-): Future<boolean> {
-  const outcome = loop.createFuture<boolean>();
-  let batchesSeen = -1; // none yet: the first check only takes the count
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const check = () => {
-    if (outcome.done()) return;
-    const batches = loopBatchCount(loop);
-    if (batches === batchesSeen) {
-      outcome.setResult(false);
-      return;
-    }
-    batchesSeen = batches;
-    timer = setTimeout(check, SHUTDOWN_GRACE_MS);
-  };
-  future.addDoneCallback(() => {
-    clearTimeout(timer);
-    if (!outcome.done()) outcome.setResult(true);
-  });
-  check();
-  return outcome;
-}
-
-// Tasks started while the leftovers unwind (by code a finished task left
-// running) are cancelled in further rounds, up to this many: a program
-// that keeps starting tasks as it is cancelled must still end.
-const SHUTDOWN_ROUNDS = 8;
-
-async function cancelAllTasks(loop: EventLoop): Promise<void> {
-  const reported = new Set<Task<unknown>>();
-  for (let round = 0; round < SHUTDOWN_ROUNDS; round++) {
-    const leftover = liveTasksOf(loop).filter((task) =>
-      !task.done() && !reported.has(task)
-    );
-    if (leftover.length === 0) return;
-    await cancelLeftovers(loop, leftover, reported);
-  }
-}
-
-async function cancelLeftovers(
-  loop: EventLoop,
-  leftover: Task<unknown>[],
-  reported: Set<Task<unknown>>,
-): Promise<void> {
-  for (const task of leftover) task.cancel();
-  const finished = gather(leftover, { returnExceptions: true });
-  await loop.runUntilComplete(doneOrStuck(loop, finished));
-  for (const task of leftover) {
-    if (!task.done()) {
-      reported.add(task);
-      loop.callExceptionHandler({
-        message:
-          `run() could not finish task "${task.getName()}": it was cancelled but awaits a promise the loop cannot cancel. Pass task.signal to it, or wrap it with wrapFuture().`,
-        task,
-      });
-      continue;
-    }
-    if (task.cancelled()) continue;
-    const error = task.exception();
-    if (error !== null) {
-      loop.callExceptionHandler({
-        message: "unhandled exception during run() shutdown",
-        exception: error,
-        task,
-      });
-    }
-  }
-}
-
-/**
- * Runs coroutines on one loop that it makes on first use and closes at the
- * end: asyncio's `Runner`. Use it to run several top-level coroutines on the
- * same loop; `await using` closes it.
- *
- * @example
- * ```ts
- * import { Runner, sleep } from "@aio/asyncio";
- *
- * await using runner = new Runner({ virtualTime: true });
- * await runner.run(() => sleep(1000));
- * await runner.run(() => sleep(1000));
- * console.log(runner.getLoop().time()); // 2000
- * ```
- */
-export class Runner {
-  #options: RunOptions;
-  #loop: EventLoop | null = null;
-  #closed = false;
-
-  /** A runner whose loop gets `options`. */
-  constructor(options: RunOptions = {}) {
-    checkLoopOptions(options, "Runner()");
-    this.#options = { ...options };
-  }
-
-  /**
-   * Runs `coro` as a task on the runner's loop until it is done. Ctrl-C
-   * cancels that task (see {@linkcode RunOptions.handleSignals}).
-   */
-  run<T>(coro: Coro<T>): Promise<T> {
-    requireCoro(coro, "Runner.run()", "coro");
-    return this.#run(coro);
-  }
-
-  async #run<T>(coro: Coro<T>): Promise<T> {
-    if (runningTask() !== null) {
-      throw new RuntimeError(
-        "Runner.run() cannot be called from a running event loop",
-      );
-    }
-    requireCoro(coro, "Runner.run()", "coro");
-    const loop = this.getLoop();
-    const task = ensureFuture(coro, loop);
-    let interrupts = 0;
-    const onSigint = () => {
-      interrupts++;
-      if (interrupts === 1 && !task.done()) {
-        task.cancel();
-        return;
-      }
-      process.exit(SIGINT_EXIT_CODE);
-    };
-    const handleSignals = this.#options.handleSignals !== false &&
-      process.listenerCount("SIGINT") === 0;
-    if (handleSignals) process.on("SIGINT", onSigint);
-    try {
-      return await loop.runUntilComplete(task);
-    } catch (error) {
-      if (
-        error instanceof CancelledError && interrupts > 0 &&
-        task instanceof Task && task.uncancel() === 0
-      ) {
-        throw new KeyboardInterrupt(undefined, { cause: error });
-      }
-      throw error;
-    } finally {
-      if (handleSignals) process.off("SIGINT", onSigint);
-    }
-  }
-
-  /** The runner's loop, made on first use. */
-  getLoop(): EventLoop {
-    if (this.#closed) throw new RuntimeError("Runner is closed");
-    return this.#loop ??= new EventLoop(this.#options);
-  }
-
-  /**
-   * Cancels the tasks still running, waits for them to finish, and closes
-   * the loop.
-   */
-  async close(): Promise<void> {
-    if (this.#closed) return;
-    const loop = this.#loop;
-    this.#closed = true;
-    if (loop === null) return;
-    try {
-      await cancelAllTasks(loop);
-    } finally {
-      loop.close();
-    }
-  }
-
-  /** Closes the runner: `await using runner = new Runner()`. */
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.close();
-  }
-}
-
-/**
- * Runs `main` on a new event loop and returns its result: asyncio's
- * `run()`, the entry point of a program. When `main` is done, the tasks it
- * left running are cancelled and awaited, so their `finally` blocks run, and
- * the loop is closed.
- *
- * @throws {RuntimeError} when called from inside a running task.
- *
- * @example
- * ```ts
- * import { run, sleep } from "@aio/asyncio";
- *
- * const answer = await run(async () => {
- *   await sleep(3_600_000); // an hour, in an instant
- *   return 42;
- * }, { virtualTime: true });
- * console.log(answer); // 42
- * ```
- */
-export function run<T>(
-  main: Coro<T>,
-  options: RunOptions = {},
-): Promise<T> {
-  checkRunArguments(main, options);
-  return runMain(main, options);
-}
-
-async function runMain<T>(
-  main: Coro<T>,
-  options: RunOptions = {},
-): Promise<T> {
-  if (runningTask() !== null) {
-    throw new RuntimeError("run() cannot be called from a running event loop");
-  }
-  requireCoro(main, "run()", "main");
-  const runner = new Runner(options);
-  try {
-    return await runner.run(main);
-  } finally {
-    await runner.close();
-  }
-}
-
-// ===========================================================================
-// §? Waiting and timeouts
+// §7 Waiting and timeouts
 // Holds: gather, wait, waitFor, asCompleted, shield, Timeout, timeout,
 //   timeoutAt, and runScope (the enter/body/exit shape of a scope, shared
 //   with task groups).
 // Rule: each is built from futures and done callbacks, as in asyncio. Only
 //   the cancellation a timeout scope caused becomes a TimeoutError; one
 //   from outside stays a CancelledError.
-// Relies on: §? Event loop, §? Futures, §? Tasks.
-// Used by: §? Runners (gather), §? Task groups (runScope, inTask), and
+// Relies on: §4 Event loop, §5 Futures, §6 Tasks.
+// Used by: §9 Runners (gather), §8 Task groups (runScope, inTask), and
 //   programs.
 // ===========================================================================
 
@@ -4834,14 +5033,14 @@ export function timeoutAt<T>(
 }
 
 // ===========================================================================
-// §? Task groups
+// §8 Task groups
 // Holds: TaskGroup, taskGroup.
 // Rule: structured concurrency: the scope ends only after every task it
 //   started; the first failure cancels the rest and the body; the group's
 //   own cancel of its parent is taken back on exit, and a cancel from
 //   outside survives the errors (gh-116720).
-// Relies on: §? Futures, §? Tasks (cancel/uncancel on the task running the
-//   scope), §? Waiting and timeouts (runScope, inTask).
+// Relies on: §5 Futures, §6 Tasks (cancel/uncancel on the task running the
+//   scope), §7 Waiting and timeouts (runScope, inTask).
 // Used by: programs; the call graph follows its tasks to the parent.
 // ===========================================================================
 
@@ -5047,242 +5246,265 @@ export function taskGroup<T>(
   );
 }
 
-// ---------------------------------------------------------------------------
-// §? Internal collections
-// Holds: Deque, Stack, BinaryHeap, WaiterList, the collections the rest of
-// the file keeps its items, timers and waiting tasks in.
-// Rule: each is written once, used wherever its shape is needed; none
-// allocates per item beyond the item itself (arrays grow amortized).
-// Relies on: nothing, except WaiterList: §Futures (its entries), §Event
-// loop (getEventLoop, the loop it binds to) and §Errors (RuntimeError).
-// Used by: §Event loop (its timers: BinaryHeap), §Synchronization
-// primitives (WaiterList), §Queues (Deque, Stack, BinaryHeap, WaiterList).
-// ---------------------------------------------------------------------------
+// ===========================================================================
+// §9 Runners
+// Holds: run, Runner, RunOptions, and the shutdown of leftover tasks.
+// Rule: a fresh loop for the main coroutine, and an orderly end: what is
+//   left is cancelled and awaited, so its `finally` blocks run, before the
+//   loop closes; a task stuck on a promise the loop cannot cancel is
+//   reported after SHUTDOWN_GRACE_MS rather than hanging run().
+// Relies on: §4 Event loop, §5 Futures, §6 Tasks, §7 Waiting and timeouts
+//   (gather, for the leftovers). Used by: programs, as their entry point.
+// ===========================================================================
 
-// An array read from a moving head drops its consumed prefix (an O(n)
-// splice) only once the prefix is this long and half the array or more:
-// short lines never splice, and each item is moved O(1) times, amortized.
-const COMPACT_PREFIX_MIN = 1024;
-
-// Whether the first `head` slots of an array of `length` are worth splicing
-// out: see COMPACT_PREFIX_MIN.
-function prefixWorthCompacting(head: number, length: number): boolean {
-  return head >= COMPACT_PREFIX_MIN && head * 2 >= length;
+/** Options for {@linkcode run} and {@linkcode Runner}. */
+export interface RunOptions extends LoopOptions {
+  /**
+   * Whether Ctrl-C (SIGINT) cancels the main task, as asyncio's Runner
+   * does; default true. It is installed only while a coroutine runs, and
+   * only when nothing else listens for SIGINT. The first Ctrl-C cancels the
+   * main task, so its `finally` blocks run, and `run()` then throws
+   * {@linkcode KeyboardInterrupt}; a second one exits at once (code 130).
+   */
+  handleSignals?: boolean;
 }
 
-// A first-in-first-out list whose take() is O(1): an array read from a
-// moving head, compacted once the consumed prefix is most of it.
-class Deque<T> {
-  #items: (T | undefined)[] = [];
-  #head = 0;
+// At shutdown, a leftover task that lets this much real time pass with no
+// loop step, after being cancelled, awaits a promise the loop cannot cancel:
+// run() reports it and returns rather than hang. Long enough for a foreign
+// operation whose signal was aborted to settle.
+const SHUTDOWN_GRACE_MS = 500;
 
-  get length(): number {
-    return this.#items.length - this.#head;
-  }
+// The process exits with this code on a second Ctrl-C, as a shell reports
+// a process killed by SIGINT (128 + 2).
+const SIGINT_EXIT_CODE = 130;
 
-  push(item: T): void {
-    this.#items.push(item);
-  }
-
-  // The oldest item (undefined if there is none).
-  take(): T | undefined {
-    const items = this.#items;
-    const head = this.#head;
-    if (head === items.length) return undefined;
-    const item = items[head];
-    items[head] = undefined;
-    if (head + 1 === items.length) {
-      items.length = 0;
-      this.#head = 0;
-    } else if (prefixWorthCompacting(head, items.length)) {
-      items.splice(0, head + 1);
-      this.#head = 0;
-    } else {
-      this.#head = head + 1;
+// Resolves to true once `future` is done, or to false once the loop has run
+// no step for SHUTDOWN_GRACE_MS of real time while it is still pending.
+function doneOrStuck(
+  loop: EventLoop,
+  future: Future<unknown>,
+): Future<boolean> {
+  const outcome = loop.createFuture<boolean>();
+  let batchesSeen = -1; // none yet: the first check only takes the count
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const check = () => {
+    if (outcome.done()) return;
+    const batches = loopBatchCount(loop);
+    if (batches === batchesSeen) {
+      outcome.setResult(false);
+      return;
     }
-    return item;
-  }
-
-  clear(): void {
-    this.#items.length = 0;
-    this.#head = 0;
-  }
+    batchesSeen = batches;
+    timer = setTimeout(check, SHUTDOWN_GRACE_MS);
+  };
+  future.addDoneCallback(() => {
+    clearTimeout(timer);
+    if (!outcome.done()) outcome.setResult(true);
+  });
+  check();
+  return outcome;
 }
 
-// A last-in-first-out list.
-class Stack<T> {
-  #items: T[] = [];
+// Tasks started while the leftovers unwind (by code a finished task left
+// running) are cancelled in further rounds, up to this many: a program
+// that keeps starting tasks as it is cancelled must still end.
+const SHUTDOWN_ROUNDS = 8;
 
-  get length(): number {
-    return this.#items.length;
-  }
-
-  push(item: T): void {
-    this.#items.push(item);
-  }
-
-  // The newest item (undefined if there is none).
-  take(): T | undefined {
-    return this.#items.pop();
-  }
-
-  clear(): void {
-    this.#items.length = 0;
+async function cancelAllTasks(loop: EventLoop): Promise<void> {
+  const reported = new Set<Task<unknown>>();
+  for (let round = 0; round < SHUTDOWN_ROUNDS; round++) {
+    const leftover = liveTasksOf(loop).filter((task) =>
+      !task.done() && !reported.has(task)
+    );
+    if (leftover.length === 0) return;
+    await cancelLeftovers(loop, leftover, reported);
   }
 }
 
-// A binary min-heap: PriorityQueue's store and the event loop's timers.
-// Items that compare equal come out in insertion order: each item is kept
-// with the number of its insertion, in a parallel array of numbers (so
-// nothing is allocated per item), which breaks ties. A compare that throws
-// leaves the heap as it was: push() finds the place before it moves
-// anything, take() undoes its moves, retain() builds aside and swaps.
-class BinaryHeap<T> {
-  #items: T[] = [];
-  // `#inserted[i]` is the insertion number of `#items[i]`.
-  #inserted: number[] = [];
-  #insertions = 0;
-  #compare: (a: T, b: T) => number;
-
-  constructor(compare: (a: T, b: T) => number) {
-    this.#compare = compare;
-  }
-
-  get length(): number {
-    return this.#items.length;
-  }
-
-  // The smallest item, left in place (undefined if there is none).
-  peek(): T | undefined {
-    return this.#items[0];
-  }
-
-  #precedes(a: T, aNumber: number, b: T, bNumber: number): boolean {
-    const order = this.#compare(a, b);
-    return order < 0 || (order === 0 && aNumber < bNumber);
-  }
-
-  push(item: T): void {
-    const items = this.#items;
-    const inserted = this.#inserted;
-    const number = this.#insertions;
-    // Find the place first, moving nothing, so a throwing compare is harmless.
-    let target = items.length;
-    while (target > 0) {
-      const parent = (target - 1) >> 1;
-      if (!this.#precedes(item, number, items[parent], inserted[parent])) break;
-      target = parent;
+async function cancelLeftovers(
+  loop: EventLoop,
+  leftover: Task<unknown>[],
+  reported: Set<Task<unknown>>,
+): Promise<void> {
+  for (const task of leftover) task.cancel();
+  const finished = gather(leftover, { returnExceptions: true });
+  await loop.runUntilComplete(doneOrStuck(loop, finished));
+  for (const task of leftover) {
+    if (!task.done()) {
+      reported.add(task);
+      loop.callExceptionHandler({
+        message:
+          `run() could not finish task "${task.getName()}": it was cancelled but awaits a promise the loop cannot cancel. Pass task.signal to it, or wrap it with wrapFuture().`,
+        task,
+      });
+      continue;
     }
-    this.#insertions++;
-    let hole = items.length;
-    items.push(item);
-    inserted.push(number);
-    while (hole > target) {
-      const parent = (hole - 1) >> 1;
-      items[hole] = items[parent];
-      inserted[hole] = inserted[parent];
-      hole = parent;
+    if (task.cancelled()) continue;
+    const error = task.exception();
+    if (error !== null) {
+      loop.callExceptionHandler({
+        message: "unhandled exception during run() shutdown",
+        exception: error,
+        task,
+      });
     }
-    items[target] = item;
-    inserted[target] = number;
+  }
+}
+
+/**
+ * Runs coroutines on one loop that it makes on first use and closes at the
+ * end: asyncio's `Runner`. Use it to run several top-level coroutines on the
+ * same loop; `await using` closes it.
+ *
+ * @example
+ * ```ts
+ * import { Runner, sleep } from "@aio/asyncio";
+ *
+ * await using runner = new Runner({ virtualTime: true });
+ * await runner.run(() => sleep(1000));
+ * await runner.run(() => sleep(1000));
+ * console.log(runner.getLoop().time()); // 2000
+ * ```
+ */
+export class Runner {
+  #options: RunOptions;
+  #loop: EventLoop | null = null;
+  #closed = false;
+
+  /** A runner whose loop gets `options`. */
+  constructor(options: RunOptions = {}) {
+    checkLoopOptions(options, "Runner()");
+    this.#options = { ...options };
   }
 
-  // Takes the smallest item out (undefined if there is none).
-  take(): T | undefined {
-    const items = this.#items;
-    const inserted = this.#inserted;
-    const top = items[0];
-    const topNumber = inserted[0];
-    const last = items.pop();
-    const lastNumber = inserted.pop();
-    if (items.length === 0) return top;
-    try {
-      this.#siftDown(items, inserted, 0, last!, lastNumber!);
-    } catch (error) {
-      // The hole is back at the top: put `top` and `last` back.
-      items[0] = top;
-      inserted[0] = topNumber;
-      items.push(last!);
-      inserted.push(lastNumber!);
-      throw error;
-    }
-    return top;
+  /**
+   * Runs `coro` as a task on the runner's loop until it is done. Ctrl-C
+   * cancels that task (see {@linkcode RunOptions.handleSignals}).
+   */
+  run<T>(coro: Coro<T>): Promise<T> {
+    requireCoro(coro, "Runner.run()", "coro");
+    return this.#run(coro);
   }
 
-  // Keeps only the items `keep` is true for, in one O(n) rebuild.
-  retain(keep: (item: T) => boolean): void {
-    const items: T[] = [];
-    const inserted: number[] = [];
-    for (let i = 0; i < this.#items.length; i++) {
-      const item = this.#items[i];
-      if (keep(item)) {
-        items.push(item);
-        inserted.push(this.#inserted[i]);
+  async #run<T>(coro: Coro<T>): Promise<T> {
+    if (runningTask() !== null) {
+      throw new RuntimeError(
+        "Runner.run() cannot be called from a running event loop",
+      );
+    }
+    requireCoro(coro, "Runner.run()", "coro");
+    const loop = this.getLoop();
+    const task = ensureFuture(coro, loop);
+    let interrupts = 0;
+    const onSigint = () => {
+      interrupts++;
+      if (interrupts === 1 && !task.done()) {
+        task.cancel();
+        return;
       }
-    }
-    // Floyd's heapify: sift each parent down, the deepest first.
-    for (let i = (items.length >> 1) - 1; i >= 0; i--) {
-      this.#siftDown(items, inserted, i, items[i], inserted[i]);
-    }
-    this.#items = items;
-    this.#inserted = inserted;
-  }
-
-  clear(): void {
-    this.#items.length = 0;
-    this.#inserted.length = 0;
-  }
-
-  // The items, in no particular order.
-  [Symbol.iterator](): Iterator<T> {
-    return this.#items.values();
-  }
-
-  // Moves `item` (numbered `number`) down from the hole at `hole` to its
-  // place, moving each child that precedes it up. If compare throws, the
-  // moves are undone, so the hole is back where it started.
-  #siftDown(
-    items: T[],
-    inserted: number[],
-    hole: number,
-    item: T,
-    number: number,
-  ): void {
-    const start = hole;
-    const length = items.length;
+      process.exit(SIGINT_EXIT_CODE);
+    };
+    const handleSignals = this.#options.handleSignals !== false &&
+      process.listenerCount("SIGINT") === 0;
+    if (handleSignals) process.on("SIGINT", onSigint);
     try {
-      for (;;) {
-        let child = 2 * hole + 1;
-        if (child >= length) break;
-        if (
-          child + 1 < length &&
-          this.#precedes(
-            items[child + 1],
-            inserted[child + 1],
-            items[child],
-            inserted[child],
-          )
-        ) child++;
-        if (!this.#precedes(items[child], inserted[child], item, number)) {
-          break;
-        }
-        items[hole] = items[child];
-        inserted[hole] = inserted[child];
-        hole = child;
-      }
+      return await loop.runUntilComplete(task);
     } catch (error) {
-      while (hole > start) {
-        const parent = (hole - 1) >> 1;
-        items[hole] = items[parent];
-        inserted[hole] = inserted[parent];
-        hole = parent;
+      if (
+        error instanceof CancelledError && interrupts > 0 &&
+        task instanceof Task && task.uncancel() === 0
+      ) {
+        throw new KeyboardInterrupt(undefined, { cause: error });
       }
       throw error;
+    } finally {
+      if (handleSignals) process.off("SIGINT", onSigint);
     }
-    items[hole] = item;
-    inserted[hole] = number;
+  }
+
+  /** The runner's loop, made on first use. */
+  getLoop(): EventLoop {
+    if (this.#closed) throw new RuntimeError("Runner is closed");
+    return this.#loop ??= new EventLoop(this.#options);
+  }
+
+  /**
+   * Cancels the tasks still running, waits for them to finish, and closes
+   * the loop.
+   */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    const loop = this.#loop;
+    this.#closed = true;
+    if (loop === null) return;
+    try {
+      await cancelAllTasks(loop);
+    } finally {
+      loop.close();
+    }
+  }
+
+  /** Closes the runner: `await using runner = new Runner()`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 }
+
+/**
+ * Runs `main` on a new event loop and returns its result: asyncio's
+ * `run()`, the entry point of a program. When `main` is done, the tasks it
+ * left running are cancelled and awaited, so their `finally` blocks run, and
+ * the loop is closed.
+ *
+ * @throws {RuntimeError} when called from inside a running task.
+ *
+ * @example
+ * ```ts
+ * import { run, sleep } from "@aio/asyncio";
+ *
+ * const answer = await run(async () => {
+ *   await sleep(3_600_000); // an hour, in an instant
+ *   return 42;
+ * }, { virtualTime: true });
+ * console.log(answer); // 42
+ * ```
+ */
+export function run<T>(
+  main: Coro<T>,
+  options: RunOptions = {},
+): Promise<T> {
+  checkRunArguments(main, options);
+  return runMain(main, options);
+}
+
+async function runMain<T>(
+  main: Coro<T>,
+  options: RunOptions = {},
+): Promise<T> {
+  if (runningTask() !== null) {
+    throw new RuntimeError("run() cannot be called from a running event loop");
+  }
+  requireCoro(main, "run()", "main");
+  const runner = new Runner(options);
+  try {
+    return await runner.run(main);
+  } finally {
+    await runner.close();
+  }
+}
+
+// ===========================================================================
+// §10 Synchronization primitives
+// Holds: WaiterList, the line of futures that tasks wait in (queues use it
+// too); Lock, Event, Condition, Semaphore, BoundedSemaphore, Barrier; and
+// FairUnits, the one acquire/release mechanism of Lock and Semaphore.
+// Rule: a woken waiter takes what it was woken for as its task resumes, and
+// one cancelled in between wakes the next waiter in its place.
+// Relies on: §1 Errors, §2 Argument checks, §4 Event loop, §5 Futures (each
+// waiter is one), §3 Internal collections (prefixWorthCompacting).
+// Used by: §11 Queues (WaiterList, Event); Barrier uses Lock and Condition.
+// ===========================================================================
 
 // Holes left by waiters unlisted from the middle of a WaiterList are
 // squeezed out once there are more than this many and they are most of the
@@ -5466,18 +5688,6 @@ class WaiterList<T> {
   }
 }
 
-// ---------------------------------------------------------------------------
-// §? Synchronization primitives
-// Holds: Lock, Event, Condition, Semaphore, BoundedSemaphore, Barrier; and
-// FairUnits, the one acquire/release mechanism of Lock and Semaphore.
-// Rule: a woken waiter takes what it was woken for as its task resumes, and
-// one cancelled in between wakes the next waiter in its place.
-// Relies on: §Errors, §Argument checks, §Futures (each waiter is one), and
-// on WaiterList from §Internal collections.
-// Used by: §Queues (Event, requireCount, RESOLVED_VOID); Barrier uses Lock
-// and Condition; §Streams uses RESOLVED_VOID.
-// ---------------------------------------------------------------------------
-
 // Built as asyncio 3.14 builds them. Each waiter is a future of its own in a
 // first-in-first-out WaiterList. A wake-up only completes that future: the
 // waiter stays listed, and what it was woken for (the lock, a unit, a
@@ -5489,40 +5699,6 @@ class WaiterList<T> {
 // (WaiterList.leave tells it so). Lock and Semaphore run that resuming code
 // as the `then` handlers of the waiter's future, which saves an async
 // function per wait.
-
-// MOVE: to §Internal collections (or a section of shared constants): the
-// streams and transports use RESOLVED_VOID too.
-// Resolved once, shared: the uncontended paths allocate nothing.
-const RESOLVED_VOID: Promise<void> = Promise.resolve();
-const RESOLVED_TRUE: Promise<true> = Promise.resolve(true);
-
-// MOVE: to §Argument checks (requireCount, requireNonNegativeInteger).
-function requireCount(
-  value: unknown,
-  where: string,
-  argument: string,
-): number {
-  if (typeof value !== "number" || Number.isNaN(value)) {
-    throw new TypeError(
-      `${where}: ${argument} must be a number, got ${describeValue(value)}`,
-    );
-  }
-  return value;
-}
-
-function requireNonNegativeInteger(
-  value: unknown,
-  where: string,
-  argument: string,
-): number {
-  const count = requireCount(value, where, argument);
-  if (count < 0 || !(Number.isInteger(count) || count === Infinity)) {
-    throw new RangeError(
-      `${where}: ${argument} must be a non-negative integer, got ${count}`,
-    );
-  }
-  return count;
-}
 
 // Which waiter a freed unit wakes. Lock wakes the first waiter only, and
 // only if it is still pending (asyncio's `_wake_up_first`): a first waiter
@@ -6239,19 +6415,18 @@ export class Barrier {
   }
 }
 
-// ---------------------------------------------------------------------------
-// §? Queues
+// ===========================================================================
+// §11 Queues
 // Holds: Queue, PriorityQueue, LifoQueue, and pythonOrder, the order a
 // PriorityQueue gives its items by default.
 // Rule: items stay in the store until a get() takes one; a woken getter or
 // putter checks again as it runs, and one woken then cancelled wakes the
 // next in its place.
-// Relies on: §Errors, §Argument checks, §Tasks (currentTask, taskContext),
-// on Deque, Stack, BinaryHeap and WaiterList from §Internal collections,
-// and on Event, requireCount and RESOLVED_VOID from §Synchronization
-// primitives.
+// Relies on: §1 Errors, §2 Argument checks, §3 Internal collections (Deque,
+// Stack, BinaryHeap), §6 Tasks (currentTask, taskContext), and §10
+// Synchronization primitives (WaiterList, Event).
 // Used by: nothing else in the file.
-// ---------------------------------------------------------------------------
+// ===========================================================================
 
 // One Queue class, whose items live in an ItemStore (a Deque, a BinaryHeap
 // or a Stack), built as asyncio 3.14 builds it. As items stay in the store
@@ -6641,21 +6816,21 @@ export class LifoQueue<T> extends Queue<T> {
 }
 
 // ===========================================================================
-// §? I/O plumbing
+// §12 I/O plumbing
 // Holds: what every transport is built from. settleIo and awaitRuntimeEvent
 //   (the one wait for a runtime object to be ready: connect, listening,
 //   spawn, a TLS handshake), awaitConnectionMade (the one wait for a new
 //   transport's connectionMade), IoLatch, postToLoop and callProtocol (the one
-//   way to call a protocol), the I/O argument checks, write flow control
+//   way to call a protocol), write flow control
 //   (water marks, WriteFlowControl, StreamWriteEnd, DrainControl), the
 //   resources a loop closes, and Inbox (reads delivered in order).
 // Rule: a runtime event reaches a protocol only through Inbox, postToLoop or
 //   runOnLoopNow, on the loop, and a protocol callback runs only through
 //   callProtocol, which reports the callback that threw. A wait for the
 //   outside world is an IoFuture, so that a virtual clock holds still.
-// Relies on: §? Event loop (callSoon, runOnLoopNow, the exception handler),
-//   §? Futures (IoFuture). Used by: §? Transports and protocols, §? Streams,
-//   §? Subprocesses, §? Executors, §? Name resolution, EventLoop.close().
+// Relies on: §4 Event loop (callSoon, runOnLoopNow, the exception handler),
+//   §5 Futures (IoFuture). Used by: §13 Transports and protocols, §14 Streams,
+//   §16 Subprocesses, §17 Executors, §19 Name resolution, EventLoop.close().
 // ===========================================================================
 
 // Settles an I/O future from a runtime event, unless it is already settled
@@ -6826,81 +7001,6 @@ function plainBytes(chunk: Uint8Array): Uint8Array {
   return chunk.constructor === Uint8Array
     ? chunk
     : new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-}
-
-// MOVE: to §Argument checks, if the lead gathers every check there (these
-// are the I/O ones: bytes, host and port, server arguments, path, factory).
-function requireBytes(data: unknown, where: string): Uint8Array | string {
-  if (typeof data === "string" || data instanceof Uint8Array) return data;
-  throw new TypeError(
-    `${where}: data must be a Uint8Array or a string, got ${
-      describeValue(data)
-    }`,
-  );
-}
-
-// Ports are 16-bit.
-const MAX_PORT = 65535;
-
-function requireHostPort(
-  host: unknown,
-  port: unknown,
-  where: string,
-): void {
-  if (host !== null && host !== undefined && typeof host !== "string") {
-    throw new TypeError(
-      `${where}: host must be a string, got ${describeValue(host)}`,
-    );
-  }
-  if (
-    typeof port !== "number" || !Number.isInteger(port) || port < 0 ||
-    port > MAX_PORT
-  ) {
-    throw new RangeError(
-      `${where}: port must be an integer from 0 to ${MAX_PORT}, got ${
-        describeValue(port)
-      }`,
-    );
-  }
-}
-
-function requireServerArguments(
-  host: unknown,
-  port: unknown,
-  options: ServerOptions,
-  where: string,
-): void {
-  if (Array.isArray(host)) {
-    if (host.length === 0) {
-      throw new RangeError(`${where}: host must not be an empty list`);
-    }
-    for (const h of host) requireHostPort(h, port, where);
-  } else {
-    requireHostPort(host, port, where);
-  }
-  const backlog = options.backlog;
-  if (
-    backlog !== undefined && (!Number.isInteger(backlog) || backlog < 0)
-  ) {
-    throw new RangeError(
-      `${where}: options.backlog must be an integer >= 0, got ${
-        describeValue(backlog)
-      }`,
-    );
-  }
-}
-
-function requirePath(path: unknown, where: string): string {
-  if (typeof path !== "string" || path === "") {
-    throw new TypeError(
-      `${where}: path must be a non-empty string, got ${describeValue(path)}`,
-    );
-  }
-  return path;
-}
-
-function requireFactory(factory: unknown, where: string): void {
-  requireFunction(factory, where, "protocolFactory");
 }
 
 // asyncio's write-buffer high-water mark: writing pauses above it.
@@ -7242,7 +7342,7 @@ function drainControlOf(protocol: BaseProtocol): DrainControl | null {
 }
 
 // ===========================================================================
-// §? Transports and protocols
+// §13 Transports and protocols
 // Holds: asyncio's low level for I/O. The protocol classes, the transport
 //   interfaces and their options; SocketTransport (TCP, TLS, Unix),
 //   startTls, Server, UdpTransport, and the pipe transports of
@@ -7254,8 +7354,8 @@ function drainControlOf(protocol: BaseProtocol): DrainControl | null {
 //   delivery at once inside the runtime's event (runOnLoopNow), as asyncio's
 //   loop does after a poll; every other event (made, lost, resumed, a UDP
 //   datagram) posted with callSoon (postToLoop).
-// Relies on: §? I/O plumbing, §? Event loop, §? Futures (IoFuture).
-// Used by: EventLoop's I/O methods, §? Streams, §? Subprocesses.
+// Relies on: §12 I/O plumbing, §4 Event loop, §5 Futures (IoFuture).
+// Used by: EventLoop's I/O methods, §14 Streams, §16 Subprocesses.
 // ===========================================================================
 
 /**
@@ -8172,43 +8272,6 @@ function createUnixConnectionOn<P extends Protocol | BufferedProtocol>(
 
 // asyncio's default limit for a TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT_MS = 60_000;
-
-function checkStartTlsArguments(
-  transport: unknown,
-  protocol: unknown,
-  options: StartTlsOptions,
-): void {
-  if (!(transport instanceof SocketTransport)) {
-    throw new TypeError(
-      `startTls(): transport must be a TCP or Unix stream transport, got ${
-        describeValue(transport)
-      }`,
-    );
-  }
-  if (!(protocol instanceof BaseProtocol)) {
-    throw new TypeError(
-      `startTls(): protocol must be a protocol, got ${describeValue(protocol)}`,
-    );
-  }
-  if (transport.getExtraInfo("sslObject") !== undefined) {
-    throw new RuntimeError("startTls(): the transport is already over TLS");
-  }
-  if (transport.isClosing()) {
-    throw new RuntimeError("startTls(): the transport is closing");
-  }
-  if (options.serverSide && (!options.cert || !options.key)) {
-    throw new TypeError(
-      "startTls(): a server side needs options.cert and options.key",
-    );
-  }
-  if (options.handshakeTimeout !== undefined) {
-    requireMilliseconds(
-      options.handshakeTimeout,
-      "startTls()",
-      "options.handshakeTimeout",
-    );
-  }
-}
 
 // EventLoop.startTls(): checks the arguments at the call.
 function startTlsOn(
@@ -9305,7 +9368,7 @@ function connectWritePipeOn<P extends BaseProtocol>(
 }
 
 // ===========================================================================
-// §? Streams
+// §14 Streams
 // Holds: asyncio's high level for connections. StreamReader buffers what a
 //   protocol receives and hands it out by size, line or separator;
 //   StreamWriter writes through the transport and drain()s while its buffer
@@ -9313,9 +9376,9 @@ function connectWritePipeOn<P extends BaseProtocol>(
 //   transport; openConnection, startServer and their Unix forms.
 // Rule: bytes stay in the reader's buffer until a read takes them, so a read
 //   cancelled while waiting loses nothing.
-// Relies on: §? I/O plumbing (DrainControl), §? Transports and protocols,
-//   §? Tasks (a server's client callback runs as a task).
-// Used by: §? Subprocesses (Process's pipes).
+// Relies on: §12 I/O plumbing (DrainControl), §13 Transports and protocols,
+//   §6 Tasks (a server's client callback runs as a task).
+// Used by: §16 Subprocesses (Process's pipes).
 // ===========================================================================
 
 // asyncio's _DEFAULT_LIMIT: the longest line or separated chunk a reader
@@ -10216,15 +10279,15 @@ export function startUnixServer(
 }
 
 // ===========================================================================
-// §? Signals
+// §15 Signals
 // Holds: signal names and numbers (signalName), and the loop's signal
 //   handlers behind EventLoop.addSignalHandler/removeSignalHandler.
 // Rule: a handler is a node:process listener that runs the callback on its
 //   loop with callSoon; a closed loop's listeners come off (EventLoop.close()
 //   removes them, and one that fires after the close removes itself), so the
 //   signal has its default effect again.
-// Relies on: §? Event loop, §? Argument checks. Used by: EventLoop's signal
-//   methods and close(), §? Subprocesses (sendSignal, exit statuses).
+// Relies on: §4 Event loop, §2 Argument checks. Used by: EventLoop's signal
+//   methods and close(), §16 Subprocesses (sendSignal, exit statuses).
 // ===========================================================================
 
 // The signals this system knows, by name.
@@ -10291,7 +10354,7 @@ function removeSignalListener(
 }
 
 // ===========================================================================
-// §? Subprocesses
+// §16 Subprocesses
 // Holds: child processes. Low level: ChildProcessTransport over the runtime's
 //   node:child_process, with one pipe transport per piped stdio stream,
 //   feeding a SubprocessProtocol. High level: Process, whose stdin is a
@@ -10299,8 +10362,8 @@ function removeSignalListener(
 //   createSubprocessShell.
 // Rule: the protocol hears nothing before its connectionMade; its pipes are
 //   lost before the exit is told, and connectionLost comes last, as asyncio.
-// Relies on: §? I/O plumbing, §? Transports and protocols, §? Streams,
-//   §? Signals (signal names). Used by: EventLoop.subprocessExec/Shell.
+// Relies on: §12 I/O plumbing, §13 Transports and protocols, §14 Streams,
+//   §15 Signals (signal names). Used by: EventLoop.subprocessExec/Shell.
 // ===========================================================================
 
 /**
@@ -11264,7 +11327,7 @@ export function createSubprocessShell(
 }
 
 // ===========================================================================
-// §? Executors
+// §17 Executors
 // Holds: work on other cores. WorkerPoolExecutor runs jobs on a pool of
 //   node:worker_threads workers, the one worker API that Deno, Bun and Node
 //   share; each worker imports a module on its first job for it. A job names
@@ -11275,7 +11338,7 @@ export function createSubprocessShell(
 //   cancelling a running one terminates its worker, and a fresh worker is
 //   started when a job needs one. An idle worker is unref'd, so a pool never
 //   keeps the process alive by itself.
-// Relies on: §? Futures (IoFuture), §? Event loop. Used by: EventLoop's
+// Relies on: §5 Futures (IoFuture), §4 Event loop. Used by: EventLoop's
 //   runInExecutor, setDefaultExecutor, shutdownDefaultExecutor and close().
 // ===========================================================================
 
@@ -11440,17 +11503,6 @@ function moduleSpecifier(module: unknown, where: string): string {
   throw new TypeError(
     `${where}: module must be a URL or a path, got ${describeValue(module)}`,
   );
-}
-
-function requireFunctionName(name: unknown, where: string): string {
-  if (typeof name !== "string" || name === "") {
-    throw new TypeError(
-      `${where}: name must be the name of an exported function, got ${
-        describeValue(name)
-      }`,
-    );
-  }
-  return name;
 }
 
 let submitJob: (
@@ -11887,11 +11939,11 @@ export function toThread<T = unknown>(
 }
 
 // ===========================================================================
-// §? Task factories
+// §18 Task factories
 // Holds: what EventLoop.setTaskFactory() takes, and asyncio 3.12's eager
 //   task factory, which starts every task at once, up to its first await.
 // Rule: a factory makes the task; the loop only calls it.
-// Relies on: §? Tasks. Used by: EventLoop.createTask.
+// Relies on: §6 Tasks. Used by: EventLoop.createTask.
 // ===========================================================================
 
 /**
@@ -12002,12 +12054,12 @@ export function createEagerTaskFactory(
 export const eagerTaskFactory: TaskFactory = createEagerTaskFactory(Task);
 
 // ===========================================================================
-// §? Name resolution
+// §19 Name resolution
 // Holds: EventLoop.getaddrinfo and getnameinfo, asyncio's, over node:dns:
 //   the system resolver (getaddrinfo(3)), run by the runtime off the loop.
 // Rule: results keep asyncio's tuple shape, with the runtime's 4 and 6 for
 //   the address families; bad arguments throw at the call.
-// Relies on: §? I/O plumbing (settleIo), §? Futures (IoFuture).
+// Relies on: §12 I/O plumbing (settleIo), §5 Futures (IoFuture).
 // Used by: EventLoop.getaddrinfo, EventLoop.getnameinfo.
 // ===========================================================================
 
@@ -12085,61 +12137,6 @@ export interface GetaddrinfoOptions {
 
 const IPPROTO_TCP = 6;
 const IPPROTO_UDP = 17;
-
-function requireService(port: unknown, where: string): number {
-  if (port === null || port === undefined) return 0;
-  const number = typeof port === "string" && /^\d+$/.test(port)
-    ? Number(port)
-    : port;
-  if (
-    typeof number !== "number" || !Number.isInteger(number) || number < 0 ||
-    number > MAX_PORT
-  ) {
-    throw new RangeError(
-      `${where}: port must be a port number from 0 to ${MAX_PORT} (service names are not looked up), got ${
-        describeValue(port)
-      }`,
-    );
-  }
-  return number;
-}
-
-function checkAddrinfoArguments(
-  host: unknown,
-  port: unknown,
-  options: GetaddrinfoOptions,
-): number {
-  if (host !== null && typeof host !== "string") {
-    throw new TypeError(
-      `getaddrinfo(): host must be a string or null, got ${
-        describeValue(host)
-      }`,
-    );
-  }
-  const { family = 0, type = 0, proto = 0 } = options;
-  if (family !== 0 && family !== 4 && family !== 6) {
-    throw new RangeError(
-      `getaddrinfo(): options.family must be 0, 4 or 6, got ${
-        describeValue(family)
-      }`,
-    );
-  }
-  if (type !== 0 && type !== SOCK_STREAM && type !== SOCK_DGRAM) {
-    throw new RangeError(
-      `getaddrinfo(): options.type must be 0, SOCK_STREAM or SOCK_DGRAM, got ${
-        describeValue(type)
-      }`,
-    );
-  }
-  if (proto !== 0 && proto !== IPPROTO_TCP && proto !== IPPROTO_UDP) {
-    throw new RangeError(
-      `getaddrinfo(): options.proto must be 0, 6 (TCP) or 17 (UDP), got ${
-        describeValue(proto)
-      }`,
-    );
-  }
-  return requireService(port, "getaddrinfo()");
-}
 
 // The system's answer as asyncio's tuples: each address once per socket
 // type asked for, in the resolver's order.
@@ -12249,14 +12246,14 @@ function lookupName(
 }
 
 // ===========================================================================
-// §? Introspection
+// §20 Introspection
 // Holds: which task awaits which (asyncio 3.14's call graphs):
 //   captureCallGraph, formatCallGraph, printCallGraph.
 // Rule: a future knows its waiters: the awaiters in its callbacks, and the
 //   done callbacks that gather and task groups tag with the future they
 //   serve. JavaScript keeps no suspended async frames, so a graph has no
 //   call stacks.
-// Relies on: §? Futures, §? Tasks. Used by: users only.
+// Relies on: §5 Futures, §6 Tasks. Used by: users only.
 // ===========================================================================
 
 /**
@@ -12377,7 +12374,7 @@ export function printCallGraph(future?: Future<unknown>): void {
 }
 
 // ===========================================================================
-// §? Timelines
+// §21 Timelines
 // Holds: Timeline, a record of every task's life (created, running,
 //   waiting, done) on a loop, drawn as text or SVG.
 // Rule: only the loop writes into a timeline, through the TimelineRecorder
@@ -12386,8 +12383,8 @@ export function printCallGraph(future?: Future<unknown>): void {
 //   microseconds between waits that last seconds, so both drawings give a
 //   running slice a minimum width (one character, a few pixels): otherwise
 //   the moments when a task actually runs would vanish.
-// Relies on: §? Event loop (which records), §? Tasks (a task's name), and
-//   §? Futures' state (futureState: a done task's outcome, read without
+// Relies on: §4 Event loop (which records), §6 Tasks (a task's name), and
+//   §5 Futures' state (futureState: a done task's outcome, read without
 //   marking a failure as retrieved). Used by: the loop (LoopOptions.timeline).
 // ===========================================================================
 
