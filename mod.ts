@@ -887,8 +887,9 @@ function checkAddrinfoArguments(
 // ===========================================================================
 // §3 Internal collections
 // Holds: Deque, Stack and BinaryHeap, the collections the rest of the file
-// keeps its items and timers in; prefixWorthCompacting, their shared rule
-// for dropping a consumed prefix; RESOLVED_VOID and RESOLVED_TRUE, the
+// keeps its items and timers in; prefixWorthCompacting and
+// drainedWorthResetting, their shared rules for dropping a consumed prefix
+// and for resetting a drained array; RESOLVED_VOID and RESOLVED_TRUE, the
 // promises settled once that every section shares.
 // Rule: each is written once, used wherever its shape is needed; none
 // allocates per item beyond the item itself (arrays grow amortized).
@@ -907,6 +908,20 @@ const COMPACT_PREFIX_MIN = 1024;
 // out: see COMPACT_PREFIX_MIN.
 function prefixWorthCompacting(head: number, length: number): boolean {
   return head >= COMPACT_PREFIX_MIN && head * 2 >= length;
+}
+
+// A list drained of its last item keeps its array (the consumed slots
+// cleared) until its head reaches this many slots. Truncating an array to
+// length 0 drops its backing store on V8, so a list that fills and drains
+// one item at a time (a Queue(1), a lock's line) would allocate a new one
+// per item: about 130 ns per item on Deno, against 4 ns for the push and
+// take themselves.
+const DRAINED_ARRAY_KEPT_BELOW = 64;
+
+// Whether an array read up to `head` and now empty is worth truncating to
+// length 0: see DRAINED_ARRAY_KEPT_BELOW.
+function drainedWorthResetting(head: number): boolean {
+  return head >= DRAINED_ARRAY_KEPT_BELOW;
 }
 
 // A first-in-first-out list whose take() is O(1): an array read from a
@@ -930,7 +945,7 @@ class Deque<T> {
     if (head === items.length) return undefined;
     const item = items[head];
     items[head] = undefined;
-    if (head + 1 === items.length) {
+    if (head + 1 === items.length && drainedWorthResetting(head + 1)) {
       items.length = 0;
       this.#head = 0;
     } else if (prefixWorthCompacting(head, items.length)) {
@@ -2394,7 +2409,7 @@ export class EventLoop {
         performance.now() - this.#lastHostTurn >= HOST_TURN_BUDGET_MS;
     }
     if (hostTurn) setImmediate(this.#runFromHost);
-    else queueMicrotask(this.#runFromMicrotask);
+    else RESOLVED_VOID.then(this.#runFromMicrotask); // cheaper than queueMicrotask
   }
 
   #runFromMicrotask = (): void => {
@@ -5652,7 +5667,7 @@ class WaiterList<T> {
       head++;
       this.#holes--;
     }
-    if (head === items.length) {
+    if (head === items.length && drainedWorthResetting(head)) {
       items.length = 0;
       head = 0;
     } else if (prefixWorthCompacting(head, items.length)) {
