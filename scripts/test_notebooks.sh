@@ -11,8 +11,10 @@
 # Exit status: 0 passed; 3 Jupyter or the Deno kernel is missing (a skip,
 # except under CI=true, where it is a failure: 1); anything else failed.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 root=$PWD
+# JUPYTER_PACKAGES, tools_have_jupyter
+source scripts/tools.sh
 
 deno=${1:?usage: test_notebooks.sh DENO [--update]}
 update=${2:-}
@@ -22,7 +24,8 @@ if [ ! -x "$deno" ]; then
 fi
 # The kernel, and `deno` in the checks below, run the same Deno.
 deno=$(cd "$(dirname "$deno")" && pwd)/$(basename "$deno")
-export PATH="$(dirname "$deno"):$PATH"
+PATH="$(dirname "$deno"):$PATH"
+export PATH
 
 missing() { # what, how to get it
   echo "test_notebooks: $1 is missing, so the notebooks cannot run." >&2
@@ -31,9 +34,8 @@ missing() { # what, how to get it
   echo "  (Notebooks skipped.)" >&2
   exit 3
 }
-install_jupyter="apt-get install jupyter-nbconvert python3-nbclient jupyter-client python3-ipykernel"
-if ! command -v jupyter >/dev/null || ! jupyter nbconvert --version >/dev/null 2>&1; then
-  missing "Jupyter (jupyter nbconvert)" "$install_jupyter, then: deno jupyter --install"
+if ! tools_have_jupyter; then
+  missing "Jupyter (jupyter nbconvert)" "apt-get install $JUPYTER_PACKAGES, then: deno jupyter --install"
 fi
 if ! jupyter kernelspec list 2>/dev/null | grep -Eq '^ *deno '; then
   missing "the Deno Jupyter kernel (kernelspec \"deno\")" "deno jupyter --install"
