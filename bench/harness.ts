@@ -144,6 +144,27 @@ export const OPS: Record<Workload, number> = {
 };
 
 /**
+ * The pingpong workload on a queue of maxsize 1: a producer, started by
+ * `start`, puts every item while this function gets them; returns how many
+ * it got. The floor and ours run it on their own queue and task.
+ */
+export async function pingpong(
+  queue: { put(item: number): Promise<void>; get(): Promise<number> },
+  start: (producer: () => Promise<void>) => PromiseLike<void>,
+): Promise<number> {
+  const producer = start(async () => {
+    for (let i = 0; i < size.pingpongItems; i++) await queue.put(i);
+  });
+  let received = 0;
+  for (let i = 0; i < size.pingpongItems; i++) {
+    await queue.get();
+    received++;
+  }
+  await producer;
+  return received;
+}
+
+/**
  * One implementation's version of the workloads it can express: each
  * function does the whole workload once and returns its op count.
  */

@@ -3,7 +3,7 @@
  * primitives of `../floor.ts`), the least work any promise-based design
  * must do for the same result.
  */
-import { DELAYS, size, sumOf, type Workloads } from "../harness.ts";
+import { DELAYS, pingpong, size, sumOf, type Workloads } from "../harness.ts";
 import { BareEvent, BareLock, BareQueue, bareScheduler } from "../floor.ts";
 
 /**
@@ -69,19 +69,7 @@ export const workloads: Workloads = {
     event.set();
     return (await Promise.all(waiters)).length;
   },
-  async pingpong() {
-    const queue = new BareQueue<number>(1);
-    const producer = (async () => {
-      for (let i = 0; i < size.pingpongItems; i++) await queue.put(i);
-    })();
-    let received = 0;
-    for (let i = 0; i < size.pingpongItems; i++) {
-      await queue.get();
-      received++;
-    }
-    await producer;
-    return received;
-  },
+  pingpong: () => pingpong(new BareQueue<number>(1), (producer) => producer()),
   async mpmc() {
     const queue = new BareQueue<number>();
     const each = size.mpmcItems / size.mpmcSides;

@@ -2,7 +2,7 @@
  * Every workload with `@aio/asyncio`, each a whole `run(...)`: a fresh event
  * loop, the work, and closing the loop.
  */
-import { DELAYS, size, sumOf, type Workloads } from "../harness.ts";
+import { DELAYS, pingpong, size, sumOf, type Workloads } from "../harness.ts";
 import {
   createTask,
   Event,
@@ -87,19 +87,9 @@ export const workloads: Workloads = {
     });
   },
   pingpong() {
-    return run(async () => {
-      const queue = new Queue<number>(1);
-      const producer = createTask(async () => {
-        for (let i = 0; i < size.pingpongItems; i++) await queue.put(i);
-      });
-      let received = 0;
-      for (let i = 0; i < size.pingpongItems; i++) {
-        await queue.get();
-        received++;
-      }
-      await producer;
-      return received;
-    });
+    return run(() =>
+      pingpong(new Queue<number>(1), (producer) => createTask(producer))
+    );
   },
   mpmc() {
     return run(async () => {
