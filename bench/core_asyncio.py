@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The three core workloads of bench/core.ts, in CPython's asyncio.
+"""The three core workloads of bench/impl/ (tasks, switches, timers), in CPython's asyncio.
 
     python3 bench/core_asyncio.py            # stdlib asyncio event loop
     python3 bench/core_asyncio.py --uvloop   # uvloop's event loop
@@ -8,19 +8,19 @@
 
 Prints JSON {workload: ops_per_s} on stdout (with --both, one such object per
 loop), and a line per measurement on stderr. The workloads, sizes, delays and
-method match core.ts:
+method match bench/impl/ and bench/harness.ts:
 
 - tasks: 100,000 coroutines gathered (gather wraps each in a Task), each doing
   one `await asyncio.sleep(0)` and returning 1. ops = tasks.
 - switches: 10 tasks each doing 10,000 `await asyncio.sleep(0)`. ops = switches.
 - timers: 100,000 concurrent tasks each doing `await asyncio.sleep(d / 1000)`,
-  d in 1..10 ms from the same 32-bit LCG as core.ts. ops = timers per second
+  d in 1..10 ms from the same 32-bit LCG as harness.ts. ops = timers per second
   of wall time.
 
 One warm-up run, then up to --runs (5) runs, fewer once a measurement has used
 its time budget (4 s, or 12 s if that leaves fewer than 3 runs); the median is
 reported. Each run is a whole `Runner.run`
-call on a fresh event loop (like `run(...)` in core.ts), after gc.collect().
+call on a fresh event loop (like `run(...)` in impl/ours.ts), after gc.collect().
 """
 
 import asyncio
@@ -35,7 +35,7 @@ N_TIMERS = 100_000 // SCALE
 
 
 def timer_delays(n):
-    """Same as core.ts: 32-bit LCG, d = 1 + (x >> 16) % 10 (in ms)."""
+    """Same as harness.ts: 32-bit LCG, d = 1 + (x >> 16) % 10 (in ms)."""
     out = []
     x = 12345
     for _ in range(n):

@@ -4,18 +4,13 @@
 // same with `bun` / `node`. N defaults to the number of cores; the speed-up
 // approaches N on an idle machine.
 import { availableParallelism } from "node:os";
-import process from "node:process";
 import { gather, run, WorkerPoolExecutor } from "../mod.ts";
 import type * as Work from "../tests/executor_work.ts";
+import { flag, table } from "./harness.ts";
 
-function option(name: string, fallback: number): number {
-  const index = process.argv.indexOf(`--${name}`);
-  return index >= 0 ? Number(process.argv[index + 1]) : fallback;
-}
-
-const jobs = option("jobs", 8);
-const n = option("n", 32);
-const workers = option("workers", availableParallelism());
+const jobs = Number(flag("--jobs") ?? 8);
+const n = Number(flag("--n") ?? 32);
+const workers = Number(flag("--workers") ?? availableParallelism());
 const WORK = new URL("../tests/executor_work.ts", import.meta.url);
 
 async function wallTime(maxWorkers: number): Promise<number> {
@@ -39,7 +34,9 @@ async function wallTime(maxWorkers: number): Promise<number> {
 
 const one = await wallTime(1);
 const many = await wallTime(workers);
-console.log(`| workers | wall ms (${jobs} x fib(${n})) | speed-up |`);
-console.log("| ------: | ------: | ------: |");
-console.log(`| 1 | ${one.toFixed(0)} | 1.00 |`);
-console.log(`| ${workers} | ${many.toFixed(0)} | ${(one / many).toFixed(2)} |`);
+console.log(
+  table(["workers", `wall ms (${jobs} x fib(${n}))`, "speed-up"], [
+    ["1", one.toFixed(0), "1.00"],
+    [String(workers), many.toFixed(0), (one / many).toFixed(2)],
+  ]).join("\n"),
+);

@@ -8,6 +8,7 @@
  * batch. No timers, no task objects, no cancellation: only the queue an
  * asyncio-style loop needs, so `sleep(0)` is measured against it.
  */
+import { size } from "./harness.ts";
 export function bareScheduler(): () => Promise<void> {
   let ready: Array<() => void> = [];
   let scheduled = false;
@@ -117,4 +118,24 @@ export class BareEvent {
     for (const resolve of this.#waiters) resolve();
     this.#waiters = [];
   }
+}
+
+/**
+ * The lock workload for a peer whose lock runs a function exclusively
+ * (async-mutex's `runExclusive`, p-limit's `limit`): plain async functions
+ * for tasks, and `bareScheduler` for `sleep(0)`, the cheapest turn there is.
+ */
+export async function exclusiveRounds(
+  runExclusive: (critical: () => Promise<void>) => Promise<unknown>,
+): Promise<number> {
+  const yieldNow = bareScheduler();
+  let acquisitions = 0;
+  const critical = async () => {
+    acquisitions++;
+    await yieldNow();
+  };
+  await Promise.all(Array.from({ length: size.lockTasks }, async () => {
+    for (let i = 0; i < size.lockRounds; i++) await runExclusive(critical);
+  }));
+  return acquisitions;
 }

@@ -17,7 +17,14 @@
  * cancelled and the loop closes. Prints JSON on stdout.
  */
 import { BareLock, BareQueue } from "./floor.ts";
-import { canGc, forceGc, runtimeKey, runtimeName, SCALE } from "./harness.ts";
+import {
+  canGc,
+  forceGc,
+  printJsonAndExit,
+  runtimeKey,
+  runtimeName,
+  SCALE,
+} from "./harness.ts";
 import process from "node:process";
 
 const N = 100_000 / SCALE;
@@ -110,11 +117,10 @@ for (const kind of KINDS) {
     );
   }
 }
-console.log(JSON.stringify({
+printJsonAndExit({
   runtime: runtimeKey,
   runtimeName,
   exactGc: canGc,
   tasks: N,
   bytesPerTask: out,
-}));
-process.exit(0);
+});

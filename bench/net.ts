@@ -13,7 +13,9 @@
  * - bare node:net: `net.createServer`, `socket.on("data", d => socket.write(d))`,
  *   the floor for this runtime.
  * - CPython asyncio and uvloop, streams and protocol (bench/net_asyncio.py),
- *   when python3 is there (uvloop when importable).
+ *   on the CPython `scripts/tools.sh` found: `bash bench/all.sh --net` runs
+ *   this file with AIO_PYTHON and AIO_UVLOOP set (run by hand without them,
+ *   the CPython rows are skipped).
  *
  * The clients are bare node:net sockets in this process, the same for every
  * server. Each cell runs S seconds (default 2) after 0.3 s of warm-up and
@@ -22,7 +24,7 @@
  * between servers are the point.
  */
 import * as net from "node:net";
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import {
@@ -34,11 +36,11 @@ import {
   type StreamWriter,
   type Transport,
 } from "../mod.ts";
+import { env, flag, fmtOps, runtimeName, table } from "./harness.ts";
 
 const MESSAGE_SIZE = 1024;
 const CONCURRENCY = [10, 100];
-const args = process.argv.slice(2);
-const seconds = Number(args[args.indexOf("--seconds") + 1]) || 2;
+const seconds = Number(flag("--seconds")) || 2;
 const here = fileURLToPath(new URL(".", import.meta.url));
 const isDeno = "Deno" in globalThis;
 
@@ -191,12 +193,6 @@ async function load(
 async function main(): Promise<void> {
   const self = fileURLToPath(import.meta.url);
   const runtime = isDeno ? ["run", "-A", self] : [self];
-  const runtimeName = isDeno
-    ? `Deno ${
-      (globalThis as unknown as { Deno: { version: { deno: string } } }).Deno
-        .version.deno
-    }`
-    : `Bun ${process.versions.bun}`;
   const servers: Array<[string, string, string[]]> = [
     ["@aio/asyncio streams", process.execPath, [
       ...runtime,
@@ -210,18 +206,19 @@ async function main(): Promise<void> {
     ]],
     ["bare node:net", process.execPath, [...runtime, "--serve", "bare"]],
   ];
-  const python = ["/usr/bin/python3", "python3"].find((p) =>
-    spawnSync(p, ["-c", "import asyncio"]).status === 0
-  );
-  if (python === undefined) {
-    console.error("python3 not found: skipping the CPython rows");
+  // Found by scripts/tools.sh, which says so when they are missing.
+  const python = env("AIO_PYTHON");
+  if (python === "") {
+    console.error(
+      "no AIO_PYTHON (bash bench/all.sh --net sets it): skipping the CPython rows",
+    );
   } else {
     const script = `${here}net_asyncio.py`;
     servers.push(
       ["CPython asyncio streams", python, [script, "--serve", "streams"]],
       ["CPython asyncio protocol", python, [script, "--serve", "protocol"]],
     );
-    if (spawnSync(python, ["-c", "import uvloop"]).status === 0) {
+    if (env("AIO_UVLOOP") === "1") {
       servers.push(
         ["uvloop streams", python, [script, "--serve", "streams", "--uvloop"]],
         ["uvloop protocol", python, [
@@ -231,35 +228,30 @@ async function main(): Promise<void> {
           "--uvloop",
         ]],
       );
-    } else {
-      console.error(`uvloop is not importable by ${python}: skipping its rows`);
     }
   }
-  const rows: string[] = [];
+  const rows: string[][] = [];
   for (const [name, command, commandArgs] of servers) {
     const cells: string[] = [];
     for (const clients of CONCURRENCY) {
       const [child, port] = await startServerProcess(command, commandArgs);
       try {
         const rate = await load(port, clients, seconds * 1000);
-        cells.push(Math.round(rate).toLocaleString("en-US"));
+        cells.push(fmtOps(rate));
         console.error(`${name}, ${clients} clients: ${Math.round(rate)} req/s`);
       } finally {
         await stopServerProcess(child);
       }
     }
-    rows.push(`| ${name} | ${cells.join(" | ")} |`);
+    rows.push([name, ...cells]);
   }
   console.log(
     `\nTCP echo, 1 KiB messages, requests/s (clients: bare node:net on ${runtimeName}, ${seconds} s per cell)\n`,
   );
-  console.log(
-    `| server | ${CONCURRENCY.map((c) => `${c} clients`).join(" | ")} |`,
-  );
-  console.log(`| --- | ${CONCURRENCY.map(() => "---:").join(" | ")} |`);
-  for (const row of rows) console.log(row);
+  const head = ["server", ...CONCURRENCY.map((c) => `${c} clients`)];
+  console.log(table(head, rows).join("\n"));
 }
 
-const serveIndex = args.indexOf("--serve");
-if (serveIndex >= 0) await serve(args[serveIndex + 1]);
+const serverKind = flag("--serve");
+if (serverKind !== undefined) await serve(serverKind);
 else await main();

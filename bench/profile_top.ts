@@ -6,6 +6,8 @@
  *
  *     deno run -A bench/profile_top.ts FILE.cpuprofile [--top 15]
  */
+import { table } from "./harness.ts";
+
 type Frame = {
   functionName: string;
   url: string;
@@ -67,20 +69,19 @@ for (let i = 0; i < profile.samples.length; i++) {
 }
 
 const pct = (ms: number) => `${(100 * ms / all).toFixed(1)}%`;
-const rows = (m: Map<string, number>) =>
-  [...m].sort((a, b) => b[1] - a[1]).slice(0, TOP).map(([k, ms]) =>
-    `| ${k} | ${ms.toFixed(0)} | ${pct(ms)} |`
+const top = (what: string, m: Map<string, number>) =>
+  table(
+    [what, "ms", "share"],
+    [...m].sort((a, b) => b[1] - a[1]).slice(0, TOP).map((
+      [k, ms],
+    ) => [k, ms.toFixed(0), pct(ms)]),
   );
 console.log(
   [
     `${file}: ${all.toFixed(0)} ms sampled`,
     "",
-    "| self time: function | ms | share |",
-    "| --- | ---: | ---: |",
-    ...rows(self),
+    ...top("self time: function", self),
     "",
-    "| total time, mod.ts functions | ms | share |",
-    "| --- | ---: | ---: |",
-    ...rows(total),
+    ...top("total time, mod.ts functions", total),
   ].join("\n"),
 );

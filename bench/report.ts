@@ -11,6 +11,7 @@
  * `py-memory-asyncio.json`, `py-memory-uvloop.json` (from
  * `memory_asyncio.py`). Anything missing shows as n/a.
  */
+import { fmtOps, fmtRatio as ratioText, table, WORKLOADS } from "./harness.ts";
 
 const dir = Deno.args[0];
 if (dir === undefined) {
@@ -47,15 +48,6 @@ const LABEL: Record<string, string> = {
   "async-mutex": "async-mutex",
   "p-limit": "p-limit",
 };
-const WORKLOADS = [
-  "tasks",
-  "switches",
-  "timers",
-  "lock",
-  "event",
-  "pingpong",
-  "mpmc",
-];
 const GOAL = { floor: 0.5, uvloop: 2, peer: 1 };
 
 type Outcome = { ops: number; cpuOps?: number; runsMs: number[] } | {
@@ -114,15 +106,10 @@ function cellOf(rt: string, impl: string, w: string): string {
   return fmtOps(opsOf(rt, impl, w));
 }
 
-function fmtOps(x: number | undefined): string {
-  return x === undefined || !Number.isFinite(x)
-    ? "n/a"
-    : Math.round(x).toLocaleString("en-US");
-}
+/** A ratio, in bold when it is below the goal. */
 function fmtRatio(x: number | undefined, goal?: number): string {
-  if (x === undefined || !Number.isFinite(x)) return "n/a";
-  const s = x >= 10 ? x.toFixed(1) : x >= 0.1 ? x.toFixed(2) : x.toPrecision(2);
-  return goal !== undefined && x < goal ? `**${s}**` : s;
+  const s = ratioText(x);
+  return goal !== undefined && x !== undefined && x < goal ? `**${s}**` : s;
 }
 const div = (a: number | undefined, b: number | undefined) =>
   a === undefined || b === undefined ? undefined : a / b;
@@ -154,10 +141,9 @@ out.push(
   for (const rt of present) {
     head.push(`${nameOf(rt)}: /floor`, "/uvloop", "/best peer");
   }
-  out.push(`| ${head.join(" | ")} |`);
-  out.push(`| --- |${" ---: |".repeat(head.length - 1)}`);
+  const rows: string[][] = [];
   for (const w of WORKLOADS) {
-    const cells = [w];
+    const cells: string[] = [w];
     for (const rt of present) {
       const ours = opsOf(rt, "ours", w);
       cells.push(fmtRatio(div(ours, opsOf(rt, "floor", w)), GOAL.floor));
@@ -177,8 +163,9 @@ out.push(
           : `${fmtRatio(div(ours, bestOps), GOAL.peer)} (${LABEL[best]})`,
       );
     }
-    out.push(`| ${cells.join(" | ")} |`);
+    rows.push(cells);
   }
+  out.push(...table(head, rows));
 }
 
 for (const rt of summaryOnly ? [] : present) {
@@ -186,9 +173,8 @@ for (const rt of summaryOnly ? [] : present) {
     "",
     `### ${nameOf(rt)}, ops/s`,
     "",
-    "| workload | floor | ours | ours/floor | CPython asyncio | uvloop | ours/uvloop | Effect | Effection | async-mutex | p-limit |",
-    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
   );
+  const rows: string[][] = [];
   for (const w of WORKLOADS) {
     const ours = opsOf(rt, "ours", w);
     const cells = [
@@ -208,9 +194,19 @@ for (const rt of summaryOnly ? [] : present) {
           : `${fmtOps(o)} (${fmtRatio(div(ours, o))})`,
       );
     }
-    out.push(`| ${cells.join(" | ")} |`);
+    rows.push(cells);
   }
   out.push(
+    ...table([
+      "workload",
+      "floor",
+      "ours",
+      "ours/floor",
+      "CPython asyncio",
+      "uvloop",
+      "ours/uvloop",
+      ...PEERS.map((p) => LABEL[p]),
+    ], rows),
     "",
     "Peer cells: ops/s (ours divided by the peer). n/a: the peer cannot express the workload.",
   );
@@ -239,9 +235,8 @@ if (!summaryOnly && (memRuntimes.length || pyMem.asyncio)) {
     "",
     "### Bytes per pending task",
     "",
-    `| ${head.join(" | ")} |`,
-    `| --- |${" ---: |".repeat(head.length - 1)}`,
   );
+  const rows: string[][] = [];
   const fmtBytes = (x: number | string | undefined) =>
     typeof x === "number" ? Math.round(x).toLocaleString("en-US") : "n/a";
   for (
@@ -261,9 +256,10 @@ if (!summaryOnly && (memRuntimes.length || pyMem.asyncio)) {
       cells.push(fmtBytes(mem[rt]!.bytesPerTask.floor?.[kind]));
     }
     cells.push(fmtBytes(pyMem.asyncio?.[kind]), fmtBytes(pyMem.uvloop?.[kind]));
-    out.push(`| ${cells.join(" | ")} |`);
+    rows.push(cells);
   }
   out.push(
+    ...table(head, rows),
     "",
     `Heap growth per task with ${
       (mem[memRuntimes[0]]?.tasks ?? 0).toLocaleString("en-US")

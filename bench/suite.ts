@@ -15,8 +15,11 @@
 import {
   argv,
   flag,
+  fmtOps,
   measure,
   type Measurement,
+  OPS,
+  printJsonAndExit,
   runtimeKey,
   runtimeName,
   SCALE,
@@ -60,14 +63,12 @@ for (const w of WORKLOADS) {
   const fn = workloads[w];
   if (fn === undefined) continue;
   try {
-    const m = await measure(fn, w, `${impl}/${w}`);
+    const m = await measure(fn, OPS[w], `${impl}/${w}`);
     results[w] = m;
     console.error(
-      `# ${runtimeName} ${impl}/${w}: ${
-        Math.round(m.ops).toLocaleString("en-US")
-      } ops/s (median ${m.medianMs.toFixed(1)} ms of ${m.runsMs.length}), ${
-        Math.round(m.cpuOps).toLocaleString("en-US")
-      } per CPU s`,
+      `# ${runtimeName} ${impl}/${w}: ${fmtOps(m.ops)} ops/s (median ${
+        m.medianMs.toFixed(1)
+      } ms of ${m.runsMs.length}), ${fmtOps(m.cpuOps)} per CPU s`,
     );
   } catch (e) {
     const error = e instanceof Error ? e.message : String(e);
@@ -75,14 +76,11 @@ for (const w of WORKLOADS) {
     console.error(`# ${runtimeName} ${impl}/${w}: ERROR ${error}`);
   }
 }
-console.log(JSON.stringify({
+printJsonAndExit({
   runtime: runtimeKey,
   runtimeName,
   impl,
   scale: SCALE,
   args: argv,
   results,
-}));
-// Peers may leave timers or fibers behind; the numbers are out.
-(globalThis as { process?: { exit(code: number): void } }).process?.exit(0);
-(globalThis as { Deno?: { exit(code: number): void } }).Deno?.exit(0);
+});

@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-"""The workloads of bench/sync.ts, in CPython's asyncio.
+"""The sync workloads of bench/impl/ (pingpong, mpmc, lock, event), in CPython's asyncio.
 
     python3 bench/sync_asyncio.py            # stdlib asyncio event loop
     python3 bench/sync_asyncio.py --uvloop   # uvloop's event loop
     python3 bench/sync_asyncio.py --quick    # sizes / 10, for a smoke test
 
 Prints JSON {workload: ops_per_s} on stdout and one line per workload on
-stderr. Same workloads and sizes as sync.ts: pingpong (Queue(1), 200,000
+stderr. Same workloads and sizes as bench/impl/: pingpong (Queue(1), 200,000
 items), mpmc (4 producers, 4 consumers, unbounded Queue, 1,000,000 items),
 lock (100 tasks x 2,000 acquisitions, asyncio.sleep(0) inside the lock),
 event (100,000 tasks woken by one Event, making the tasks included).

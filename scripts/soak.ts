@@ -199,6 +199,13 @@ async function connections() {
 }
 
 // 4. A child writing 200 MB that we read; one that we never read.
+const CHILD_BYTES = 200_000_000;
+/** A child writing CHILD_BYTES zero bytes to its stdout, a pipe. */
+const zeros = () =>
+  createSubprocessExec("head", ["-c", String(CHILD_BYTES), "/dev/zero"], {
+    stdout: PIPE,
+  });
+
 async function children() {
   const fd0 = fds();
   const base = heap();
@@ -206,11 +213,7 @@ async function children() {
   let bytes = 0;
   let peak = 0;
   await run(async () => {
-    const child = await createSubprocessExec("head", [
-      "-c",
-      "200000000",
-      "/dev/zero",
-    ], { stdout: PIPE });
+    const child = await zeros();
     const started = performance.now();
     for (;;) {
       const chunk = await child.stdout!.read(1 << 20);
@@ -232,11 +235,7 @@ async function children() {
   });
   let held = 0;
   await run(async () => {
-    const child = await createSubprocessExec("head", [
-      "-c",
-      "200000000",
-      "/dev/zero",
-    ], { stdout: PIPE });
+    const child = await zeros();
     // Never read: the reader pauses the pipe at 2 × limit, the child blocks.
     await sleep(1000);
     held = process.memoryUsage().rss;

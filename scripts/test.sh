@@ -10,11 +10,9 @@
 # - Jupyter (for the notebooks) and python3 (a real peer in some tests):
 #   skipped with a message when missing. Under CI=true nothing is skipped.
 set -uo pipefail
-cd "$(dirname "$0")/.."
-root=$PWD
-tools="$root/.tools/node_modules/.bin"
-# DENO_VERSION, BUN_VERSION, NODE_VERSION, NODE22_VERSION
-source "$root/.ci/versions"
+cd "$(dirname "$0")/.." || exit 1
+# The runtimes' versions and where they are found: scripts/tools.sh.
+source scripts/tools.sh
 
 passed=0
 failed=0
@@ -44,10 +42,6 @@ count() { # runner log exit-code
   failed=$((failed + ${f:-0}))
 }
 
-version_at_least() { # have want
-  [ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -1)" = "$2" ]
-}
-
 # How long each part took, for the summary.
 timings=()
 started_at=0
@@ -56,44 +50,15 @@ end_part() { # name
   timings+=("$1 $(($(date +%s) - started_at)) s")
 }
 
-deno=$(command -v deno || true)
-[ -n "$deno" ] || deno="$tools/deno"
-if [ ! -x "$deno" ]; then
-  echo "Deno not found: install it (npm i -g deno) and run again." >&2
-  exit 1
-fi
-
-bun=$(command -v bun || true)
-if [ -n "$bun" ] && ! version_at_least "$("$bun" --version)" "$BUN_VERSION"; then
-  bun=""
-fi
-[ -n "$bun" ] || bun="$tools/bun"
-if [ ! -x "$bun" ]; then
-  echo "Bun $BUN_VERSION or newer not found: installing bun@$BUN_VERSION from npm into .tools/ (one time)."
-  npm install --silent --prefix "$root/.tools" "bun@$BUN_VERSION" || exit 1
-fi
-
-# Node: the machine's when it is new enough, else npm's node@24 in .tools/.
-node=$(command -v node || true)
-if [ -n "$node" ] && ! version_at_least "$("$node" --version | tr -d v)" "$NODE_VERSION"; then
-  node=""
-fi
-[ -n "$node" ] || node="$root/.tools/node_modules/node/bin/node"
-if [ ! -x "$node" ]; then
-  echo "Node $NODE_VERSION or newer not found: installing node@$NODE_VERSION from npm into .tools/ (one time)."
-  npm install --silent --prefix "$root/.tools" "node@$NODE_VERSION" || exit 1
-fi
-
-# Node 22, under CI=true only: npm's node@22 as .tools/node_modules/node22.
+# Deno, Bun and Node 24; under CI=true, Node 22 as well.
+runtimes=(deno bun node)
+[ "${CI:-}" = "true" ] && runtimes+=(node22)
+tools_use "${runtimes[@]}" || exit 1
+deno=$AIO_DENO
+bun=$AIO_BUN
+node=$AIO_NODE
 node22=""
-if [ "${CI:-}" = "true" ]; then
-  node22="$root/.tools/node_modules/node22/bin/node"
-  if [ ! -x "$node22" ] ||
-    ! version_at_least "$("$node22" --version | tr -d v)" "$NODE22_VERSION"; then
-    echo "Node $NODE22_VERSION or newer 22 not found: installing node@22 from npm into .tools/node_modules/node22."
-    npm install --silent --prefix "$root/.tools" "node22@npm:node@22" || exit 1
-  fi
-fi
+[ "${CI:-}" = "true" ] && node22=$AIO_NODE22
 
 # Test-only npm packages (fast-check, pyodide), from package.json into
 # node_modules/, where Deno, Bun and Node all find them.

@@ -8,11 +8,14 @@
 #   bash scripts/test_notebooks.sh DENO --update   # also rewrite the outputs
 #                                                  # committed in notebooks/
 #
-# Exit status: 0 passed; 3 Jupyter or the Deno kernel is missing (a skip,
-# except under CI=true, where it is a failure: 1); anything else failed.
+# Exit status: 0 passed; 3 Jupyter is missing (a skip, except under CI=true,
+# where it is a failure: 1); anything else failed. The Deno kernel is DENO's,
+# whatever kernel `deno jupyter --install` registered on the machine.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 root=$PWD
+# JUPYTER_PACKAGES, tools_have_jupyter
+source scripts/tools.sh
 
 deno=${1:?usage: test_notebooks.sh DENO [--update]}
 update=${2:-}
@@ -22,7 +25,8 @@ if [ ! -x "$deno" ]; then
 fi
 # The kernel, and `deno` in the checks below, run the same Deno.
 deno=$(cd "$(dirname "$deno")" && pwd)/$(basename "$deno")
-export PATH="$(dirname "$deno"):$PATH"
+PATH="$(dirname "$deno"):$PATH"
+export PATH
 
 missing() { # what, how to get it
   echo "test_notebooks: $1 is missing, so the notebooks cannot run." >&2
@@ -31,16 +35,24 @@ missing() { # what, how to get it
   echo "  (Notebooks skipped.)" >&2
   exit 3
 }
-install_jupyter="apt-get install jupyter-nbconvert python3-nbclient jupyter-client python3-ipykernel"
-if ! command -v jupyter >/dev/null || ! jupyter nbconvert --version >/dev/null 2>&1; then
-  missing "Jupyter (jupyter nbconvert)" "$install_jupyter, then: deno jupyter --install"
-fi
-if ! jupyter kernelspec list 2>/dev/null | grep -Eq '^ *deno '; then
-  missing "the Deno Jupyter kernel (kernelspec \"deno\")" "deno jupyter --install"
+if ! tools_have_jupyter; then
+  missing "Jupyter (jupyter nbconvert)" "apt-get install $JUPYTER_PACKAGES"
 fi
 
 work=$(mktemp -d)
 trap '[ -n "${KEEP:-}" ] || rm -rf "$work"' EXIT
+# The Deno kernel, as `deno jupyter --install` writes it but for this Deno,
+# first on Jupyter's path: a kernelspec installed for another Deno (or
+# none) does not change what is tested.
+mkdir -p "$work/jupyter/kernels/deno"
+cat >"$work/jupyter/kernels/deno/kernel.json" <<JSON
+{
+  "argv": ["$deno", "jupyter", "--kernel", "--conn", "{connection_file}"],
+  "display_name": "Deno",
+  "language": "typescript"
+}
+JSON
+export JUPYTER_PATH="$work/jupyter${JUPYTER_PATH:+:$JUPYTER_PATH}"
 mkdir "$work/notebooks"
 cp notebooks/*.ipynb "$work/notebooks/"
 cp mod.ts "$work/mod.ts"

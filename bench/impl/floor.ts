@@ -1,29 +1,38 @@
 /**
  * The floor: every workload written with bare hand-written promises (the
  * primitives of `../floor.ts`), the least work any promise-based design
- * must do for the same result. The same code as the floors of `core.ts` and
- * `sync.ts`.
+ * must do for the same result.
  */
-import {
-  DELAYS,
-  EVENT_TASKS,
-  LOCK_ROUNDS,
-  LOCK_TASKS,
-  MPMC_ITEMS,
-  MPMC_SIDES,
-  N_TASKS,
-  PINGPONG_ITEMS,
-  sumOf,
-  SWITCH_TASKS,
-  SWITCHES_PER_TASK,
-  type Workloads,
-} from "../harness.ts";
+import { DELAYS, pingpong, size, sumOf, type Workloads } from "../harness.ts";
 import { BareEvent, BareLock, BareQueue, bareScheduler } from "../floor.ts";
+
+/**
+ * The lock workload on the bare lock, `yieldNow` standing for `sleep(0)`
+ * (`bench/lock_study.ts` tries other ways to yield).
+ */
+export async function lockWith(
+  yieldNow: () => Promise<unknown>,
+): Promise<number> {
+  const lock = new BareLock();
+  let acquisitions = 0;
+  await Promise.all(Array.from({ length: size.lockTasks }, async () => {
+    for (let i = 0; i < size.lockRounds; i++) {
+      await lock.acquire();
+      try {
+        acquisitions++;
+        await yieldNow();
+      } finally {
+        lock.release();
+      }
+    }
+  }));
+  return acquisitions;
+}
 
 export const workloads: Workloads = {
   async tasks() {
     const results = await Promise.all(
-      Array.from({ length: N_TASKS }, async () => {
+      Array.from({ length: size.tasks }, async () => {
         await null;
         return 1;
       }),
@@ -33,11 +42,11 @@ export const workloads: Workloads = {
   async switches() {
     const yieldNow = bareScheduler();
     const worker = async () => {
-      for (let i = 0; i < SWITCHES_PER_TASK; i++) await yieldNow();
-      return SWITCHES_PER_TASK;
+      for (let i = 0; i < size.switchesPerTask; i++) await yieldNow();
+      return size.switchesPerTask;
     };
     return sumOf(
-      await Promise.all(Array.from({ length: SWITCH_TASKS }, worker)),
+      await Promise.all(Array.from({ length: size.switchTasks }, worker)),
     );
   },
   async timers() {
@@ -48,27 +57,11 @@ export const workloads: Workloads = {
     );
     return sumOf(results);
   },
-  async lock() {
-    const lock = new BareLock();
-    const yieldNow = bareScheduler();
-    let acquisitions = 0;
-    await Promise.all(Array.from({ length: LOCK_TASKS }, async () => {
-      for (let i = 0; i < LOCK_ROUNDS; i++) {
-        await lock.acquire();
-        try {
-          acquisitions++;
-          await yieldNow();
-        } finally {
-          lock.release();
-        }
-      }
-    }));
-    return acquisitions;
-  },
+  lock: () => lockWith(bareScheduler()),
   async event() {
     const event = new BareEvent();
     const yieldNow = bareScheduler();
-    const waiters = Array.from({ length: EVENT_TASKS }, async () => {
+    const waiters = Array.from({ length: size.eventTasks }, async () => {
       await event.wait();
       return 1;
     });
@@ -76,32 +69,20 @@ export const workloads: Workloads = {
     event.set();
     return (await Promise.all(waiters)).length;
   },
-  async pingpong() {
-    const queue = new BareQueue<number>(1);
-    const producer = (async () => {
-      for (let i = 0; i < PINGPONG_ITEMS; i++) await queue.put(i);
-    })();
-    let received = 0;
-    for (let i = 0; i < PINGPONG_ITEMS; i++) {
-      await queue.get();
-      received++;
-    }
-    await producer;
-    return received;
-  },
+  pingpong: () => pingpong(new BareQueue<number>(1), (producer) => producer()),
   async mpmc() {
     const queue = new BareQueue<number>();
-    const each = MPMC_ITEMS / MPMC_SIDES;
-    const producers = Array.from({ length: MPMC_SIDES }, async () => {
+    const each = size.mpmcItems / size.mpmcSides;
+    const producers = Array.from({ length: size.mpmcSides }, async () => {
       for (let i = 0; i < each; i++) await queue.put(i);
     });
-    const consumers = Array.from({ length: MPMC_SIDES }, async () => {
+    const consumers = Array.from({ length: size.mpmcSides }, async () => {
       let received = 0;
       while ((await queue.get()) >= 0) received++;
       return received;
     });
     await Promise.all(producers);
-    for (let i = 0; i < MPMC_SIDES; i++) await queue.put(-1);
+    for (let i = 0; i < size.mpmcSides; i++) await queue.put(-1);
     return sumOf(await Promise.all(consumers));
   },
 };

@@ -1,22 +1,8 @@
 /**
  * Every workload with `@aio/asyncio`, each a whole `run(...)`: a fresh event
- * loop, the work, and closing the loop. The same code as `core.ts` and
- * `sync.ts`.
+ * loop, the work, and closing the loop.
  */
-import {
-  DELAYS,
-  EVENT_TASKS,
-  LOCK_ROUNDS,
-  LOCK_TASKS,
-  MPMC_ITEMS,
-  MPMC_SIDES,
-  N_TASKS,
-  PINGPONG_ITEMS,
-  sumOf,
-  SWITCH_TASKS,
-  SWITCHES_PER_TASK,
-  type Workloads,
-} from "../harness.ts";
+import { DELAYS, pingpong, size, sumOf, type Workloads } from "../harness.ts";
 import {
   createTask,
   Event,
@@ -32,7 +18,7 @@ export const workloads: Workloads = {
   tasks() {
     return run(async () => {
       const results = await gather(
-        Array.from({ length: N_TASKS }, () => async () => {
+        Array.from({ length: size.tasks }, () => async () => {
           await sleep(0);
           return 1;
         }),
@@ -43,11 +29,11 @@ export const workloads: Workloads = {
   switches() {
     return run(async () => {
       const worker = async () => {
-        for (let i = 0; i < SWITCHES_PER_TASK; i++) await sleep(0);
-        return SWITCHES_PER_TASK;
+        for (let i = 0; i < size.switchesPerTask; i++) await sleep(0);
+        return size.switchesPerTask;
       };
       const tasks = Array.from(
-        { length: SWITCH_TASKS },
+        { length: size.switchTasks },
         () => createTask(worker),
       );
       let total = 0;
@@ -71,9 +57,9 @@ export const workloads: Workloads = {
       const lock = new Lock();
       let acquisitions = 0;
       const tasks: Task<void>[] = [];
-      for (let t = 0; t < LOCK_TASKS; t++) {
+      for (let t = 0; t < size.lockTasks; t++) {
         tasks.push(createTask(async () => {
-          for (let i = 0; i < LOCK_ROUNDS; i++) {
+          for (let i = 0; i < size.lockRounds; i++) {
             using _ = await lock.acquire();
             acquisitions++;
             await sleep(0);
@@ -88,7 +74,7 @@ export const workloads: Workloads = {
     return run(async () => {
       const event = new Event();
       const waiters = Array.from(
-        { length: EVENT_TASKS },
+        { length: size.eventTasks },
         () =>
           createTask(async () => {
             await event.wait();
@@ -101,33 +87,23 @@ export const workloads: Workloads = {
     });
   },
   pingpong() {
-    return run(async () => {
-      const queue = new Queue<number>(1);
-      const producer = createTask(async () => {
-        for (let i = 0; i < PINGPONG_ITEMS; i++) await queue.put(i);
-      });
-      let received = 0;
-      for (let i = 0; i < PINGPONG_ITEMS; i++) {
-        await queue.get();
-        received++;
-      }
-      await producer;
-      return received;
-    });
+    return run(() =>
+      pingpong(new Queue<number>(1), (producer) => createTask(producer))
+    );
   },
   mpmc() {
     return run(async () => {
       const queue = new Queue<number>();
-      const each = MPMC_ITEMS / MPMC_SIDES;
+      const each = size.mpmcItems / size.mpmcSides;
       const producers = Array.from(
-        { length: MPMC_SIDES },
+        { length: size.mpmcSides },
         () =>
           createTask(async () => {
             for (let i = 0; i < each; i++) await queue.put(i);
           }),
       );
       const consumers = Array.from(
-        { length: MPMC_SIDES },
+        { length: size.mpmcSides },
         () =>
           createTask(async () => {
             let received = 0;
@@ -136,7 +112,7 @@ export const workloads: Workloads = {
           }),
       );
       await gather(producers);
-      for (let i = 0; i < MPMC_SIDES; i++) await queue.put(-1);
+      for (let i = 0; i < size.mpmcSides; i++) await queue.put(-1);
       return sumOf(await gather(consumers));
     });
   },

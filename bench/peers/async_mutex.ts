@@ -5,23 +5,14 @@
  * turn there is.
  */
 import { Mutex } from "async-mutex";
-import { LOCK_ROUNDS, LOCK_TASKS, type Workloads } from "../harness.ts";
-import { bareScheduler } from "../floor.ts";
+import type { Workloads } from "../harness.ts";
+import { exclusiveRounds } from "../floor.ts";
 
 export const name = "async-mutex";
 
 export const workloads: Workloads = {
-  async lock() {
+  lock() {
     const mutex = new Mutex();
-    const yieldNow = bareScheduler();
-    let acquisitions = 0;
-    const critical = async () => {
-      acquisitions++;
-      await yieldNow();
-    };
-    await Promise.all(Array.from({ length: LOCK_TASKS }, async () => {
-      for (let i = 0; i < LOCK_ROUNDS; i++) await mutex.runExclusive(critical);
-    }));
-    return acquisitions;
+    return exclusiveRounds((critical) => mutex.runExclusive(critical));
   },
 };

@@ -7,43 +7,32 @@
  * is one `Effect.runPromise`.
  */
 import { Effect, Fiber, Latch, Queue, Semaphore } from "effect";
-import {
-  DELAYS,
-  EVENT_TASKS,
-  LOCK_ROUNDS,
-  LOCK_TASKS,
-  MPMC_ITEMS,
-  MPMC_SIDES,
-  N_TASKS,
-  PINGPONG_ITEMS,
-  sumOf,
-  SWITCH_TASKS,
-  SWITCHES_PER_TASK,
-  type Workloads,
-} from "../harness.ts";
+import { DELAYS, size, sumOf, type Workloads } from "../harness.ts";
 
 export const name = "Effect";
+
+/** Forks `n` fibers running `effect`, and returns them. */
+const forkTimes = <A>(n: number, effect: Effect.Effect<A>) =>
+  Effect.gen(function* () {
+    const fibers = [];
+    for (let i = 0; i < n; i++) fibers.push(yield* Effect.forkChild(effect));
+    return fibers;
+  });
 
 export const workloads: Workloads = {
   tasks: () =>
     Effect.runPromise(Effect.gen(function* () {
       const one = Effect.yieldNow.pipe(Effect.as(1));
-      const fibers = [];
-      for (let i = 0; i < N_TASKS; i++) {
-        fibers.push(yield* Effect.forkChild(one));
-      }
+      const fibers = yield* forkTimes(size.tasks, one);
       return sumOf(yield* Fiber.joinAll(fibers));
     })),
   switches: () =>
     Effect.runPromise(Effect.gen(function* () {
       const worker = Effect.gen(function* () {
-        for (let i = 0; i < SWITCHES_PER_TASK; i++) yield* Effect.yieldNow;
-        return SWITCHES_PER_TASK;
+        for (let i = 0; i < size.switchesPerTask; i++) yield* Effect.yieldNow;
+        return size.switchesPerTask;
       });
-      const fibers = [];
-      for (let i = 0; i < SWITCH_TASKS; i++) {
-        fibers.push(yield* Effect.forkChild(worker));
-      }
+      const fibers = yield* forkTimes(size.switchTasks, worker);
       return sumOf(yield* Fiber.joinAll(fibers));
     })),
   timers: () =>
@@ -65,12 +54,9 @@ export const workloads: Workloads = {
         yield* Effect.yieldNow;
       }));
       const worker = Effect.gen(function* () {
-        for (let i = 0; i < LOCK_ROUNDS; i++) yield* critical;
+        for (let i = 0; i < size.lockRounds; i++) yield* critical;
       });
-      const fibers = [];
-      for (let i = 0; i < LOCK_TASKS; i++) {
-        fibers.push(yield* Effect.forkChild(worker));
-      }
+      const fibers = yield* forkTimes(size.lockTasks, worker);
       yield* Fiber.joinAll(fibers);
       return acquisitions;
     })),
@@ -78,10 +64,7 @@ export const workloads: Workloads = {
     Effect.runPromise(Effect.gen(function* () {
       const latch = yield* Latch.make(false);
       const waiter = latch.await.pipe(Effect.as(1));
-      const fibers = [];
-      for (let i = 0; i < EVENT_TASKS; i++) {
-        fibers.push(yield* Effect.forkChild(waiter));
-      }
+      const fibers = yield* forkTimes(size.eventTasks, waiter);
       yield* Effect.yieldNow;
       yield* latch.open;
       return (yield* Fiber.joinAll(fibers)).length;
@@ -90,10 +73,12 @@ export const workloads: Workloads = {
     Effect.runPromise(Effect.gen(function* () {
       const queue = yield* Queue.bounded<number>(1);
       const producer = yield* Effect.forkChild(Effect.gen(function* () {
-        for (let i = 0; i < PINGPONG_ITEMS; i++) yield* Queue.offer(queue, i);
+        for (let i = 0; i < size.pingpongItems; i++) {
+          yield* Queue.offer(queue, i);
+        }
       }));
       let received = 0;
-      for (let i = 0; i < PINGPONG_ITEMS; i++) {
+      for (let i = 0; i < size.pingpongItems; i++) {
         yield* Queue.take(queue);
         received++;
       }
@@ -103,7 +88,7 @@ export const workloads: Workloads = {
   mpmc: () =>
     Effect.runPromise(Effect.gen(function* () {
       const queue = yield* Queue.unbounded<number>();
-      const each = MPMC_ITEMS / MPMC_SIDES;
+      const each = size.mpmcItems / size.mpmcSides;
       const producer = Effect.gen(function* () {
         for (let i = 0; i < each; i++) yield* Queue.offer(queue, i);
       });
@@ -112,16 +97,10 @@ export const workloads: Workloads = {
         while ((yield* Queue.take(queue)) >= 0) received++;
         return received;
       });
-      const producers = [];
-      const consumers = [];
-      for (let i = 0; i < MPMC_SIDES; i++) {
-        producers.push(yield* Effect.forkChild(producer));
-      }
-      for (let i = 0; i < MPMC_SIDES; i++) {
-        consumers.push(yield* Effect.forkChild(consumer));
-      }
+      const producers = yield* forkTimes(size.mpmcSides, producer);
+      const consumers = yield* forkTimes(size.mpmcSides, consumer);
       yield* Fiber.joinAll(producers);
-      for (let i = 0; i < MPMC_SIDES; i++) yield* Queue.offer(queue, -1);
+      for (let i = 0; i < size.mpmcSides; i++) yield* Queue.offer(queue, -1);
       return sumOf(yield* Fiber.joinAll(consumers));
     })),
 };

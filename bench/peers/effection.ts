@@ -12,84 +12,82 @@
  */
 import {
   createQueue,
+  type Operation,
   run,
   sleep,
   spawn,
   type Task,
   withResolvers,
 } from "effection";
-import {
-  DELAYS,
-  EVENT_TASKS,
-  MPMC_ITEMS,
-  MPMC_SIDES,
-  N_TASKS,
-  PINGPONG_ITEMS,
-  type Workloads,
-} from "../harness.ts";
+import { DELAYS, size, type Workloads } from "../harness.ts";
 
 export const name = "Effection";
+
+/** Spawns a task for each body, in order, and returns the tasks. */
+function* spawnEach<T>(
+  bodies: Iterable<() => Operation<T>>,
+): Operation<Task<T>[]> {
+  const tasks: Task<T>[] = [];
+  for (const body of bodies) tasks.push(yield* spawn(body));
+  return tasks;
+}
+
+/** Waits for every task, and returns the sum of their results. */
+function* sumOfTasks(tasks: Task<number>[]): Operation<number> {
+  let total = 0;
+  for (const task of tasks) total += yield* task;
+  return total;
+}
+
+/** `n` times the same body. */
+const times = <T>(n: number, body: T): T[] =>
+  Array.from({ length: n }, () => body);
 
 export const workloads: Workloads = {
   tasks: () =>
     run(function* () {
-      const tasks: Task<number>[] = [];
-      for (let i = 0; i < N_TASKS; i++) {
-        tasks.push(
-          yield* spawn(function* () {
-            yield* sleep(0);
-            return 1;
-          }),
-        );
-      }
-      let total = 0;
-      for (const task of tasks) total += yield* task;
-      return total;
+      return yield* sumOfTasks(
+        yield* spawnEach(times(size.tasks, function* () {
+          yield* sleep(0);
+          return 1;
+        })),
+      );
     }),
   timers: () =>
     run(function* () {
-      const tasks: Task<number>[] = [];
-      for (const d of DELAYS) {
-        tasks.push(
-          yield* spawn(function* () {
+      return yield* sumOfTasks(
+        yield* spawnEach(DELAYS.map((d) =>
+          function* () {
             yield* sleep(d);
             return 1;
-          }),
-        );
-      }
-      let total = 0;
-      for (const task of tasks) total += yield* task;
-      return total;
+          }
+        )),
+      );
     }),
   event: () =>
     run(function* () {
       const event = withResolvers<void>();
-      const tasks: Task<number>[] = [];
-      for (let i = 0; i < EVENT_TASKS; i++) {
-        tasks.push(
-          yield* spawn(function* () {
-            yield* event.operation;
-            return 1;
-          }),
-        );
-      }
+      const tasks = yield* spawnEach<number>(
+        times(size.eventTasks, function* () {
+          yield* event.operation;
+          return 1;
+        }),
+      );
       event.resolve();
-      let total = 0;
-      for (const task of tasks) total += yield* task;
-      return total;
+      return yield* sumOfTasks(tasks);
     }),
   pingpong: () =>
     run(function* () {
       const items = createQueue<number, void>();
       const acks = createQueue<void, void>();
       const producer = yield* spawn(function* () {
-        for (let i = 0; i < PINGPONG_ITEMS; i++) {
+        for (let i = 0; i < size.pingpongItems; i++) {
           items.add(i);
           yield* acks.next();
         }
       });
       let received = 0;
-      for (let i = 0; i < PINGPONG_ITEMS; i++) {
+      for (let i = 0; i < size.pingpongItems; i++) {
         yield* items.next();
         received++;
         acks.add();
@@ -100,31 +98,19 @@ export const workloads: Workloads = {
   mpmc: () =>
     run(function* () {
       const queue = createQueue<number, void>();
-      const each = MPMC_ITEMS / MPMC_SIDES;
-      const consumers: Task<number>[] = [];
-      for (let i = 0; i < MPMC_SIDES; i++) {
-        consumers.push(
-          yield* spawn(function* () {
-            let received = 0;
-            while ((yield* queue.next()).value as number >= 0) received++;
-            return received;
-          }),
-        );
-      }
-      const producers: Task<void>[] = [];
-      for (let i = 0; i < MPMC_SIDES; i++) {
-        producers.push(
-          yield* spawn(function* () {
-            for (let i = 0; i < each; i++) {
-              queue.add(i);
-            }
-          }),
-        );
-      }
+      const each = size.mpmcItems / size.mpmcSides;
+      const consumers = yield* spawnEach<number>(
+        times(size.mpmcSides, function* () {
+          let received = 0;
+          while ((yield* queue.next()).value as number >= 0) received++;
+          return received;
+        }),
+      );
+      const producers = yield* spawnEach(times(size.mpmcSides, function* () {
+        for (let i = 0; i < each; i++) queue.add(i);
+      }));
       for (const task of producers) yield* task;
-      for (let i = 0; i < MPMC_SIDES; i++) queue.add(-1);
-      let total = 0;
-      for (const task of consumers) total += yield* task;
-      return total;
+      for (let i = 0; i < size.mpmcSides; i++) queue.add(-1);
+      return yield* sumOfTasks(consumers);
     }),
 };

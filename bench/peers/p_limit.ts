@@ -4,23 +4,14 @@
  * scheduler (`bareScheduler`), as for async-mutex.
  */
 import pLimit from "p-limit";
-import { LOCK_ROUNDS, LOCK_TASKS, type Workloads } from "../harness.ts";
-import { bareScheduler } from "../floor.ts";
+import type { Workloads } from "../harness.ts";
+import { exclusiveRounds } from "../floor.ts";
 
 export const name = "p-limit";
 
 export const workloads: Workloads = {
-  async lock() {
+  lock() {
     const limit = pLimit(1);
-    const yieldNow = bareScheduler();
-    let acquisitions = 0;
-    const critical = async () => {
-      acquisitions++;
-      await yieldNow();
-    };
-    await Promise.all(Array.from({ length: LOCK_TASKS }, async () => {
-      for (let i = 0; i < LOCK_ROUNDS; i++) await limit(critical);
-    }));
-    return acquisitions;
+    return exclusiveRounds(limit);
   },
 };
