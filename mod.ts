@@ -6892,9 +6892,10 @@ async function awaitRuntimeEvent(
   const onReady = () => settle(undefined);
   emitter.once("error", onError);
   if (wait.ready !== undefined) emitter.once(wait.ready, onReady);
-  let unhook: (() => void) | void = undefined;
+  let unhook: (() => void) | null = null;
   try {
-    unhook = wait.start?.(settle);
+    const started = wait.start?.(settle);
+    if (typeof started === "function") unhook = started;
     await future;
   } catch (error) {
     // A start that threw leaves the future pending: cancelled, it stops
@@ -6905,7 +6906,7 @@ async function awaitRuntimeEvent(
   } finally {
     emitter.off("error", onError);
     if (wait.ready !== undefined) emitter.off(wait.ready, onReady);
-    unhook?.();
+    if (unhook !== null) unhook();
   }
 }
 
