@@ -3546,15 +3546,19 @@ function doneOrStuck(
 // that keeps starting tasks as it is cancelled must still end.
 const SHUTDOWN_ROUNDS = 8;
 
-async function cancelAllTasks(loop: EventLoop): Promise<void> {
+// Closes the loop in the same microtask as the check that found no task
+// left: code a finished task left running (a helper after a host timer)
+// must not start a task in between, on a loop about to close under it.
+async function cancelAllTasksAndClose(loop: EventLoop): Promise<void> {
   const reported = new Set<Task<unknown>>();
   for (let round = 0; round < SHUTDOWN_ROUNDS; round++) {
     const leftover = liveTasksOf(loop).filter((task) =>
       !task.done() && !reported.has(task)
     );
-    if (leftover.length === 0) return;
+    if (leftover.length === 0) break;
     await cancelLeftovers(loop, leftover, reported);
   }
+  loop.close();
 }
 
 async function cancelLeftovers(
@@ -3674,7 +3678,7 @@ export class Runner {
     this.#closed = true;
     if (loop === null) return;
     try {
-      await cancelAllTasks(loop);
+      await cancelAllTasksAndClose(loop);
     } finally {
       loop.close();
     }

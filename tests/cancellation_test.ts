@@ -473,3 +473,38 @@ test("9. run() returns when a leftover task awaits a promise nobody settles", as
     }`,
   );
 });
+
+test("9. run() leaves no task pending that loose code starts as it shuts down", async () => {
+  // A host timer's callback, run in a finished task's context, awaits a
+  // scope and then starts a task: however its microtasks interleave with
+  // run()'s clean-up (each count of hops below lands elsewhere in it), the
+  // task runs (on run()'s loop, which cancels it, or after the loop closed,
+  // on the default loop), never left pending on a closed loop. Found by the
+  // property test.
+  for (let hops = 0; hops < 12; hops++) {
+    let late: ReturnType<typeof createTask> | null = null;
+    await runBounded(async () => {
+      let fired!: () => void;
+      const firing = new Promise<void>((resolve) => fired = resolve);
+      await createTask(async () => {
+        setTimeout(() => {
+          fired();
+          (async () => {
+            await timeout(0, () => new Event().wait()).catch(() => {});
+            for (let i = 0; i < hops; i++) await null;
+            late = createTask(async () => {});
+          })();
+        }, 0);
+      });
+      await wrapFuture(firing);
+    });
+    // One host turn for the loose code, another for the default loop.
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    assert.ok(late !== null, `${hops} hops: the loose code ran`);
+    assert.ok(
+      (late as { done(): boolean }).done(),
+      `${hops} hops: the task it started is done`,
+    );
+  }
+});
