@@ -583,7 +583,8 @@ async function runProgram(program: Program): Promise<Outcome> {
 
   // Tracing must add no await: one more microtask hop changes the program.
   const trace = (op: Op, what: string) => {
-    const who = currentTask()?.getName() ?? "no task";
+    const who = (currentTask()?.getName() ?? "no task") +
+      (loopOfRun?.isClosed() ? " CLOSED" : "");
     console.log(
       `${loopOfRun?.time()} ${who}: ${JSON.stringify(op).slice(0, 70)} ${what}`,
     );
