@@ -3110,10 +3110,13 @@ export class Task<T = unknown> extends Future<T> {
     if (!this.#suspended || !this.#mustCancel) this.#cancelMessage = msg;
     this.#mustCancel = true;
     this.#pendingClear = false; // a new cancellation, to be delivered anew
+    // From outside, even while suspended: the wait it reached may be a
+    // helper's, and the coroutine, still running, enters a scope before
+    // the cancellation is delivered.
+    if (this.#started && runningTask() !== this) {
+      this.#cancelledWhileAway = true;
+    }
     if (!this.#suspended) {
-      if (this.#started && runningTask() !== this) {
-        this.#cancelledWhileAway = true;
-      }
       if (this.#started && this.#loop.getDebug()) this.#watchUndelivered();
     }
     return true;
@@ -3363,7 +3366,7 @@ export class Task<T = unknown> extends Future<T> {
         task.#cancelTurn === hostTurns;
     };
     cancelArrivedWhileAway = (task) =>
-      task.#mustCancel && task.#cancelledWhileAway;
+      task.#mustCancel && task.#cancelledWhileAway && !task.#pendingClear;
     yieldAwaiter = (loop) => {
       const task = runningTask();
       const awaiter = new Awaiter(loopYieldFuture(loop), task, null, null);

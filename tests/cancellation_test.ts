@@ -256,6 +256,31 @@ for (
   });
 }
 
+test("4. an outside cancel that reached only a helper's wait is not a timeout scope's own", async () => {
+  // The helper's wait makes the task look suspended while its coroutine
+  // still runs; the cancel comes in between, from another task, and the
+  // coroutine then enters a scope that expires. In asyncio another task's
+  // cancel can only reach a suspended coroutine, where it is raised before
+  // the scope is entered: the scope must not turn it into its TimeoutError.
+  // Found by the property test.
+  await runBounded(async () => {
+    const task = createTask(async () => {
+      new Event().wait().catch(() => {});
+      for (let hop = 0; hop < 3; hop++) await null;
+      try {
+        await timeout(0, () => new Event().wait());
+      } catch (error) {
+        if (!(error instanceof TimeoutError)) throw error;
+      }
+      return "result";
+    });
+    createTask(async () => {
+      assert.equal(task.cancel(), true);
+    });
+    assert.equal(await outcome(task), "CancelledError");
+  });
+});
+
 test("4. a cancel held over a foreign await is not lost at `await` of a failing eager child", async () => {
   // Found by the property test. CPython 3.14, with the cancel pending as
   // the task awaits the child: the child is cancelled at its sleep(0), and
