@@ -444,6 +444,8 @@ interface TaskRecord {
   // Entry events of the timeout scopes, entered with their deadline passed,
   // that gave the task TimeoutError.
   expiredScopes: number[];
+  // Made by loose code after run()'s loop had closed.
+  afterClose: boolean;
 }
 
 interface ItemRecord {
@@ -514,6 +516,7 @@ async function runProgram(program: Program): Promise<Outcome> {
       lastTakeBack: -1,
       selfCancels: new Map(),
       expiredScopes: [],
+      afterClose: loopOfRun?.isClosed() ?? false,
     };
     records.push(record);
     if (tracing) {
@@ -1052,7 +1055,15 @@ async function runProgram(program: Program): Promise<Outcome> {
   for (const record of records) {
     const task = record.task;
     if (!task.done()) {
-      violate(`${record.label} ${task.getName()} is pending after run()`);
+      // Loose code (a race branch, a helper, a host timer callback) may go
+      // on after run() returned, as nothing in a task awaits it; a task it
+      // starts then goes on the default loop (asyncio has no such code:
+      // only a task can await there). It may wait for ever on something
+      // the closed loop left held (a lock taken by code that slept on it):
+      // it is none of run()'s.
+      if (!record.afterClose) {
+        violate(`${record.label} ${task.getName()} is pending after run()`);
+      }
       continue;
     }
     // asyncio's one exception (CPython 3.14 checked): a cancel the task
