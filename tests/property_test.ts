@@ -446,6 +446,14 @@ interface TaskRecord {
   expiredScopes: number[];
   // Made by loose code after run()'s loop had closed.
   afterClose: boolean;
+  // How many of the task's loose chains (race and all branches, helpers,
+  // host timer callbacks) are running, and how many foreign awaits of its
+  // own code (not a loose chain's) are pending.
+  looseRunning: number;
+  ownForeign: number;
+  // The cancels that came while its own code awaited a foreign promise and
+  // a loose chain of it was running: see the check at the end.
+  blind: Set<number>;
 }
 
 interface ItemRecord {
@@ -517,6 +525,9 @@ async function runProgram(program: Program): Promise<Outcome> {
       selfCancels: new Map(),
       expiredScopes: [],
       afterClose: loopOfRun?.isClosed() ?? false,
+      looseRunning: 0,
+      ownForeign: 0,
+      blind: new Set(),
     };
     records.push(record);
     if (tracing) {
@@ -593,11 +604,23 @@ async function runProgram(program: Program): Promise<Outcome> {
     );
   };
 
-  async function runOps(ops: Op[]): Promise<void> {
+  // A chain of ops that nothing in its task awaits to the end.
+  async function runLoose(ops: Op[]): Promise<void> {
+    const record = recordOf.get(currentTask()!);
+    if (record !== undefined) record.looseRunning++;
+    try {
+      await runOps(ops, true);
+    } finally {
+      if (record !== undefined) record.looseRunning--;
+    }
+  }
+
+  // `loose`: the ops run in a loose chain of their task (see runLoose).
+  async function runOps(ops: Op[], loose = false): Promise<void> {
     for (const op of ops) {
       if (tracing) trace(op, "starts");
       try {
-        await runOp(op);
+        await runOp(op, loose);
       } catch (error) {
         if (tracing) trace(op, `throws ${error}`);
         throw error;
@@ -607,7 +630,7 @@ async function runProgram(program: Program): Promise<Outcome> {
     }
   }
 
-  async function runOp(op: Op): Promise<void> {
+  async function runOp(op: Op, loose: boolean): Promise<void> {
     switch (op.t) {
       case "sleep":
         await sleep(op.ms);
@@ -750,31 +773,38 @@ async function runProgram(program: Program): Promise<Outcome> {
       case "all":
         // After the first failure the other branches go on, unawaited.
         usesLooseCode = true;
-        await Promise.all(op.branches.map(runOps));
+        await Promise.all(op.branches.map(runLoose));
         return;
       case "race":
         // The branches that lose go on after the race, maybe after the task.
         usesLooseCode = true;
-        await Promise.race(op.branches.map(runOps));
+        await Promise.race(op.branches.map(runLoose));
         return;
       case "helper":
         usesLooseCode = true;
-        runOps(op.body).catch(() => {});
+        runLoose(op.body).catch(() => {});
         return;
       case "hostTimer":
         usesLooseCode = true;
         hostTimer(() => {
-          runOps(op.body).catch(() => {});
+          runLoose(op.body).catch(() => {});
         });
         return;
-      case "foreign":
+      case "foreign": {
         // A promise the loop cannot see, as fetch() would be.
-        await hostTimer(() => {});
+        const record = loose ? undefined : recordOf.get(currentTask()!);
+        if (record !== undefined) record.ownForeign++;
+        try {
+          await hostTimer(() => {});
+        } finally {
+          if (record !== undefined) record.ownForeign--;
+        }
         return;
+      }
       case "waitFor": {
         const entered = events++;
         try {
-          await waitFor(() => runOps(op.body), op.ms);
+          await waitFor(() => runOps(op.body, loose), op.ms);
         } catch (error) {
           if (!(error instanceof TimeoutError)) throw error;
           expiredAtEntry(entered);
@@ -784,7 +814,7 @@ async function runProgram(program: Program): Promise<Outcome> {
       case "timeout": {
         const entered = events++;
         try {
-          await timeout(op.ms, () => runOps(op.body));
+          await timeout(op.ms, () => runOps(op.body, loose));
         } catch (error) {
           if (!(error instanceof TimeoutError)) throw error;
           expiredAtEntry(entered);
@@ -796,7 +826,7 @@ async function runProgram(program: Program): Promise<Outcome> {
         try {
           await timeoutAt(
             getRunningLoop().time() - op.ago,
-            () => runOps(op.body),
+            () => runOps(op.body, loose),
           );
         } catch (error) {
           if (!(error instanceof TimeoutError)) throw error;
@@ -813,7 +843,7 @@ async function runProgram(program: Program): Promise<Outcome> {
                 `group child ${index}`,
               )
             );
-            await runOps(op.body);
+            await runOps(op.body, loose);
           });
         } catch (error) {
           if (!(error instanceof ExceptionGroup)) throw error;
@@ -886,7 +916,7 @@ async function runProgram(program: Program): Promise<Outcome> {
       }
       case "guard":
         try {
-          await runOps(op.body);
+          await runOps(op.body, loose);
         } catch (error) {
           if (!(error instanceof CancelledError) || wrappingUp) throw error;
           // Take back only the program's own cancel() calls: a cancellation
@@ -913,6 +943,9 @@ async function runProgram(program: Program): Promise<Outcome> {
           reached = awaiting.get(reached);
         }
         const accepted = record.task.cancel();
+        if (accepted && record.ownForeign > 0 && record.looseRunning > 0) {
+          record.blind.add(events);
+        }
         if (accepted) {
           if (reached !== undefined && recordOf.has(reached)) {
             record.selfCancels.set(events, recordOf.get(reached)!);
@@ -991,7 +1024,11 @@ async function runProgram(program: Program): Promise<Outcome> {
     // From here on, every cancellation must end its task.
     wrappingUp = true;
     for (const record of records) {
-      if (record.task.cancel()) record.cancels.push(events++);
+      if (!record.task.cancel()) continue;
+      if (record.ownForeign > 0 && record.looseRunning > 0) {
+        record.blind.add(events);
+      }
+      record.cancels.push(events++);
     }
     const pending = records.map((r) => r.task).filter((task) => !task.done());
     if (pending.length > 0) await wait(pending, { timeout: GRACE_MS });
@@ -1071,8 +1108,16 @@ async function runProgram(program: Program): Promise<Outcome> {
     // timeout scope entered after it that expires before the cancel was
     // delivered (its deadline passed at entry, or it expired while the
     // cancelled body unwound), and comes out as that scope's TimeoutError.
+    // The library's limit (README, "How it works"): a cancel that comes
+    // while the task's own code awaits a foreign promise, and a loose chain
+    // of it (a branch that lost a race, a helper) has a wait pending, finds
+    // only that wait, and cannot tell whose code it is. If the loose chain
+    // catches the CancelledError and goes on with another await (a task
+    // group in it waits for its cancelled children), that looks the same
+    // as the task's own code handling the cancel, and the task is not
+    // cancelled again. asyncio has no such case: its branches are tasks.
     const live = record.cancels.filter((at) =>
-      at > record.lastTakeBack &&
+      at > record.lastTakeBack && !record.blind.has(at) &&
       !(record.selfCancels.get(at)?.expiredScopes.some((entered) =>
         entered > at
       ))
