@@ -447,12 +447,11 @@ interface TaskRecord {
   // Made by loose code after run()'s loop had closed.
   afterClose: boolean;
   // How many of the task's loose chains (race and all branches, helpers,
-  // host timer callbacks) are running, and how many foreign awaits of its
-  // own code (not a loose chain's) are pending.
+  // host timer callbacks) are running, and how many have started.
   looseRunning: number;
-  ownForeign: number;
-  // The cancels that came while its own code awaited a foreign promise and
-  // a loose chain of it was running: see the check at the end.
+  looseStarted: number;
+  // The cancels made before its own code (not a loose chain's) ended a
+  // foreign await while a loose chain of it ran: see the check at the end.
   blind: Set<number>;
 }
 
@@ -526,7 +525,7 @@ async function runProgram(program: Program): Promise<Outcome> {
       expiredScopes: [],
       afterClose: loopOfRun?.isClosed() ?? false,
       looseRunning: 0,
-      ownForeign: 0,
+      looseStarted: 0,
       blind: new Set(),
     };
     records.push(record);
@@ -607,7 +606,10 @@ async function runProgram(program: Program): Promise<Outcome> {
   // A chain of ops that nothing in its task awaits to the end.
   async function runLoose(ops: Op[]): Promise<void> {
     const record = recordOf.get(currentTask()!);
-    if (record !== undefined) record.looseRunning++;
+    if (record !== undefined) {
+      record.looseRunning++;
+      record.looseStarted++;
+    }
     try {
       await runOps(ops, true);
     } finally {
@@ -793,11 +795,17 @@ async function runProgram(program: Program): Promise<Outcome> {
       case "foreign": {
         // A promise the loop cannot see, as fetch() would be.
         const record = loose ? undefined : recordOf.get(currentTask()!);
-        if (record !== undefined) record.ownForeign++;
+        const running = record?.looseRunning ?? 0;
+        const started = record?.looseStarted ?? 0;
         try {
           await hostTimer(() => {});
         } finally {
-          if (record !== undefined) record.ownForeign--;
+          if (
+            record !== undefined &&
+            (running > 0 || record.looseStarted !== started)
+          ) {
+            for (const at of record.cancels) record.blind.add(at);
+          }
         }
         return;
       }
@@ -943,9 +951,6 @@ async function runProgram(program: Program): Promise<Outcome> {
           reached = awaiting.get(reached);
         }
         const accepted = record.task.cancel();
-        if (accepted && record.ownForeign > 0 && record.looseRunning > 0) {
-          record.blind.add(events);
-        }
         if (accepted) {
           if (reached !== undefined && recordOf.has(reached)) {
             record.selfCancels.set(events, recordOf.get(reached)!);
@@ -1024,11 +1029,7 @@ async function runProgram(program: Program): Promise<Outcome> {
     // From here on, every cancellation must end its task.
     wrappingUp = true;
     for (const record of records) {
-      if (!record.task.cancel()) continue;
-      if (record.ownForeign > 0 && record.looseRunning > 0) {
-        record.blind.add(events);
-      }
-      record.cancels.push(events++);
+      if (record.task.cancel()) record.cancels.push(events++);
     }
     const pending = records.map((r) => r.task).filter((task) => !task.done());
     if (pending.length > 0) await wait(pending, { timeout: GRACE_MS });
@@ -1108,13 +1109,13 @@ async function runProgram(program: Program): Promise<Outcome> {
     // timeout scope entered after it that expires before the cancel was
     // delivered (its deadline passed at entry, or it expired while the
     // cancelled body unwound), and comes out as that scope's TimeoutError.
-    // The library's limit (README, "How it works"): a cancel that comes
-    // while the task's own code awaits a foreign promise, and a loose chain
-    // of it (a branch that lost a race, a helper) has a wait pending, finds
-    // only that wait, and cannot tell whose code it is. If the loose chain
-    // catches the CancelledError and goes on with another await (a task
-    // group in it waits for its cancelled children), that looks the same
-    // as the task's own code handling the cancel, and the task is not
+    // The library's limit (README, "How it works"): while the task's own
+    // code awaits a foreign promise, a cancel not yet delivered reaches
+    // only the waits of its loose chains (a branch that lost a race, a
+    // helper), and the loop cannot tell whose code they are. If such a
+    // chain catches the CancelledError and goes on with another await (a
+    // task group in it waits for its cancelled children), that looks the
+    // same as the task's own code handling the cancel, and the task is not
     // cancelled again. asyncio has no such case: its branches are tasks.
     const live = record.cancels.filter((at) =>
       at > record.lastTakeBack && !record.blind.has(at) &&
