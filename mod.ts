@@ -2462,9 +2462,10 @@ let taskWakes: (task: Task<unknown>, awaiter: Awaiter) => boolean;
 let yieldAwaiter: (loop: EventLoop) => Promise<void>;
 // The step that starts a task.
 let taskStartStep: Step;
-// Whether the task has a cancellation it has not seen yet that arrived while
-// it was away, awaiting a promise the loop cannot see.
-let cancelArrivedWhileAway: (task: Task<unknown>) => boolean;
+// How many of the task's cancellations it has not seen yet arrived while it
+// was away, awaiting a promise the loop cannot see (or while only a helper's
+// or a lost branch's wait was pending).
+let cancelsArrivedWhileAway: (task: Task<unknown>) => number;
 // Whether `awaiter`'s wake-up delivers a cancellation made since the host's
 // latest turn: it waits for a host turn.
 let cancelWantsQuiet: (awaiter: Awaiter, hostTurns: number) => boolean;
@@ -3045,11 +3046,12 @@ export class Task<T = unknown> extends Future<T> {
   #suspended = false;
   #mustCancel = false;
   #pendingClear = false;
-  // `#mustCancel` came while the task was away (awaiting a foreign promise)
-  // rather than from its own code: in asyncio it would have been raised at
-  // that await, so a timeout scope entered next does not count it as its
-  // own.
-  #cancelledWhileAway = false;
+  // How many cancel() calls since `#mustCancel` was last cleared came while
+  // the task was away (awaiting a foreign promise) rather than from its own
+  // code: in asyncio each would have been raised at that await, so a
+  // timeout scope entered next does not count them as its own. Several: a
+  // lost branch's timeout scope and another task may both cancel it.
+  #cancelsWhileAway = 0;
   #cancelMessage: string | undefined = undefined;
   #cancelRequests = 0;
   // The loop's host turn count at the latest cancel(): see
@@ -3113,9 +3115,7 @@ export class Task<T = unknown> extends Future<T> {
     // From outside, even while suspended: the wait it reached may be a
     // helper's, and the coroutine, still running, enters a scope before
     // the cancellation is delivered.
-    if (this.#started && runningTask() !== this) {
-      this.#cancelledWhileAway = true;
-    }
+    if (this.#started && runningTask() !== this) this.#cancelsWhileAway++;
     if (!this.#suspended) {
       if (this.#started && this.#loop.getDebug()) this.#watchUndelivered();
     }
@@ -3134,7 +3134,7 @@ export class Task<T = unknown> extends Future<T> {
 
   #clearMustCancel(): void {
     this.#mustCancel = false;
-    this.#cancelledWhileAway = false;
+    this.#cancelsWhileAway = 0;
     this.#pendingClear = false;
   }
 
@@ -3365,8 +3365,10 @@ export class Task<T = unknown> extends Future<T> {
       return awaiter.carriesTaskCancel && task !== null && !task.done() &&
         task.#cancelTurn === hostTurns;
     };
-    cancelArrivedWhileAway = (task) =>
-      task.#mustCancel && task.#cancelledWhileAway && !task.#pendingClear;
+    cancelsArrivedWhileAway = (task) =>
+      task.#mustCancel && !task.#pendingClear
+        ? Math.min(task.#cancelsWhileAway, task.#cancelRequests)
+        : 0;
     yieldAwaiter = (loop) => {
       const task = runningTask();
       const awaiter = new Awaiter(loopYieldFuture(loop), task, null, null);
@@ -4363,13 +4365,13 @@ export class Timeout {
       }
       cm.#delay = delay;
       cm.#task = task;
-      // A cancellation that came while the task was away (on a foreign
-      // promise) and that it has not seen yet belongs outside the scope: in
-      // asyncio it would have been raised before the scope was entered. It
-      // is not counted as the scope's own, so it is never turned into a
-      // TimeoutError.
+      // The cancellations that came while the task was away (on a foreign
+      // promise) and that it has not seen yet belong outside the scope: in
+      // asyncio they would have been raised before the scope was entered.
+      // They are not counted as the scope's own, so they are never turned
+      // into a TimeoutError.
       cm.#cancellingAtEntry = task.cancelling() -
-        (cancelArrivedWhileAway(task) ? 1 : 0);
+        cancelsArrivedWhileAway(task);
       cm.#state = TIMEOUT_ENTERED;
       cm.reschedule(cm.#when);
     };
