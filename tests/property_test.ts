@@ -445,8 +445,8 @@ interface TaskRecord {
   // host timer callbacks) are running, and how many have started.
   looseRunning: number;
   looseStarted: number;
-  // The cancels made before its own code (not a loose chain's) ended a
-  // foreign await while a loose chain of it ran: see the check at the end.
+  // The cancels made before its code ended a foreign await while another
+  // loose chain of it ran: see the check at the end.
   blind: Set<number>;
 }
 
@@ -789,8 +789,10 @@ async function runProgram(program: Program): Promise<Outcome> {
         return;
       case "foreign": {
         // A promise the loop cannot see, as fetch() would be.
-        const record = loose ? undefined : recordOf.get(currentTask()!);
-        const running = record?.looseRunning ?? 0;
+        // In a loose chain too: the task's own code may await it through a
+        // race or an all. The other loose chains are what counts.
+        const record = recordOf.get(currentTask()!);
+        const running = (record?.looseRunning ?? 0) - (loose ? 1 : 0);
         const started = record?.looseStarted ?? 0;
         try {
           await hostTimer(() => {});
@@ -1515,6 +1517,71 @@ const FOUND: { found: string; program: Program }[] = [
           }],
         },
       ],
+    },
+  },
+  {
+    found:
+      "Node, seed 2: a lost branch's task group took the task's own cancel while another branch of the race awaited a foreign promise (test: the library's stated limit, the foreign await in a branch the task awaits)",
+    program: {
+      "queues": [{ "kind": "fifo", "maxsize": 0 }, {
+        "kind": "fifo",
+        "maxsize": 0,
+      }],
+      "semaphore": { "value": 1, "bounded": false },
+      "barrierParties": 2,
+      "conditionSharesLock": false,
+      "director": [{ "t": "condNotify", "all": false }],
+      "actors": [{
+        "eager": false,
+        "body": [{ "t": "eventClear" }, {
+          "t": "race",
+          "branches": [[{ "t": "timeout", "ms": null, "body": [] }, {
+            "t": "timeoutAt",
+            "ago": 2,
+            "body": [{ "t": "cancel", "target": 0 }, {
+              "t": "cancel",
+              "target": 2,
+            }, { "t": "foreign" }],
+          }], [{
+            "t": "group",
+            "children": [[{ "t": "sleep", "ms": 3 }, {
+              "t": "sleep",
+              "ms": 15,
+            }], []],
+            "body": [],
+            "eager": false,
+          }, { "t": "get", "q": 1, "nowait": false }]],
+        }],
+      }, {
+        "eager": false,
+        "body": [{ "t": "barrierWait" }, {
+          "t": "shield",
+          "body": [
+            { "t": "get", "q": 1, "nowait": true },
+            {
+              "t": "race",
+              "branches": [[{ "t": "put", "q": 0, "nowait": false }, {
+                "t": "put",
+                "q": 1,
+                "nowait": false,
+              }], [{ "t": "shutdown", "q": 1, "immediate": true }, {
+                "t": "put",
+                "q": 1,
+                "nowait": false,
+              }]],
+            },
+            { "t": "timeout", "ms": 6, "body": [{ "t": "lock", "ms": 19 }] },
+            {
+              "t": "all",
+              "branches": [[{ "t": "shutdown", "q": 1, "immediate": false }, {
+                "t": "cancel",
+                "target": 29,
+              }, { "t": "sleep", "ms": 0 }]],
+            },
+            { "t": "condWait" },
+          ],
+        }],
+      }, { "eager": true, "body": [] }],
     },
   },
 ];
