@@ -880,6 +880,16 @@ async function runProgram(program: Program): Promise<Outcome> {
           if (!(error instanceof Boom || error instanceof CancelledError)) {
             throw error;
           }
+          if (error instanceof Boom) {
+            // As with gather (CPython 3.14.2 checked): a cancel that reached
+            // the await was forwarded to the child, and a child that fails
+            // anyway hands its error to the task, which ends with a result
+            // if it catches it; the cancel is spent on the child. (Here the
+            // child may even be running when the cancel comes, from code
+            // another task left running.)
+            const record = recordOf.get(parent);
+            if (record !== undefined) record.lastTakeBack = events++;
+          }
         } finally {
           awaiting.delete(parent);
         }
@@ -1582,6 +1592,47 @@ const FOUND: { found: string; program: Program }[] = [
           ],
         }],
       }, { "eager": true, "body": [] }],
+    },
+  },
+  {
+    found:
+      "Bun: a cancel forwarded to an awaited subtask that failed anyway (it was running, as another task's Promise.all branch cancelled it) left the task with a result (test: the cancel is spent on the child, as in asyncio)",
+    program: {
+      "queues": [{ "kind": "fifo", "maxsize": 0 }, {
+        "kind": "fifo",
+        "maxsize": 0,
+      }],
+      "semaphore": { "value": 1, "bounded": false },
+      "barrierParties": 2,
+      "conditionSharesLock": false,
+      "director": [],
+      "actors": [{
+        "eager": false,
+        "body": [{
+          "t": "timeout",
+          "ms": null,
+          "body": [{
+            "t": "sub",
+            "awaited": true,
+            "body": [{ "t": "fail" }],
+            "eager": true,
+          }],
+        }],
+      }, {
+        "eager": false,
+        "body": [{
+          "t": "all",
+          "branches": [[{
+            "t": "timeout",
+            "ms": 1,
+            "body": [{ "t": "condNotify", "all": false }],
+          }, { "t": "cancel", "target": 0 }], [{
+            "t": "gather",
+            "children": [[]],
+            "returnExceptions": false,
+          }]],
+        }],
+      }],
     },
   },
 ];
