@@ -41,6 +41,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import process from "node:process";
+import { clearImmediate, setImmediate } from "node:timers";
 import fc from "fast-check";
 import {
   allTasks,
@@ -441,10 +442,6 @@ interface TaskRecord {
   expiredScopes: number[];
   // Made by loose code after run()'s loop had closed.
   afterClose: boolean;
-  // How many of the task's loose chains (race and all branches, helpers,
-  // host timer callbacks) are running, and how many have started.
-  looseRunning: number;
-  looseStarted: number;
   // The cancels made before its code ended a foreign await while another
   // loose chain of it ran: see the check at the end.
   blind: Set<number>;
@@ -483,7 +480,7 @@ async function runProgram(program: Program): Promise<Outcome> {
   const items = new Map<number, ItemRecord>();
   const dropped = [0, 0];
   const hostTimers: Promise<void>[] = [];
-  const hostTimerHandles: ReturnType<typeof setTimeout>[] = [];
+  const hostTimerHandles: ReturnType<typeof setImmediate>[] = [];
   const timers: {
     handle: { cancelled(): boolean };
     fired: boolean;
@@ -519,8 +516,6 @@ async function runProgram(program: Program): Promise<Outcome> {
       selfCancels: new Map(),
       expiredScopes: [],
       afterClose: loopOfRun?.isClosed() ?? false,
-      looseRunning: 0,
-      looseStarted: 0,
       blind: new Set(),
     };
     records.push(record);
@@ -572,14 +567,18 @@ async function runProgram(program: Program): Promise<Outcome> {
   };
 
   // Holds the virtual clock until `promise` settles, so that host timers
-  // fire at a known point of virtual time and a seed replays exactly.
+  // fire at a known point of virtual time and a seed replays exactly. The
+  // host callback is a setImmediate(), not a setTimeout(0): its order among
+  // the loop's own host turns (setImmediate too) is fixed, where a
+  // setTimeout(0)'s depends on how loaded the machine is, and a program
+  // would pass or fail by chance.
   const hostTimer = (callback: () => void): Promise<void> => {
     let fired!: () => void;
     const firing = new Promise<void>((resolve) => fired = resolve);
-    hostTimerHandles.push(setTimeout(() => {
+    hostTimerHandles.push(setImmediate(() => {
       fired();
       callback();
-    }, 0));
+    }));
     hostTimers.push(firing);
     try {
       wrapFuture(firing);
@@ -598,17 +597,31 @@ async function runProgram(program: Program): Promise<Outcome> {
     );
   };
 
+  // How many loose chains of each task (race and all branches, helpers,
+  // host timer callbacks) are running, and how many have started. Kept by
+  // task, not in its record: an eager task runs before it is registered.
+  const looseChains = new Map<
+    Task<unknown>,
+    { running: number; started: number }
+  >();
+  const looseChainsOf = (task: Task<unknown> | null) => {
+    if (task === null) return { running: 0, started: 0 };
+    let chains = looseChains.get(task);
+    if (chains === undefined) {
+      looseChains.set(task, chains = { running: 0, started: 0 });
+    }
+    return chains;
+  };
+
   // A chain of ops that nothing in its task awaits to the end.
   async function runLoose(ops: Op[]): Promise<void> {
-    const record = recordOf.get(currentTask()!);
-    if (record !== undefined) {
-      record.looseRunning++;
-      record.looseStarted++;
-    }
+    const chains = looseChainsOf(currentTask());
+    chains.running++;
+    chains.started++;
     try {
       await runOps(ops, true);
     } finally {
-      if (record !== undefined) record.looseRunning--;
+      chains.running--;
     }
   }
 
@@ -791,15 +804,17 @@ async function runProgram(program: Program): Promise<Outcome> {
         // A promise the loop cannot see, as fetch() would be.
         // In a loose chain too: the task's own code may await it through a
         // race or an all. The other loose chains are what counts.
-        const record = recordOf.get(currentTask()!);
-        const running = (record?.looseRunning ?? 0) - (loose ? 1 : 0);
-        const started = record?.looseStarted ?? 0;
+        const task = currentTask();
+        const chains = looseChainsOf(task);
+        const running = chains.running - (loose ? 1 : 0);
+        const started = chains.started;
         try {
           await hostTimer(() => {});
         } finally {
+          const record = task === null ? undefined : recordOf.get(task);
           if (
             record !== undefined &&
-            (running > 0 || record.looseStarted !== started)
+            (running > 0 || chains.started !== started)
           ) {
             for (const at of record.cancels) record.blind.add(at);
           }
@@ -1091,7 +1106,7 @@ async function runProgram(program: Program): Promise<Outcome> {
   }
   const realMs = performance.now() - started;
   await Promise.all(hostTimers);
-  for (const handle of hostTimerHandles) clearTimeout(handle);
+  for (const handle of hostTimerHandles) clearImmediate(handle);
   // A host callback that fired late may still be running: one host turn lets
   // whatever does not wait on the closed loop finish.
   await new Promise((resolve) => setTimeout(resolve, 0));
@@ -1633,6 +1648,113 @@ const FOUND: { found: string; program: Program }[] = [
           }]],
         }],
       }],
+    },
+  },
+  {
+    found:
+      "Node, seed 2 (by chance, under load): an eager actor's loose chains started before it was registered and went uncounted, so a cancel its helper's wait took was not seen as the stated limit (test: loose chains are counted by task)",
+    program: {
+      "queues": [{ "kind": "fifo", "maxsize": 0 }, {
+        "kind": "fifo",
+        "maxsize": 0,
+      }],
+      "semaphore": { "value": 1, "bounded": false },
+      "barrierParties": 2,
+      "conditionSharesLock": false,
+      "director": [],
+      "actors": [{
+        "eager": true,
+        "body": [{
+          "t": "group",
+          "children": [[{
+            "t": "race",
+            "branches": [[{ "t": "cancel", "target": 8 }]],
+          }], []],
+          "body": [],
+          "eager": false,
+        }],
+      }, {
+        "eager": true,
+        "body": [
+          {
+            "t": "all",
+            "branches": [[
+              {
+                "t": "helper",
+                "body": [{ "t": "get", "q": 1, "nowait": false }],
+              },
+              { "t": "foreign" },
+              { "t": "condNotify", "all": false },
+            ]],
+          },
+          { "t": "waitFor", "ms": 6, "body": [] },
+          { "t": "fail" },
+          { "t": "eventClear" },
+          {
+            "t": "hostTimer",
+            "body": [{ "t": "hostTimer", "body": [] }, {
+              "t": "helper",
+              "body": [],
+            }, { "t": "get", "q": 1, "nowait": false }],
+          },
+        ],
+      }, { "eager": false, "body": [] }],
+    },
+  },
+  {
+    found:
+      "Deno, seed 2 (by chance, under load): the same, an eager actor's helper and a foreign await; replays every time since host callbacks are setImmediate()",
+    program: {
+      "queues": [{ "kind": "fifo", "maxsize": 2 }, {
+        "kind": "lifo",
+        "maxsize": 1,
+      }],
+      "semaphore": { "value": 2, "bounded": true },
+      "barrierParties": 2,
+      "conditionSharesLock": false,
+      "director": [
+        { "t": "put", "q": 1, "nowait": true },
+        { "t": "cancel", "target": 0 },
+        { "t": "put", "q": 1, "nowait": true },
+        { "t": "cancel", "target": 6 },
+        { "t": "sleep", "ms": 5 },
+        { "t": "put", "q": 0, "nowait": true },
+        { "t": "eventClear" },
+      ],
+      "actors": [
+        {
+          "eager": false,
+          "body": [{
+            "t": "all",
+            "branches": [[{ "t": "cancel", "target": 23 }, {
+              "t": "lock",
+              "ms": 5,
+            }]],
+          }],
+        },
+        { "eager": false, "body": [{ "t": "cancel", "target": 12 }] },
+        {
+          "eager": true,
+          "body": [{
+            "t": "helper",
+            "body": [{
+              "t": "race",
+              "branches": [[{ "t": "lockReleaseTwice" }], [{
+                "t": "sem",
+                "ms": 15,
+              }, { "t": "get", "q": 1, "nowait": true }], []],
+            }, {
+              "t": "timeout",
+              "ms": null,
+              "body": [{ "t": "eventWait" }, { "t": "sem", "ms": 17 }, {
+                "t": "condNotify",
+                "all": false,
+              }],
+            }, { "t": "timeoutAt", "ago": 3, "body": [] }],
+          }, { "t": "foreign" }],
+        },
+        { "eager": false, "body": [] },
+      ],
     },
   },
 ];
