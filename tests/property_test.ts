@@ -811,12 +811,22 @@ async function runProgram(program: Program): Promise<Outcome> {
         try {
           await hostTimer(() => {});
         } finally {
-          const record = task === null ? undefined : recordOf.get(task);
-          if (
-            record !== undefined &&
-            (running > 0 || chains.started !== started)
-          ) {
-            for (const at of record.cancels) record.blind.add(at);
+          if (task !== null && (running > 0 || chains.started !== started)) {
+            // The tasks awaiting this one forwarded their cancels to it.
+            const blinded = [task];
+            for (let grew = true; grew;) {
+              grew = false;
+              for (const [parent, child] of awaiting) {
+                if (blinded.includes(child) && !blinded.includes(parent)) {
+                  blinded.push(parent);
+                  grew = true;
+                }
+              }
+            }
+            for (const each of blinded) {
+              const record = recordOf.get(each);
+              for (const at of record?.cancels ?? []) record!.blind.add(at);
+            }
           }
         }
         return;
@@ -1755,6 +1765,32 @@ const FOUND: { found: string; program: Program }[] = [
         },
         { "eager": false, "body": [] },
       ],
+    },
+  },
+  {
+    found:
+      "Deno, 10-minute run, seed 1159021096: the stated limit in a subtask, with the cancel forwarded to it by the task awaiting it (test: that task's cancels are judged as the subtask's)",
+    program: {
+      "queues": [{ "kind": "fifo", "maxsize": 0 }, {
+        "kind": "fifo",
+        "maxsize": 0,
+      }],
+      "semaphore": { "value": 1, "bounded": false },
+      "barrierParties": 2,
+      "conditionSharesLock": false,
+      "director": [{ "t": "cancel", "target": 1 }],
+      "actors": [{
+        "eager": true,
+        "body": [{
+          "t": "sub",
+          "awaited": true,
+          "body": [
+            { "t": "race", "branches": [[], [{ "t": "sem", "ms": 0 }]] },
+            { "t": "timeoutAt", "ago": 0, "body": [{ "t": "foreign" }] },
+          ],
+          "eager": false,
+        }],
+      }],
     },
   },
 ];
