@@ -3682,9 +3682,10 @@ let taskWakes: (task: Task<unknown>, awaiter: Awaiter) => boolean;
 let yieldAwaiter: (loop: EventLoop) => Promise<void>;
 // The step that starts a task.
 let taskStartStep: Step;
-// Whether the task has a cancellation it has not seen yet that arrived while
-// it was away, awaiting a promise the loop cannot see.
-let cancelArrivedWhileAway: (task: Task<unknown>) => boolean;
+// How many of the task's cancellations it has not seen yet arrived while it
+// was away, awaiting a promise the loop cannot see (or while only a helper's
+// or a lost branch's wait was pending).
+let cancelsArrivedWhileAway: (task: Task<unknown>) => number;
 // Whether `awaiter`'s wake-up delivers a cancellation made since the host's
 // latest turn: it waits for a host turn.
 let cancelWantsQuiet: (awaiter: Awaiter, hostTurns: number) => boolean;
@@ -3781,13 +3782,18 @@ export class Task<T = unknown> extends Future<T> {
   //   microtasks run dry (the loop's taskStalled), the wait was a branch it
   //   had left (a race it lost) and `#mustCancel` stays. Reset by a new
   //   cancel(), which is to be delivered anew, and by any other wake-up.
-  // - `#cancelledWhileAway`: set by a cancel() from outside the task's
-  //   context once it has started (cancel() says in which states): the
-  //   coroutine may enter a timeout scope before it sees that cancellation
-  //   (it awaits a foreign promise), where asyncio would have raised it
-  //   first; the scope does not count it as its own
-  //   (cancelArrivedWhileAway). Cleared with `#mustCancel`
-  //   (#clearMustCancel); read only together with it.
+  // - `#cancelsWhileAway`: how many cancel() calls from outside the task's
+  //   context, once it has started, came since `#mustCancel` was last
+  //   cleared, suspended or not (the wait a cancel reached may be a
+  //   helper's or a lost branch's while the coroutine still runs). The
+  //   coroutine may enter a timeout scope before it sees those
+  //   cancellations (it awaits a foreign promise), where asyncio would have
+  //   raised them first; the scope does not count them as its own
+  //   (cancelsArrivedWhileAway, at most `#cancelRequests`, and none once a
+  //   wait handed the cancellation to the task, `#pendingClear`). Several:
+  //   a lost branch's timeout scope and another task may both cancel it.
+  //   Reset with `#mustCancel` (#clearMustCancel); read only together with
+  //   it.
   // - `#cancelRequests`: cancel() calls not taken back by uncancel().
   // - `#cancelMessage`: the message `#mustCancel` delivers at the task's
   //   next await, or ends it with; undefined is "no message". The latest
@@ -3810,7 +3816,7 @@ export class Task<T = unknown> extends Future<T> {
   #suspended = false;
   #mustCancel = false;
   #pendingClear = false;
-  #cancelledWhileAway = false;
+  #cancelsWhileAway = 0;
   #cancelMessage: string | undefined = undefined;
   #cancelRequests = 0;
   #cancelTurn = NO_CANCEL_YET;
@@ -3869,10 +3875,11 @@ export class Task<T = unknown> extends Future<T> {
     if (!this.#suspended || !this.#mustCancel) this.#cancelMessage = msg;
     this.#mustCancel = true;
     this.#pendingClear = false; // a new cancellation, to be delivered anew
+    // From outside, even while suspended: the wait it reached may be a
+    // helper's, and the coroutine, still running, enters a scope before
+    // the cancellation is delivered.
+    if (this.#started && runningTask() !== this) this.#cancelsWhileAway++;
     if (!this.#suspended) {
-      if (this.#started && runningTask() !== this) {
-        this.#cancelledWhileAway = true;
-      }
       if (this.#started && this.#loop.getDebug()) this.#watchUndelivered();
     }
     return true;
@@ -3890,7 +3897,7 @@ export class Task<T = unknown> extends Future<T> {
 
   #clearMustCancel(): void {
     this.#mustCancel = false;
-    this.#cancelledWhileAway = false;
+    this.#cancelsWhileAway = 0;
     this.#pendingClear = false;
   }
 
@@ -4135,8 +4142,10 @@ export class Task<T = unknown> extends Future<T> {
       task.#cancelTurn === hostTurns;
   }
 
-  static #cancelArrivedWhileAway(task: Task<unknown>): boolean {
-    return task.#mustCancel && task.#cancelledWhileAway;
+  static #cancelsArrivedWhileAway(task: Task<unknown>): number {
+    return task.#mustCancel && !task.#pendingClear
+      ? Math.min(task.#cancelsWhileAway, task.#cancelRequests)
+      : 0;
   }
 
   static {
@@ -4145,7 +4154,7 @@ export class Task<T = unknown> extends Future<T> {
     taskStartStep = Task.#step as Step;
     taskStalled = Task.#stalled;
     cancelWantsQuiet = Task.#cancelWantsQuiet;
-    cancelArrivedWhileAway = Task.#cancelArrivedWhileAway;
+    cancelsArrivedWhileAway = Task.#cancelsArrivedWhileAway;
     yieldAwaiter = Task.#yield;
   }
 }
@@ -4946,13 +4955,13 @@ export class Timeout {
     }
     this.#delay = delay;
     this.#task = task;
-    // A cancellation that came while the task was away (on a foreign
-    // promise) and that it has not seen yet belongs outside the scope: in
-    // asyncio it would have been raised before the scope was entered. It
-    // is not counted as the scope's own, so it is never turned into a
-    // TimeoutError.
+    // The cancellations that came while the task was away (on a foreign
+    // promise) and that it has not seen yet belong outside the scope: in
+    // asyncio they would have been raised before the scope was entered.
+    // They are not counted as the scope's own, so they are never turned
+    // into a TimeoutError.
     this.#cancellingAtEntry = task.cancelling() -
-      (cancelArrivedWhileAway(task) ? 1 : 0);
+      cancelsArrivedWhileAway(task);
     this.#state = TIMEOUT_ENTERED;
     this.reschedule(this.#when);
   }
@@ -5326,15 +5335,19 @@ function doneOrStuck(
 // that keeps starting tasks as it is cancelled must still end.
 const SHUTDOWN_ROUNDS = 8;
 
-async function cancelAllTasks(loop: EventLoop): Promise<void> {
+// Closes the loop in the same microtask as the check that found no task
+// left: code a finished task left running (a helper after a host timer)
+// must not start a task in between, on a loop about to close under it.
+async function cancelAllTasksAndClose(loop: EventLoop): Promise<void> {
   const reported = new Set<Task<unknown>>();
   for (let round = 0; round < SHUTDOWN_ROUNDS; round++) {
     const leftover = liveTasksOf(loop).filter((task) =>
       !task.done() && !reported.has(task)
     );
-    if (leftover.length === 0) return;
+    if (leftover.length === 0) break;
     await cancelLeftovers(loop, leftover, reported);
   }
+  loop.close();
 }
 
 async function cancelLeftovers(
@@ -5454,7 +5467,7 @@ export class Runner {
     this.#closed = true;
     if (loop === null) return;
     try {
-      await cancelAllTasks(loop);
+      await cancelAllTasksAndClose(loop);
     } finally {
       loop.close();
     }

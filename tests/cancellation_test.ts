@@ -256,6 +256,31 @@ for (
   });
 }
 
+test("4. an outside cancel that reached only a helper's wait is not a timeout scope's own", async () => {
+  // The helper's wait makes the task look suspended while its coroutine
+  // still runs; the cancel comes in between, from another task, and the
+  // coroutine then enters a scope that expires. In asyncio another task's
+  // cancel can only reach a suspended coroutine, where it is raised before
+  // the scope is entered: the scope must not turn it into its TimeoutError.
+  // Found by the property test.
+  await runBounded(async () => {
+    const task = createTask(async () => {
+      new Event().wait().catch(() => {});
+      for (let hop = 0; hop < 3; hop++) await null;
+      try {
+        await timeout(0, () => new Event().wait());
+      } catch (error) {
+        if (!(error instanceof TimeoutError)) throw error;
+      }
+      return "result";
+    });
+    createTask(async () => {
+      assert.equal(task.cancel(), true);
+    });
+    assert.equal(await outcome(task), "CancelledError");
+  });
+});
+
 test("4. a cancel held over a foreign await is not lost at `await` of a failing eager child", async () => {
   // Found by the property test. CPython 3.14, with the cancel pending as
   // the task awaits the child: the child is cancelled at its sleep(0), and
@@ -472,4 +497,39 @@ test("9. run() returns when a leftover task awaits a promise nobody settles", as
       JSON.stringify(reports.map((c) => c.message))
     }`,
   );
+});
+
+test("9. run() leaves no task pending that loose code starts as it shuts down", async () => {
+  // A host timer's callback, run in a finished task's context, awaits a
+  // scope and then starts a task: however its microtasks interleave with
+  // run()'s clean-up (each count of hops below lands elsewhere in it), the
+  // task runs (on run()'s loop, which cancels it, or after the loop closed,
+  // on the default loop), never left pending on a closed loop. Found by the
+  // property test.
+  for (let hops = 0; hops < 12; hops++) {
+    let late: ReturnType<typeof createTask> | null = null;
+    await runBounded(async () => {
+      let fired!: () => void;
+      const firing = new Promise<void>((resolve) => fired = resolve);
+      await createTask(async () => {
+        setTimeout(() => {
+          fired();
+          (async () => {
+            await timeout(0, () => new Event().wait()).catch(() => {});
+            for (let i = 0; i < hops; i++) await null;
+            late = createTask(async () => {});
+          })();
+        }, 0);
+      });
+      await wrapFuture(firing);
+    });
+    // One host turn for the loose code, another for the default loop.
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    assert.ok(late !== null, `${hops} hops: the loose code ran`);
+    assert.ok(
+      (late as { done(): boolean }).done(),
+      `${hops} hops: the task it started is done`,
+    );
+  }
 });

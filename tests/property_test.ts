@@ -16,9 +16,11 @@
 //   took it back with uncancel() (or, as in asyncio, it was the task's own
 //   cancel, merged into the TimeoutError of a scope entered after it that
 //   expired before the cancel was delivered), or the task ended with an
-//   error;
-// - run() returns, every task is done by then, and a program without loose
-//   awaits leaves no timer behind.
+//   error, or it was undelivered while the task's own code awaited a
+//   foreign promise and a loose chain of it ran (the library's stated
+//   limit, README "How it works");
+// - run() returns, every task of its loop is done by then, and a program
+//   without loose awaits leaves no timer behind.
 //
 // Environment:
 // - PROPERTY_SECONDS (default 30): how long to generate programs (and shrink
@@ -31,8 +33,7 @@
 //   PROPERTY_TRACE=1 prints each op of it as it runs, with its task and time.
 // - PROPERTY_EXCLUDE=race,helper,bounded,...: leave those op kinds out
 //   ("bounded": unbounded queues only), to look past a known failure;
-//   default "race,all,helper,hostTimer" (see DEFAULT_EXCLUDED), empty for
-//   every kind.
+//   default: none (see DEFAULT_EXCLUDED).
 // - PROPERTY_NO_SHRINK=1: report the first failure as found.
 // The file only imports ../mod.ts: copy it into any checkout's tests/ to
 // judge that checkout.
@@ -40,6 +41,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import process from "node:process";
+import { clearImmediate, setImmediate } from "node:timers";
 import fc from "fast-check";
 import {
   allTasks,
@@ -142,18 +144,12 @@ const queueIndex = fc.constantFrom<QueueIndex>(0, 1);
 const target = fc.nat({ max: 30 });
 
 // PROPERTY_EXCLUDE=race,helper,... leaves those ops out of the programs, to
-// look past a known failure. By default the ops that run several branches
-// in one task's context at once (Promise.race and Promise.all, helpers left
-// running, host timer callbacks) are left out: when a branch makes a wait
-// while another goes on, the loop cannot always tell which one a cancel
-// must reach, and the library's rule for it (README, "How it works") still
-// loses a cancel in rare orders (issue 8, left open). PROPERTY_EXCLUDE=
-// (empty) puts them back in.
-const DEFAULT_EXCLUDED = "race,all,helper,hostTimer";
+// look past a known failure. By default every op is in.
+const DEFAULT_EXCLUDED = "";
 const excluded = new Set(
   (process.env.PROPERTY_EXCLUDE ?? DEFAULT_EXCLUDED).split(",").map((s) =>
     s.trim()
-  ),
+  ).filter((s) => s !== ""),
 );
 
 function allowed(
@@ -444,6 +440,11 @@ interface TaskRecord {
   // Entry events of the timeout scopes, entered with their deadline passed,
   // that gave the task TimeoutError.
   expiredScopes: number[];
+  // Made by loose code after run()'s loop had closed.
+  afterClose: boolean;
+  // The cancels made before its code ended a foreign await while another
+  // loose chain of it ran: see the check at the end.
+  blind: Set<number>;
 }
 
 interface ItemRecord {
@@ -479,7 +480,7 @@ async function runProgram(program: Program): Promise<Outcome> {
   const items = new Map<number, ItemRecord>();
   const dropped = [0, 0];
   const hostTimers: Promise<void>[] = [];
-  const hostTimerHandles: ReturnType<typeof setTimeout>[] = [];
+  const hostTimerHandles: ReturnType<typeof setImmediate>[] = [];
   const timers: {
     handle: { cancelled(): boolean };
     fired: boolean;
@@ -514,6 +515,8 @@ async function runProgram(program: Program): Promise<Outcome> {
       lastTakeBack: -1,
       selfCancels: new Map(),
       expiredScopes: [],
+      afterClose: loopOfRun?.isClosed() ?? false,
+      blind: new Set(),
     };
     records.push(record);
     if (tracing) {
@@ -564,14 +567,18 @@ async function runProgram(program: Program): Promise<Outcome> {
   };
 
   // Holds the virtual clock until `promise` settles, so that host timers
-  // fire at a known point of virtual time and a seed replays exactly.
+  // fire at a known point of virtual time and a seed replays exactly. The
+  // host callback is a setImmediate(), not a setTimeout(0): its order among
+  // the loop's own host turns (setImmediate too) is fixed, where a
+  // setTimeout(0)'s depends on how loaded the machine is, and a program
+  // would pass or fail by chance.
   const hostTimer = (callback: () => void): Promise<void> => {
     let fired!: () => void;
     const firing = new Promise<void>((resolve) => fired = resolve);
-    hostTimerHandles.push(setTimeout(() => {
+    hostTimerHandles.push(setImmediate(() => {
       fired();
       callback();
-    }, 0));
+    }));
     hostTimers.push(firing);
     try {
       wrapFuture(firing);
@@ -583,17 +590,47 @@ async function runProgram(program: Program): Promise<Outcome> {
 
   // Tracing must add no await: one more microtask hop changes the program.
   const trace = (op: Op, what: string) => {
-    const who = currentTask()?.getName() ?? "no task";
+    const who = (currentTask()?.getName() ?? "no task") +
+      (loopOfRun?.isClosed() ? " CLOSED" : "");
     console.log(
       `${loopOfRun?.time()} ${who}: ${JSON.stringify(op).slice(0, 70)} ${what}`,
     );
   };
 
-  async function runOps(ops: Op[]): Promise<void> {
+  // How many loose chains of each task (race and all branches, helpers,
+  // host timer callbacks) are running, and how many have started. Kept by
+  // task, not in its record: an eager task runs before it is registered.
+  const looseChains = new Map<
+    Task<unknown>,
+    { running: number; started: number }
+  >();
+  const looseChainsOf = (task: Task<unknown> | null) => {
+    if (task === null) return { running: 0, started: 0 };
+    let chains = looseChains.get(task);
+    if (chains === undefined) {
+      looseChains.set(task, chains = { running: 0, started: 0 });
+    }
+    return chains;
+  };
+
+  // A chain of ops that nothing in its task awaits to the end.
+  async function runLoose(ops: Op[]): Promise<void> {
+    const chains = looseChainsOf(currentTask());
+    chains.running++;
+    chains.started++;
+    try {
+      await runOps(ops, true);
+    } finally {
+      chains.running--;
+    }
+  }
+
+  // `loose`: the ops run in a loose chain of their task (see runLoose).
+  async function runOps(ops: Op[], loose = false): Promise<void> {
     for (const op of ops) {
       if (tracing) trace(op, "starts");
       try {
-        await runOp(op);
+        await runOp(op, loose);
       } catch (error) {
         if (tracing) trace(op, `throws ${error}`);
         throw error;
@@ -603,7 +640,7 @@ async function runProgram(program: Program): Promise<Outcome> {
     }
   }
 
-  async function runOp(op: Op): Promise<void> {
+  async function runOp(op: Op, loose: boolean): Promise<void> {
     switch (op.t) {
       case "sleep":
         await sleep(op.ms);
@@ -746,31 +783,58 @@ async function runProgram(program: Program): Promise<Outcome> {
       case "all":
         // After the first failure the other branches go on, unawaited.
         usesLooseCode = true;
-        await Promise.all(op.branches.map(runOps));
+        await Promise.all(op.branches.map(runLoose));
         return;
       case "race":
         // The branches that lose go on after the race, maybe after the task.
         usesLooseCode = true;
-        await Promise.race(op.branches.map(runOps));
+        await Promise.race(op.branches.map(runLoose));
         return;
       case "helper":
         usesLooseCode = true;
-        runOps(op.body).catch(() => {});
+        runLoose(op.body).catch(() => {});
         return;
       case "hostTimer":
         usesLooseCode = true;
         hostTimer(() => {
-          runOps(op.body).catch(() => {});
+          runLoose(op.body).catch(() => {});
         });
         return;
-      case "foreign":
+      case "foreign": {
         // A promise the loop cannot see, as fetch() would be.
-        await hostTimer(() => {});
+        // In a loose chain too: the task's own code may await it through a
+        // race or an all. The other loose chains are what counts.
+        const task = currentTask();
+        const chains = looseChainsOf(task);
+        const running = chains.running - (loose ? 1 : 0);
+        const started = chains.started;
+        try {
+          await hostTimer(() => {});
+        } finally {
+          if (task !== null && (running > 0 || chains.started !== started)) {
+            // The tasks awaiting this one forwarded their cancels to it.
+            const blinded = [task];
+            for (let grew = true; grew;) {
+              grew = false;
+              for (const [parent, child] of awaiting) {
+                if (blinded.includes(child) && !blinded.includes(parent)) {
+                  blinded.push(parent);
+                  grew = true;
+                }
+              }
+            }
+            for (const each of blinded) {
+              const record = recordOf.get(each);
+              for (const at of record?.cancels ?? []) record!.blind.add(at);
+            }
+          }
+        }
         return;
+      }
       case "waitFor": {
         const entered = events++;
         try {
-          await waitFor(() => runOps(op.body), op.ms);
+          await waitFor(() => runOps(op.body, loose), op.ms);
         } catch (error) {
           if (!(error instanceof TimeoutError)) throw error;
           expiredAtEntry(entered);
@@ -780,7 +844,7 @@ async function runProgram(program: Program): Promise<Outcome> {
       case "timeout": {
         const entered = events++;
         try {
-          await timeout(op.ms, () => runOps(op.body));
+          await timeout(op.ms, () => runOps(op.body, loose));
         } catch (error) {
           if (!(error instanceof TimeoutError)) throw error;
           expiredAtEntry(entered);
@@ -792,7 +856,7 @@ async function runProgram(program: Program): Promise<Outcome> {
         try {
           await timeoutAt(
             getRunningLoop().time() - op.ago,
-            () => runOps(op.body),
+            () => runOps(op.body, loose),
           );
         } catch (error) {
           if (!(error instanceof TimeoutError)) throw error;
@@ -809,7 +873,7 @@ async function runProgram(program: Program): Promise<Outcome> {
                 `group child ${index}`,
               )
             );
-            await runOps(op.body);
+            await runOps(op.body, loose);
           });
         } catch (error) {
           if (!(error instanceof ExceptionGroup)) throw error;
@@ -840,6 +904,16 @@ async function runProgram(program: Program): Promise<Outcome> {
           if (cancelledHere(error)) throw error;
           if (!(error instanceof Boom || error instanceof CancelledError)) {
             throw error;
+          }
+          if (error instanceof Boom) {
+            // As with gather (CPython 3.14.2 checked): a cancel that reached
+            // the await was forwarded to the child, and a child that fails
+            // anyway hands its error to the task, which ends with a result
+            // if it catches it; the cancel is spent on the child. (Here the
+            // child may even be running when the cancel comes, from code
+            // another task left running.)
+            const record = recordOf.get(parent);
+            if (record !== undefined) record.lastTakeBack = events++;
           }
         } finally {
           awaiting.delete(parent);
@@ -882,7 +956,7 @@ async function runProgram(program: Program): Promise<Outcome> {
       }
       case "guard":
         try {
-          await runOps(op.body);
+          await runOps(op.body, loose);
         } catch (error) {
           if (!(error instanceof CancelledError) || wrappingUp) throw error;
           // Take back only the program's own cancel() calls: a cancellation
@@ -1042,7 +1116,7 @@ async function runProgram(program: Program): Promise<Outcome> {
   }
   const realMs = performance.now() - started;
   await Promise.all(hostTimers);
-  for (const handle of hostTimerHandles) clearTimeout(handle);
+  for (const handle of hostTimerHandles) clearImmediate(handle);
   // A host callback that fired late may still be running: one host turn lets
   // whatever does not wait on the closed loop finish.
   await new Promise((resolve) => setTimeout(resolve, 0));
@@ -1051,7 +1125,15 @@ async function runProgram(program: Program): Promise<Outcome> {
   for (const record of records) {
     const task = record.task;
     if (!task.done()) {
-      violate(`${record.label} ${task.getName()} is pending after run()`);
+      // Loose code (a race branch, a helper, a host timer callback) may go
+      // on after run() returned, as nothing in a task awaits it; a task it
+      // starts then goes on the default loop (asyncio has no such code:
+      // only a task can await there). It may wait for ever on something
+      // the closed loop left held (a lock taken by code that slept on it):
+      // it is none of run()'s.
+      if (!record.afterClose) {
+        violate(`${record.label} ${task.getName()} is pending after run()`);
+      }
       continue;
     }
     // asyncio's one exception (CPython 3.14 checked): a cancel the task
@@ -1059,8 +1141,16 @@ async function runProgram(program: Program): Promise<Outcome> {
     // timeout scope entered after it that expires before the cancel was
     // delivered (its deadline passed at entry, or it expired while the
     // cancelled body unwound), and comes out as that scope's TimeoutError.
+    // The library's limit (README, "How it works"): while the task's own
+    // code awaits a foreign promise, a cancel not yet delivered reaches
+    // only the waits of its loose chains (a branch that lost a race, a
+    // helper), and the loop cannot tell whose code they are. If such a
+    // chain catches the CancelledError and goes on with another await (a
+    // task group in it waits for its cancelled children), that looks the
+    // same as the task's own code handling the cancel, and the task is not
+    // cancelled again. asyncio has no such case: its branches are tasks.
     const live = record.cancels.filter((at) =>
-      at > record.lastTakeBack &&
+      at > record.lastTakeBack && !record.blind.has(at) &&
       !(record.selfCancels.get(at)?.expiredScopes.some((entered) =>
         entered > at
       ))
@@ -1205,4 +1295,511 @@ test(`random programs keep every cancellation and every item (${seconds} s)`, {
     }`,
   );
   assert.ok(programs > 0);
+});
+
+// Programs the property test once failed on, shrunk, with what was wrong:
+// each runs on every run of this file, whatever the seed.
+const FOUND: { found: string; program: Program }[] = [
+  {
+    found:
+      "a host timer's helper started a task as run() closed its loop: left pending on it (fixed: Runner closes in the same microtask as its last check)",
+    program: {
+      "queues": [{ "kind": "fifo", "maxsize": 0 }, {
+        "kind": "fifo",
+        "maxsize": 0,
+      }],
+      "semaphore": { "value": 1, "bounded": false },
+      "barrierParties": 2,
+      "conditionSharesLock": false,
+      "director": [],
+      "actors": [{
+        "eager": false,
+        "body": [{
+          "t": "hostTimer",
+          "body": [{
+            "t": "timeout",
+            "ms": 0,
+            "body": [{ "t": "barrierWait" }],
+          }, { "t": "sub", "awaited": false, "body": [], "eager": false }],
+        }],
+      }],
+    },
+  },
+  {
+    found:
+      "another task's cancel reached only a helper's wait; the task's code then entered timeout(0): the scope took it for its own (fixed: Task counts a cancel from outside as away even while suspended)",
+    program: {
+      "queues": [{ "kind": "fifo", "maxsize": 0 }, {
+        "kind": "fifo",
+        "maxsize": 0,
+      }],
+      "semaphore": { "value": 1, "bounded": false },
+      "barrierParties": 2,
+      "conditionSharesLock": false,
+      "director": [{ "t": "cancel", "target": 0 }],
+      "actors": [{
+        "eager": false,
+        "body": [{ "t": "helper", "body": [{ "t": "barrierWait" }] }, {
+          "t": "timeout",
+          "ms": 0,
+          "body": [{
+            "t": "gather",
+            "children": [[]],
+            "returnExceptions": false,
+          }],
+        }],
+      }],
+    },
+  },
+  {
+    found:
+      "a lost branch's expired scope and another task both cancelled the task before its code entered timeout(0): only one was counted as away (fixed: Task counts them)",
+    program: {
+      "queues": [{ "kind": "fifo", "maxsize": 0 }, {
+        "kind": "fifo",
+        "maxsize": 0,
+      }],
+      "semaphore": { "value": 1, "bounded": false },
+      "barrierParties": 2,
+      "conditionSharesLock": false,
+      "director": [],
+      "actors": [{
+        "eager": true,
+        "body": [{
+          "t": "race",
+          "branches": [[{
+            "t": "timeoutAt",
+            "ago": 0,
+            "body": [{ "t": "sem", "ms": 0 }],
+          }], []],
+        }, {
+          "t": "timeout",
+          "ms": 0,
+          "body": [{
+            "t": "waitFor",
+            "ms": 1,
+            "body": [{ "t": "sleep", "ms": 0 }],
+          }],
+        }],
+      }, {
+        "eager": false,
+        "body": [{
+          "t": "all",
+          "branches": [[{
+            "t": "timeout",
+            "ms": 1,
+            "body": [{ "t": "cancel", "target": 0 }],
+          }], []],
+        }],
+      }],
+    },
+  },
+  {
+    found:
+      "a lost branch went on after run() and started a task on the default loop, blocked on a lock its dead code held (test: such tasks are none of run()'s)",
+    program: {
+      "queues": [{ "kind": "fifo", "maxsize": 0 }, {
+        "kind": "fifo",
+        "maxsize": 0,
+      }],
+      "semaphore": { "value": 1, "bounded": false },
+      "barrierParties": 2,
+      "conditionSharesLock": false,
+      "director": [],
+      "actors": [{
+        "eager": false,
+        "body": [{
+          "t": "race",
+          "branches": [[
+            {
+              "t": "gather",
+              "children": [[{ "t": "sem", "ms": 1 }]],
+              "returnExceptions": false,
+            },
+            { "t": "timeout", "ms": 1, "body": [] },
+            {
+              "t": "sub",
+              "awaited": false,
+              "body": [{ "t": "lockReleaseTwice" }],
+              "eager": false,
+            },
+          ], []],
+        }],
+      }, {
+        "eager": false,
+        "body": [{
+          "t": "race",
+          "branches": [[{
+            "t": "hostTimer",
+            "body": [{ "t": "lock", "ms": 1 }],
+          }], []],
+        }],
+      }, { "eager": false, "body": [] }],
+    },
+  },
+  {
+    found:
+      "a lost branch's task group went on after run() and started tasks on the default loop (test: such tasks are none of run()'s)",
+    program: {
+      "queues": [{ "kind": "fifo", "maxsize": 0 }, {
+        "kind": "fifo",
+        "maxsize": 0,
+      }],
+      "semaphore": { "value": 1, "bounded": false },
+      "barrierParties": 2,
+      "conditionSharesLock": false,
+      "director": [],
+      "actors": [{
+        "eager": false,
+        "body": [{
+          "t": "race",
+          "branches": [[], [{
+            "t": "group",
+            "children": [[]],
+            "body": [],
+            "eager": false,
+          }, {
+            "t": "group",
+            "children": [[{ "t": "sleep", "ms": 1 }]],
+            "body": [{ "t": "get", "q": 0, "nowait": true }],
+            "eager": false,
+          }]],
+        }],
+      }],
+    },
+  },
+  {
+    found:
+      "a lost branch's task group caught the cancel that reached it while the task awaited a foreign promise, and went on (test: the library's stated limit)",
+    program: {
+      "queues": [{ "kind": "fifo", "maxsize": 0 }, {
+        "kind": "fifo",
+        "maxsize": 0,
+      }],
+      "semaphore": { "value": 1, "bounded": false },
+      "barrierParties": 2,
+      "conditionSharesLock": false,
+      "director": [{ "t": "cancel", "target": 0 }],
+      "actors": [{
+        "eager": false,
+        "body": [{
+          "t": "race",
+          "branches": [[{
+            "t": "group",
+            "children": [[]],
+            "body": [],
+            "eager": false,
+          }], []],
+        }, { "t": "foreign" }],
+      }, { "eager": false, "body": [] }],
+    },
+  },
+  {
+    found:
+      "an eager group child's cancel was taken by a lost branch's group wait, while the task's code awaited a foreign promise (test: the library's stated limit)",
+    program: {
+      "queues": [{ "kind": "fifo", "maxsize": 0 }, {
+        "kind": "fifo",
+        "maxsize": 0,
+      }],
+      "semaphore": { "value": 1, "bounded": false },
+      "barrierParties": 2,
+      "conditionSharesLock": false,
+      "director": [],
+      "actors": [
+        {
+          "eager": false,
+          "body": [{
+            "t": "waitFor",
+            "ms": null,
+            "body": [{
+              "t": "group",
+              "children": [[], [], []],
+              "body": [],
+              "eager": false,
+            }],
+          }],
+        },
+        { "eager": false, "body": [] },
+        {
+          "eager": false,
+          "body": [{
+            "t": "race",
+            "branches": [[{
+              "t": "group",
+              "children": [[{ "t": "cancel", "target": 10 }], [{
+                "t": "eventWait",
+              }]],
+              "body": [],
+              "eager": true,
+            }], []],
+          }, {
+            "t": "guard",
+            "body": [{
+              "t": "group",
+              "children": [[]],
+              "body": [{ "t": "foreign" }],
+              "eager": false,
+            }],
+          }],
+        },
+        {
+          "eager": true,
+          "body": [{
+            "t": "gather",
+            "children": [[]],
+            "returnExceptions": false,
+          }],
+        },
+      ],
+    },
+  },
+  {
+    found:
+      "Node, seed 2: a lost branch's task group took the task's own cancel while another branch of the race awaited a foreign promise (test: the library's stated limit, the foreign await in a branch the task awaits)",
+    program: {
+      "queues": [{ "kind": "fifo", "maxsize": 0 }, {
+        "kind": "fifo",
+        "maxsize": 0,
+      }],
+      "semaphore": { "value": 1, "bounded": false },
+      "barrierParties": 2,
+      "conditionSharesLock": false,
+      "director": [{ "t": "condNotify", "all": false }],
+      "actors": [{
+        "eager": false,
+        "body": [{ "t": "eventClear" }, {
+          "t": "race",
+          "branches": [[{ "t": "timeout", "ms": null, "body": [] }, {
+            "t": "timeoutAt",
+            "ago": 2,
+            "body": [{ "t": "cancel", "target": 0 }, {
+              "t": "cancel",
+              "target": 2,
+            }, { "t": "foreign" }],
+          }], [{
+            "t": "group",
+            "children": [[{ "t": "sleep", "ms": 3 }, {
+              "t": "sleep",
+              "ms": 15,
+            }], []],
+            "body": [],
+            "eager": false,
+          }, { "t": "get", "q": 1, "nowait": false }]],
+        }],
+      }, {
+        "eager": false,
+        "body": [{ "t": "barrierWait" }, {
+          "t": "shield",
+          "body": [
+            { "t": "get", "q": 1, "nowait": true },
+            {
+              "t": "race",
+              "branches": [[{ "t": "put", "q": 0, "nowait": false }, {
+                "t": "put",
+                "q": 1,
+                "nowait": false,
+              }], [{ "t": "shutdown", "q": 1, "immediate": true }, {
+                "t": "put",
+                "q": 1,
+                "nowait": false,
+              }]],
+            },
+            { "t": "timeout", "ms": 6, "body": [{ "t": "lock", "ms": 19 }] },
+            {
+              "t": "all",
+              "branches": [[{ "t": "shutdown", "q": 1, "immediate": false }, {
+                "t": "cancel",
+                "target": 29,
+              }, { "t": "sleep", "ms": 0 }]],
+            },
+            { "t": "condWait" },
+          ],
+        }],
+      }, { "eager": true, "body": [] }],
+    },
+  },
+  {
+    found:
+      "Bun: a cancel forwarded to an awaited subtask that failed anyway (it was running, as another task's Promise.all branch cancelled it) left the task with a result (test: the cancel is spent on the child, as in asyncio)",
+    program: {
+      "queues": [{ "kind": "fifo", "maxsize": 0 }, {
+        "kind": "fifo",
+        "maxsize": 0,
+      }],
+      "semaphore": { "value": 1, "bounded": false },
+      "barrierParties": 2,
+      "conditionSharesLock": false,
+      "director": [],
+      "actors": [{
+        "eager": false,
+        "body": [{
+          "t": "timeout",
+          "ms": null,
+          "body": [{
+            "t": "sub",
+            "awaited": true,
+            "body": [{ "t": "fail" }],
+            "eager": true,
+          }],
+        }],
+      }, {
+        "eager": false,
+        "body": [{
+          "t": "all",
+          "branches": [[{
+            "t": "timeout",
+            "ms": 1,
+            "body": [{ "t": "condNotify", "all": false }],
+          }, { "t": "cancel", "target": 0 }], [{
+            "t": "gather",
+            "children": [[]],
+            "returnExceptions": false,
+          }]],
+        }],
+      }],
+    },
+  },
+  {
+    found:
+      "Node, seed 2 (by chance, under load): an eager actor's loose chains started before it was registered and went uncounted, so a cancel its helper's wait took was not seen as the stated limit (test: loose chains are counted by task)",
+    program: {
+      "queues": [{ "kind": "fifo", "maxsize": 0 }, {
+        "kind": "fifo",
+        "maxsize": 0,
+      }],
+      "semaphore": { "value": 1, "bounded": false },
+      "barrierParties": 2,
+      "conditionSharesLock": false,
+      "director": [],
+      "actors": [{
+        "eager": true,
+        "body": [{
+          "t": "group",
+          "children": [[{
+            "t": "race",
+            "branches": [[{ "t": "cancel", "target": 8 }]],
+          }], []],
+          "body": [],
+          "eager": false,
+        }],
+      }, {
+        "eager": true,
+        "body": [
+          {
+            "t": "all",
+            "branches": [[
+              {
+                "t": "helper",
+                "body": [{ "t": "get", "q": 1, "nowait": false }],
+              },
+              { "t": "foreign" },
+              { "t": "condNotify", "all": false },
+            ]],
+          },
+          { "t": "waitFor", "ms": 6, "body": [] },
+          { "t": "fail" },
+          { "t": "eventClear" },
+          {
+            "t": "hostTimer",
+            "body": [{ "t": "hostTimer", "body": [] }, {
+              "t": "helper",
+              "body": [],
+            }, { "t": "get", "q": 1, "nowait": false }],
+          },
+        ],
+      }, { "eager": false, "body": [] }],
+    },
+  },
+  {
+    found:
+      "Deno, seed 2 (by chance, under load): the same, an eager actor's helper and a foreign await; replays every time since host callbacks are setImmediate()",
+    program: {
+      "queues": [{ "kind": "fifo", "maxsize": 2 }, {
+        "kind": "lifo",
+        "maxsize": 1,
+      }],
+      "semaphore": { "value": 2, "bounded": true },
+      "barrierParties": 2,
+      "conditionSharesLock": false,
+      "director": [
+        { "t": "put", "q": 1, "nowait": true },
+        { "t": "cancel", "target": 0 },
+        { "t": "put", "q": 1, "nowait": true },
+        { "t": "cancel", "target": 6 },
+        { "t": "sleep", "ms": 5 },
+        { "t": "put", "q": 0, "nowait": true },
+        { "t": "eventClear" },
+      ],
+      "actors": [
+        {
+          "eager": false,
+          "body": [{
+            "t": "all",
+            "branches": [[{ "t": "cancel", "target": 23 }, {
+              "t": "lock",
+              "ms": 5,
+            }]],
+          }],
+        },
+        { "eager": false, "body": [{ "t": "cancel", "target": 12 }] },
+        {
+          "eager": true,
+          "body": [{
+            "t": "helper",
+            "body": [{
+              "t": "race",
+              "branches": [[{ "t": "lockReleaseTwice" }], [{
+                "t": "sem",
+                "ms": 15,
+              }, { "t": "get", "q": 1, "nowait": true }], []],
+            }, {
+              "t": "timeout",
+              "ms": null,
+              "body": [{ "t": "eventWait" }, { "t": "sem", "ms": 17 }, {
+                "t": "condNotify",
+                "all": false,
+              }],
+            }, { "t": "timeoutAt", "ago": 3, "body": [] }],
+          }, { "t": "foreign" }],
+        },
+        { "eager": false, "body": [] },
+      ],
+    },
+  },
+  {
+    found:
+      "Deno, 10-minute run, seed 1159021096: the stated limit in a subtask, with the cancel forwarded to it by the task awaiting it (test: that task's cancels are judged as the subtask's)",
+    program: {
+      "queues": [{ "kind": "fifo", "maxsize": 0 }, {
+        "kind": "fifo",
+        "maxsize": 0,
+      }],
+      "semaphore": { "value": 1, "bounded": false },
+      "barrierParties": 2,
+      "conditionSharesLock": false,
+      "director": [{ "t": "cancel", "target": 1 }],
+      "actors": [{
+        "eager": true,
+        "body": [{
+          "t": "sub",
+          "awaited": true,
+          "body": [
+            { "t": "race", "branches": [[], [{ "t": "sem", "ms": 0 }]] },
+            { "t": "timeoutAt", "ago": 0, "body": [{ "t": "foreign" }] },
+          ],
+          "eager": false,
+        }],
+      }],
+    },
+  },
+];
+
+test("the programs the property test once failed on pass", {
+  skip: replay !== undefined,
+}, async () => {
+  for (const { found, program } of FOUND) {
+    const { violations } = await runProgram(program);
+    assert.deepEqual(violations, [], found);
+  }
 });
