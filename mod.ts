@@ -1230,13 +1230,15 @@ const taskContext = new AsyncLocalStorage<Task<unknown>>();
 
 // Whether a step runs code of the library's callers (a callback, a done
 // callback, the handlers given to a future's `then`), which must run
-// outside any task's context. Starting a task sets its own context, and a
-// bare wake-up runs no code: those two need not leave one.
+// outside any task's context. Starting a task sets its own context, a bare
+// wake-up runs no code, and the wake-up of an internal wait (awaitWaiter)
+// runs the library's, which needs none: those need not leave one.
 function runsCallersCode(step: Step, argument: unknown): boolean {
   if (step === taskStartStep) return false;
   if (step !== (wakeAwaiter as Step)) return true;
   const awaiter = argument as Awaiter;
-  return awaiter.onFulfilled != null || awaiter.onRejected != null;
+  return awaiter.subject === null &&
+    (awaiter.onFulfilled != null || awaiter.onRejected != null);
 }
 
 // The task whose context the caller runs in, or null. A context outlives
@@ -3016,21 +3018,38 @@ type FutureState =
 
 const STATE_NAMES = ["pending", "finished", "finished", "cancelled"];
 
+// The handlers `then` got: called as a promise calls its handlers.
+type AwaitHandler = (value: unknown) => unknown;
+
+// The handlers of an internal wait (awaitWaiter): a lock's or a queue's
+// code after its `await waiter`. They get the awaiter, which carries the
+// primitive (`subject`) and what the wait needs (`argument`), so that a
+// wait makes no closures.
+type WaiterHandler = (awaiter: Awaiter, value: unknown) => unknown;
+
+// The bits of Awaiter `flags`: one field rather than three booleans, as an
+// awaiter lives as long as its wait, and a pending task has one or more.
+const AWAITER_FIRED = 1;
+const AWAITER_MUST_CANCEL = 2;
+// Reached by its task's cancel(), or cancelled as it was made, by its
+// task's pending `#mustCancel`: its wake-up delivers that cancellation.
+const AWAITER_CARRIES_TASK_CANCEL = 4;
+
 // One `await` of a future by code running in `task` (null: outside any
 // task): the callbacks `then` got, and the promise it returned.
-// Invariants: `fired` turns true once, when the wake-up step runs; until
-// then the awaiter is one of its task's waits (Task #waits). `mustCancel`:
-// the task was cancelled after the future settled but before this wake-up
-// ran ("must cancel"), so the await throws CancelledError(`cancelMessage`)
-// instead of handing over the outcome, which stays where it was.
+// Invariants: AWAITER_FIRED is set once, when the wake-up step runs; until
+// then the awaiter is one of its task's waits (Task #waits).
+// AWAITER_MUST_CANCEL: the task was cancelled after the future settled but
+// before this wake-up ran ("must cancel"), so the await throws
+// CancelledError(`cancelMessage`) instead of handing over the outcome,
+// which stays where it was.
+// `subject` is null for an await made with `then`; else the wait is
+// internal (awaitWaiter), and its handlers are WaiterHandlers run for
+// `subject`, with `argument`.
 class Awaiter {
-  fired = false;
-  mustCancel = false;
-  // Reached by its task's cancel(), or cancelled as it was made, by its
-  // task's pending `#mustCancel`: its wake-up delivers that cancellation.
-  carriesTaskCancel = false;
-  // With `mustCancel`: the message of the latest cancel() that reached this
-  // wait (see Task `#cancelMessage` for why it is kept here).
+  flags = 0;
+  // With AWAITER_MUST_CANCEL: the message of the latest cancel() that
+  // reached this wait (see Task `#cancelMessage` for why it is kept here).
   cancelMessage: string | undefined = undefined;
   resolve!: (value: unknown) => void;
   reject!: (reason: unknown) => void;
@@ -3042,14 +3061,16 @@ class Awaiter {
   });
   readonly future: Future<unknown>;
   readonly task: Task<unknown> | null;
-  readonly onFulfilled: ((value: unknown) => unknown) | null | undefined;
-  readonly onRejected: ((reason: unknown) => unknown) | null | undefined;
+  readonly onFulfilled: AwaitHandler | WaiterHandler | null | undefined;
+  readonly onRejected: AwaitHandler | WaiterHandler | null | undefined;
+  subject: object | null = null;
+  argument: unknown = undefined;
 
   constructor(
     future: Future<unknown>,
     task: Task<unknown> | null,
-    onFulfilled: ((value: unknown) => unknown) | null | undefined,
-    onRejected: ((reason: unknown) => unknown) | null | undefined,
+    onFulfilled: AwaitHandler | WaiterHandler | null | undefined,
+    onRejected: AwaitHandler | WaiterHandler | null | undefined,
   ) {
     this.future = future;
     this.task = task;
@@ -3073,7 +3094,11 @@ function settleAwaiter(
     return;
   }
   try {
-    awaiter.resolve(handler(value));
+    awaiter.resolve(
+      awaiter.subject === null
+        ? (handler as AwaitHandler)(value)
+        : (handler as WaiterHandler)(awaiter, value),
+    );
   } catch (error) {
     awaiter.reject(error);
   }
@@ -3107,6 +3132,17 @@ let keepCancelledError: (
 let describeFutureState: (future: Future<unknown>) => string;
 // The step that wakes one `await` of a settled future (see Awaiter).
 let wakeAwaiter: (awaiter: Awaiter) => void;
+// An internal await of a lock's or a queue's waiter, pending (WaiterList.add
+// just made it): as `waiter.then()`, with WaiterHandlers run for `subject`
+// with `argument`. Their code needs no task's context: one that waits
+// again enters its task's (waitAgainIn).
+let awaitWaiter: (
+  waiter: Future<unknown>,
+  onWoken: WaiterHandler,
+  onFailed: WaiterHandler,
+  subject: object,
+  argument: unknown,
+) => Promise<unknown>;
 
 /**
  * A result that will be set later: asyncio's `Future`, awaitable with
@@ -3302,6 +3338,19 @@ export class Future<T = unknown> implements PromiseLike<T> {
         ? settled
         : settled.then(onfulfilled, onrejected)) as Promise<R1 | R2>;
     }
+    const awaiter = new Awaiter(
+      this as Future<unknown>,
+      task,
+      onfulfilled as AwaitHandler | null | undefined,
+      onrejected,
+    );
+    return this.#register(awaiter) as Promise<R1 | R2>;
+  }
+
+  // A new awaiter of this pending future joins its callbacks and its task's
+  // waits; or, if its task may not await this future, fails at once.
+  #register(awaiter: Awaiter): Promise<unknown> {
+    const task = awaiter.task;
     if (task !== null) {
       const refusal = task === (this as Future<unknown>)
         ? new RuntimeError(`Task cannot await on itself: ${task}`)
@@ -3311,18 +3360,28 @@ export class Future<T = unknown> implements PromiseLike<T> {
         )
         : null;
       if (refusal !== null) {
-        return Promise.reject(refusal).then(onfulfilled, onrejected);
+        // In a microtask, as a rejected promise's handlers would run.
+        RESOLVED_VOID.then(() => settleAwaiter(awaiter, REJECTED, refusal));
+        return awaiter.promise;
       }
     }
-    const awaiter = new Awaiter(
-      this as Future<unknown>,
-      task,
-      onfulfilled as ((value: unknown) => unknown) | null | undefined,
-      onrejected,
-    );
     this.#addCallback(awaiter);
     if (task !== null) taskWillWait(task, awaiter);
-    return awaiter.promise as Promise<R1 | R2>;
+    return awaiter.promise;
+  }
+
+  static #awaitWaiter(
+    waiter: Future<unknown>,
+    onWoken: WaiterHandler,
+    onFailed: WaiterHandler,
+    subject: object,
+    argument: unknown,
+  ): Promise<unknown> {
+    const awaiter = new Awaiter(waiter, runningTask(), onWoken, onFailed);
+    awaiter.subject = subject;
+    awaiter.argument = argument;
+    waiter.#markRetrieved();
+    return waiter.#register(awaiter);
   }
 
   /** Like `Promise.prototype.catch`. */
@@ -3456,10 +3515,10 @@ export class Future<T = unknown> implements PromiseLike<T> {
 
   // The step that wakes one await of this future, now settled: it hands the
   // awaiting code the outcome, or CancelledError if its task was cancelled
-  // in between (Awaiter `mustCancel`). Runs once per awaiter.
+  // in between (AWAITER_MUST_CANCEL). Runs once per awaiter.
   static #wakeAwaiter(awaiter: Awaiter): void {
-    if (awaiter.fired) return;
-    awaiter.fired = true;
+    if ((awaiter.flags & AWAITER_FIRED) !== 0) return;
+    awaiter.flags |= AWAITER_FIRED;
     const future = awaiter.future;
     let state = future.#state;
     let value = future.#value;
@@ -3470,7 +3529,7 @@ export class Future<T = unknown> implements PromiseLike<T> {
       state = REJECTED;
       value = future.#makeCancelledError();
     } else if (
-      awaiter.mustCancel &&
+      (awaiter.flags & AWAITER_MUST_CANCEL) !== 0 &&
       !(state === REJECTED && value instanceof CancelledError)
     ) {
       // Must-cancel: the task was cancelled after the future settled but
@@ -3500,6 +3559,7 @@ export class Future<T = unknown> implements PromiseLike<T> {
     };
     describeFutureState = (future) => future.#describeState();
     wakeAwaiter = Future.#wakeAwaiter;
+    awaitWaiter = Future.#awaitWaiter;
   }
 }
 
@@ -3772,8 +3832,9 @@ export class Task<T = unknown> extends Future<T> {
   //   the task is cancelled before it starts (#start), and when the
   //   coroutine returns a result first: the task then ends cancelled.
   // - Carriers: an awaiter that cancel() reached, or that was made while
-  //   `#mustCancel` was set, has `carriesTaskCancel`; its wake-up delivers
-  //   the cancellation (or is a lost branch's, see below). It stays set.
+  //   `#mustCancel` was set, has AWAITER_CARRIES_TASK_CANCEL; its wake-up
+  //   delivers the cancellation (or is a lost branch's, see below). It
+  //   stays set.
   // - `#pendingClear`: the task was just woken by a carrier with
   //   `#mustCancel` set (#wakes). If the task then goes on (makes an await,
   //   or ends), it was blocked on that wait and saw the cancellation:
@@ -3881,10 +3942,10 @@ export class Task<T = unknown> extends Future<T> {
   // Cancels one wait: its future if it is pending (its waiter then wakes
   // with CancelledError), else the wake-up already scheduled.
   static #cancelWait(awaiter: Awaiter, msg: string | undefined): void {
-    awaiter.carriesTaskCancel = true;
+    awaiter.flags |= AWAITER_CARRIES_TASK_CANCEL;
     const future = awaiter.future;
     if (!future.done() && future.cancel(msg)) return;
-    awaiter.mustCancel = true;
+    awaiter.flags |= AWAITER_MUST_CANCEL;
     awaiter.cancelMessage = msg;
   }
 
@@ -4098,7 +4159,8 @@ export class Task<T = unknown> extends Future<T> {
     task.#suspended = false;
     // Woken with the cancellation: it is delivered if the task goes on
     // from here, as a task blocked on this wait does (see #pendingClear).
-    task.#pendingClear = awaiter.carriesTaskCancel && task.#mustCancel;
+    task.#pendingClear = (awaiter.flags & AWAITER_CARRIES_TASK_CANCEL) !== 0 &&
+      task.#mustCancel;
     const waits = task.#waits;
     if (waits === awaiter) {
       task.#waits = null;
@@ -4131,7 +4193,8 @@ export class Task<T = unknown> extends Future<T> {
 
   static #cancelWantsQuiet(awaiter: Awaiter, hostTurns: number): boolean {
     const task = awaiter.task;
-    return awaiter.carriesTaskCancel && task !== null && !task.done() &&
+    return (awaiter.flags & AWAITER_CARRIES_TASK_CANCEL) !== 0 &&
+      task !== null && !task.done() &&
       task.#cancelTurn === hostTurns;
   }
 
@@ -5712,8 +5775,8 @@ class WaiterList<T> {
 // waiter that is cancelled before it runs ("must cancel": its await throws
 // CancelledError although its future has a result) passes the wake-up on
 // (WaiterList.leave tells it so). Lock and Semaphore run that resuming code
-// as the `then` handlers of the waiter's future, which saves an async
-// function per wait.
+// as the handlers of an internal await of the waiter's future
+// (awaitWaiter), which saves an async function and two closures per wait.
 
 // Which waiter a freed unit wakes. Lock wakes the first waiter only, and
 // only if it is still pending (asyncio's `_wake_up_first`): a first waiter
@@ -5778,10 +5841,13 @@ class FairUnits {
       return this.#acquired ??= Promise.resolve(this.#granted);
     }
     const waiter = this.#waiters.add(this.#owner);
-    return waiter.then(
-      (): Disposable => this.#resume(waiter),
-      (error) => this.#leave(waiter, error),
-    );
+    return awaitWaiter(
+      waiter,
+      FairUnits.#resume,
+      FairUnits.#leave,
+      this,
+      undefined,
+    ) as Promise<Disposable>;
   }
 
   // A unit comes back: it is set aside for the next waiter, if there is one.
@@ -5791,21 +5857,23 @@ class FairUnits {
   }
 
   // A woken waiter's task resumes: it takes the unit set aside for it.
-  #resume(waiter: Future<void>): Disposable {
-    this.#waiters.remove(waiter);
-    this.#setAside--;
-    this.#wakeWhileFree();
-    return this.#granted;
+  static #resume(awaiter: Awaiter): Disposable {
+    const units = awaiter.subject as FairUnits;
+    units.#waiters.remove(awaiter.future as Future<void>);
+    units.#setAside--;
+    units.#wakeWhileFree();
+    return units.#granted;
   }
 
   // A waiter's wait failed (it was cancelled, while waiting or after being
   // woken): it leaves the line, and a unit set aside for it goes on.
-  #leave(waiter: Future<void>, error: unknown): never {
-    if (this.#waiters.leave(waiter)) {
-      this.#setAside--;
-      this.#free++;
+  static #leave(awaiter: Awaiter, error: unknown): never {
+    const units = awaiter.subject as FairUnits;
+    if (units.#waiters.leave(awaiter.future as Future<void>)) {
+      units.#setAside--;
+      units.#free++;
     }
-    this.#wakeWhileFree();
+    units.#wakeWhileFree();
     throw error;
   }
 
@@ -6438,8 +6506,8 @@ export class Barrier {
 // putter checks again as it runs, and one woken then cancelled wakes the
 // next in its place.
 // Relies on: §1 Errors, §2 Argument checks, §3 Internal collections (Deque,
-// Stack, BinaryHeap), §6 Tasks (currentTask, taskContext), and §10
-// Synchronization primitives (WaiterList, Event).
+// Stack, BinaryHeap), §5 Futures (awaitWaiter), §6 Tasks (taskContext),
+// and §10 Synchronization primitives (WaiterList, Event).
 // Used by: nothing else in the file.
 // ===========================================================================
 
@@ -6449,8 +6517,9 @@ export class Barrier {
 // never reorders. Blocked getters and putters wait in WaiterLists; put and
 // get wake the oldest one, which checks again as it runs, and waits again
 // at the back of the line if a newcomer got there first. As Lock's, the
-// waits run the code after asyncio's `await` as `then` handlers; one that
-// must wait again does so in its task's context, as its own await would.
+// waits run the code after asyncio's `await` as the handlers of an
+// internal await (awaitWaiter); one that must wait again does so in its
+// task's context, as its own await would.
 
 // Where a queue keeps its items; the order of `take()` is the queue's kind.
 interface ItemStore<T> {
@@ -6615,21 +6684,31 @@ export class Queue<T> implements AsyncIterable<T> {
   // the code after its `await putter`, run as the putter's task resumes: it
   // puts at once if there is room, or waits again if a newcomer took it.
   #waitForRoom(item: T): Promise<void> {
-    const putter = this.#putters.add(this);
-    const task = currentTask();
-    return putter.then(
-      () => {
-        if (this.#shutDown || !this.full()) return this.putNowait(item);
-        return waitAgainIn(task, () => this.#waitForRoom(item));
-      },
-      (error) => {
-        // Woken for a free slot it will not fill: wake the next putter.
-        if (this.#putters.leave(putter) && !this.full()) {
-          this.#putters.wakeNextUnlisting(undefined);
-        }
-        throw error;
-      },
-    );
+    return awaitWaiter(
+      this.#putters.add(this),
+      Queue.#putterWoken,
+      Queue.#putterFailed,
+      this,
+      item,
+    ) as Promise<void>;
+  }
+
+  static #putterWoken(awaiter: Awaiter): void | Promise<void> {
+    const queue = awaiter.subject as Queue<unknown>;
+    const item = awaiter.argument;
+    if (queue.#shutDown || !queue.full()) return queue.putNowait(item);
+    return waitAgainIn(awaiter.task, () => queue.#waitForRoom(item));
+  }
+
+  static #putterFailed(awaiter: Awaiter, error: unknown): never {
+    const queue = awaiter.subject as Queue<unknown>;
+    // Woken for a free slot it will not fill: wake the next putter.
+    if (
+      queue.#putters.leave(awaiter.future as Future<void>) && !queue.full()
+    ) {
+      queue.#putters.wakeNextUnlisting(undefined);
+    }
+    throw error;
   }
 
   /**
@@ -6665,21 +6744,31 @@ export class Queue<T> implements AsyncIterable<T> {
   // asyncio's get() loop, waiting while the queue is empty; the handlers
   // are the code after its `await getter`, as in #waitForRoom.
   #waitForItem(): Promise<T> {
-    const getter = this.#getters.add(this);
-    const task = currentTask();
-    return getter.then(
-      (): T | Promise<T> => {
-        if (this.#items.length > 0 || this.#shutDown) return this.getNowait();
-        return waitAgainIn(task, () => this.#waitForItem());
-      },
-      (error) => {
-        // Woken for an item it will not take: wake the next getter.
-        if (this.#getters.leave(getter) && this.#items.length > 0) {
-          this.#getters.wakeNextUnlisting(undefined);
-        }
-        throw error;
-      },
-    );
+    return awaitWaiter(
+      this.#getters.add(this),
+      Queue.#getterWoken,
+      Queue.#getterFailed,
+      this,
+      undefined,
+    ) as Promise<T>;
+  }
+
+  static #getterWoken(awaiter: Awaiter): unknown {
+    const queue = awaiter.subject as Queue<unknown>;
+    if (queue.#items.length > 0 || queue.#shutDown) return queue.getNowait();
+    return waitAgainIn(awaiter.task, () => queue.#waitForItem());
+  }
+
+  static #getterFailed(awaiter: Awaiter, error: unknown): never {
+    const queue = awaiter.subject as Queue<unknown>;
+    // Woken for an item it will not take: wake the next getter.
+    if (
+      queue.#getters.leave(awaiter.future as Future<void>) &&
+      queue.#items.length > 0
+    ) {
+      queue.#getters.wakeNextUnlisting(undefined);
+    }
+    throw error;
   }
 
   /**
