@@ -3726,6 +3726,13 @@ let taskCounter = 0;
 
 // A task's #liveIndex once it has left its loop's live list.
 const NOT_LIVE = -1;
+// The bits of a task's #flags, one per boolean of its state.
+const TASK_STARTED = 1;
+const TASK_SUSPENDED = 2;
+const TASK_MUST_CANCEL = 4;
+const TASK_PENDING_CLEAR = 8;
+const TASK_CANCELLED_WHILE_AWAY = 16;
+
 // A task's #cancelTurn before its first cancel(): no host turn count is
 // negative, so cancelWantsQuiet() never holds for it.
 const NO_CANCEL_YET = -1;
@@ -3792,15 +3799,17 @@ let taskStalled: (task: Task<unknown>) => void;
 export class Task<T = unknown> extends Future<T> {
   // The coroutine function, until the task starts it (then null).
   #coro: Coro<T> | null;
-  // Null until the default name `Task-<#number>` is first asked for.
-  #name: string | null;
-  #number: number;
+  // The task's number until its default name `Task-<number>` is first
+  // asked for: most tasks never are.
+  #name: string | number;
   // The task's slot in its loop's live list while it is not done; -1 after.
   #liveIndex = NOT_LIVE;
-  #loop: EventLoop;
-  // Set as the coroutine function is called; a task cancelled before that
-  // never calls it.
-  #started = false;
+  // The task's booleans, as bits of one field (a field each would cost a
+  // slot each in every task): TASK_STARTED, and those of the cancellation
+  // state below, `#mustCancel` standing for TASK_MUST_CANCEL and so on.
+  // TASK_STARTED is set as the coroutine function is called; a task
+  // cancelled before that never calls it.
+  #flags = 0;
 
   // A task's cancellation state, and what the loop counts as blocked. The
   // invariants (checked against cancel, uncancel, #willWait, #wakes,
@@ -3868,14 +3877,14 @@ export class Task<T = unknown> extends Future<T> {
   //   first cancel() after that, or at once if one is pending; renewed
   //   after uncancel() brings `#cancelRequests` to 0.
   #waits: Awaiter | Awaiter[] | null = null;
-  #suspended = false;
-  #mustCancel = false;
-  #pendingClear = false;
-  #cancelledWhileAway = false;
   #cancelMessage: string | undefined = undefined;
   #cancelRequests = 0;
   #cancelTurn = NO_CANCEL_YET;
   #abortController: AbortController | null = null;
+
+  #hasFlag(flag: number): boolean {
+    return (this.#flags & flag) !== 0;
+  }
 
   /**
    * A task running `coro` on `options.loop` (default: the running loop, or
@@ -3885,10 +3894,8 @@ export class Task<T = unknown> extends Future<T> {
     checkCreateTaskArguments(coro, options);
     const loop = options.loop ?? currentLoop();
     super(loop);
-    this.#loop = loop;
-    // The default name is made only when asked for: most tasks never are.
-    this.#number = ++taskCounter;
-    this.#name = options.name === undefined ? null : String(options.name);
+    const number = ++taskCounter;
+    this.#name = options.name === undefined ? number : String(options.name);
     // A promise handed over whole can only be stopped being waited for: wrap
     // it, so that cancelling the task at least ends the wait.
     this.#coro = typeof coro === "function" ? coro : wrapFuture(coro, loop);
@@ -3911,7 +3918,7 @@ export class Task<T = unknown> extends Future<T> {
   override cancel(msg?: string): boolean {
     if (this.done()) return false;
     this.#cancelRequests++;
-    this.#cancelTurn = loopHostTurns(this.#loop);
+    this.#cancelTurn = loopHostTurns(this.getLoop());
     const controller = this.#abortController;
     if (controller !== null && !controller.signal.aborted) {
       controller.abort(new CancelledError(msg));
@@ -3927,14 +3934,19 @@ export class Task<T = unknown> extends Future<T> {
     // made a wait, the rest of it goes on), or away on a foreign promise.
     // asyncio's message: the last of the cancels that found the task not
     // waiting; a cancel that reached a wait leaves the one already set.
-    if (!this.#suspended || !this.#mustCancel) this.#cancelMessage = msg;
-    this.#mustCancel = true;
-    this.#pendingClear = false; // a new cancellation, to be delivered anew
-    if (!this.#suspended) {
-      if (this.#started && runningTask() !== this) {
-        this.#cancelledWhileAway = true;
+    if (!this.#hasFlag(TASK_SUSPENDED) || !this.#hasFlag(TASK_MUST_CANCEL)) {
+      this.#cancelMessage = msg;
+    }
+    this.#flags |= TASK_MUST_CANCEL;
+    // A new cancellation, to be delivered anew.
+    this.#flags &= ~TASK_PENDING_CLEAR;
+    if (!this.#hasFlag(TASK_SUSPENDED)) {
+      if (this.#hasFlag(TASK_STARTED) && runningTask() !== this) {
+        this.#flags |= TASK_CANCELLED_WHILE_AWAY;
       }
-      if (this.#started && this.#loop.getDebug()) this.#watchUndelivered();
+      if (this.#hasFlag(TASK_STARTED) && this.getLoop().getDebug()) {
+        this.#watchUndelivered();
+      }
     }
     return true;
   }
@@ -3950,17 +3962,17 @@ export class Task<T = unknown> extends Future<T> {
   }
 
   #clearMustCancel(): void {
-    this.#mustCancel = false;
-    this.#cancelledWhileAway = false;
-    this.#pendingClear = false;
+    this.#flags &= ~(
+      TASK_MUST_CANCEL | TASK_CANCELLED_WHILE_AWAY | TASK_PENDING_CLEAR
+    );
   }
 
   // Debug mode: a cancellation that stays undelivered, because the task
   // awaits a promise the loop cannot see, is worth a warning.
   #watchUndelivered(): void {
-    const loop = this.#loop;
+    const loop = this.getLoop();
     loop.callLater(loop.slowCallbackDuration, () => {
-      if (!this.#mustCancel || this.done()) return;
+      if (!this.#hasFlag(TASK_MUST_CANCEL) || this.done()) return;
       console.warn(
         `asyncio: task "${this.getName()}" was cancelled ${loop.slowCallbackDuration} ms ago and has not seen it: it awaits a promise the loop cannot cancel. Pass task.signal to it, or wrap it with wrapFuture().`,
       );
@@ -4005,7 +4017,8 @@ export class Task<T = unknown> extends Future<T> {
 
   /** The task's name. */
   getName(): string {
-    return this.#name ??= `Task-${this.#number}`;
+    const name = this.#name;
+    return typeof name === "string" ? name : this.#name = `Task-${name}`;
   }
 
   /** Renames the task. */
@@ -4032,23 +4045,23 @@ export class Task<T = unknown> extends Future<T> {
   // to its first suspension, before the loop's next step.
   static #step(task: Task<unknown>): void {
     // Resumed before it runs: it may suspend (or finish) inside #start.
-    noteResumed(task.#loop, task);
+    noteResumed(task.getLoop(), task);
     Task.#start(task);
-    if (!task.#started) noteSuspended(task.#loop, task);
+    if (!task.#hasFlag(TASK_STARTED)) noteSuspended(task.getLoop(), task);
   }
 
   static #start(task: Task<unknown>): void {
-    const loop = task.#loop;
-    if (task.#mustCancel) {
+    const loop = task.getLoop();
+    if (task.#hasFlag(TASK_MUST_CANCEL)) {
       // Cancelled before it ever ran: its function is never called.
-      task.#mustCancel = false;
+      task.#flags &= ~TASK_MUST_CANCEL;
       task.#coro = null;
       Future.prototype.cancel.call(task);
       keepCancelledError(task, new CancelledError(task.#cancelMessage));
       Task.#retire(task, true);
       return;
     }
-    task.#started = true;
+    task.#flags |= TASK_STARTED;
     noteTaskStarted(loop, task);
     taskContext.run(task, Task.#startCoro, task);
   }
@@ -4090,14 +4103,14 @@ export class Task<T = unknown> extends Future<T> {
   #finish(state: typeof FULFILLED | typeof REJECTED, value: unknown): void {
     if (this.done()) return;
     const blocked = this.#waits !== null;
-    if (this.#pendingClear) this.#clearMustCancel();
+    if (this.#hasFlag(TASK_PENDING_CLEAR)) this.#clearMustCancel();
     if (state === REJECTED && value instanceof CancelledError) {
       Future.prototype.cancel.call(this);
       keepCancelledError(this, value);
-    } else if (this.#mustCancel && state === FULFILLED) {
+    } else if (this.#hasFlag(TASK_MUST_CANCEL) && state === FULFILLED) {
       // Cancelled right before the coroutine returned: asyncio ends such a
       // task cancelled, not with its result.
-      this.#mustCancel = false;
+      this.#flags &= ~TASK_MUST_CANCEL;
       Future.prototype.cancel.call(this, this.#cancelMessage);
     } else if (state === FULFILLED) {
       Future.prototype.setResult.call(this, value);
@@ -4108,7 +4121,7 @@ export class Task<T = unknown> extends Future<T> {
     // the task's any more: their wake-ups find it done.
     this.#waits = null;
     Task.#retire(this, blocked);
-    noteSuspended(this.#loop, this, true);
+    noteSuspended(this.getLoop(), this, true);
   }
 
   // A task is done: it leaves its loop's live list, in O(1) (the last task
@@ -4116,7 +4129,7 @@ export class Task<T = unknown> extends Future<T> {
   static #retire(task: Task<unknown>, wasBlocked: boolean): void {
     const index = task.#liveIndex;
     if (index >= 0) {
-      const live = liveTasksOf(task.#loop);
+      const live = liveTasksOf(task.getLoop());
       const last = live.pop()!;
       if (last !== task) {
         live[index] = last;
@@ -4124,24 +4137,25 @@ export class Task<T = unknown> extends Future<T> {
       }
       task.#liveIndex = NOT_LIVE;
     }
-    noteTaskDone(task.#loop, task, wasBlocked);
+    noteTaskDone(task.getLoop(), task, wasBlocked);
   }
 
   // The task's code made an await: `awaiter` joins the task's waits.
   static #willWait(task: Task<unknown>, awaiter: Awaiter): void {
+    const loop = task.getLoop();
     const waits = task.#waits;
     if (waits === null) {
       task.#waits = awaiter;
-      if (task.#started) noteTaskBlocked(task.#loop, true);
+      if (task.#hasFlag(TASK_STARTED)) noteTaskBlocked(loop, true);
     } else if (waits instanceof Awaiter) {
       task.#waits = [waits, awaiter];
     } else {
       waits.push(awaiter);
     }
-    loopTimeline(task.#loop)?.record(task, "waiting", task.#loop.time());
-    task.#suspended = true;
-    if (task.#pendingClear) task.#clearMustCancel();
-    if (task.#mustCancel) {
+    loopTimeline(loop)?.record(task, "waiting", loop.time());
+    task.#flags |= TASK_SUSPENDED;
+    if (task.#hasFlag(TASK_PENDING_CLEAR)) task.#clearMustCancel();
+    if (task.#hasFlag(TASK_MUST_CANCEL)) {
       // Cancelled as it is made. No word to the loop that the task
       // suspended: it may go on (a Promise.race branch that settled at
       // once), so the loop waits until its microtasks run dry, and the
@@ -4149,18 +4163,22 @@ export class Task<T = unknown> extends Future<T> {
       Task.#cancelWait(awaiter, task.#cancelMessage);
       return;
     }
-    noteSuspended(task.#loop, task);
+    noteSuspended(loop, task);
   }
 
   // `awaiter`'s wake-up runs: it leaves the task's waits. False if the task
   // is done, and the wake-up is then nothing of the task's.
   static #wakes(task: Task<unknown>, awaiter: Awaiter): boolean {
     if (task.done()) return false;
-    task.#suspended = false;
+    task.#flags &= ~(TASK_SUSPENDED | TASK_PENDING_CLEAR);
     // Woken with the cancellation: it is delivered if the task goes on
     // from here, as a task blocked on this wait does (see #pendingClear).
-    task.#pendingClear = (awaiter.flags & AWAITER_CARRIES_TASK_CANCEL) !== 0 &&
-      task.#mustCancel;
+    if (
+      (awaiter.flags & AWAITER_CARRIES_TASK_CANCEL) !== 0 &&
+      task.#hasFlag(TASK_MUST_CANCEL)
+    ) {
+      task.#flags |= TASK_PENDING_CLEAR;
+    }
     const waits = task.#waits;
     if (waits === awaiter) {
       task.#waits = null;
@@ -4172,8 +4190,9 @@ export class Task<T = unknown> extends Future<T> {
     } else {
       return true;
     }
-    noteTaskBlocked(task.#loop, false);
-    loopTimeline(task.#loop)?.record(task, "running", task.#loop.time());
+    const loop = task.getLoop();
+    noteTaskBlocked(loop, false);
+    loopTimeline(loop)?.record(task, "running", loop.time());
     return true;
   }
 
@@ -4188,7 +4207,7 @@ export class Task<T = unknown> extends Future<T> {
   }
 
   static #stalled(task: Task<unknown>): void {
-    task.#pendingClear = false;
+    task.#flags &= ~TASK_PENDING_CLEAR;
   }
 
   static #cancelWantsQuiet(awaiter: Awaiter, hostTurns: number): boolean {
@@ -4199,7 +4218,8 @@ export class Task<T = unknown> extends Future<T> {
   }
 
   static #cancelArrivedWhileAway(task: Task<unknown>): boolean {
-    return task.#mustCancel && task.#cancelledWhileAway;
+    return task.#hasFlag(TASK_MUST_CANCEL) &&
+      task.#hasFlag(TASK_CANCELLED_WHILE_AWAY);
   }
 
   static {
