@@ -1290,6 +1290,14 @@ let defaultLoop: EventLoop | null = null;
 // Runs a handle's callback: the step that callSoon() and a due timer
 // schedule. Set by Handle's static block.
 let runHandle: (handle: Handle) => void;
+// The arguments of a handle made with none yet (see passOneArgument).
+const NO_ARGUMENTS: unknown[] = [];
+
+// The loop a handle belongs to.
+let handleLoop: (handle: Handle) => EventLoop;
+// Makes a new handle call its callback with `argument` alone, held as it
+// is: no array per timer for the library's one-argument timers (a sleep).
+let passOneArgument: (handle: Handle, argument: unknown) => void;
 
 /**
  * A callback scheduled with {@linkcode EventLoop.callSoon}: it can be
@@ -1308,9 +1316,11 @@ export class Handle {
   // A handle is scheduled once (a step on the ready queue, or a timer in
   // the heap) and runs at most once. cancel() sets `#cancelled` and drops
   // the callback (`#callback` null) and its arguments, so that a cancelled
-  // handle holds nothing and runs nothing.
+  // handle holds nothing and runs nothing. `#args` is the array of the
+  // callback's arguments, or with `#oneArgument` its one argument itself.
   #callback: ((...args: never[]) => unknown) | null;
-  #args: unknown[];
+  #args: unknown;
+  #oneArgument = false;
   #loop: EventLoop;
   #cancelled = false;
 
@@ -1330,7 +1340,7 @@ export class Handle {
     if (this.#cancelled) return;
     this.#cancelled = true;
     this.#callback = null;
-    this.#args = [];
+    this.#args = undefined;
   }
 
   /** Whether {@linkcode Handle.cancel} was called. */
@@ -1355,14 +1365,14 @@ export class Handle {
     const started = loop.getDebug() ? performance.now() : 0;
     try {
       const call = callback as (...args: unknown[]) => unknown;
-      const args = this.#args;
+      const args = this.#args as unknown[];
       // Spreading is slow on a hot path; most callbacks take 0 to 2.
-      switch (args.length) {
+      switch (this.#oneArgument ? 1 : args.length) {
         case 0:
           call();
           break;
         case 1:
-          call(args[0]);
+          call(this.#oneArgument ? args : args[0]);
           break;
         case 2:
           call(args[0], args[1]);
@@ -1387,8 +1397,15 @@ export class Handle {
     }
   }
 
+  #passOneArgument(argument: unknown): void {
+    this.#args = argument;
+    this.#oneArgument = true;
+  }
+
   static {
     runHandle = (handle) => handle.#run();
+    handleLoop = (handle) => handle.#loop;
+    passOneArgument = (handle, argument) => handle.#passOneArgument(argument);
   }
 }
 
@@ -1412,7 +1429,6 @@ let unscheduleTimer: (timer: TimerHandle) => void;
  */
 export class TimerHandle extends Handle {
   #when: number;
-  #loop: EventLoop;
   // In its loop's timer heap. The loop clears it as it takes the timer out
   // (due, dropped as dead, or at close); only a scheduled timer's cancel()
   // tells the loop, which counts it as a dead entry.
@@ -1427,7 +1443,6 @@ export class TimerHandle extends Handle {
   ) {
     super(callback, args, loop);
     this.#when = when;
-    this.#loop = loop;
   }
 
   /** The loop time, in ms, at which the callback is scheduled to run. */
@@ -1439,7 +1454,7 @@ export class TimerHandle extends Handle {
   override cancel(): void {
     if (this.cancelled()) return;
     super.cancel();
-    if (this.#scheduled) timerCancelled(this.#loop, this);
+    if (this.#scheduled) timerCancelled(handleLoop(this), this);
   }
 
   #unschedule(): void {
@@ -1584,6 +1599,13 @@ let runOnLoopNow: (loop: EventLoop, callback: () => void) => void;
 let loopYieldFuture: (loop: EventLoop) => Future<void>;
 // How many turns the host has given the loop.
 let loopHostTurns: (loop: EventLoop) => number;
+// callLater() with one argument, which the timer holds without an array.
+let callLaterWithArgument: <A>(
+  loop: EventLoop,
+  delay: number,
+  callback: (argument: A) => unknown,
+  argument: A,
+) => TimerHandle;
 // A step woke or started `task`: the batch waits until it suspends again.
 let noteResumed: (loop: EventLoop, task: Task<unknown>) => void;
 // `task` suspended (it awaits a pending future, or finished).
@@ -2770,7 +2792,26 @@ export class EventLoop {
     args: unknown[],
   ): TimerHandle {
     this.#checkClosed();
-    const timer = new TimerHandle(when, callback, args, this);
+    return this.#scheduleTimer(new TimerHandle(when, callback, args, this));
+  }
+
+  #callLaterWithArgument<A>(
+    delay: number,
+    callback: (argument: A) => unknown,
+    argument: A,
+  ): TimerHandle {
+    this.#checkClosed();
+    const timer = new TimerHandle(
+      this.time() + delay,
+      callback as (argument: never) => unknown,
+      NO_ARGUMENTS,
+      this,
+    );
+    passOneArgument(timer, argument);
+    return this.#scheduleTimer(timer);
+  }
+
+  #scheduleTimer(timer: TimerHandle): TimerHandle {
     const timers = this.#scheduledTimers;
     timers.push(timer);
     if (timers.peek() === timer && !this.#runScheduled) {
@@ -2891,6 +2932,8 @@ export class EventLoop {
       loop.#noteSuspended(task, finished);
     loopBatchCount = (loop) => loop.#batchCount;
     timerCancelled = (loop, timer) => loop.#onTimerCancelled(timer);
+    callLaterWithArgument = (loop, delay, callback, argument) =>
+      loop.#callLaterWithArgument(delay, callback, argument);
   }
 }
 
@@ -4304,9 +4347,9 @@ class SleepFuture<T> extends Future<T> {
   }
 }
 
-function finishSleep<T>(future: SleepFuture<T>, value: T): void {
+function finishSleep<T>(future: SleepFuture<T>, value?: T): void {
   future.timer = null;
-  if (!future.done()) future.setResult(value);
+  if (!future.done()) future.setResult(value as T);
 }
 
 /**
@@ -4337,7 +4380,10 @@ export function sleep<T = void>(ms: number, value?: T): Promise<T> {
       : yielded.then(() => value)) as Promise<T>;
   }
   const future = new SleepFuture<T>(loop);
-  future.timer = loop.callLater(ms, finishSleep, future, value as T);
+  // Without a value, the timer holds the future alone: no array per sleep.
+  future.timer = value === undefined
+    ? callLaterWithArgument(loop, ms, finishSleep, future)
+    : loop.callLater(ms, finishSleep, future, value);
   // Registering the wait here, where the task calls sleep(), and handing
   // back a native promise spares V8 the slower await of a thenable.
   return future.then();
