@@ -2436,8 +2436,13 @@ export class EventLoop {
     else RESOLVED_VOID.then(this.#runFromMicrotask); // cheaper than queueMicrotask
   }
 
+  // Queued from a step or a task's code, this microtask runs in that
+  // task's context, and the batch stays in it until a step that runs
+  // callers' code, as a batch #continueBatch picks up does (see #runBatch):
+  // most batches of a loop that only switches tasks have none, and leaving
+  // a context costs a copy of it on Node (AsyncContextFrame).
   #runFromMicrotask = (): void => {
-    this.#runOnceOutsideTasks();
+    this.#runOnce();
   };
 
   #runFromHost = (): void => {
@@ -2498,9 +2503,9 @@ export class EventLoop {
     const fns = this.#batchFns;
     const args = this.#batchArgs;
     // Called from a task's microtask, the batch runs in that task's
-    // context. Leaving it costs (on Deno especially), and only steps that
-    // run callers' code need to: those leave it one by one (see
-    // runsCallersCode).
+    // context. Leaving it costs (a copy of the context on Node), and only
+    // steps that run callers' code need to (see runsCallersCode): at the
+    // first of those, the rest of the batch leaves it, once.
     const inTaskContext = taskContext.getStore() !== undefined;
     const outer = loopBeingRun;
     loopBeingRun = this;
@@ -2519,17 +2524,17 @@ export class EventLoop {
           this.#armStallCheck();
           return;
         }
+        if (inTaskContext && runsCallersCode(fns[index], args[index])) {
+          taskContext.exit(this.#runRestOfBatch);
+          return;
+        }
         this.#batchIndex = index + 1;
         const argument = args[index];
         args[index] = undefined;
         const step = fns[index] as (argument: unknown) => void;
         this.#inStep = true;
         try {
-          if (inTaskContext && runsCallersCode(step, argument)) {
-            taskContext.exit(step, argument);
-          } else {
-            step(argument);
-          }
+          step(argument);
         } finally {
           this.#inStep = false;
         }
@@ -2546,6 +2551,10 @@ export class EventLoop {
     }
     this.#endBatch();
   }
+
+  #runRestOfBatch = (): void => {
+    this.#runBatch();
+  };
 
   #endBatch(): void {
     // Steps a stop or close left unrun go back in front of the ready ones.
