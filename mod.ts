@@ -1230,13 +1230,15 @@ const taskContext = new AsyncLocalStorage<Task<unknown>>();
 
 // Whether a step runs code of the library's callers (a callback, a done
 // callback, the handlers given to a future's `then`), which must run
-// outside any task's context. Starting a task sets its own context, and a
-// bare wake-up runs no code: those two need not leave one.
+// outside any task's context. Starting a task sets its own context, a bare
+// wake-up runs no code, and the wake-up of an internal wait (awaitWaiter)
+// runs the library's, which needs none: those need not leave one.
 function runsCallersCode(step: Step, argument: unknown): boolean {
   if (step === taskStartStep) return false;
   if (step !== (wakeAwaiter as Step)) return true;
   const awaiter = argument as Awaiter;
-  return awaiter.onFulfilled != null || awaiter.onRejected != null;
+  return awaiter.subject === null &&
+    (awaiter.onFulfilled != null || awaiter.onRejected != null);
 }
 
 // The task whose context the caller runs in, or null. A context outlives
@@ -1288,6 +1290,14 @@ let defaultLoop: EventLoop | null = null;
 // Runs a handle's callback: the step that callSoon() and a due timer
 // schedule. Set by Handle's static block.
 let runHandle: (handle: Handle) => void;
+// The arguments of a handle made with none yet (see passOneArgument).
+const NO_ARGUMENTS: unknown[] = [];
+
+// The loop a handle belongs to.
+let handleLoop: (handle: Handle) => EventLoop;
+// Makes a new handle call its callback with `argument` alone, held as it
+// is: no array per timer for the library's one-argument timers (a sleep).
+let passOneArgument: (handle: Handle, argument: unknown) => void;
 
 /**
  * A callback scheduled with {@linkcode EventLoop.callSoon}: it can be
@@ -1306,9 +1316,11 @@ export class Handle {
   // A handle is scheduled once (a step on the ready queue, or a timer in
   // the heap) and runs at most once. cancel() sets `#cancelled` and drops
   // the callback (`#callback` null) and its arguments, so that a cancelled
-  // handle holds nothing and runs nothing.
+  // handle holds nothing and runs nothing. `#args` is the array of the
+  // callback's arguments, or with `#oneArgument` its one argument itself.
   #callback: ((...args: never[]) => unknown) | null;
-  #args: unknown[];
+  #args: unknown;
+  #oneArgument = false;
   #loop: EventLoop;
   #cancelled = false;
 
@@ -1328,7 +1340,7 @@ export class Handle {
     if (this.#cancelled) return;
     this.#cancelled = true;
     this.#callback = null;
-    this.#args = [];
+    this.#args = undefined;
   }
 
   /** Whether {@linkcode Handle.cancel} was called. */
@@ -1353,14 +1365,14 @@ export class Handle {
     const started = loop.getDebug() ? performance.now() : 0;
     try {
       const call = callback as (...args: unknown[]) => unknown;
-      const args = this.#args;
+      const args = this.#args as unknown[];
       // Spreading is slow on a hot path; most callbacks take 0 to 2.
-      switch (args.length) {
+      switch (this.#oneArgument ? 1 : args.length) {
         case 0:
           call();
           break;
         case 1:
-          call(args[0]);
+          call(this.#oneArgument ? args : args[0]);
           break;
         case 2:
           call(args[0], args[1]);
@@ -1385,8 +1397,15 @@ export class Handle {
     }
   }
 
+  #passOneArgument(argument: unknown): void {
+    this.#args = argument;
+    this.#oneArgument = true;
+  }
+
   static {
     runHandle = (handle) => handle.#run();
+    handleLoop = (handle) => handle.#loop;
+    passOneArgument = (handle, argument) => handle.#passOneArgument(argument);
   }
 }
 
@@ -1410,7 +1429,6 @@ let unscheduleTimer: (timer: TimerHandle) => void;
  */
 export class TimerHandle extends Handle {
   #when: number;
-  #loop: EventLoop;
   // In its loop's timer heap. The loop clears it as it takes the timer out
   // (due, dropped as dead, or at close); only a scheduled timer's cancel()
   // tells the loop, which counts it as a dead entry.
@@ -1425,7 +1443,6 @@ export class TimerHandle extends Handle {
   ) {
     super(callback, args, loop);
     this.#when = when;
-    this.#loop = loop;
   }
 
   /** The loop time, in ms, at which the callback is scheduled to run. */
@@ -1437,7 +1454,7 @@ export class TimerHandle extends Handle {
   override cancel(): void {
     if (this.cancelled()) return;
     super.cancel();
-    if (this.#scheduled) timerCancelled(this.#loop, this);
+    if (this.#scheduled) timerCancelled(handleLoop(this), this);
   }
 
   #unschedule(): void {
@@ -1582,6 +1599,13 @@ let runOnLoopNow: (loop: EventLoop, callback: () => void) => void;
 let loopYieldFuture: (loop: EventLoop) => Future<void>;
 // How many turns the host has given the loop.
 let loopHostTurns: (loop: EventLoop) => number;
+// callLater() with one argument, which the timer holds without an array.
+let callLaterWithArgument: <A>(
+  loop: EventLoop,
+  delay: number,
+  callback: (argument: A) => unknown,
+  argument: A,
+) => TimerHandle;
 // A step woke or started `task`: the batch waits until it suspends again.
 let noteResumed: (loop: EventLoop, task: Task<unknown>) => void;
 // `task` suspended (it awaits a pending future, or finished).
@@ -2412,8 +2436,13 @@ export class EventLoop {
     else RESOLVED_VOID.then(this.#runFromMicrotask); // cheaper than queueMicrotask
   }
 
+  // Queued from a step or a task's code, this microtask runs in that
+  // task's context, and the batch stays in it until a step that runs
+  // callers' code, as a batch #continueBatch picks up does (see #runBatch):
+  // most batches of a loop that only switches tasks have none, and leaving
+  // a context costs a copy of it on Node (AsyncContextFrame).
   #runFromMicrotask = (): void => {
-    this.#runOnceOutsideTasks();
+    this.#runOnce();
   };
 
   #runFromHost = (): void => {
@@ -2474,9 +2503,9 @@ export class EventLoop {
     const fns = this.#batchFns;
     const args = this.#batchArgs;
     // Called from a task's microtask, the batch runs in that task's
-    // context. Leaving it costs (on Deno especially), and only steps that
-    // run callers' code need to: those leave it one by one (see
-    // runsCallersCode).
+    // context. Leaving it costs (a copy of the context on Node), and only
+    // steps that run callers' code need to (see runsCallersCode): at the
+    // first of those, the rest of the batch leaves it, once.
     const inTaskContext = taskContext.getStore() !== undefined;
     const outer = loopBeingRun;
     loopBeingRun = this;
@@ -2495,17 +2524,17 @@ export class EventLoop {
           this.#armStallCheck();
           return;
         }
+        if (inTaskContext && runsCallersCode(fns[index], args[index])) {
+          taskContext.exit(this.#runRestOfBatch);
+          return;
+        }
         this.#batchIndex = index + 1;
         const argument = args[index];
         args[index] = undefined;
         const step = fns[index] as (argument: unknown) => void;
         this.#inStep = true;
         try {
-          if (inTaskContext && runsCallersCode(step, argument)) {
-            taskContext.exit(step, argument);
-          } else {
-            step(argument);
-          }
+          step(argument);
         } finally {
           this.#inStep = false;
         }
@@ -2522,6 +2551,10 @@ export class EventLoop {
     }
     this.#endBatch();
   }
+
+  #runRestOfBatch = (): void => {
+    this.#runBatch();
+  };
 
   #endBatch(): void {
     // Steps a stop or close left unrun go back in front of the ready ones.
@@ -2768,7 +2801,26 @@ export class EventLoop {
     args: unknown[],
   ): TimerHandle {
     this.#checkClosed();
-    const timer = new TimerHandle(when, callback, args, this);
+    return this.#scheduleTimer(new TimerHandle(when, callback, args, this));
+  }
+
+  #callLaterWithArgument<A>(
+    delay: number,
+    callback: (argument: A) => unknown,
+    argument: A,
+  ): TimerHandle {
+    this.#checkClosed();
+    const timer = new TimerHandle(
+      this.time() + delay,
+      callback as (argument: never) => unknown,
+      NO_ARGUMENTS,
+      this,
+    );
+    passOneArgument(timer, argument);
+    return this.#scheduleTimer(timer);
+  }
+
+  #scheduleTimer(timer: TimerHandle): TimerHandle {
     const timers = this.#scheduledTimers;
     timers.push(timer);
     if (timers.peek() === timer && !this.#runScheduled) {
@@ -2889,6 +2941,8 @@ export class EventLoop {
       loop.#noteSuspended(task, finished);
     loopBatchCount = (loop) => loop.#batchCount;
     timerCancelled = (loop, timer) => loop.#onTimerCancelled(timer);
+    callLaterWithArgument = (loop, delay, callback, argument) =>
+      loop.#callLaterWithArgument(delay, callback, argument);
   }
 }
 
@@ -3016,21 +3070,38 @@ type FutureState =
 
 const STATE_NAMES = ["pending", "finished", "finished", "cancelled"];
 
+// The handlers `then` got: called as a promise calls its handlers.
+type AwaitHandler = (value: unknown) => unknown;
+
+// The handlers of an internal wait (awaitWaiter): a lock's or a queue's
+// code after its `await waiter`. They get the awaiter, which carries the
+// primitive (`subject`) and what the wait needs (`argument`), so that a
+// wait makes no closures.
+type WaiterHandler = (awaiter: Awaiter, value: unknown) => unknown;
+
+// The bits of Awaiter `flags`: one field rather than three booleans, as an
+// awaiter lives as long as its wait, and a pending task has one or more.
+const AWAITER_FIRED = 1;
+const AWAITER_MUST_CANCEL = 2;
+// Reached by its task's cancel(), or cancelled as it was made, by its
+// task's pending `#mustCancel`: its wake-up delivers that cancellation.
+const AWAITER_CARRIES_TASK_CANCEL = 4;
+
 // One `await` of a future by code running in `task` (null: outside any
 // task): the callbacks `then` got, and the promise it returned.
-// Invariants: `fired` turns true once, when the wake-up step runs; until
-// then the awaiter is one of its task's waits (Task #waits). `mustCancel`:
-// the task was cancelled after the future settled but before this wake-up
-// ran ("must cancel"), so the await throws CancelledError(`cancelMessage`)
-// instead of handing over the outcome, which stays where it was.
+// Invariants: AWAITER_FIRED is set once, when the wake-up step runs; until
+// then the awaiter is one of its task's waits (Task #waits).
+// AWAITER_MUST_CANCEL: the task was cancelled after the future settled but
+// before this wake-up ran ("must cancel"), so the await throws
+// CancelledError(`cancelMessage`) instead of handing over the outcome,
+// which stays where it was.
+// `subject` is null for an await made with `then`; else the wait is
+// internal (awaitWaiter), and its handlers are WaiterHandlers run for
+// `subject`, with `argument`.
 class Awaiter {
-  fired = false;
-  mustCancel = false;
-  // Reached by its task's cancel(), or cancelled as it was made, by its
-  // task's pending `#mustCancel`: its wake-up delivers that cancellation.
-  carriesTaskCancel = false;
-  // With `mustCancel`: the message of the latest cancel() that reached this
-  // wait (see Task `#cancelMessage` for why it is kept here).
+  flags = 0;
+  // With AWAITER_MUST_CANCEL: the message of the latest cancel() that
+  // reached this wait (see Task `#cancelMessage` for why it is kept here).
   cancelMessage: string | undefined = undefined;
   resolve!: (value: unknown) => void;
   reject!: (reason: unknown) => void;
@@ -3042,14 +3113,16 @@ class Awaiter {
   });
   readonly future: Future<unknown>;
   readonly task: Task<unknown> | null;
-  readonly onFulfilled: ((value: unknown) => unknown) | null | undefined;
-  readonly onRejected: ((reason: unknown) => unknown) | null | undefined;
+  readonly onFulfilled: AwaitHandler | WaiterHandler | null | undefined;
+  readonly onRejected: AwaitHandler | WaiterHandler | null | undefined;
+  subject: object | null = null;
+  argument: unknown = undefined;
 
   constructor(
     future: Future<unknown>,
     task: Task<unknown> | null,
-    onFulfilled: ((value: unknown) => unknown) | null | undefined,
-    onRejected: ((reason: unknown) => unknown) | null | undefined,
+    onFulfilled: AwaitHandler | WaiterHandler | null | undefined,
+    onRejected: AwaitHandler | WaiterHandler | null | undefined,
   ) {
     this.future = future;
     this.task = task;
@@ -3073,7 +3146,11 @@ function settleAwaiter(
     return;
   }
   try {
-    awaiter.resolve(handler(value));
+    awaiter.resolve(
+      awaiter.subject === null
+        ? (handler as AwaitHandler)(value)
+        : (handler as WaiterHandler)(awaiter, value),
+    );
   } catch (error) {
     awaiter.reject(error);
   }
@@ -3107,6 +3184,17 @@ let keepCancelledError: (
 let describeFutureState: (future: Future<unknown>) => string;
 // The step that wakes one `await` of a settled future (see Awaiter).
 let wakeAwaiter: (awaiter: Awaiter) => void;
+// An internal await of a lock's or a queue's waiter, pending (WaiterList.add
+// just made it): as `waiter.then()`, with WaiterHandlers run for `subject`
+// with `argument`. Their code needs no task's context: one that waits
+// again enters its task's (waitAgainIn).
+let awaitWaiter: (
+  waiter: Future<unknown>,
+  onWoken: WaiterHandler,
+  onFailed: WaiterHandler,
+  subject: object,
+  argument: unknown,
+) => Promise<unknown>;
 
 /**
  * A result that will be set later: asyncio's `Future`, awaitable with
@@ -3302,6 +3390,19 @@ export class Future<T = unknown> implements PromiseLike<T> {
         ? settled
         : settled.then(onfulfilled, onrejected)) as Promise<R1 | R2>;
     }
+    const awaiter = new Awaiter(
+      this as Future<unknown>,
+      task,
+      onfulfilled as AwaitHandler | null | undefined,
+      onrejected,
+    );
+    return this.#register(awaiter) as Promise<R1 | R2>;
+  }
+
+  // A new awaiter of this pending future joins its callbacks and its task's
+  // waits; or, if its task may not await this future, fails at once.
+  #register(awaiter: Awaiter): Promise<unknown> {
+    const task = awaiter.task;
     if (task !== null) {
       const refusal = task === (this as Future<unknown>)
         ? new RuntimeError(`Task cannot await on itself: ${task}`)
@@ -3311,18 +3412,28 @@ export class Future<T = unknown> implements PromiseLike<T> {
         )
         : null;
       if (refusal !== null) {
-        return Promise.reject(refusal).then(onfulfilled, onrejected);
+        // In a microtask, as a rejected promise's handlers would run.
+        RESOLVED_VOID.then(() => settleAwaiter(awaiter, REJECTED, refusal));
+        return awaiter.promise;
       }
     }
-    const awaiter = new Awaiter(
-      this as Future<unknown>,
-      task,
-      onfulfilled as ((value: unknown) => unknown) | null | undefined,
-      onrejected,
-    );
     this.#addCallback(awaiter);
     if (task !== null) taskWillWait(task, awaiter);
-    return awaiter.promise as Promise<R1 | R2>;
+    return awaiter.promise;
+  }
+
+  static #awaitWaiter(
+    waiter: Future<unknown>,
+    onWoken: WaiterHandler,
+    onFailed: WaiterHandler,
+    subject: object,
+    argument: unknown,
+  ): Promise<unknown> {
+    const awaiter = new Awaiter(waiter, runningTask(), onWoken, onFailed);
+    awaiter.subject = subject;
+    awaiter.argument = argument;
+    waiter.#markRetrieved();
+    return waiter.#register(awaiter);
   }
 
   /** Like `Promise.prototype.catch`. */
@@ -3456,10 +3567,10 @@ export class Future<T = unknown> implements PromiseLike<T> {
 
   // The step that wakes one await of this future, now settled: it hands the
   // awaiting code the outcome, or CancelledError if its task was cancelled
-  // in between (Awaiter `mustCancel`). Runs once per awaiter.
+  // in between (AWAITER_MUST_CANCEL). Runs once per awaiter.
   static #wakeAwaiter(awaiter: Awaiter): void {
-    if (awaiter.fired) return;
-    awaiter.fired = true;
+    if ((awaiter.flags & AWAITER_FIRED) !== 0) return;
+    awaiter.flags |= AWAITER_FIRED;
     const future = awaiter.future;
     let state = future.#state;
     let value = future.#value;
@@ -3470,7 +3581,7 @@ export class Future<T = unknown> implements PromiseLike<T> {
       state = REJECTED;
       value = future.#makeCancelledError();
     } else if (
-      awaiter.mustCancel &&
+      (awaiter.flags & AWAITER_MUST_CANCEL) !== 0 &&
       !(state === REJECTED && value instanceof CancelledError)
     ) {
       // Must-cancel: the task was cancelled after the future settled but
@@ -3500,6 +3611,7 @@ export class Future<T = unknown> implements PromiseLike<T> {
     };
     describeFutureState = (future) => future.#describeState();
     wakeAwaiter = Future.#wakeAwaiter;
+    awaitWaiter = Future.#awaitWaiter;
   }
 }
 
@@ -3666,6 +3778,12 @@ let taskCounter = 0;
 
 // A task's #liveIndex once it has left its loop's live list.
 const NOT_LIVE = -1;
+// The bits of a task's #flags, one per boolean of its state.
+const TASK_STARTED = 1;
+const TASK_SUSPENDED = 2;
+const TASK_MUST_CANCEL = 4;
+const TASK_PENDING_CLEAR = 8;
+
 // A task's #cancelTurn before its first cancel(): no host turn count is
 // negative, so cancelWantsQuiet() never holds for it.
 const NO_CANCEL_YET = -1;
@@ -3733,15 +3851,17 @@ let taskStalled: (task: Task<unknown>) => void;
 export class Task<T = unknown> extends Future<T> {
   // The coroutine function, until the task starts it (then null).
   #coro: Coro<T> | null;
-  // Null until the default name `Task-<#number>` is first asked for.
-  #name: string | null;
-  #number: number;
+  // The task's number until its default name `Task-<number>` is first
+  // asked for: most tasks never are.
+  #name: string | number;
   // The task's slot in its loop's live list while it is not done; -1 after.
   #liveIndex = NOT_LIVE;
-  #loop: EventLoop;
-  // Set as the coroutine function is called; a task cancelled before that
-  // never calls it.
-  #started = false;
+  // The task's booleans, as bits of one field (a field each would cost a
+  // slot each in every task): TASK_STARTED, and those of the cancellation
+  // state below, `#mustCancel` standing for TASK_MUST_CANCEL and so on.
+  // TASK_STARTED is set as the coroutine function is called; a task
+  // cancelled before that never calls it.
+  #flags = 0;
 
   // A task's cancellation state, and what the loop counts as blocked. The
   // invariants (checked against cancel, uncancel, #willWait, #wakes,
@@ -3773,8 +3893,9 @@ export class Task<T = unknown> extends Future<T> {
   //   the task is cancelled before it starts (#start), and when the
   //   coroutine returns a result first: the task then ends cancelled.
   // - Carriers: an awaiter that cancel() reached, or that was made while
-  //   `#mustCancel` was set, has `carriesTaskCancel`; its wake-up delivers
-  //   the cancellation (or is a lost branch's, see below). It stays set.
+  //   `#mustCancel` was set, has AWAITER_CARRIES_TASK_CANCEL; its wake-up
+  //   delivers the cancellation (or is a lost branch's, see below). It
+  //   stays set.
   // - `#pendingClear`: the task was just woken by a carrier with
   //   `#mustCancel` set (#wakes). If the task then goes on (makes an await,
   //   or ends), it was blocked on that wait and saw the cancellation:
@@ -3813,14 +3934,15 @@ export class Task<T = unknown> extends Future<T> {
   //   first cancel() after that, or at once if one is pending; renewed
   //   after uncancel() brings `#cancelRequests` to 0.
   #waits: Awaiter | Awaiter[] | null = null;
-  #suspended = false;
-  #mustCancel = false;
-  #pendingClear = false;
   #cancelsWhileAway = 0;
   #cancelMessage: string | undefined = undefined;
   #cancelRequests = 0;
   #cancelTurn = NO_CANCEL_YET;
   #abortController: AbortController | null = null;
+
+  #hasFlag(flag: number): boolean {
+    return (this.#flags & flag) !== 0;
+  }
 
   /**
    * A task running `coro` on `options.loop` (default: the running loop, or
@@ -3830,10 +3952,8 @@ export class Task<T = unknown> extends Future<T> {
     checkCreateTaskArguments(coro, options);
     const loop = options.loop ?? currentLoop();
     super(loop);
-    this.#loop = loop;
-    // The default name is made only when asked for: most tasks never are.
-    this.#number = ++taskCounter;
-    this.#name = options.name === undefined ? null : String(options.name);
+    const number = ++taskCounter;
+    this.#name = options.name === undefined ? number : String(options.name);
     // A promise handed over whole can only be stopped being waited for: wrap
     // it, so that cancelling the task at least ends the wait.
     this.#coro = typeof coro === "function" ? coro : wrapFuture(coro, loop);
@@ -3856,7 +3976,7 @@ export class Task<T = unknown> extends Future<T> {
   override cancel(msg?: string): boolean {
     if (this.done()) return false;
     this.#cancelRequests++;
-    this.#cancelTurn = loopHostTurns(this.#loop);
+    this.#cancelTurn = loopHostTurns(this.getLoop());
     const controller = this.#abortController;
     if (controller !== null && !controller.signal.aborted) {
       controller.abort(new CancelledError(msg));
@@ -3872,15 +3992,22 @@ export class Task<T = unknown> extends Future<T> {
     // made a wait, the rest of it goes on), or away on a foreign promise.
     // asyncio's message: the last of the cancels that found the task not
     // waiting; a cancel that reached a wait leaves the one already set.
-    if (!this.#suspended || !this.#mustCancel) this.#cancelMessage = msg;
-    this.#mustCancel = true;
-    this.#pendingClear = false; // a new cancellation, to be delivered anew
+    if (!this.#hasFlag(TASK_SUSPENDED) || !this.#hasFlag(TASK_MUST_CANCEL)) {
+      this.#cancelMessage = msg;
+    }
+    this.#flags |= TASK_MUST_CANCEL;
+    // A new cancellation, to be delivered anew.
+    this.#flags &= ~TASK_PENDING_CLEAR;
     // From outside, even while suspended: the wait it reached may be a
     // helper's, and the coroutine, still running, enters a scope before
     // the cancellation is delivered.
-    if (this.#started && runningTask() !== this) this.#cancelsWhileAway++;
-    if (!this.#suspended) {
-      if (this.#started && this.#loop.getDebug()) this.#watchUndelivered();
+    if (this.#hasFlag(TASK_STARTED) && runningTask() !== this) {
+      this.#cancelsWhileAway++;
+    }
+    if (!this.#hasFlag(TASK_SUSPENDED)) {
+      if (this.#hasFlag(TASK_STARTED) && this.getLoop().getDebug()) {
+        this.#watchUndelivered();
+      }
     }
     return true;
   }
@@ -3888,25 +4015,24 @@ export class Task<T = unknown> extends Future<T> {
   // Cancels one wait: its future if it is pending (its waiter then wakes
   // with CancelledError), else the wake-up already scheduled.
   static #cancelWait(awaiter: Awaiter, msg: string | undefined): void {
-    awaiter.carriesTaskCancel = true;
+    awaiter.flags |= AWAITER_CARRIES_TASK_CANCEL;
     const future = awaiter.future;
     if (!future.done() && future.cancel(msg)) return;
-    awaiter.mustCancel = true;
+    awaiter.flags |= AWAITER_MUST_CANCEL;
     awaiter.cancelMessage = msg;
   }
 
   #clearMustCancel(): void {
-    this.#mustCancel = false;
+    this.#flags &= ~(TASK_MUST_CANCEL | TASK_PENDING_CLEAR);
     this.#cancelsWhileAway = 0;
-    this.#pendingClear = false;
   }
 
   // Debug mode: a cancellation that stays undelivered, because the task
   // awaits a promise the loop cannot see, is worth a warning.
   #watchUndelivered(): void {
-    const loop = this.#loop;
+    const loop = this.getLoop();
     loop.callLater(loop.slowCallbackDuration, () => {
-      if (!this.#mustCancel || this.done()) return;
+      if (!this.#hasFlag(TASK_MUST_CANCEL) || this.done()) return;
       console.warn(
         `asyncio: task "${this.getName()}" was cancelled ${loop.slowCallbackDuration} ms ago and has not seen it: it awaits a promise the loop cannot cancel. Pass task.signal to it, or wrap it with wrapFuture().`,
       );
@@ -3951,7 +4077,8 @@ export class Task<T = unknown> extends Future<T> {
 
   /** The task's name. */
   getName(): string {
-    return this.#name ??= `Task-${this.#number}`;
+    const name = this.#name;
+    return typeof name === "string" ? name : this.#name = `Task-${name}`;
   }
 
   /** Renames the task. */
@@ -3978,23 +4105,23 @@ export class Task<T = unknown> extends Future<T> {
   // to its first suspension, before the loop's next step.
   static #step(task: Task<unknown>): void {
     // Resumed before it runs: it may suspend (or finish) inside #start.
-    noteResumed(task.#loop, task);
+    noteResumed(task.getLoop(), task);
     Task.#start(task);
-    if (!task.#started) noteSuspended(task.#loop, task);
+    if (!task.#hasFlag(TASK_STARTED)) noteSuspended(task.getLoop(), task);
   }
 
   static #start(task: Task<unknown>): void {
-    const loop = task.#loop;
-    if (task.#mustCancel) {
+    const loop = task.getLoop();
+    if (task.#hasFlag(TASK_MUST_CANCEL)) {
       // Cancelled before it ever ran: its function is never called.
-      task.#mustCancel = false;
+      task.#flags &= ~TASK_MUST_CANCEL;
       task.#coro = null;
       Future.prototype.cancel.call(task);
       keepCancelledError(task, new CancelledError(task.#cancelMessage));
       Task.#retire(task, true);
       return;
     }
-    task.#started = true;
+    task.#flags |= TASK_STARTED;
     noteTaskStarted(loop, task);
     taskContext.run(task, Task.#startCoro, task);
   }
@@ -4036,14 +4163,14 @@ export class Task<T = unknown> extends Future<T> {
   #finish(state: typeof FULFILLED | typeof REJECTED, value: unknown): void {
     if (this.done()) return;
     const blocked = this.#waits !== null;
-    if (this.#pendingClear) this.#clearMustCancel();
+    if (this.#hasFlag(TASK_PENDING_CLEAR)) this.#clearMustCancel();
     if (state === REJECTED && value instanceof CancelledError) {
       Future.prototype.cancel.call(this);
       keepCancelledError(this, value);
-    } else if (this.#mustCancel && state === FULFILLED) {
+    } else if (this.#hasFlag(TASK_MUST_CANCEL) && state === FULFILLED) {
       // Cancelled right before the coroutine returned: asyncio ends such a
       // task cancelled, not with its result.
-      this.#mustCancel = false;
+      this.#flags &= ~TASK_MUST_CANCEL;
       Future.prototype.cancel.call(this, this.#cancelMessage);
     } else if (state === FULFILLED) {
       Future.prototype.setResult.call(this, value);
@@ -4054,7 +4181,7 @@ export class Task<T = unknown> extends Future<T> {
     // the task's any more: their wake-ups find it done.
     this.#waits = null;
     Task.#retire(this, blocked);
-    noteSuspended(this.#loop, this, true);
+    noteSuspended(this.getLoop(), this, true);
   }
 
   // A task is done: it leaves its loop's live list, in O(1) (the last task
@@ -4062,7 +4189,7 @@ export class Task<T = unknown> extends Future<T> {
   static #retire(task: Task<unknown>, wasBlocked: boolean): void {
     const index = task.#liveIndex;
     if (index >= 0) {
-      const live = liveTasksOf(task.#loop);
+      const live = liveTasksOf(task.getLoop());
       const last = live.pop()!;
       if (last !== task) {
         live[index] = last;
@@ -4070,24 +4197,25 @@ export class Task<T = unknown> extends Future<T> {
       }
       task.#liveIndex = NOT_LIVE;
     }
-    noteTaskDone(task.#loop, task, wasBlocked);
+    noteTaskDone(task.getLoop(), task, wasBlocked);
   }
 
   // The task's code made an await: `awaiter` joins the task's waits.
   static #willWait(task: Task<unknown>, awaiter: Awaiter): void {
+    const loop = task.getLoop();
     const waits = task.#waits;
     if (waits === null) {
       task.#waits = awaiter;
-      if (task.#started) noteTaskBlocked(task.#loop, true);
+      if (task.#hasFlag(TASK_STARTED)) noteTaskBlocked(loop, true);
     } else if (waits instanceof Awaiter) {
       task.#waits = [waits, awaiter];
     } else {
       waits.push(awaiter);
     }
-    loopTimeline(task.#loop)?.record(task, "waiting", task.#loop.time());
-    task.#suspended = true;
-    if (task.#pendingClear) task.#clearMustCancel();
-    if (task.#mustCancel) {
+    loopTimeline(loop)?.record(task, "waiting", loop.time());
+    task.#flags |= TASK_SUSPENDED;
+    if (task.#hasFlag(TASK_PENDING_CLEAR)) task.#clearMustCancel();
+    if (task.#hasFlag(TASK_MUST_CANCEL)) {
       // Cancelled as it is made. No word to the loop that the task
       // suspended: it may go on (a Promise.race branch that settled at
       // once), so the loop waits until its microtasks run dry, and the
@@ -4095,17 +4223,22 @@ export class Task<T = unknown> extends Future<T> {
       Task.#cancelWait(awaiter, task.#cancelMessage);
       return;
     }
-    noteSuspended(task.#loop, task);
+    noteSuspended(loop, task);
   }
 
   // `awaiter`'s wake-up runs: it leaves the task's waits. False if the task
   // is done, and the wake-up is then nothing of the task's.
   static #wakes(task: Task<unknown>, awaiter: Awaiter): boolean {
     if (task.done()) return false;
-    task.#suspended = false;
+    task.#flags &= ~(TASK_SUSPENDED | TASK_PENDING_CLEAR);
     // Woken with the cancellation: it is delivered if the task goes on
     // from here, as a task blocked on this wait does (see #pendingClear).
-    task.#pendingClear = awaiter.carriesTaskCancel && task.#mustCancel;
+    if (
+      (awaiter.flags & AWAITER_CARRIES_TASK_CANCEL) !== 0 &&
+      task.#hasFlag(TASK_MUST_CANCEL)
+    ) {
+      task.#flags |= TASK_PENDING_CLEAR;
+    }
     const waits = task.#waits;
     if (waits === awaiter) {
       task.#waits = null;
@@ -4117,8 +4250,9 @@ export class Task<T = unknown> extends Future<T> {
     } else {
       return true;
     }
-    noteTaskBlocked(task.#loop, false);
-    loopTimeline(task.#loop)?.record(task, "running", task.#loop.time());
+    const loop = task.getLoop();
+    noteTaskBlocked(loop, false);
+    loopTimeline(loop)?.record(task, "running", loop.time());
     return true;
   }
 
@@ -4133,17 +4267,19 @@ export class Task<T = unknown> extends Future<T> {
   }
 
   static #stalled(task: Task<unknown>): void {
-    task.#pendingClear = false;
+    task.#flags &= ~TASK_PENDING_CLEAR;
   }
 
   static #cancelWantsQuiet(awaiter: Awaiter, hostTurns: number): boolean {
     const task = awaiter.task;
-    return awaiter.carriesTaskCancel && task !== null && !task.done() &&
+    return (awaiter.flags & AWAITER_CARRIES_TASK_CANCEL) !== 0 &&
+      task !== null && !task.done() &&
       task.#cancelTurn === hostTurns;
   }
 
   static #cancelsArrivedWhileAway(task: Task<unknown>): number {
-    return task.#mustCancel && !task.#pendingClear
+    return task.#hasFlag(TASK_MUST_CANCEL) &&
+        !task.#hasFlag(TASK_PENDING_CLEAR)
       ? Math.min(task.#cancelsWhileAway, task.#cancelRequests)
       : 0;
   }
@@ -4230,9 +4366,9 @@ class SleepFuture<T> extends Future<T> {
   }
 }
 
-function finishSleep<T>(future: SleepFuture<T>, value: T): void {
+function finishSleep<T>(future: SleepFuture<T>, value?: T): void {
   future.timer = null;
-  if (!future.done()) future.setResult(value);
+  if (!future.done()) future.setResult(value as T);
 }
 
 /**
@@ -4263,7 +4399,10 @@ export function sleep<T = void>(ms: number, value?: T): Promise<T> {
       : yielded.then(() => value)) as Promise<T>;
   }
   const future = new SleepFuture<T>(loop);
-  future.timer = loop.callLater(ms, finishSleep, future, value as T);
+  // Without a value, the timer holds the future alone: no array per sleep.
+  future.timer = value === undefined
+    ? callLaterWithArgument(loop, ms, finishSleep, future)
+    : loop.callLater(ms, finishSleep, future, value);
   // Registering the wait here, where the task calls sleep(), and handing
   // back a native promise spares V8 the slower await of a thenable.
   return future.then();
@@ -5725,8 +5864,8 @@ class WaiterList<T> {
 // waiter that is cancelled before it runs ("must cancel": its await throws
 // CancelledError although its future has a result) passes the wake-up on
 // (WaiterList.leave tells it so). Lock and Semaphore run that resuming code
-// as the `then` handlers of the waiter's future, which saves an async
-// function per wait.
+// as the handlers of an internal await of the waiter's future
+// (awaitWaiter), which saves an async function and two closures per wait.
 
 // Which waiter a freed unit wakes. Lock wakes the first waiter only, and
 // only if it is still pending (asyncio's `_wake_up_first`): a first waiter
@@ -5791,10 +5930,13 @@ class FairUnits {
       return this.#acquired ??= Promise.resolve(this.#granted);
     }
     const waiter = this.#waiters.add(this.#owner);
-    return waiter.then(
-      (): Disposable => this.#resume(waiter),
-      (error) => this.#leave(waiter, error),
-    );
+    return awaitWaiter(
+      waiter,
+      FairUnits.#resume,
+      FairUnits.#leave,
+      this,
+      undefined,
+    ) as Promise<Disposable>;
   }
 
   // A unit comes back: it is set aside for the next waiter, if there is one.
@@ -5804,21 +5946,23 @@ class FairUnits {
   }
 
   // A woken waiter's task resumes: it takes the unit set aside for it.
-  #resume(waiter: Future<void>): Disposable {
-    this.#waiters.remove(waiter);
-    this.#setAside--;
-    this.#wakeWhileFree();
-    return this.#granted;
+  static #resume(awaiter: Awaiter): Disposable {
+    const units = awaiter.subject as FairUnits;
+    units.#waiters.remove(awaiter.future as Future<void>);
+    units.#setAside--;
+    units.#wakeWhileFree();
+    return units.#granted;
   }
 
   // A waiter's wait failed (it was cancelled, while waiting or after being
   // woken): it leaves the line, and a unit set aside for it goes on.
-  #leave(waiter: Future<void>, error: unknown): never {
-    if (this.#waiters.leave(waiter)) {
-      this.#setAside--;
-      this.#free++;
+  static #leave(awaiter: Awaiter, error: unknown): never {
+    const units = awaiter.subject as FairUnits;
+    if (units.#waiters.leave(awaiter.future as Future<void>)) {
+      units.#setAside--;
+      units.#free++;
     }
-    this.#wakeWhileFree();
+    units.#wakeWhileFree();
     throw error;
   }
 
@@ -6451,8 +6595,8 @@ export class Barrier {
 // putter checks again as it runs, and one woken then cancelled wakes the
 // next in its place.
 // Relies on: §1 Errors, §2 Argument checks, §3 Internal collections (Deque,
-// Stack, BinaryHeap), §6 Tasks (currentTask, taskContext), and §10
-// Synchronization primitives (WaiterList, Event).
+// Stack, BinaryHeap), §5 Futures (awaitWaiter), §6 Tasks (taskContext),
+// and §10 Synchronization primitives (WaiterList, Event).
 // Used by: nothing else in the file.
 // ===========================================================================
 
@@ -6462,8 +6606,9 @@ export class Barrier {
 // never reorders. Blocked getters and putters wait in WaiterLists; put and
 // get wake the oldest one, which checks again as it runs, and waits again
 // at the back of the line if a newcomer got there first. As Lock's, the
-// waits run the code after asyncio's `await` as `then` handlers; one that
-// must wait again does so in its task's context, as its own await would.
+// waits run the code after asyncio's `await` as the handlers of an
+// internal await (awaitWaiter); one that must wait again does so in its
+// task's context, as its own await would.
 
 // Where a queue keeps its items; the order of `take()` is the queue's kind.
 interface ItemStore<T> {
@@ -6628,21 +6773,31 @@ export class Queue<T> implements AsyncIterable<T> {
   // the code after its `await putter`, run as the putter's task resumes: it
   // puts at once if there is room, or waits again if a newcomer took it.
   #waitForRoom(item: T): Promise<void> {
-    const putter = this.#putters.add(this);
-    const task = currentTask();
-    return putter.then(
-      () => {
-        if (this.#shutDown || !this.full()) return this.putNowait(item);
-        return waitAgainIn(task, () => this.#waitForRoom(item));
-      },
-      (error) => {
-        // Woken for a free slot it will not fill: wake the next putter.
-        if (this.#putters.leave(putter) && !this.full()) {
-          this.#putters.wakeNextUnlisting(undefined);
-        }
-        throw error;
-      },
-    );
+    return awaitWaiter(
+      this.#putters.add(this),
+      Queue.#putterWoken,
+      Queue.#putterFailed,
+      this,
+      item,
+    ) as Promise<void>;
+  }
+
+  static #putterWoken(awaiter: Awaiter): void | Promise<void> {
+    const queue = awaiter.subject as Queue<unknown>;
+    const item = awaiter.argument;
+    if (queue.#shutDown || !queue.full()) return queue.putNowait(item);
+    return waitAgainIn(awaiter.task, () => queue.#waitForRoom(item));
+  }
+
+  static #putterFailed(awaiter: Awaiter, error: unknown): never {
+    const queue = awaiter.subject as Queue<unknown>;
+    // Woken for a free slot it will not fill: wake the next putter.
+    if (
+      queue.#putters.leave(awaiter.future as Future<void>) && !queue.full()
+    ) {
+      queue.#putters.wakeNextUnlisting(undefined);
+    }
+    throw error;
   }
 
   /**
@@ -6678,21 +6833,31 @@ export class Queue<T> implements AsyncIterable<T> {
   // asyncio's get() loop, waiting while the queue is empty; the handlers
   // are the code after its `await getter`, as in #waitForRoom.
   #waitForItem(): Promise<T> {
-    const getter = this.#getters.add(this);
-    const task = currentTask();
-    return getter.then(
-      (): T | Promise<T> => {
-        if (this.#items.length > 0 || this.#shutDown) return this.getNowait();
-        return waitAgainIn(task, () => this.#waitForItem());
-      },
-      (error) => {
-        // Woken for an item it will not take: wake the next getter.
-        if (this.#getters.leave(getter) && this.#items.length > 0) {
-          this.#getters.wakeNextUnlisting(undefined);
-        }
-        throw error;
-      },
-    );
+    return awaitWaiter(
+      this.#getters.add(this),
+      Queue.#getterWoken,
+      Queue.#getterFailed,
+      this,
+      undefined,
+    ) as Promise<T>;
+  }
+
+  static #getterWoken(awaiter: Awaiter): unknown {
+    const queue = awaiter.subject as Queue<unknown>;
+    if (queue.#items.length > 0 || queue.#shutDown) return queue.getNowait();
+    return waitAgainIn(awaiter.task, () => queue.#waitForItem());
+  }
+
+  static #getterFailed(awaiter: Awaiter, error: unknown): never {
+    const queue = awaiter.subject as Queue<unknown>;
+    // Woken for an item it will not take: wake the next getter.
+    if (
+      queue.#getters.leave(awaiter.future as Future<void>) &&
+      queue.#items.length > 0
+    ) {
+      queue.#getters.wakeNextUnlisting(undefined);
+    }
+    throw error;
   }
 
   /**
