@@ -318,12 +318,15 @@ test("cancel: the first cancel's message wins, and every request counts", async 
 
 test("cancel: one that arrives during a foreign await stays a cancellation at timeout(0)", async () => {
   await run(async () => {
+    // The foreign promise settles only after the cancel: no race with time.
+    const foreign = Promise.withResolvers<void>();
     const target = createTask(async () => {
-      await new Promise((resolve) => setTimeout(resolve, 5));
+      await foreign.promise;
       await timeout(0, () => sleep(1));
     });
-    await sleep(1);
+    await sleep(0); // target starts and awaits the foreign promise
     target.cancel();
+    foreign.resolve();
     await assert.rejects(target, CancelledError);
     assert.equal(target.cancelled(), true);
   });
