@@ -1793,6 +1793,52 @@ const FOUND: { found: string; program: Program }[] = [
       }],
     },
   },
+  {
+    found:
+      "Deno, 10-minute run, seed 735587118: a lost branch's expired timeout scope took its cancel back inside a later scope that counted it at entry, and that scope took the task's own cancel for its own (fixed: Timeout drops it from its count)",
+    program: {
+      "queues": [{ "kind": "fifo", "maxsize": 0 }, {
+        "kind": "fifo",
+        "maxsize": 0,
+      }],
+      "semaphore": { "value": 1, "bounded": false },
+      "barrierParties": 2,
+      "conditionSharesLock": false,
+      "director": [],
+      "actors": [{
+        "eager": false,
+        "body": [{
+          "t": "race",
+          "branches": [
+            [{ "t": "timeoutAt", "ago": 0, "body": [] }, {
+              "t": "timeout",
+              "ms": 0,
+              "body": [{ "t": "eventWait" }],
+            }, {
+              "t": "timeout",
+              "ms": 0,
+              "body": [{ "t": "sleep", "ms": 1 }],
+            }],
+            [{
+              "t": "group",
+              "children": [[{ "t": "fail" }]],
+              "body": [],
+              "eager": false,
+            }],
+          ],
+        }, {
+          "t": "timeout",
+          "ms": 0,
+          "body": [{
+            "t": "group",
+            "children": [[]],
+            "body": [{ "t": "cancel", "target": 0 }],
+            "eager": false,
+          }],
+        }],
+      }],
+    },
+  },
 ];
 
 test("the programs the property test once failed on pass", {
