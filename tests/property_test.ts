@@ -613,6 +613,19 @@ async function runProgram(program: Program): Promise<Outcome> {
     return chains;
   };
 
+  // How many scopes that count the task's cancellations from their entry
+  // (timeout, timeoutAt, waitFor, taskGroup) each task has open, in any of
+  // its chains: see the guard.
+  const openScopes = new Map<Task<unknown>, number>();
+  const scopeOpens = (): Task<unknown> | null => {
+    const task = currentTask();
+    if (task !== null) openScopes.set(task, (openScopes.get(task) ?? 0) + 1);
+    return task;
+  };
+  const scopeCloses = (task: Task<unknown> | null) => {
+    if (task !== null) openScopes.set(task, openScopes.get(task)! - 1);
+  };
+
   // A chain of ops that nothing in its task awaits to the end.
   async function runLoose(ops: Op[]): Promise<void> {
     const chains = looseChainsOf(currentTask());
@@ -833,26 +846,33 @@ async function runProgram(program: Program): Promise<Outcome> {
       }
       case "waitFor": {
         const entered = events++;
+        const scoped = scopeOpens();
         try {
           await waitFor(() => runOps(op.body, loose), op.ms);
         } catch (error) {
           if (!(error instanceof TimeoutError)) throw error;
           expiredAtEntry(entered);
+        } finally {
+          scopeCloses(scoped);
         }
         return;
       }
       case "timeout": {
         const entered = events++;
+        const scoped = scopeOpens();
         try {
           await timeout(op.ms, () => runOps(op.body, loose));
         } catch (error) {
           if (!(error instanceof TimeoutError)) throw error;
           expiredAtEntry(entered);
+        } finally {
+          scopeCloses(scoped);
         }
         return;
       }
       case "timeoutAt": {
         const entered = events++;
+        const scoped = scopeOpens();
         try {
           await timeoutAt(
             getRunningLoop().time() - op.ago,
@@ -861,10 +881,13 @@ async function runProgram(program: Program): Promise<Outcome> {
         } catch (error) {
           if (!(error instanceof TimeoutError)) throw error;
           expiredAtEntry(entered);
+        } finally {
+          scopeCloses(scoped);
         }
         return;
       }
-      case "group":
+      case "group": {
+        const scoped = scopeOpens();
         try {
           await taskGroup(async (group) => {
             op.children.forEach((body, index) =>
@@ -888,8 +911,11 @@ async function runProgram(program: Program): Promise<Outcome> {
               record!.selfCancels.set(at, record!);
             }
           }
+        } finally {
+          scopeCloses(scoped);
         }
         return;
+      }
       case "sub": {
         const child = register(
           createTask(() => runOps(op.body), { eagerStart: op.eager }),
@@ -968,6 +994,14 @@ async function runProgram(program: Program): Promise<Outcome> {
             ? 0
             : record.cancels.filter((at) => at > record.lastTakeBack).length;
           if (live === 0) throw error;
+          // Nor while a scope that counts the task's cancellations is open
+          // beside the guard (in another branch of a race or an all; none
+          // encloses it, see Where): it may have counted the cancels taken
+          // back here at its entry, and would then take the task's next
+          // cancel for its own. CPython 3.14 loses a cancel so too: a task
+          // that takes back, inside `async with timeout(0)`, a cancel made
+          // before it, then cancels itself, gets TimeoutError.
+          if ((openScopes.get(task) ?? 0) > 0) throw error;
           for (let i = 0; i < live; i++) task.uncancel();
           record!.lastTakeBack = events++;
         }
@@ -1835,6 +1869,39 @@ const FOUND: { found: string; program: Program }[] = [
             "body": [{ "t": "cancel", "target": 0 }],
             "eager": false,
           }],
+        }],
+      }],
+    },
+  },
+  {
+    found:
+      "Deno, 10-minute run, seed 499530686: a race branch's guard took back a cancel that a timeout scope open in the other branch had counted at its entry, and that scope took the task's next cancel for its own, as CPython 3.14 does (test: no guard takes back while such a scope is open)",
+    program: {
+      "queues": [{ "kind": "fifo", "maxsize": 0 }, {
+        "kind": "fifo",
+        "maxsize": 0,
+      }],
+      "semaphore": { "value": 1, "bounded": false },
+      "barrierParties": 2,
+      "conditionSharesLock": false,
+      "director": [],
+      "actors": [{
+        "eager": false,
+        "body": [{ "t": "cancel", "target": 0 }, {
+          "t": "race",
+          "branches": [[{
+            "t": "timeout",
+            "ms": 0,
+            "body": [{ "t": "lock", "ms": 0 }],
+          }], [{ "t": "guard", "body": [{ "t": "barrierWait" }] }, {
+            "t": "timeout",
+            "ms": 0,
+            "body": [{ "t": "cancel", "target": 0 }, {
+              "t": "get",
+              "q": 0,
+              "nowait": false,
+            }],
+          }]],
         }],
       }],
     },
