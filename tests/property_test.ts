@@ -16,9 +16,10 @@
 //   took it back with uncancel() (or, as in asyncio, it was the task's own
 //   cancel, merged into the TimeoutError of a scope entered after it that
 //   expired before the cancel was delivered), or the task ended with an
-//   error, or it was undelivered while the task's own code awaited a
-//   foreign promise and a loose chain of it ran (the library's stated
-//   limit, README "How it works");
+//   error, or, as in asyncio, it went to a subtask the task awaited that
+//   ended with a result all the same, or it was undelivered while the
+//   task's own code awaited a foreign promise and a loose chain of it ran
+//   (the library's stated limit, README "How it works");
 // - run() returns, every task of its loop is done by then, and a program
 //   without loose awaits leaves no timer behind.
 //
@@ -445,6 +446,11 @@ interface TaskRecord {
   // The cancels made before its code ended a foreign await while another
   // loose chain of it ran: see the check at the end.
   blind: Set<number>;
+  // The cancels made while it awaited a pending subtask (op "sub"), which
+  // asyncio forwards to that subtask: the subtask they went to.
+  forwarded: Map<number, Task<unknown>>;
+  // Forwarded cancels that the subtask spent: it ended with a result.
+  spent: Set<number>;
 }
 
 interface ItemRecord {
@@ -517,6 +523,8 @@ async function runProgram(program: Program): Promise<Outcome> {
       expiredScopes: [],
       afterClose: loopOfRun?.isClosed() ?? false,
       blind: new Set(),
+      forwarded: new Map(),
+      spent: new Set(),
     };
     records.push(record);
     if (tracing) {
@@ -926,6 +934,14 @@ async function runProgram(program: Program): Promise<Outcome> {
         awaiting.set(parent, child);
         try {
           await child;
+          // CPython 3.14.2 checked: a cancel of a task awaiting a pending
+          // task is forwarded to that task, and if it ends with a result
+          // anyway (its code caught what a gather it awaited raised, say),
+          // the awaiting task gets that result: the cancel was spent there.
+          const record = recordOf.get(parent);
+          for (const [at, to] of record?.forwarded ?? []) {
+            if (to === child) record!.spent.add(at);
+          }
         } catch (error) {
           if (cancelledHere(error)) throw error;
           if (!(error instanceof Boom || error instanceof CancelledError)) {
@@ -1016,10 +1032,14 @@ async function runProgram(program: Program): Promise<Outcome> {
         while (reached !== undefined && reached !== running) {
           reached = awaiting.get(reached);
         }
+        const awaited = awaiting.get(record.task);
         const accepted = record.task.cancel();
         if (accepted) {
           if (reached !== undefined && recordOf.has(reached)) {
             record.selfCancels.set(events, recordOf.get(reached)!);
+          }
+          if (awaited !== undefined && !awaited.done()) {
+            record.forwarded.set(events, awaited);
           }
           record.cancels.push(events++);
         }
@@ -1185,6 +1205,7 @@ async function runProgram(program: Program): Promise<Outcome> {
     // cancelled again. asyncio has no such case: its branches are tasks.
     const live = record.cancels.filter((at) =>
       at > record.lastTakeBack && !record.blind.has(at) &&
+      !record.spent.has(at) &&
       !(record.selfCancels.get(at)?.expiredScopes.some((entered) =>
         entered > at
       ))
@@ -1904,6 +1925,59 @@ const FOUND: { found: string; program: Program }[] = [
           }]],
         }],
       }],
+    },
+  },
+  {
+    found:
+      "Bun, 10-minute run, seed 1038525847: a cancel forwarded to the subtask the task awaited was spent by that subtask's gather (it caught the gather's Boom and returned), and the task got its result, as in CPython 3.14 (test: such a cancel is spent)",
+    program: {
+      "queues": [{ "kind": "fifo", "maxsize": 0 }, {
+        "kind": "fifo",
+        "maxsize": 0,
+      }],
+      "semaphore": { "value": 1, "bounded": false },
+      "barrierParties": 3,
+      "conditionSharesLock": false,
+      "director": [],
+      "actors": [
+        { "eager": false, "body": [] },
+        { "eager": false, "body": [] },
+        { "eager": false, "body": [] },
+        {
+          "eager": false,
+          "body": [{
+            "t": "group",
+            "children": [[{ "t": "guard", "body": [{ "t": "barrierWait" }] }]],
+            "body": [{ "t": "barrierWait" }, {
+              "t": "waitFor",
+              "ms": 1,
+              "body": [{ "t": "cancel", "target": 14 }],
+            }],
+            "eager": false,
+          }],
+        },
+        {
+          "eager": false,
+          "body": [{
+            "t": "sub",
+            "awaited": true,
+            "body": [{
+              "t": "group",
+              "children": [[]],
+              "body": [],
+              "eager": false,
+            }, {
+              "t": "gather",
+              "children": [[{ "t": "fail" }], [{ "t": "barrierWait" }, {
+                "t": "sem",
+                "ms": 0,
+              }]],
+              "returnExceptions": false,
+            }],
+            "eager": false,
+          }],
+        },
+      ],
     },
   },
 ];
