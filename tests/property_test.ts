@@ -912,12 +912,14 @@ async function runProgram(program: Program): Promise<Outcome> {
             violate("an ExceptionGroup holds a CancelledError");
           }
           // An outside cancel met by a failing child comes back (3.13+) as
-          // the group cancelling its running task again: the task's own.
+          // the group cancelling its running task again: the task's own,
+          // even one first made by a subtask it awaited (that subtask's
+          // scopes no longer matter; a scope the task enters next that has
+          // expired merges it into its TimeoutError: CPython 3.14.2
+          // checked, the task then returns).
           const record = recordOf.get(currentTask()!);
           for (const at of record?.cancels ?? []) {
-            if (at > record!.lastTakeBack && !record!.selfCancels.has(at)) {
-              record!.selfCancels.set(at, record!);
-            }
+            if (at > record!.lastTakeBack) record!.selfCancels.set(at, record!);
           }
         } finally {
           scopeCloses(scoped);
@@ -1978,6 +1980,46 @@ const FOUND: { found: string; program: Program }[] = [
           }],
         },
       ],
+    },
+  },
+  {
+    found:
+      "Node, 10-minute run, seed 1029095706: a cancel a subtask made of the task awaiting it came back from a task group as the task's own (gh-116720), and merged into an expired timeoutAt scope entered next, as in asyncio (test: the group's re-cancel makes it the task's own)",
+    program: {
+      "queues": [{ "kind": "fifo", "maxsize": 0 }, {
+        "kind": "fifo",
+        "maxsize": 0,
+      }],
+      "semaphore": { "value": 1, "bounded": false },
+      "barrierParties": 2,
+      "conditionSharesLock": false,
+      "director": [],
+      "actors": [{
+        "eager": false,
+        "body": [{
+          "t": "group",
+          "children": [[{
+            "t": "timeout",
+            "ms": null,
+            "body": [{ "t": "fail" }],
+          }]],
+          "body": [{
+            "t": "sub",
+            "awaited": true,
+            "body": [{ "t": "cancel", "target": 0 }],
+            "eager": false,
+          }],
+          "eager": false,
+        }, {
+          "t": "waitFor",
+          "ms": null,
+          "body": [{
+            "t": "timeoutAt",
+            "ago": 0,
+            "body": [{ "t": "barrierWait" }],
+          }],
+        }],
+      }, { "eager": false, "body": [] }],
     },
   },
 ];
