@@ -4971,6 +4971,11 @@ const TIMEOUT_STATE_NAMES = [
   "finished",
 ];
 
+// The timeout scopes of each task that are expiring: their cancel of the
+// task is not taken back yet. A scope joins as it expires and leaves as it
+// exits; a task is here only while it has one.
+const expiringTimeouts = new WeakMap<Task<unknown>, Timeout[]>();
+
 let enterTimeout: (
   cm: Timeout,
   task: Task<unknown>,
@@ -5009,6 +5014,16 @@ export class Timeout {
   //   Leaving EXPIRING, the scope takes back its cancel with uncancel(), and
   //   turns CancelledError into TimeoutError only if the count is then no
   //   more than this: a cancel from outside stays a CancelledError.
+  //   Scopes of one task nest, so a cancel counted here stays until the
+  //   scope exits, except one of another scope that runs beside this one
+  //   (in a lost race branch, a helper) and exits first: that scope takes
+  //   its cancel back, and the count here drops by one with it (never
+  //   below 0), or this scope would take the next cancel for its own. If
+  //   that cancel was not counted (it came while the task was away), the
+  //   drop only makes the scope convert less: a CancelledError stays one.
+  // - `#countedBy`: while EXPIRING, the scopes of the same task entered
+  //   since the deadline passed, whose `#cancellingAtEntry` may count this
+  //   scope's cancel; null until there is one.
   // - `#delay`: the ms timeout() was given, for the error's message; null
   //   for timeoutAt().
   // - `#abortController`: made when `signal` is first read; aborted once
@@ -5018,6 +5033,7 @@ export class Timeout {
   #task: Task<unknown> | null = null;
   #handle: Handle | null = null;
   #cancellingAtEntry = 0;
+  #countedBy: Timeout[] | null = null;
   #delay: number | null = null;
   #abortController: AbortController | null = null;
 
@@ -5082,8 +5098,12 @@ export class Timeout {
   }
 
   #onTimeout = (): void => {
-    this.#task!.cancel();
+    const task = this.#task!;
+    task.cancel();
     this.#state = TIMEOUT_EXPIRING;
+    const expiring = expiringTimeouts.get(task);
+    if (expiring === undefined) expiringTimeouts.set(task, [this]);
+    else expiring.push(this);
     this.#handle = null;
     this.#abortController?.abort(this.#timeoutError());
   };
@@ -5101,6 +5121,10 @@ export class Timeout {
     // into a TimeoutError.
     this.#cancellingAtEntry = task.cancelling() -
       cancelsArrivedWhileAway(task);
+    const expiring = expiringTimeouts.get(task);
+    if (expiring !== undefined) {
+      for (const other of expiring) (other.#countedBy ??= []).push(this);
+    }
     this.#state = TIMEOUT_ENTERED;
     this.reschedule(this.#when);
   }
@@ -5110,6 +5134,7 @@ export class Timeout {
     this.#handle = null;
     if (this.#state === TIMEOUT_EXPIRING) {
       this.#state = TIMEOUT_EXPIRED;
+      this.#leaveExpiring();
       if (
         this.#task!.uncancel() <= this.#cancellingAtEntry && failed &&
         error instanceof CancelledError
@@ -5119,6 +5144,24 @@ export class Timeout {
       }
     } else if (this.#state === TIMEOUT_ENTERED) {
       this.#state = TIMEOUT_EXITED;
+    }
+  }
+
+  // The scope takes its cancel back: the scopes entered since it expired
+  // and still open (beside it, as scopes of one task nest otherwise) no
+  // longer have that cancel to count.
+  #leaveExpiring(): void {
+    const task = this.#task!;
+    const expiring = expiringTimeouts.get(task)!;
+    expiring.splice(expiring.indexOf(this), 1);
+    if (expiring.length === 0) expiringTimeouts.delete(task);
+    const countedBy = this.#countedBy;
+    if (countedBy === null) return;
+    this.#countedBy = null;
+    for (const other of countedBy) {
+      const open = other.#state === TIMEOUT_ENTERED ||
+        other.#state === TIMEOUT_EXPIRING;
+      if (open && other.#cancellingAtEntry > 0) other.#cancellingAtEntry--;
     }
   }
 

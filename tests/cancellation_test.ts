@@ -281,6 +281,48 @@ test("4. an outside cancel that reached only a helper's wait is not a timeout sc
   });
 });
 
+test("4. a cancel asked for inside timeout(0) stays a cancel when a lost branch's expired scope exits there", async () => {
+  // Found by the property test (seed 735587118). The race's branches run
+  // side by side in one task: the first branch's scopes expire and cancel
+  // the task, and one such cancel reaches the group's wait in the other
+  // branch, which, having a failed child too, makes it again (gh-116720).
+  // The task's code then enters timeout(0) with that cancel counted, and
+  // cancels itself; the lost branch's scope takes its cancel back inside
+  // the new scope. CPython 3.14: a task that cancels itself inside
+  // timeout(0) gets CancelledError out of the scope, whatever was pending
+  // at entry; here too, once the scope no longer counts the cancel the
+  // other scope took back.
+  await runBounded(async () => {
+    const task = createTask(async () => {
+      await Promise.race([
+        (async () => {
+          await sleep(0);
+          await timeout(0, () => new Event().wait()).catch(() => {});
+          await timeout(0, () => sleep(1)).catch(() => {});
+        })(),
+        taskGroup((group) => {
+          group.createTask(async () => {
+            await sleep(0);
+            throw new Boom();
+          });
+        }).catch((error) => {
+          if (!(error instanceof ExceptionGroup)) throw error;
+        }),
+      ]);
+      try {
+        await timeout(0, async () => {
+          currentTask()!.cancel();
+          await sleep(1);
+        });
+      } catch (error) {
+        if (!(error instanceof TimeoutError)) throw error;
+      }
+      return "result";
+    });
+    assert.equal(await outcome(task), "CancelledError");
+  });
+});
+
 test("4. a cancel held over a foreign await is not lost at `await` of a failing eager child", async () => {
   // Found by the property test. CPython 3.14, with the cancel pending as
   // the task awaits the child: the child is cancelled at its sleep(0), and

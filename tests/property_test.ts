@@ -16,9 +16,10 @@
 //   took it back with uncancel() (or, as in asyncio, it was the task's own
 //   cancel, merged into the TimeoutError of a scope entered after it that
 //   expired before the cancel was delivered), or the task ended with an
-//   error, or it was undelivered while the task's own code awaited a
-//   foreign promise and a loose chain of it ran (the library's stated
-//   limit, README "How it works");
+//   error, or, as in asyncio, it went to a subtask the task awaited that
+//   ended with a result all the same, or it was undelivered while the
+//   task's own code awaited a foreign promise and a loose chain of it ran
+//   (the library's stated limit, README "How it works");
 // - run() returns, every task of its loop is done by then, and a program
 //   without loose awaits leaves no timer behind.
 //
@@ -445,6 +446,11 @@ interface TaskRecord {
   // The cancels made before its code ended a foreign await while another
   // loose chain of it ran: see the check at the end.
   blind: Set<number>;
+  // The cancels made while it awaited a pending subtask (op "sub"), which
+  // asyncio forwards to that subtask: the subtask they went to.
+  forwarded: Map<number, Task<unknown>>;
+  // Forwarded cancels that the subtask spent: it ended with a result.
+  spent: Set<number>;
 }
 
 interface ItemRecord {
@@ -517,6 +523,8 @@ async function runProgram(program: Program): Promise<Outcome> {
       expiredScopes: [],
       afterClose: loopOfRun?.isClosed() ?? false,
       blind: new Set(),
+      forwarded: new Map(),
+      spent: new Set(),
     };
     records.push(record);
     if (tracing) {
@@ -611,6 +619,19 @@ async function runProgram(program: Program): Promise<Outcome> {
       looseChains.set(task, chains = { running: 0, started: 0 });
     }
     return chains;
+  };
+
+  // How many scopes that count the task's cancellations from their entry
+  // (timeout, timeoutAt, waitFor, taskGroup) each task has open, in any of
+  // its chains: see the guard.
+  const openScopes = new Map<Task<unknown>, number>();
+  const scopeOpens = (): Task<unknown> | null => {
+    const task = currentTask();
+    if (task !== null) openScopes.set(task, (openScopes.get(task) ?? 0) + 1);
+    return task;
+  };
+  const scopeCloses = (task: Task<unknown> | null) => {
+    if (task !== null) openScopes.set(task, openScopes.get(task)! - 1);
   };
 
   // A chain of ops that nothing in its task awaits to the end.
@@ -833,26 +854,33 @@ async function runProgram(program: Program): Promise<Outcome> {
       }
       case "waitFor": {
         const entered = events++;
+        const scoped = scopeOpens();
         try {
           await waitFor(() => runOps(op.body, loose), op.ms);
         } catch (error) {
           if (!(error instanceof TimeoutError)) throw error;
           expiredAtEntry(entered);
+        } finally {
+          scopeCloses(scoped);
         }
         return;
       }
       case "timeout": {
         const entered = events++;
+        const scoped = scopeOpens();
         try {
           await timeout(op.ms, () => runOps(op.body, loose));
         } catch (error) {
           if (!(error instanceof TimeoutError)) throw error;
           expiredAtEntry(entered);
+        } finally {
+          scopeCloses(scoped);
         }
         return;
       }
       case "timeoutAt": {
         const entered = events++;
+        const scoped = scopeOpens();
         try {
           await timeoutAt(
             getRunningLoop().time() - op.ago,
@@ -861,10 +889,13 @@ async function runProgram(program: Program): Promise<Outcome> {
         } catch (error) {
           if (!(error instanceof TimeoutError)) throw error;
           expiredAtEntry(entered);
+        } finally {
+          scopeCloses(scoped);
         }
         return;
       }
-      case "group":
+      case "group": {
+        const scoped = scopeOpens();
         try {
           await taskGroup(async (group) => {
             op.children.forEach((body, index) =>
@@ -881,15 +912,20 @@ async function runProgram(program: Program): Promise<Outcome> {
             violate("an ExceptionGroup holds a CancelledError");
           }
           // An outside cancel met by a failing child comes back (3.13+) as
-          // the group cancelling its running task again: the task's own.
+          // the group cancelling its running task again: the task's own,
+          // even one first made by a subtask it awaited (that subtask's
+          // scopes no longer matter; a scope the task enters next that has
+          // expired merges it into its TimeoutError: CPython 3.14.2
+          // checked, the task then returns).
           const record = recordOf.get(currentTask()!);
           for (const at of record?.cancels ?? []) {
-            if (at > record!.lastTakeBack && !record!.selfCancels.has(at)) {
-              record!.selfCancels.set(at, record!);
-            }
+            if (at > record!.lastTakeBack) record!.selfCancels.set(at, record!);
           }
+        } finally {
+          scopeCloses(scoped);
         }
         return;
+      }
       case "sub": {
         const child = register(
           createTask(() => runOps(op.body), { eagerStart: op.eager }),
@@ -900,6 +936,14 @@ async function runProgram(program: Program): Promise<Outcome> {
         awaiting.set(parent, child);
         try {
           await child;
+          // CPython 3.14.2 checked: a cancel of a task awaiting a pending
+          // task is forwarded to that task, and if it ends with a result
+          // anyway (its code caught what a gather it awaited raised, say),
+          // the awaiting task gets that result: the cancel was spent there.
+          const record = recordOf.get(parent);
+          for (const [at, to] of record?.forwarded ?? []) {
+            if (to === child) record!.spent.add(at);
+          }
         } catch (error) {
           if (cancelledHere(error)) throw error;
           if (!(error instanceof Boom || error instanceof CancelledError)) {
@@ -968,6 +1012,14 @@ async function runProgram(program: Program): Promise<Outcome> {
             ? 0
             : record.cancels.filter((at) => at > record.lastTakeBack).length;
           if (live === 0) throw error;
+          // Nor while a scope that counts the task's cancellations is open
+          // beside the guard (in another branch of a race or an all; none
+          // encloses it, see Where): it may have counted the cancels taken
+          // back here at its entry, and would then take the task's next
+          // cancel for its own. CPython 3.14 loses a cancel so too: a task
+          // that takes back, inside `async with timeout(0)`, a cancel made
+          // before it, then cancels itself, gets TimeoutError.
+          if ((openScopes.get(task) ?? 0) > 0) throw error;
           for (let i = 0; i < live; i++) task.uncancel();
           record!.lastTakeBack = events++;
         }
@@ -982,10 +1034,14 @@ async function runProgram(program: Program): Promise<Outcome> {
         while (reached !== undefined && reached !== running) {
           reached = awaiting.get(reached);
         }
+        const awaited = awaiting.get(record.task);
         const accepted = record.task.cancel();
         if (accepted) {
           if (reached !== undefined && recordOf.has(reached)) {
             record.selfCancels.set(events, recordOf.get(reached)!);
+          }
+          if (awaited !== undefined && !awaited.done()) {
+            record.forwarded.set(events, awaited);
           }
           record.cancels.push(events++);
         }
@@ -1151,6 +1207,7 @@ async function runProgram(program: Program): Promise<Outcome> {
     // cancelled again. asyncio has no such case: its branches are tasks.
     const live = record.cancels.filter((at) =>
       at > record.lastTakeBack && !record.blind.has(at) &&
+      !record.spent.has(at) &&
       !(record.selfCancels.get(at)?.expiredScopes.some((entered) =>
         entered > at
       ))
@@ -1791,6 +1848,178 @@ const FOUND: { found: string; program: Program }[] = [
           "eager": false,
         }],
       }],
+    },
+  },
+  {
+    found:
+      "Deno, 10-minute run, seed 735587118: a lost branch's expired timeout scope took its cancel back inside a later scope that counted it at entry, and that scope took the task's own cancel for its own (fixed: Timeout drops it from its count)",
+    program: {
+      "queues": [{ "kind": "fifo", "maxsize": 0 }, {
+        "kind": "fifo",
+        "maxsize": 0,
+      }],
+      "semaphore": { "value": 1, "bounded": false },
+      "barrierParties": 2,
+      "conditionSharesLock": false,
+      "director": [],
+      "actors": [{
+        "eager": false,
+        "body": [{
+          "t": "race",
+          "branches": [
+            [{ "t": "timeoutAt", "ago": 0, "body": [] }, {
+              "t": "timeout",
+              "ms": 0,
+              "body": [{ "t": "eventWait" }],
+            }, {
+              "t": "timeout",
+              "ms": 0,
+              "body": [{ "t": "sleep", "ms": 1 }],
+            }],
+            [{
+              "t": "group",
+              "children": [[{ "t": "fail" }]],
+              "body": [],
+              "eager": false,
+            }],
+          ],
+        }, {
+          "t": "timeout",
+          "ms": 0,
+          "body": [{
+            "t": "group",
+            "children": [[]],
+            "body": [{ "t": "cancel", "target": 0 }],
+            "eager": false,
+          }],
+        }],
+      }],
+    },
+  },
+  {
+    found:
+      "Deno, 10-minute run, seed 499530686: a race branch's guard took back a cancel that a timeout scope open in the other branch had counted at its entry, and that scope took the task's next cancel for its own, as CPython 3.14 does (test: no guard takes back while such a scope is open)",
+    program: {
+      "queues": [{ "kind": "fifo", "maxsize": 0 }, {
+        "kind": "fifo",
+        "maxsize": 0,
+      }],
+      "semaphore": { "value": 1, "bounded": false },
+      "barrierParties": 2,
+      "conditionSharesLock": false,
+      "director": [],
+      "actors": [{
+        "eager": false,
+        "body": [{ "t": "cancel", "target": 0 }, {
+          "t": "race",
+          "branches": [[{
+            "t": "timeout",
+            "ms": 0,
+            "body": [{ "t": "lock", "ms": 0 }],
+          }], [{ "t": "guard", "body": [{ "t": "barrierWait" }] }, {
+            "t": "timeout",
+            "ms": 0,
+            "body": [{ "t": "cancel", "target": 0 }, {
+              "t": "get",
+              "q": 0,
+              "nowait": false,
+            }],
+          }]],
+        }],
+      }],
+    },
+  },
+  {
+    found:
+      "Bun, 10-minute run, seed 1038525847: a cancel forwarded to the subtask the task awaited was spent by that subtask's gather (it caught the gather's Boom and returned), and the task got its result, as in CPython 3.14 (test: such a cancel is spent)",
+    program: {
+      "queues": [{ "kind": "fifo", "maxsize": 0 }, {
+        "kind": "fifo",
+        "maxsize": 0,
+      }],
+      "semaphore": { "value": 1, "bounded": false },
+      "barrierParties": 3,
+      "conditionSharesLock": false,
+      "director": [],
+      "actors": [
+        { "eager": false, "body": [] },
+        { "eager": false, "body": [] },
+        { "eager": false, "body": [] },
+        {
+          "eager": false,
+          "body": [{
+            "t": "group",
+            "children": [[{ "t": "guard", "body": [{ "t": "barrierWait" }] }]],
+            "body": [{ "t": "barrierWait" }, {
+              "t": "waitFor",
+              "ms": 1,
+              "body": [{ "t": "cancel", "target": 14 }],
+            }],
+            "eager": false,
+          }],
+        },
+        {
+          "eager": false,
+          "body": [{
+            "t": "sub",
+            "awaited": true,
+            "body": [{
+              "t": "group",
+              "children": [[]],
+              "body": [],
+              "eager": false,
+            }, {
+              "t": "gather",
+              "children": [[{ "t": "fail" }], [{ "t": "barrierWait" }, {
+                "t": "sem",
+                "ms": 0,
+              }]],
+              "returnExceptions": false,
+            }],
+            "eager": false,
+          }],
+        },
+      ],
+    },
+  },
+  {
+    found:
+      "Node, 10-minute run, seed 1029095706: a cancel a subtask made of the task awaiting it came back from a task group as the task's own (gh-116720), and merged into an expired timeoutAt scope entered next, as in asyncio (test: the group's re-cancel makes it the task's own)",
+    program: {
+      "queues": [{ "kind": "fifo", "maxsize": 0 }, {
+        "kind": "fifo",
+        "maxsize": 0,
+      }],
+      "semaphore": { "value": 1, "bounded": false },
+      "barrierParties": 2,
+      "conditionSharesLock": false,
+      "director": [],
+      "actors": [{
+        "eager": false,
+        "body": [{
+          "t": "group",
+          "children": [[{
+            "t": "timeout",
+            "ms": null,
+            "body": [{ "t": "fail" }],
+          }]],
+          "body": [{
+            "t": "sub",
+            "awaited": true,
+            "body": [{ "t": "cancel", "target": 0 }],
+            "eager": false,
+          }],
+          "eager": false,
+        }, {
+          "t": "waitFor",
+          "ms": null,
+          "body": [{
+            "t": "timeoutAt",
+            "ago": 0,
+            "body": [{ "t": "barrierWait" }],
+          }],
+        }],
+      }, { "eager": false, "body": [] }],
     },
   },
 ];
