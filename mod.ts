@@ -1148,7 +1148,8 @@ const RESOLVED_TRUE: Promise<true> = Promise.resolve(true);
 // §4 Event loop
 // Holds: Handle, TimerHandle, EventLoop and the accessors other sections
 // reach its internals through; getRunningLoop(), getEventLoop(),
-// newEventLoop(), setEventLoop(); the task context (`taskContext`).
+// newEventLoop(), setEventLoop(); the task context (`taskContext`: a task,
+// or a CancelScope of it, whose cancellation state §6 keeps).
 // Rule: steps run one at a time, in order, in batches; a step that wakes or
 // starts a task ends only when that task suspends again, so a woken task
 // runs alone, as in asyncio. The host always gets its turn: a batch runs in
@@ -1226,7 +1227,52 @@ export interface LoopOptions {
 // that waking a task costs no allocation.
 type Step = (argument: never) => void;
 
-const taskContext = new AsyncLocalStorage<Task<unknown>>();
+// A part of a task's code whose own cancellation reaches only the waits
+// made inside it: the body of a timeout scope or of a task group. asyncio
+// cancels such a body with task.cancel(), as there the body is all of the
+// task's code that runs; here other code of the task may run beside it (a
+// Promise.race branch, a helper), and the scope's cancel must not reach
+// that. The body runs with the scope as its context (`taskContext`), so the
+// waits made in it, and in the code it starts, are the scope's
+// (Awaiter.scope). Its cancellation state is Task's to change (§6).
+// Invariants:
+// - `mustCancel`: the scope cancelled itself (a deadline passed, a child
+//   of the group failed) and that cancellation is not delivered yet: every
+//   wait made inside the scope is cancelled as it is made. Cleared as the
+//   task's own `#mustCancel` is, once a wait the scope's cancel reached
+//   wakes the task and the task goes on, and when the scope closes.
+// - `closed`: the scope's body is done; a cancel of it then reaches no
+//   wait (code the body left running goes on uncancelled, as it would
+//   outside the scope).
+// - `cancelRequested`: the scope's cancel counts in its task's
+//   cancelling() and is not taken back yet (the scope takes it back as it
+//   exits). Only the cancels of the scopes around a body, and the task's
+//   own, reach it: those of a scope beside it (in another race branch)
+//   never do, so a scope deciding whether a CancelledError is its own
+//   counts only those (cancelsReaching).
+class CancelScope {
+  readonly task: Task<unknown>;
+  // The scope the scope was entered in, or null: the task's own code.
+  readonly parent: CancelScope | null;
+  mustCancel = false;
+  closed = false;
+  cancelRequested = false;
+
+  constructor(task: Task<unknown>, parent: CancelScope | null) {
+    this.task = task;
+    this.parent = parent;
+  }
+
+  close(): void {
+    this.closed = true;
+    this.mustCancel = false;
+  }
+}
+
+// What code of a task runs in: the task itself, or a cancel scope of it.
+type TaskFrame = Task<unknown> | CancelScope;
+
+const taskContext = new AsyncLocalStorage<TaskFrame>();
 
 // Whether a step runs code of the library's callers (a callback, a done
 // callback, the handlers given to a future's `then`), which must run
@@ -1245,16 +1291,29 @@ function runsCallersCode(step: Step, argument: unknown): boolean {
 // its task (a timer callback registered in it, a helper left running): once
 // the task is done, code there runs as if outside any task.
 function runningTask(): Task<unknown> | null {
-  const task = taskContext.getStore();
-  return task === undefined || task.done() ? null : task;
+  const frame = taskContext.getStore();
+  if (frame === undefined) return null;
+  const task = frame instanceof CancelScope ? frame.task : frame;
+  return task.done() ? null : task;
+}
+
+// As runningTask(), with the cancel scope the caller runs in, if any: what
+// a wait made here belongs to.
+function runningFrame(): TaskFrame | null {
+  const frame = taskContext.getStore();
+  if (frame === undefined) return null;
+  const task = frame instanceof CancelScope ? frame.task : frame;
+  return task.done() ? null : frame;
 }
 
 // The loop of the task whose context the caller runs in, finished or not,
 // while that loop is open: code a task left running (a branch of a race it
 // lost, a helper) keeps to the task's loop, though it is no task's.
 function contextLoop(): EventLoop | null {
-  const loop = taskContext.getStore()?.getLoop();
-  return loop === undefined || loop.isClosed() ? null : loop;
+  const frame = taskContext.getStore();
+  if (frame === undefined) return null;
+  const loop = (frame instanceof CancelScope ? frame.task : frame).getLoop();
+  return loop.isClosed() ? null : loop;
 }
 
 // In real time, the host gets a turn at least this often (ms), so that a
@@ -3086,6 +3145,8 @@ const AWAITER_MUST_CANCEL = 2;
 // Reached by its task's cancel(), or cancelled as it was made, by its
 // task's pending `#mustCancel`: its wake-up delivers that cancellation.
 const AWAITER_CARRIES_TASK_CANCEL = 4;
+// The same for the cancel of a scope it was made in (CancelScope).
+const AWAITER_CARRIES_SCOPE_CANCEL = 8;
 
 // One `await` of a future by code running in `task` (null: outside any
 // task): the callbacks `then` got, and the promise it returned.
@@ -3113,6 +3174,8 @@ class Awaiter {
   });
   readonly future: Future<unknown>;
   readonly task: Task<unknown> | null;
+  // The innermost cancel scope of `task` the await was made in, or null.
+  readonly scope: CancelScope | null;
   readonly onFulfilled: AwaitHandler | WaiterHandler | null | undefined;
   readonly onRejected: AwaitHandler | WaiterHandler | null | undefined;
   subject: object | null = null;
@@ -3120,12 +3183,18 @@ class Awaiter {
 
   constructor(
     future: Future<unknown>,
-    task: Task<unknown> | null,
+    frame: TaskFrame | null,
     onFulfilled: AwaitHandler | WaiterHandler | null | undefined,
     onRejected: AwaitHandler | WaiterHandler | null | undefined,
   ) {
     this.future = future;
-    this.task = task;
+    if (frame instanceof CancelScope) {
+      this.task = frame.task;
+      this.scope = frame;
+    } else {
+      this.task = frame;
+      this.scope = null;
+    }
     this.onFulfilled = onFulfilled;
     this.onRejected = onRejected;
   }
@@ -3376,7 +3445,6 @@ export class Future<T = unknown> implements PromiseLike<T> {
     onfulfilled?: ((value: T) => R1 | PromiseLike<R1>) | null,
     onrejected?: ((reason: unknown) => R2 | PromiseLike<R2>) | null,
   ): Promise<R1 | R2> {
-    const task = runningTask();
     this.#markRetrieved();
     if (this.#state !== PENDING) {
       // Awaiting a done future is not a task switch, as in asyncio: the
@@ -3392,7 +3460,7 @@ export class Future<T = unknown> implements PromiseLike<T> {
     }
     const awaiter = new Awaiter(
       this as Future<unknown>,
-      task,
+      runningFrame(),
       onfulfilled as AwaitHandler | null | undefined,
       onrejected,
     );
@@ -3429,7 +3497,7 @@ export class Future<T = unknown> implements PromiseLike<T> {
     subject: object,
     argument: unknown,
   ): Promise<unknown> {
-    const awaiter = new Awaiter(waiter, runningTask(), onWoken, onFailed);
+    const awaiter = new Awaiter(waiter, runningFrame(), onWoken, onFailed);
     awaiter.subject = subject;
     awaiter.argument = argument;
     waiter.#markRetrieved();
@@ -3810,6 +3878,46 @@ let cancelWantsQuiet: (awaiter: Awaiter, hostTurns: number) => boolean;
 // The loop resumed `task` and it showed no sign of life until the
 // microtasks ran dry: it was not blocked on what woke it.
 let taskStalled: (task: Task<unknown>) => void;
+// A scope cancels its own body (a deadline passed, a child of the group
+// failed): as cancel(), counted by cancelling(), but reaching only the
+// waits made inside the scope. False if the task is done.
+let cancelScope: (scope: CancelScope) => boolean;
+// The scope takes back its cancel, if it made one (uncancel()).
+let takeBackScopeCancel: (scope: CancelScope) => void;
+// The cancel requests not taken back that reach code running in `scope`
+// (null: the task's own code): the task's own (cancel() calls) and those
+// of the scopes around it, not those of scopes beside it.
+let cancelsReaching: (task: Task<unknown>, scope: CancelScope | null) => number;
+// A task group's re-cancel (gh-116720): the cancellation reaching code in
+// `scope` is to be delivered anew at the next await made there.
+let cancelAgain: (task: Task<unknown>, scope: CancelScope | null) => void;
+
+// A new cancel scope of `task`, inside the scope the caller runs in, if
+// that is one of `task`'s: a timeout's or a task group's, on entry.
+function openCancelScope(task: Task<unknown>): CancelScope {
+  const frame = taskContext.getStore();
+  return new CancelScope(
+    task,
+    frame instanceof CancelScope && frame.task === task ? frame : null,
+  );
+}
+
+// Whether a wait made in `inner` (null: the task's own code) was made
+// inside `scope`.
+function scopeContains(scope: CancelScope, inner: CancelScope | null): boolean {
+  for (let each = inner; each !== null; each = each.parent) {
+    if (each === scope) return true;
+  }
+  return false;
+}
+
+// Whether a cancellation of `scope` or of a scope around it is on its way.
+function scopeMustCancel(scope: CancelScope | null): boolean {
+  for (let each = scope; each !== null; each = each.parent) {
+    if (each.mustCancel) return true;
+  }
+  return false;
+}
 
 /**
  * A coroutine running concurrently, as asyncio's `Task`: it is a
@@ -3829,6 +3937,12 @@ let taskStalled: (task: Task<unknown>) => void;
  * library await. The coroutine may catch it and clean up; `task.signal` is
  * aborted at the same moment, for foreign APIs like `fetch`. Once the task is
  * done, an await made in its context behaves as if outside any task.
+ *
+ * The body of a {@linkcode timeout} or a {@linkcode taskGroup} is a cancel
+ * scope of the task: its own cancel (the deadline passed, a child failed)
+ * reaches only the waits made inside the body, so code of the task running
+ * beside it (a race branch, a helper) goes on. `cancelling()` counts it until
+ * the scope exits, as in asyncio; it does not abort `signal`.
  *
  * @example
  * ```ts
@@ -3896,13 +4010,25 @@ export class Task<T = unknown> extends Future<T> {
   //   `#mustCancel` was set, has AWAITER_CARRIES_TASK_CANCEL; its wake-up
   //   delivers the cancellation (or is a lost branch's, see below). It
   //   stays set.
+  // - Scopes: the body of a timeout scope or a task group runs in a
+  //   CancelScope of the task (§4), and its cancel of itself (#cancelScope)
+  //   counts in `#cancelRequests` as asyncio's task.cancel() does, but
+  //   reaches only the waits made inside it (AWAITER_CARRIES_SCOPE_CANCEL),
+  //   and while the scope's `mustCancel` is set, every wait made inside it
+  //   is cancelled as it is made. It sets neither `#mustCancel` nor
+  //   `signal` (the scope has a signal of its own): code of the task
+  //   outside the scope goes on uncancelled.
   // - `#pendingClear`: the task was just woken by a carrier with
-  //   `#mustCancel` set (#wakes). If the task then goes on (makes an await,
-  //   or ends), it was blocked on that wait and saw the cancellation:
-  //   `#mustCancel` is cleared. If it shows no sign of life before the
+  //   `#mustCancel` set, or with the `mustCancel` of a scope around the
+  //   wait set (#wakes); `#pendingClearScope` is the scope the wait was
+  //   made in. If the task then goes on (makes an await, or ends), it was
+  //   blocked on that wait and saw the cancellation: `#mustCancel`, and
+  //   the `mustCancel` of that scope and of those around it, are cleared
+  //   (#cancelDelivered): one CancelledError delivers every cancel made
+  //   before it, as in asyncio. If it shows no sign of life before the
   //   microtasks run dry (the loop's taskStalled), the wait was a branch it
-  //   had left (a race it lost) and `#mustCancel` stays. Reset by a new
-  //   cancel(), which is to be delivered anew, and by any other wake-up.
+  //   had left (a race it lost) and they stay. Reset by a new cancel(),
+  //   which is to be delivered anew, and by any other wake-up.
   // - `#cancelsWhileAway`: how many cancel() calls from outside the task's
   //   context, once it has started, came since `#mustCancel` was last
   //   cleared, suspended or not (the wait a cancel reached may be a
@@ -3910,12 +4036,14 @@ export class Task<T = unknown> extends Future<T> {
   //   coroutine may enter a timeout scope before it sees those
   //   cancellations (it awaits a foreign promise), where asyncio would have
   //   raised them first; the scope does not count them as its own
-  //   (cancelsArrivedWhileAway, at most `#cancelRequests`, and none once a
+  //   (cancelsArrivedWhileAway, at most its own requests, and none once a
   //   wait handed the cancellation to the task, `#pendingClear`). Several:
   //   a lost branch's timeout scope and another task may both cancel it.
   //   Reset with `#mustCancel` (#clearMustCancel); read only together with
   //   it.
-  // - `#cancelRequests`: cancel() calls not taken back by uncancel().
+  // - `#cancelRequests`: cancel() calls not taken back by uncancel(), and
+  //   the cancels of its scopes (#cancelScope) not taken back, of which
+  //   there are `#scopeCancels` (at most `#cancelRequests`).
   // - `#cancelMessage`: the message `#mustCancel` delivers at the task's
   //   next await, or ends it with; undefined is "no message". The latest
   //   cancel() sets it, except while the task is suspended with a
@@ -3934,6 +4062,8 @@ export class Task<T = unknown> extends Future<T> {
   //   first cancel() after that, or at once if one is pending; renewed
   //   after uncancel() brings `#cancelRequests` to 0.
   #waits: Awaiter | Awaiter[] | null = null;
+  #pendingClearScope: CancelScope | null = null;
+  #scopeCancels = 0;
   #cancelsWhileAway = 0;
   #cancelMessage: string | undefined = undefined;
   #cancelRequests = 0;
@@ -3983,9 +4113,11 @@ export class Task<T = unknown> extends Future<T> {
     }
     const waits = this.#waits;
     if (waits instanceof Awaiter) {
-      Task.#cancelWait(waits, msg);
+      Task.#cancelWait(waits, msg, AWAITER_CARRIES_TASK_CANCEL);
     } else if (waits !== null) {
-      for (const awaiter of waits.slice()) Task.#cancelWait(awaiter, msg);
+      for (const awaiter of waits.slice()) {
+        Task.#cancelWait(awaiter, msg, AWAITER_CARRIES_TASK_CANCEL);
+      }
     }
     // Until one of the waits reached wakes the task with the cancellation,
     // whatever it awaits next is cancelled too: it may be running (a branch
@@ -3998,6 +4130,7 @@ export class Task<T = unknown> extends Future<T> {
     this.#flags |= TASK_MUST_CANCEL;
     // A new cancellation, to be delivered anew.
     this.#flags &= ~TASK_PENDING_CLEAR;
+    this.#pendingClearScope = null;
     // From outside, even while suspended: the wait it reached may be a
     // helper's, and the coroutine, still running, enters a scope before
     // the cancellation is delivered.
@@ -4012,19 +4145,98 @@ export class Task<T = unknown> extends Future<T> {
     return true;
   }
 
-  // Cancels one wait: its future if it is pending (its waiter then wakes
-  // with CancelledError), else the wake-up already scheduled.
-  static #cancelWait(awaiter: Awaiter, msg: string | undefined): void {
-    awaiter.flags |= AWAITER_CARRIES_TASK_CANCEL;
+  // Cancels one wait for the task (`carries`: AWAITER_CARRIES_TASK_CANCEL)
+  // or for a scope (AWAITER_CARRIES_SCOPE_CANCEL): its future if it is
+  // pending (its waiter then wakes with CancelledError), else the wake-up
+  // already scheduled.
+  static #cancelWait(
+    awaiter: Awaiter,
+    msg: string | undefined,
+    carries: number,
+  ): void {
+    awaiter.flags |= carries;
     const future = awaiter.future;
     if (!future.done() && future.cancel(msg)) return;
     awaiter.flags |= AWAITER_MUST_CANCEL;
     awaiter.cancelMessage = msg;
   }
 
+  static #cancelScope(scope: CancelScope): boolean {
+    const task = scope.task;
+    if (task.done()) return false;
+    task.#cancelRequests++;
+    task.#scopeCancels++;
+    scope.cancelRequested = true;
+    // A closed scope's body is done: the cancel only counts, for the
+    // scope's exit to take back.
+    if (scope.closed) return true;
+    scope.mustCancel = true;
+    const waits = task.#waits;
+    if (waits instanceof Awaiter) {
+      if (scopeContains(scope, waits.scope)) {
+        Task.#cancelWait(waits, undefined, AWAITER_CARRIES_SCOPE_CANCEL);
+      }
+    } else if (waits !== null) {
+      for (const awaiter of waits.slice()) {
+        if (scopeContains(scope, awaiter.scope)) {
+          Task.#cancelWait(awaiter, undefined, AWAITER_CARRIES_SCOPE_CANCEL);
+        }
+      }
+    }
+    return true;
+  }
+
+  static #takeBackScopeCancel(scope: CancelScope): void {
+    if (!scope.cancelRequested) return;
+    scope.cancelRequested = false;
+    const task = scope.task;
+    if (task.#scopeCancels > 0) task.#scopeCancels--;
+    task.uncancel();
+  }
+
+  // The task's own cancel requests: those not of its scopes.
+  #ownCancels(): number {
+    return Math.max(0, this.#cancelRequests - this.#scopeCancels);
+  }
+
+  static #cancelsReaching(
+    task: Task<unknown>,
+    scope: CancelScope | null,
+  ): number {
+    let count = task.#ownCancels();
+    for (let each = scope; each !== null; each = each.parent) {
+      if (each.cancelRequested) count++;
+    }
+    return count;
+  }
+
+  static #cancelAgain(task: Task<unknown>, scope: CancelScope | null): void {
+    if (task.#ownCancels() > 0) {
+      // Taken back and made again: the count stays the same.
+      task.uncancel();
+      task.cancel();
+      return;
+    }
+    for (let each = scope; each !== null; each = each.parent) {
+      if (each.cancelRequested && !each.closed) {
+        each.mustCancel = true;
+        return;
+      }
+    }
+  }
+
   #clearMustCancel(): void {
     this.#flags &= ~(TASK_MUST_CANCEL | TASK_PENDING_CLEAR);
     this.#cancelsWhileAway = 0;
+    this.#pendingClearScope = null;
+  }
+
+  // The task went on after a wait woke it with a cancellation: see
+  // `#pendingClear`.
+  #cancelDelivered(): void {
+    let scope = this.#pendingClearScope;
+    for (; scope !== null; scope = scope.parent) scope.mustCancel = false;
+    this.#clearMustCancel();
   }
 
   // Debug mode: a cancellation that stays undelivered, because the task
@@ -4061,8 +4273,10 @@ export class Task<T = unknown> extends Future<T> {
   }
 
   /**
-   * Aborted when the task is asked to cancel; pass it to `fetch` and other
-   * APIs that take an `AbortSignal`. Its reason is the `CancelledError`.
+   * Aborted when the task is asked to cancel (`cancel()`); pass it to
+   * `fetch` and other APIs that take an `AbortSignal`. Its reason is the
+   * `CancelledError`. A timeout scope's expiry does not abort it, as that
+   * cancels only the scope's body: pass the scope's `cm.signal` there.
    */
   get signal(): AbortSignal {
     let controller = this.#abortController;
@@ -4152,18 +4366,20 @@ export class Task<T = unknown> extends Future<T> {
     }
   }
 
+  // The coroutine's promise settles in the context its `then` was called
+  // in: the task's own, never one of its scopes.
   static #coroutineReturned(value: unknown): void {
-    taskContext.getStore()!.#finish(FULFILLED, value);
+    (taskContext.getStore() as Task<unknown>).#finish(FULFILLED, value);
   }
 
   static #coroutineThrew(error: unknown): void {
-    taskContext.getStore()!.#finish(REJECTED, error);
+    (taskContext.getStore() as Task<unknown>).#finish(REJECTED, error);
   }
 
   #finish(state: typeof FULFILLED | typeof REJECTED, value: unknown): void {
     if (this.done()) return;
     const blocked = this.#waits !== null;
-    if (this.#hasFlag(TASK_PENDING_CLEAR)) this.#clearMustCancel();
+    if (this.#hasFlag(TASK_PENDING_CLEAR)) this.#cancelDelivered();
     if (state === REJECTED && value instanceof CancelledError) {
       Future.prototype.cancel.call(this);
       keepCancelledError(this, value);
@@ -4214,13 +4430,22 @@ export class Task<T = unknown> extends Future<T> {
     }
     loopTimeline(loop)?.record(task, "waiting", loop.time());
     task.#flags |= TASK_SUSPENDED;
-    if (task.#hasFlag(TASK_PENDING_CLEAR)) task.#clearMustCancel();
+    if (task.#hasFlag(TASK_PENDING_CLEAR)) task.#cancelDelivered();
     if (task.#hasFlag(TASK_MUST_CANCEL)) {
       // Cancelled as it is made. No word to the loop that the task
       // suspended: it may go on (a Promise.race branch that settled at
       // once), so the loop waits until its microtasks run dry, and the
       // task returning meanwhile still ends cancelled.
-      Task.#cancelWait(awaiter, task.#cancelMessage);
+      Task.#cancelWait(
+        awaiter,
+        task.#cancelMessage,
+        AWAITER_CARRIES_TASK_CANCEL,
+      );
+      return;
+    }
+    if (awaiter.scope !== null && scopeMustCancel(awaiter.scope)) {
+      // The same, inside a scope that cancelled itself.
+      Task.#cancelWait(awaiter, undefined, AWAITER_CARRIES_SCOPE_CANCEL);
       return;
     }
     noteSuspended(loop, task);
@@ -4231,13 +4456,18 @@ export class Task<T = unknown> extends Future<T> {
   static #wakes(task: Task<unknown>, awaiter: Awaiter): boolean {
     if (task.done()) return false;
     task.#flags &= ~(TASK_SUSPENDED | TASK_PENDING_CLEAR);
+    task.#pendingClearScope = null;
     // Woken with the cancellation: it is delivered if the task goes on
     // from here, as a task blocked on this wait does (see #pendingClear).
+    const flags = awaiter.flags;
     if (
-      (awaiter.flags & AWAITER_CARRIES_TASK_CANCEL) !== 0 &&
-      task.#hasFlag(TASK_MUST_CANCEL)
+      ((flags & AWAITER_CARRIES_TASK_CANCEL) !== 0 &&
+        task.#hasFlag(TASK_MUST_CANCEL)) ||
+      ((flags & AWAITER_CARRIES_SCOPE_CANCEL) !== 0 &&
+        scopeMustCancel(awaiter.scope))
     ) {
       task.#flags |= TASK_PENDING_CLEAR;
+      task.#pendingClearScope = awaiter.scope;
     }
     const waits = task.#waits;
     if (waits === awaiter) {
@@ -4259,8 +4489,13 @@ export class Task<T = unknown> extends Future<T> {
   // A bare yield: an await of the loop's always-pending yield future, woken
   // by a step of its own at the end of the ready queue.
   static #yield(loop: EventLoop): Promise<void> {
-    const task = runningTask();
-    const awaiter = new Awaiter(loopYieldFuture(loop), task, null, null);
+    const awaiter = new Awaiter(
+      loopYieldFuture(loop),
+      runningFrame(),
+      null,
+      null,
+    );
+    const task = awaiter.task;
     if (task !== null) Task.#willWait(task, awaiter);
     scheduleStep(loop, wakeAwaiter, awaiter);
     return awaiter.promise as Promise<void>;
@@ -4268,6 +4503,7 @@ export class Task<T = unknown> extends Future<T> {
 
   static #stalled(task: Task<unknown>): void {
     task.#flags &= ~TASK_PENDING_CLEAR;
+    task.#pendingClearScope = null;
   }
 
   static #cancelWantsQuiet(awaiter: Awaiter, hostTurns: number): boolean {
@@ -4280,7 +4516,7 @@ export class Task<T = unknown> extends Future<T> {
   static #cancelsArrivedWhileAway(task: Task<unknown>): number {
     return task.#hasFlag(TASK_MUST_CANCEL) &&
         !task.#hasFlag(TASK_PENDING_CLEAR)
-      ? Math.min(task.#cancelsWhileAway, task.#cancelRequests)
+      ? Math.min(task.#cancelsWhileAway, task.#ownCancels())
       : 0;
   }
 
@@ -4289,6 +4525,10 @@ export class Task<T = unknown> extends Future<T> {
     taskWakes = Task.#wakes;
     taskStartStep = Task.#step as Step;
     taskStalled = Task.#stalled;
+    cancelScope = Task.#cancelScope;
+    takeBackScopeCancel = Task.#takeBackScopeCancel;
+    cancelsReaching = Task.#cancelsReaching;
+    cancelAgain = Task.#cancelAgain;
     cancelWantsQuiet = Task.#cancelWantsQuiet;
     cancelsArrivedWhileAway = Task.#cancelsArrivedWhileAway;
     yieldAwaiter = Task.#yield;
@@ -4933,28 +5173,41 @@ function inTask<T>(scope: (task: Task<unknown>) => Promise<T>): Promise<T> {
 
 // The shape of asyncio's `async with`, which timeout scopes and task
 // groups share: enter the scope, run the body, and exit with how the body
-// ended. The exit may throw in the body's place (a TimeoutError, an
+// ended. The body runs in the cancel scope `enter` opens, so the scope's
+// cancel reaches its waits and no others; the scope closes as the body
+// ends. The exit may throw in the body's place (a TimeoutError, an
 // ExceptionGroup); if it does not, the body's outcome stands. A synchronous
 // exit is not awaited, so that the scope ends in the same microtask as
 // its body.
 async function runScope<S, T>(
   scope: S,
-  enter: (scope: S) => void,
+  enter: (scope: S) => CancelScope,
   body: (scope: S) => PromiseLike<T> | T,
   exit: (scope: S, error: unknown, failed: boolean) => void | Promise<void>,
 ): Promise<T> {
-  enter(scope);
+  const cancelScope = enter(scope);
   let result: T;
   try {
-    result = await body(scope);
+    result = await taskContext.run(cancelScope, runScopeBody, body, scope);
   } catch (error) {
+    cancelScope.close();
     const exiting = exit(scope, error, true);
     if (exiting !== undefined) await exiting;
     throw error;
   }
+  cancelScope.close();
   const exiting = exit(scope, undefined, false);
   if (exiting !== undefined) await exiting;
   return result;
+}
+
+// A scope's body, awaited inside its cancel scope: what it returns (a
+// future, say) is awaited there too, so the scope's cancel reaches it.
+async function runScopeBody<S, T>(
+  body: (scope: S) => PromiseLike<T> | T,
+  scope: S,
+): Promise<T> {
+  return await body(scope);
 }
 
 const TIMEOUT_CREATED = 0;
@@ -4971,16 +5224,11 @@ const TIMEOUT_STATE_NAMES = [
   "finished",
 ];
 
-// The timeout scopes of each task that are expiring: their cancel of the
-// task is not taken back yet. A scope joins as it expires and leaves as it
-// exits; a task is here only while it has one.
-const expiringTimeouts = new WeakMap<Task<unknown>, Timeout[]>();
-
 let enterTimeout: (
   cm: Timeout,
   task: Task<unknown>,
   delay: number | null,
-) => void;
+) => CancelScope;
 let exitTimeout: (cm: Timeout, error: unknown, failed: boolean) => void;
 
 /**
@@ -5008,22 +5256,16 @@ export class Timeout {
   //   in CREATED and ENTERED.
   // - `#handle`: the loop timer for `#when`, armed exactly while ENTERED
   //   with a deadline; null in every other state.
-  // - `#task`: the task running the scope, from entry on.
-  // - `#cancellingAtEntry`: the task's cancel requests at entry that are
-  //   not the scope's own (less one that arrived while the task was away).
-  //   Leaving EXPIRING, the scope takes back its cancel with uncancel(), and
-  //   turns CancelledError into TimeoutError only if the count is then no
-  //   more than this: a cancel from outside stays a CancelledError.
-  //   Scopes of one task nest, so a cancel counted here stays until the
-  //   scope exits, except one of another scope that runs beside this one
-  //   (in a lost race branch, a helper) and exits first: that scope takes
-  //   its cancel back, and the count here drops by one with it (never
-  //   below 0), or this scope would take the next cancel for its own. If
-  //   that cancel was not counted (it came while the task was away), the
-  //   drop only makes the scope convert less: a CancelledError stays one.
-  // - `#countedBy`: while EXPIRING, the scopes of the same task entered
-  //   since the deadline passed, whose `#cancellingAtEntry` may count this
-  //   scope's cancel; null until there is one.
+  // - `#task`: the task running the scope, from entry on; `#cancelScope`,
+  //   the cancel scope its body runs in, which its expiry cancels.
+  // - `#cancelsAtEntry`: the cancel requests reaching the body at entry
+  //   (cancelsReaching: the task's own and those of the scopes around it),
+  //   less those that arrived while the task was away.
+  //   Leaving EXPIRING, the scope takes back its cancel, and turns
+  //   CancelledError into TimeoutError only if the cancels reaching the
+  //   body are then no more than this: a cancel from outside stays a
+  //   CancelledError. The cancels of scopes beside this one (in another
+  //   race branch) are not counted, on either side: they never reach it.
   // - `#delay`: the ms timeout() was given, for the error's message; null
   //   for timeoutAt().
   // - `#abortController`: made when `signal` is first read; aborted once
@@ -5031,9 +5273,9 @@ export class Timeout {
   #when: number | null;
   #state = TIMEOUT_CREATED;
   #task: Task<unknown> | null = null;
+  #cancelScope: CancelScope | null = null;
   #handle: Handle | null = null;
-  #cancellingAtEntry = 0;
-  #countedBy: Timeout[] | null = null;
+  #cancelsAtEntry = 0;
   #delay: number | null = null;
   #abortController: AbortController | null = null;
 
@@ -5098,35 +5340,29 @@ export class Timeout {
   }
 
   #onTimeout = (): void => {
-    const task = this.#task!;
-    task.cancel();
+    cancelScope(this.#cancelScope!);
     this.#state = TIMEOUT_EXPIRING;
-    const expiring = expiringTimeouts.get(task);
-    if (expiring === undefined) expiringTimeouts.set(task, [this]);
-    else expiring.push(this);
     this.#handle = null;
     this.#abortController?.abort(this.#timeoutError());
   };
 
-  #enter(task: Task<unknown>, delay: number | null): void {
+  #enter(task: Task<unknown>, delay: number | null): CancelScope {
     if (this.#state !== TIMEOUT_CREATED) {
       throw new RuntimeError("Timeout has already been entered");
     }
     this.#delay = delay;
     this.#task = task;
+    const scope = this.#cancelScope = openCancelScope(task);
     // The cancellations that came while the task was away (on a foreign
     // promise) and that it has not seen yet belong outside the scope: in
     // asyncio they would have been raised before the scope was entered.
     // They are not counted as the scope's own, so they are never turned
     // into a TimeoutError.
-    this.#cancellingAtEntry = task.cancelling() -
+    this.#cancelsAtEntry = cancelsReaching(task, scope.parent) -
       cancelsArrivedWhileAway(task);
-    const expiring = expiringTimeouts.get(task);
-    if (expiring !== undefined) {
-      for (const other of expiring) (other.#countedBy ??= []).push(this);
-    }
     this.#state = TIMEOUT_ENTERED;
     this.reschedule(this.#when);
+    return scope;
   }
 
   #exit(error: unknown, failed: boolean): void {
@@ -5134,34 +5370,17 @@ export class Timeout {
     this.#handle = null;
     if (this.#state === TIMEOUT_EXPIRING) {
       this.#state = TIMEOUT_EXPIRED;
-      this.#leaveExpiring();
+      const scope = this.#cancelScope!;
+      takeBackScopeCancel(scope);
       if (
-        this.#task!.uncancel() <= this.#cancellingAtEntry && failed &&
-        error instanceof CancelledError
+        failed && error instanceof CancelledError &&
+        cancelsReaching(this.#task!, scope.parent) <= this.#cancelsAtEntry
       ) {
         // Only the cancellation this scope caused becomes a TimeoutError.
         throw this.#timeoutError(error);
       }
     } else if (this.#state === TIMEOUT_ENTERED) {
       this.#state = TIMEOUT_EXITED;
-    }
-  }
-
-  // The scope takes its cancel back: the scopes entered since it expired
-  // and still open (beside it, as scopes of one task nest otherwise) no
-  // longer have that cancel to count.
-  #leaveExpiring(): void {
-    const task = this.#task!;
-    const expiring = expiringTimeouts.get(task)!;
-    expiring.splice(expiring.indexOf(this), 1);
-    if (expiring.length === 0) expiringTimeouts.delete(task);
-    const countedBy = this.#countedBy;
-    if (countedBy === null) return;
-    this.#countedBy = null;
-    for (const other of countedBy) {
-      const open = other.#state === TIMEOUT_ENTERED ||
-        other.#state === TIMEOUT_EXPIRING;
-      if (open && other.#cancellingAtEntry > 0) other.#cancellingAtEntry--;
     }
   }
 
@@ -5177,6 +5396,11 @@ export class Timeout {
  * scope throws {@linkcode TimeoutError}. Only the cancellation the scope
  * caused is converted: a cancellation from outside stays `CancelledError`.
  * `cm.reschedule()` moves the deadline.
+ *
+ * The deadline cancels the body alone: the waits made inside it, and in the
+ * helpers and callbacks it started. Other code of the task running beside
+ * the scope (another branch of a `Promise.race`) is not cancelled. asyncio
+ * cancels the task, which is the same when the body is all it runs.
  *
  * @example
  * ```ts
@@ -5250,7 +5474,7 @@ export function timeoutAt<T>(
 // Used by: programs; the call graph follows its tasks to the parent.
 // ===========================================================================
 
-let enterGroup: (group: TaskGroup, parent: Task<unknown>) => void;
+let enterGroup: (group: TaskGroup, parent: Task<unknown>) => CancelScope;
 let exitGroup: (
   group: TaskGroup,
   error: unknown,
@@ -5287,10 +5511,13 @@ export class TaskGroup {
   //   waited); no task may start any more.
   // - `#parentCancelRequested`: the group cancelled its parent once, to
   //   stop the body after a task failed; the exit takes that cancel back
-  //   with uncancel(), so it never reaches the code around the scope.
+  //   with uncancel(), so it never reaches the code around the scope. The
+  //   cancel is of `#bodyScope`, the cancel scope the body runs in: it
+  //   reaches the body's waits, not those of other code of the parent.
   // - `#allDone`: exists only while the exit waits for `#tasks` to empty;
   //   the last task's done callback resolves it.
   #parentTask: Task<unknown> | null = null;
+  #bodyScope: CancelScope | null = null;
   #tasks = new Set<Task<unknown>>();
   #errors: unknown[] = [];
   #entered = false;
@@ -5353,17 +5580,18 @@ export class TaskGroup {
       // Cancel the body too; the scope takes the cancellation back on exit.
       this.#abort();
       this.#parentCancelRequested = true;
-      parent.cancel();
+      cancelScope(this.#bodyScope!);
     }
   };
 
-  #enter(parent: Task<unknown>): void {
+  #enter(parent: Task<unknown>): CancelScope {
     if (this.#entered) {
       throw new RuntimeError("TaskGroup has already been entered");
     }
     this.#entered = true;
     this.#parentTask = parent;
     markAwaitedBy(this.#onTaskDone, parent);
+    return this.#bodyScope = openCancelScope(parent);
   }
 
   // Waits for every task of the group, then throws what the scope ends
@@ -5388,8 +5616,11 @@ export class TaskGroup {
       }
       this.#allDone = null;
     }
+    const parent = this.#parentTask!;
+    const around = this.#bodyScope!.parent;
     if (this.#parentCancelRequested) {
-      if (this.#parentTask!.uncancel() === 0) propagateCancellation = null;
+      takeBackScopeCancel(this.#bodyScope!);
+      if (cancelsReaching(parent, around) === 0) propagateCancellation = null;
     }
     if (propagateCancellation !== null && this.#errors.length === 0) {
       throw propagateCancellation;
@@ -5401,11 +5632,7 @@ export class TaskGroup {
       // A cancel from outside must survive the errors (gh-116720): take
       // it back and make it again, so the parent's next await raises
       // CancelledError and its count of requests stays the same.
-      const parent = this.#parentTask!;
-      if (parent.cancelling() > 0) {
-        parent.uncancel();
-        parent.cancel();
-      }
+      if (cancelsReaching(parent, around) > 0) cancelAgain(parent, around);
       const errors = this.#errors;
       this.#errors = [];
       throw new ExceptionGroup("unhandled errors in a TaskGroup", errors);
@@ -5422,7 +5649,9 @@ export class TaskGroup {
  * Runs `body` with a {@linkcode TaskGroup} and waits for every task it
  * started: asyncio's `async with TaskGroup() as tg`. When a task fails, the
  * other tasks and the body are cancelled, and the scope throws an
- * {@linkcode ExceptionGroup} of every error (the body's included).
+ * {@linkcode ExceptionGroup} of every error (the body's included). The
+ * body's cancel reaches only the waits made inside it, not other code of the
+ * task running beside the group (another branch of a `Promise.race`).
  *
  * @example
  * ```ts
@@ -6694,10 +6923,12 @@ function pythonOrder(a: unknown, b: unknown): number {
 }
 
 // Waits again from a `then` handler, which runs outside any task, as an
-// await of `task`, the task that called put() or get(): so that cancelling
-// that task still reaches the new wait.
-function waitAgainIn<R>(task: Task<unknown> | null, wait: () => R): R {
-  return task === null ? wait() : taskContext.run(task, wait);
+// await made where `awaiter` was (the task that called put() or get(), and
+// its scope): so that cancelling that task, or the scope, still reaches the
+// new wait.
+function waitAgainIn<R>(awaiter: Awaiter, wait: () => R): R {
+  const frame = awaiter.scope ?? awaiter.task;
+  return frame === null ? wait() : taskContext.run(frame, wait);
 }
 
 let useStore: <T>(queue: Queue<T>, store: ItemStore<T>) => void;
@@ -6829,7 +7060,7 @@ export class Queue<T> implements AsyncIterable<T> {
     const queue = awaiter.subject as Queue<unknown>;
     const item = awaiter.argument;
     if (queue.#shutDown || !queue.full()) return queue.putNowait(item);
-    return waitAgainIn(awaiter.task, () => queue.#waitForRoom(item));
+    return waitAgainIn(awaiter, () => queue.#waitForRoom(item));
   }
 
   static #putterFailed(awaiter: Awaiter, error: unknown): never {
@@ -6888,7 +7119,7 @@ export class Queue<T> implements AsyncIterable<T> {
   static #getterWoken(awaiter: Awaiter): unknown {
     const queue = awaiter.subject as Queue<unknown>;
     if (queue.#items.length > 0 || queue.#shutDown) return queue.getNowait();
-    return waitAgainIn(awaiter.task, () => queue.#waitForItem());
+    return waitAgainIn(awaiter, () => queue.#waitForItem());
   }
 
   static #getterFailed(awaiter: Awaiter, error: unknown): never {

@@ -18,8 +18,12 @@
 //   expired before the cancel was delivered), or the task ended with an
 //   error, or, as in asyncio, it went to a subtask the task awaited that
 //   ended with a result all the same, or it was undelivered while the
-//   task's own code awaited a foreign promise and a loose chain of it ran
-//   (the library's stated limit, README "How it works");
+//   task's own code awaited a foreign promise and a loose chain of it ran,
+//   or the task's own code started a loose chain before a library await of
+//   its own took such a cancel (the library's stated limit, README "How it
+//   works");
+// - a program that cancels no task ends no actor cancelled: a timeout's or a
+//   task group's cancel reaches only the waits made inside its scope;
 // - run() returns, every task of its loop is done by then, and a program
 //   without loose awaits leaves no timer behind.
 //
@@ -444,8 +448,13 @@ interface TaskRecord {
   // Made by loose code after run()'s loop had closed.
   afterClose: boolean;
   // The cancels made before its code ended a foreign await while another
-  // loose chain of it ran: see the check at the end.
+  // loose chain of it ran, or before it started a loose chain with one of
+  // them perhaps undelivered: see the check at the end.
   blind: Set<number>;
+  // Its own code ended a foreign await, or cancelled the task itself, and
+  // has not awaited a sleep since: a cancel it has not seen yet may be
+  // pending, to be delivered at the next library await the task makes.
+  mayHoldCancel: boolean;
   // The cancels made while it awaited a pending subtask (op "sub"), which
   // asyncio forwards to that subtask: the subtask they went to.
   forwarded: Map<number, Task<unknown>>;
@@ -478,6 +487,8 @@ async function runProgram(program: Program): Promise<Outcome> {
   let events = 0;
   let nextItem = 0;
   let wrappingUp = false;
+  // Whether a cancel() op of the program returned true.
+  let programCancelled = false;
   let usesLooseCode = false;
   const records: TaskRecord[] = [];
   const recordOf = new Map<Task<unknown>, TaskRecord>();
@@ -523,6 +534,7 @@ async function runProgram(program: Program): Promise<Outcome> {
       expiredScopes: [],
       afterClose: loopOfRun?.isClosed() ?? false,
       blind: new Set(),
+      mayHoldCancel: false,
       forwarded: new Map(),
       spent: new Set(),
     };
@@ -650,6 +662,7 @@ async function runProgram(program: Program): Promise<Outcome> {
   async function runOps(ops: Op[], loose = false): Promise<void> {
     for (const op of ops) {
       if (tracing) trace(op, "starts");
+      if (!loose) noteOwnOp(op);
       try {
         await runOp(op, loose);
       } catch (error) {
@@ -658,6 +671,47 @@ async function runProgram(program: Program): Promise<Outcome> {
       }
       if (tracing) trace(op, "returns");
       checkQueueSizes(`after ${op.t}`);
+    }
+  }
+
+  // The library's limit, the other way in (README, "How it works"): a
+  // cancel the task has not seen yet (it came while the task's own code
+  // awaited a foreign promise, or the code cancelled its task itself) is
+  // delivered at the next library await the task makes. If the code then
+  // starts loose chains (a race, an all, a helper), that await may be a
+  // chain's, which may catch it and go on (a task group in a branch that
+  // loses the race): see the check at the end. A sleep awaited by the
+  // task's own code takes such a cancel first.
+  function noteOwnOp(op: Op): void {
+    const task = currentTask();
+    const record = task === null ? undefined : recordOf.get(task);
+    if (record === undefined || !record.mayHoldCancel) return;
+    if (op.t === "sleep") {
+      record.mayHoldCancel = false;
+    } else if (
+      op.t === "race" || op.t === "all" || op.t === "helper" ||
+      op.t === "hostTimer"
+    ) {
+      blindCancelsOf(task!);
+    }
+  }
+
+  // The cancels of `task`, and of the tasks that await it (they forwarded
+  // their cancels to it), made so far, are exempt from the cancel check.
+  function blindCancelsOf(task: Task<unknown>): void {
+    const blinded = [task];
+    for (let grew = true; grew;) {
+      grew = false;
+      for (const [parent, child] of awaiting) {
+        if (blinded.includes(child) && !blinded.includes(parent)) {
+          blinded.push(parent);
+          grew = true;
+        }
+      }
+    }
+    for (const each of blinded) {
+      const record = recordOf.get(each);
+      for (const at of record?.cancels ?? []) record!.blind.add(at);
     }
   }
 
@@ -833,22 +887,10 @@ async function runProgram(program: Program): Promise<Outcome> {
           await hostTimer(() => {});
         } finally {
           if (task !== null && (running > 0 || chains.started !== started)) {
-            // The tasks awaiting this one forwarded their cancels to it.
-            const blinded = [task];
-            for (let grew = true; grew;) {
-              grew = false;
-              for (const [parent, child] of awaiting) {
-                if (blinded.includes(child) && !blinded.includes(parent)) {
-                  blinded.push(parent);
-                  grew = true;
-                }
-              }
-            }
-            for (const each of blinded) {
-              const record = recordOf.get(each);
-              for (const at of record?.cancels ?? []) record!.blind.add(at);
-            }
+            blindCancelsOf(task);
           }
+          const record = task === null ? undefined : recordOf.get(task);
+          if (!loose && record !== undefined) record.mayHoldCancel = true;
         }
         return;
       }
@@ -1039,11 +1081,13 @@ async function runProgram(program: Program): Promise<Outcome> {
         if (accepted) {
           if (reached !== undefined && recordOf.has(reached)) {
             record.selfCancels.set(events, recordOf.get(reached)!);
+            recordOf.get(reached)!.mayHoldCancel = true;
           }
           if (awaited !== undefined && !awaited.done()) {
             record.forwarded.set(events, awaited);
           }
           record.cancels.push(events++);
+          programCancelled = true;
         }
         if (tracing) {
           console.log(
@@ -1113,6 +1157,19 @@ async function runProgram(program: Program): Promise<Outcome> {
     for (let seen = 0; seen < hostTimers.length;) {
       seen = hostTimers.length;
       await wrapFuture(Promise.all(hostTimers));
+    }
+    // Without a cancel() of the program's, nothing may end an actor
+    // cancelled: a timeout scope's or a task group's cancel is taken back
+    // as its scope exits, and reaches only the waits made inside it (a
+    // scope in a race branch that lost must not cancel the code beside it).
+    if (!programCancelled) {
+      for (const record of records) {
+        if (record.label.startsWith("actor") && record.task.cancelled()) {
+          violate(
+            `${record.label} ${record.task.getName()} ended cancelled, yet nothing cancelled a task`,
+          );
+        }
+      }
     }
     // From here on, every cancellation must end its task.
     wrappingUp = true;
@@ -1204,7 +1261,9 @@ async function runProgram(program: Program): Promise<Outcome> {
     // chain catches the CancelledError and goes on with another await (a
     // task group in it waits for its cancelled children), that looks the
     // same as the task's own code handling the cancel, and the task is not
-    // cancelled again. asyncio has no such case: its branches are tasks.
+    // cancelled again. The same if the cancel is still undelivered when the
+    // task's own code starts a loose chain (noteOwnOp): the chain's await
+    // may be the next one. asyncio has no such case: its branches are tasks.
     const live = record.cancels.filter((at) =>
       at > record.lastTakeBack && !record.blind.has(at) &&
       !record.spent.has(at) &&
@@ -2020,6 +2079,123 @@ const FOUND: { found: string; program: Program }[] = [
           }],
         }],
       }, { "eager": false, "body": [] }],
+    },
+  },
+  {
+    found:
+      "a timeout scope in a race branch that lost expired later and cancelled the task's code beside it, which ended cancelled though nothing cancelled it (fixed: a scope's cancel reaches only the waits made inside it)",
+    program: {
+      "queues": [{ "kind": "fifo", "maxsize": 0 }, {
+        "kind": "fifo",
+        "maxsize": 0,
+      }],
+      "semaphore": { "value": 1, "bounded": false },
+      "barrierParties": 2,
+      "conditionSharesLock": false,
+      "director": [],
+      "actors": [{
+        "eager": false,
+        "body": [{
+          "t": "race",
+          "branches": [[{
+            "t": "timeout",
+            "ms": 5,
+            "body": [{ "t": "sleep", "ms": 20 }],
+          }], [{ "t": "sleep", "ms": 1 }]],
+        }, { "t": "sleep", "ms": 10 }],
+      }],
+    },
+  },
+  {
+    found:
+      "Deno, 10-minute run, seed -661508042: a cancel that came while the task awaited a foreign promise was delivered at the next await, made in a race branch that lost, whose task group caught it and went on (test: the library's stated limit, the loose chain started after the foreign await)",
+    program: {
+      "queues": [{ "kind": "fifo", "maxsize": 0 }, {
+        "kind": "fifo",
+        "maxsize": 0,
+      }],
+      "semaphore": { "value": 1, "bounded": false },
+      "barrierParties": 2,
+      "conditionSharesLock": false,
+      "director": [{ "t": "cancel", "target": 22 }],
+      "actors": [
+        {
+          "eager": true,
+          "body": [
+            { "t": "sub", "awaited": false, "body": [], "eager": false },
+            { "t": "foreign" },
+            {
+              "t": "race",
+              "branches": [[{
+                "t": "group",
+                "children": [[]],
+                "body": [{ "t": "lock", "ms": 0 }],
+                "eager": true,
+              }], []],
+            },
+          ],
+        },
+        { "eager": false, "body": [] },
+        { "eager": false, "body": [{ "t": "shield", "body": [] }] },
+        {
+          "eager": false,
+          "body": [{
+            "t": "gather",
+            "children": [[]],
+            "returnExceptions": false,
+          }],
+        },
+      ],
+    },
+  },
+  {
+    found:
+      "Bun, seed -522771275: two waitFor() scopes in the branches of a Promise.all expired together; each counted the other's cancel as one from outside, and the task ended cancelled though nothing cancelled it (fixed: a scope counts only the cancels that reach its body)",
+    program: {
+      "queues": [{ "kind": "fifo", "maxsize": 0 }, {
+        "kind": "fifo",
+        "maxsize": 0,
+      }],
+      "semaphore": { "value": 1, "bounded": false },
+      "barrierParties": 2,
+      "conditionSharesLock": false,
+      "director": [],
+      "actors": [{
+        "eager": false,
+        "body": [{
+          "t": "all",
+          "branches": [[{
+            "t": "waitFor",
+            "ms": 3,
+            "body": [{ "t": "sleep", "ms": 3 }],
+          }], [{ "t": "waitFor", "ms": 3, "body": [{ "t": "sem", "ms": 3 }] }]],
+        }],
+      }],
+    },
+  },
+  {
+    found:
+      "Deno, seed 2: the same with two timeoutAt() scopes whose deadline had passed at entry",
+    program: {
+      "queues": [{ "kind": "fifo", "maxsize": 0 }, {
+        "kind": "fifo",
+        "maxsize": 0,
+      }],
+      "semaphore": { "value": 1, "bounded": false },
+      "barrierParties": 2,
+      "conditionSharesLock": false,
+      "director": [],
+      "actors": [{
+        "eager": false,
+        "body": [{
+          "t": "all",
+          "branches": [[{
+            "t": "timeoutAt",
+            "ago": 0,
+            "body": [{ "t": "condWait" }],
+          }], [{ "t": "timeoutAt", "ago": 0, "body": [{ "t": "eventWait" }] }]],
+        }],
+      }],
     },
   },
 ];

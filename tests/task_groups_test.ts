@@ -74,6 +74,37 @@ for (const { eager, suffix } of TASK_STARTS) {
     }, { eager });
   });
 
+  test(`taskGroup: a failing child cancels the body, not the parent's code beside the group${suffix}`, async () => {
+    await vrun(async () => {
+      const loop = getRunningLoop();
+      const task = currentTask()!;
+      const outcome: string[] = [];
+      // The group runs in a race branch that loses; its child fails later,
+      // while the parent's own code sleeps outside the group.
+      await Promise.race([
+        taskGroup(async (tg) => {
+          tg.createTask(async () => {
+            await sleep(5);
+            throw new Error("child failed");
+          });
+          try {
+            await sleep(100);
+          } catch (e) {
+            outcome.push(`body ${(e as Error).name} at ${loop.time()}`);
+            throw e;
+          }
+        }).catch((e) => outcome.push(`group ${(e as Error).name}`)),
+        sleep(1),
+      ]);
+      assert.equal(await sleep(10, "slept"), "slept");
+      assert.deepEqual(outcome, [
+        "body CancelledError at 5",
+        "group ExceptionGroup",
+      ]);
+      assert.equal(task.cancelling(), 0);
+    }, { eager });
+  });
+
   test(`taskGroup: the body's own error is in the group${suffix}`, async () => {
     await vrun(async () => {
       await assert.rejects(

@@ -265,6 +265,84 @@ for (const { eager, suffix } of TASK_STARTS) {
     }, { eager });
   });
 
+  test(`timeout: a scope in a race branch that lost cancels only its own body when it expires${suffix}`, async () => {
+    await vrun(async () => {
+      const loop = getRunningLoop();
+      const task = currentTask()!;
+      let branch = "running";
+      let cancellingInside = -1;
+      await Promise.race([
+        timeout(5, async () => {
+          try {
+            await sleep(100);
+          } finally {
+            cancellingInside = task.cancelling();
+          }
+        }).then(() => branch = "finished", (e) => branch = e.name),
+        sleep(1),
+      ]);
+      // The main code goes on while the branch's scope expires at 5 ms.
+      assert.equal(await sleep(10, "slept"), "slept");
+      assert.equal(loop.time(), 11);
+      assert.equal(branch, "TimeoutError");
+      // asyncio counts a scope's cancel: the body saw it while unwinding.
+      assert.equal(cancellingInside, 1);
+      assert.equal(task.cancelling(), 0);
+      assert.equal(task.signal.aborted, false);
+    }, { eager });
+  });
+
+  test(`timeout: an expired scope cancels a helper its body started, not the code around it${suffix}`, async () => {
+    await vrun(async () => {
+      const outcome: string[] = [];
+      let helper: Promise<void> | null = null;
+      const around = sleep(20).then(() => outcome.push("around slept"));
+      await assert.rejects(
+        timeout(5, async () => {
+          helper = (async () => {
+            try {
+              await sleep(100);
+            } catch (e) {
+              outcome.push(`helper ${(e as Error).name}`);
+            }
+          })();
+          await sleep(100);
+        }),
+        TimeoutError,
+      );
+      await helper;
+      await around;
+      assert.deepEqual(outcome, ["helper CancelledError", "around slept"]);
+    }, { eager });
+  });
+
+  test(`timeout: the cancel of an expired scope is delivered once; a finally may await${suffix}`, async () => {
+    await vrun(async () => {
+      const loop = getRunningLoop();
+      let cleanedUpAt = -1;
+      await assert.rejects(
+        timeout(5, async () => {
+          try {
+            await sleep(100);
+          } finally {
+            await sleep(3);
+            cleanedUpAt = loop.time();
+          }
+        }),
+        TimeoutError,
+      );
+      assert.equal(cleanedUpAt, 8);
+    }, { eager });
+  });
+
+  test(`timeout: a body that returns a future has it cancelled at the deadline${suffix}`, async () => {
+    await vrun(async () => {
+      const future = getRunningLoop().createFuture<string>();
+      await assert.rejects(timeout(5, () => future), TimeoutError);
+      assert.equal(future.cancelled(), true);
+    }, { eager });
+  });
+
   test(`timeout: reschedule moves the deadline; null never expires${suffix}`, async () => {
     await vrun(async () => {
       const loop = getRunningLoop();
