@@ -3819,12 +3819,14 @@ export function ensureFuture<T>(
 
 // ===========================================================================
 // §6 Tasks
-// Holds: Task, createTask, currentTask, allTasks, sleep.
+// Holds: Task, createTask, currentTask, allTasks, sleep, and the cancel
+//   scopes' state (cancelScope and the accessors beside it).
 // Rule: a task runs its coroutine inside `taskContext`, so every library
 //   await made in its context is one of its waits; cancel() reaches all of
 //   them, or, with none, is delivered at the task's next library await. A
 //   wait that lost a race never eats the cancellation (see Task's
-//   invariants).
+//   invariants). A cancel scope's cancel does the same for the waits made
+//   inside the scope only.
 // Relies on: §4 Event loop (taskContext, the live list, the counts),
 //   §5 Futures. Used by: §9 Runners, §7 Waiting and timeouts, §8 Task
 //   groups, §10 Synchronization primitives, §11 Queues, and the loop's
@@ -4653,9 +4655,10 @@ export function sleep<T = void>(ms: number, value?: T): Promise<T> {
 // Holds: gather, wait, waitFor, asCompleted, shield, Timeout, timeout,
 //   timeoutAt, and runScope (the enter/body/exit shape of a scope, shared
 //   with task groups).
-// Rule: each is built from futures and done callbacks, as in asyncio. Only
-//   the cancellation a timeout scope caused becomes a TimeoutError; one
-//   from outside stays a CancelledError.
+// Rule: each is built from futures and done callbacks, as in asyncio. A
+//   scope's body runs in a cancel scope of the task (runScope), so the
+//   deadline cancels the body alone. Only the cancellation a timeout scope
+//   caused becomes a TimeoutError; one from outside stays a CancelledError.
 // Relies on: §4 Event loop, §5 Futures, §6 Tasks.
 // Used by: §9 Runners (gather), §8 Task groups (runScope, inTask), and
 //   programs.
@@ -5466,9 +5469,10 @@ export function timeoutAt<T>(
 // §8 Task groups
 // Holds: TaskGroup, taskGroup.
 // Rule: structured concurrency: the scope ends only after every task it
-//   started; the first failure cancels the rest and the body; the group's
-//   own cancel of its parent is taken back on exit, and a cancel from
-//   outside survives the errors (gh-116720).
+//   started; the first failure cancels the rest and the body (its cancel
+//   scope, not the parent's other code); the group's own cancel is taken
+//   back on exit, and a cancel from outside survives the errors
+//   (gh-116720).
 // Relies on: §5 Futures, §6 Tasks (cancel/uncancel on the task running the
 //   scope), §7 Waiting and timeouts (runScope, inTask).
 // Used by: programs; the call graph follows its tasks to the parent.
