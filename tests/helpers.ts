@@ -2,11 +2,14 @@
 
 import assert from "node:assert/strict";
 import {
+  createTask,
   eagerTaskFactory,
   getRunningLoop,
   run,
   type Server,
   sleep,
+  type Task,
+  waitFor,
   type WriteTransport,
 } from "../mod.ts";
 
@@ -22,6 +25,9 @@ export function vrun<T>(
     return main();
   }, { virtualTime: true });
 }
+
+// The options of run() for a virtual clock: run(main, virtual).
+export const virtual = { virtualTime: true } as const;
 
 // The scope tests (gather, timeout, taskGroup) run twice, as CPython's
 // test_taskgroups.py does: with tasks that first run on a later loop step,
@@ -55,6 +61,61 @@ export async function until(done: () => boolean): Promise<void> {
     await steps();
   }
   assert.fail("the condition never held");
+}
+
+// The seeded cancellation storms (sync_test.ts, queues_test.ts) run
+// SYNC_STORM_SEEDS seeds each (default 30) from SYNC_STORM_FIRST_SEED.
+const env = (globalThis as { process?: { env: Record<string, string> } })
+  .process?.env ?? {};
+const STORM_SEEDS = Number(env.SYNC_STORM_SEEDS ?? 30);
+const FIRST_SEED = Number(env.SYNC_STORM_FIRST_SEED ?? 1);
+
+// Runs `storm` once per seed; a failure names its seed.
+export async function forEachSeed(
+  storm: (seed: number) => Promise<void>,
+): Promise<void> {
+  for (let seed = FIRST_SEED; seed < FIRST_SEED + STORM_SEEDS; seed++) {
+    try {
+      await storm(seed);
+    } catch (error) {
+      console.error(`storm failed with seed ${seed}`);
+      throw Object.assign(
+        new Error(`seed ${seed}: ${(error as Error).message}`),
+        { cause: error },
+      );
+    }
+  }
+}
+
+// Cancels `task` after a random delay, from a task of its own, so that
+// cancellations land in the same loop steps as the traffic's wake-ups.
+export function cancelLater(random: () => number, task: Task<unknown>): void {
+  const delay = Math.floor(random() * 4) * (random() < 0.5 ? 0 : 1) +
+    Math.floor(random() * 20);
+  createTask(async () => {
+    await sleep(delay);
+    if (random() < 0.5) await steps(); // a step later, now and then
+    task.cancel();
+  });
+}
+
+// Cancels one of `doomed` still running: the oldest (wake-ups go to the
+// oldest waiter) or one at random. Called right after a release or a put,
+// it often hits the task just woken, before it runs ("must cancel").
+export function cancelOneOf(
+  random: () => number,
+  doomed: Task<unknown>[],
+): void {
+  const running = doomed.filter((task) => !task.done());
+  if (running.length === 0) return;
+  const pick = random() < 0.5 ? 0 : Math.floor(random() * running.length);
+  running[pick].cancel();
+}
+
+// Awaits `op` directly, or through waitFor() with a short random timeout.
+export function maybeTimed<T>(random: () => number, op: () => Promise<T>) {
+  if (random() < 0.7) return op();
+  return waitFor(op, Math.floor(random() * 4));
 }
 
 export const bytesOf = (text: string) => new TextEncoder().encode(text);

@@ -1,4 +1,10 @@
-// Queues: Queue, PriorityQueue and LifoQueue.
+// Queues: Queue, PriorityQueue and LifoQueue. The tests after the banner
+// "As CPython 3.14.2 runs them" each mirror a Python program that was run
+// on CPython 3.14.2 (pyodide 314.0.8, on a loop whose clock is virtual,
+// like CPython's test_utils.TestLoop); the program and what it printed are
+// in the comment above the test, and the test expects the same lines. Then
+// a seeded random cancellation storm checks the invariants: no item lost,
+// duplicated or reordered, never more than maxsize.
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -16,8 +22,17 @@ import {
   run,
   sleep,
   type Task,
+  TimeoutError,
 } from "../mod.ts";
-import { seededRandom, steps } from "./helpers.ts";
+import {
+  cancelLater,
+  cancelOneOf,
+  forEachSeed,
+  maybeTimed,
+  seededRandom,
+  steps,
+  virtual,
+} from "./helpers.ts";
 
 test("queue: first in first out, with qsize, empty, full and the nowait errors", () => {
   const queue = new Queue<string>(2);
@@ -176,7 +191,7 @@ test("queue: a cancelled put() never enqueues its item, and passes the room on",
 
 // Thousands of putters and getters through a small queue, a third of them
 // cancelled at random moments; returns what went in and what came out.
-function queueStorm(seed: number, N: number) {
+function queueTraffic(seed: number, N: number) {
   const random = seededRandom(seed);
   return run(async () => {
     const queue = new Queue<number>(4);
@@ -235,7 +250,7 @@ function queueStorm(seed: number, N: number) {
 test("queue: storm of cancelled getters and putters loses and duplicates nothing", async () => {
   const N = 3000;
   for (const seed of [20240607, 1, 2]) {
-    const { sent, received, left, cancelledIn } = await queueStorm(seed, N);
+    const { sent, received, left, cancelledIn } = await queueTraffic(seed, N);
     const out = [...received, ...left];
     assert.equal(new Set(out).size, out.length, "an item came out twice");
     const byNumber = (a: number, b: number) => a - b;
@@ -311,4 +326,430 @@ test("lifoQueue: last in, first out", async () => {
     2,
     1,
   ]);
+});
+
+// ---------------------------------------------------------------------------
+// As CPython 3.14.2 runs them
+// ---------------------------------------------------------------------------
+
+// async def main():
+//     q = asyncio.Queue(1)
+//     g = create_task(q.get())
+//     await sleep(0)
+//     q.put_nowait(1)
+//     print("qsize with getter woken:", q.qsize(), "full:", q.full())
+//     try:
+//         q.put_nowait(2)
+//         print("second put accepted")
+//     except asyncio.QueueFull:
+//         print("QueueFull")
+//     g.cancel()
+//     try:
+//         await g
+//     except asyncio.CancelledError:
+//         print("getter cancelled")
+//     print("qsize", q.qsize(), "items", [q.get_nowait() for _ in range(q.qsize())])
+//
+// CPython 3.14.2 prints:
+//     qsize with getter woken: 1 full: True
+//     QueueFull
+//     getter cancelled
+//     qsize 1 items [1]
+test("queue: a woken getter cancelled before it runs never makes the queue hold more than maxsize", async () => {
+  const log = await run(async () => {
+    const log: string[] = [];
+    const queue = new Queue<number>(1);
+    const getter = createTask(() => queue.get());
+    await steps();
+    queue.putNowait(1);
+    log.push(`qsize with getter woken: ${queue.qsize()} full: ${queue.full()}`);
+    try {
+      queue.putNowait(2);
+      log.push("second put accepted");
+    } catch (e) {
+      assert.ok(e instanceof QueueFull);
+      log.push("QueueFull");
+    }
+    getter.cancel();
+    await assert.rejects(getter, CancelledError);
+    log.push("getter cancelled");
+    const items: number[] = [];
+    const size = queue.qsize();
+    for (let i = 0; i < size; i++) items.push(queue.getNowait());
+    log.push(`qsize ${size} items ${items}`);
+    return log;
+  }, virtual);
+  assert.deepEqual(log, [
+    "qsize with getter woken: 1 full: true",
+    "QueueFull",
+    "getter cancelled",
+    "qsize 1 items 1",
+  ]);
+});
+
+// async def main(kind):
+//     q = kind()
+//     got = []
+//     async def getter():
+//         got.append(await q.get())
+//     g1 = create_task(getter())
+//     g2 = create_task(getter())
+//     await sleep(0)
+//     for i in (3, 1, 2) if kind is asyncio.PriorityQueue else (1, 2, 3):
+//         q.put_nowait(i)
+//     print("qsize", q.qsize())
+//     g1.cancel()
+//     await gather(g1, g2, return_exceptions=True)
+//     while not q.empty():
+//         got.append(q.get_nowait())
+//     print(kind.__name__, got)
+//
+// CPython 3.14.2 prints, for Queue, LifoQueue and PriorityQueue:
+//     qsize 3
+//     Queue [1, 2, 3]
+//     qsize 3
+//     LifoQueue [3, 2, 1]
+//     qsize 3
+//     PriorityQueue [1, 2, 3]
+test("queue: a woken getter cancelled before it runs reorders nothing (FIFO, LIFO, priority)", async () => {
+  const kinds = [
+    ["Queue", () => new Queue<number>(), [1, 2, 3], [1, 2, 3]],
+    ["LifoQueue", () => new LifoQueue<number>(), [1, 2, 3], [3, 2, 1]],
+    ["PriorityQueue", () => new PriorityQueue<number>(), [3, 1, 2], [1, 2, 3]],
+  ] as const;
+  for (const [name, make, put, expected] of kinds) {
+    const [qsize, got] = await run(async () => {
+      const queue = make();
+      const got: number[] = [];
+      const getter = async () => {
+        got.push(await queue.get());
+      };
+      const g1 = createTask(getter);
+      const g2 = createTask(getter);
+      await steps();
+      for (const item of put) queue.putNowait(item);
+      const qsize = queue.qsize();
+      g1.cancel();
+      await gather([g1, g2], { returnExceptions: true });
+      while (!queue.empty()) got.push(queue.getNowait());
+      return [qsize, got] as const;
+    }, virtual);
+    assert.equal(qsize, 3, name);
+    assert.deepEqual(got, expected, name);
+  }
+});
+
+// async def main():
+//     q = asyncio.Queue()
+//     g = create_task(q.get())
+//     await sleep(0)
+//     q.put_nowait("x")
+//     print("qsize", q.qsize(), "empty", q.empty())
+//     print("newcomer gets", q.get_nowait())
+//     await sleep(0)
+//     print("getter done", g.done())
+//     q.put_nowait("y")
+//     print("got", await g, "qsize", q.qsize())
+//
+// CPython 3.14.2 prints:
+//     qsize 1 empty False
+//     newcomer gets x
+//     getter done False
+//     got y qsize 0
+test("queue: an item put while a getter waits counts in qsize() until the getter runs", async () => {
+  const log = await run(async () => {
+    const log: string[] = [];
+    const queue = new Queue<string>();
+    const getter = createTask(() => queue.get());
+    await steps();
+    queue.putNowait("x");
+    log.push(`qsize ${queue.qsize()} empty ${queue.empty()}`);
+    log.push(`newcomer gets ${queue.getNowait()}`);
+    await steps();
+    log.push(`getter done ${getter.done()}`); // it waits again
+    queue.putNowait("y");
+    log.push(`got ${await getter} qsize ${queue.qsize()}`);
+    return log;
+  }, virtual);
+  assert.deepEqual(log, [
+    "qsize 1 empty false",
+    "newcomer gets x",
+    "getter done false",
+    "got y qsize 0",
+  ]);
+});
+
+// async def main():
+//     q = asyncio.Queue()
+//     g = create_task(q.get())
+//     await sleep(0)
+//     q.put_nowait("x")
+//     print("newcomer gets", q.get_nowait())
+//     await sleep(0)
+//     print("getter waits again", not g.done())
+//     g.cancel()
+//     try:
+//         await g
+//     except asyncio.CancelledError:
+//         print("getter cancelled")
+//     q.put_nowait("y")
+//     print("qsize", q.qsize(), q.get_nowait())
+//
+// CPython 3.14.2 prints:
+//     newcomer gets x
+//     getter waits again True
+//     getter cancelled
+//     qsize 1 y
+test("queue: a getter waiting again after a newcomer took its item can still be cancelled", async () => {
+  const log = await run(async () => {
+    const log: string[] = [];
+    const queue = new Queue<string>();
+    const getter = createTask(() => queue.get());
+    await steps();
+    queue.putNowait("x");
+    log.push(`newcomer gets ${queue.getNowait()}`);
+    await steps();
+    log.push(`getter waits again ${!getter.done()}`);
+    getter.cancel();
+    await assert.rejects(getter, CancelledError);
+    log.push("getter cancelled");
+    queue.putNowait("y");
+    log.push(`qsize ${queue.qsize()} ${queue.getNowait()}`);
+    return log;
+  }, virtual);
+  assert.deepEqual(log, [
+    "newcomer gets x",
+    "getter waits again true",
+    "getter cancelled",
+    "qsize 1 y",
+  ]);
+});
+
+// async def main():
+//     q = asyncio.Queue(1)
+//     q.put_nowait("first")
+//     async def putter(x):
+//         await q.put(x)
+//         return x
+//     a = create_task(putter("a"))
+//     b = create_task(putter("b"))
+//     await sleep(0)
+//     print(q.get_nowait(), "full", q.full())
+//     a.cancel()
+//     print("b put", await b, "a cancelled", a.cancelled(), "qsize", q.qsize())
+//     print(q.get_nowait())
+//     # a newcomer fills the slot freed for a woken putter, which waits again
+//     q.put_nowait("x")
+//     c = create_task(putter("c"))
+//     await sleep(0)
+//     print(q.get_nowait(), "full", q.full())
+//     q.put_nowait("newcomer")
+//     await sleep(0)
+//     print("c done", c.done(), "qsize", q.qsize())
+//     print(q.get_nowait())
+//     print("c put", await c, q.get_nowait())
+//
+// CPython 3.14.2 prints:
+//     first full False
+//     b put b a cancelled True qsize 1
+//     b
+//     x full False
+//     c done False qsize 1
+//     newcomer
+//     c put c c
+test("queue: a woken putter cancelled before it runs passes the slot on; one a newcomer beat waits again", async () => {
+  const log = await run(async () => {
+    const log: string[] = [];
+    const queue = new Queue<string>(1);
+    queue.putNowait("first");
+    const putter = (item: string) => async () => {
+      await queue.put(item);
+      return item;
+    };
+    const a = createTask(putter("a"));
+    const b = createTask(putter("b"));
+    await steps();
+    log.push(`${queue.getNowait()} full ${queue.full()}`);
+    a.cancel();
+    const bPut = await b;
+    log.push(
+      `b put ${bPut} a cancelled ${a.cancelled()} qsize ${queue.qsize()}`,
+    );
+    log.push(queue.getNowait());
+    queue.putNowait("x");
+    const c = createTask(putter("c"));
+    await steps();
+    log.push(`${queue.getNowait()} full ${queue.full()}`);
+    queue.putNowait("newcomer");
+    await steps();
+    log.push(`c done ${c.done()} qsize ${queue.qsize()}`);
+    log.push(queue.getNowait());
+    const cPut = await c;
+    log.push(`c put ${cPut} ${queue.getNowait()}`);
+    return log;
+  }, virtual);
+  assert.deepEqual(log, [
+    "first full false",
+    "b put b a cancelled true qsize 1",
+    "b",
+    "x full false",
+    "c done false qsize 1",
+    "newcomer",
+    "c put c c",
+  ]);
+});
+
+// ---------------------------------------------------------------------------
+// Cancellation storm
+//
+// A seeded random program under virtual time: putters and getters through
+// a FIFO, LIFO or priority queue, cancelled at random moments by other
+// tasks (often in the same loop step as a wake-up) or timed out by
+// waitFor(). A failure names its seed; SYNC_STORM_SEEDS=N runs N seeds
+// (default 30).
+// ---------------------------------------------------------------------------
+
+const isCancellation = (e: unknown) =>
+  e instanceof CancelledError || e instanceof TimeoutError;
+
+type Item = [priority: number, id: number];
+
+// What a queue of `kind` must give out next, from the items it holds.
+function modelTake(kind: string, held: Item[]): Item {
+  if (kind === "fifo") return held.shift()!;
+  if (kind === "lifo") return held.pop()!;
+  let best = 0;
+  for (let i = 1; i < held.length; i++) {
+    const [p, id] = held[i];
+    if (p < held[best][0] || (p === held[best][0] && id < held[best][1])) {
+      best = i;
+    }
+  }
+  return held.splice(best, 1)[0];
+}
+
+async function queueStorm(seed: number): Promise<void> {
+  const random = seededRandom(seed);
+  const kind = ["fifo", "lifo", "priority"][Math.floor(random() * 3)];
+  const maxsize = [1, 2, 3, 5][Math.floor(random() * 4)];
+  await run(async () => {
+    const queue = kind === "fifo"
+      ? new Queue<Item>(maxsize)
+      : kind === "lifo"
+      ? new LifoQueue<Item>(maxsize)
+      : new PriorityQueue<Item>(maxsize);
+    // Follow what really goes in and out, and check each take against a
+    // model of the store: no reordering, and never more than maxsize.
+    const held: Item[] = [];
+    const added = new Set<number>();
+    const putNowait = queue.putNowait.bind(queue);
+    const getNowait = queue.getNowait.bind(queue);
+    queue.putNowait = (item: Item) => {
+      putNowait(item);
+      assert.ok(!added.has(item[1]), `item ${item[1]} added twice`);
+      added.add(item[1]);
+      held.push(item);
+      assert.ok(queue.qsize() <= maxsize, `qsize ${queue.qsize()}`);
+    };
+    queue.getNowait = () => {
+      const item = getNowait();
+      assert.deepEqual(item, modelTake(kind, held), "taken out of order");
+      return item;
+    };
+    const sent = new Set<number>();
+    const notSent = new Set<number>();
+    const received: number[] = [];
+    const tasks: Task<void>[] = [];
+    const getters: Task<void>[] = [];
+    const putters: Task<void>[] = [];
+    const doomedGetters: Task<void>[] = [];
+    const doomedPutters: Task<void>[] = [];
+    const doom = (task: Task<void>, doomed: Task<void>[]) => {
+      if (random() < 0.35) {
+        doomed.push(task);
+        if (random() < 0.6) cancelLater(random, task);
+      }
+    };
+    let nextId = 0;
+    for (let round = 0; round < 12; round++) {
+      const puts = Math.floor(random() * 6);
+      const gets = Math.floor(random() * 6);
+      for (let i = 0; i < puts; i++) {
+        const item: Item = [Math.floor(random() * 4), nextId++];
+        const nowait = random() < 0.15;
+        const task = createTask(async () => {
+          try {
+            // Cancelling at once after putNowait() hits woken getters
+            // before they run.
+            if (nowait) queue.putNowait(item);
+            else await maybeTimed(random, () => queue.put(item));
+            sent.add(item[1]);
+            if (random() < 0.5) cancelOneOf(random, doomedGetters);
+          } catch (e) {
+            if (!isCancellation(e) && !(e instanceof QueueFull)) throw e;
+            notSent.add(item[1]);
+            throw e;
+          }
+        });
+        tasks.push(task);
+        putters.push(task);
+        doom(task, doomedPutters);
+      }
+      for (let i = 0; i < gets; i++) {
+        const nowait = random() < 0.15;
+        const task = createTask(async () => {
+          const item = nowait
+            ? queue.getNowait()
+            : await maybeTimed(random, () => queue.get());
+          received.push(item[1]);
+          if (random() < 0.5) cancelOneOf(random, doomedPutters);
+        });
+        tasks.push(task);
+        getters.push(task);
+        doom(task, doomedGetters);
+      }
+      // Time moves on only once every woken task has run: a getter still
+      // waits only on an empty queue, a putter only on a full one (else a
+      // wake-up was lost). Tasks woken at this very time are only
+      // cancelled, which changes neither.
+      await sleep(1 + Math.floor(random() * 4));
+      if (getters.some((task) => !task.done())) {
+        assert.equal(queue.qsize(), 0, "an item waits while a getter waits");
+      }
+      if (putters.some((task) => !task.done())) {
+        assert.ok(queue.full(), "room is free while a putter waits");
+      }
+    }
+    await sleep(30);
+    for (const task of tasks) task.cancel(); // whatever still waits
+    const outcomes = await gather(tasks, { returnExceptions: true });
+    for (const outcome of outcomes as unknown[]) {
+      if (outcome === undefined || isCancellation(outcome)) continue;
+      if (outcome instanceof QueueFull || outcome instanceof QueueEmpty) {
+        continue;
+      }
+      throw outcome;
+    }
+    const left: number[] = [];
+    while (!queue.empty()) left.push(queue.getNowait()[1]);
+    // Exactly what was sent came out, once, or is still there.
+    const out = [...received, ...left];
+    assert.equal(new Set(out).size, out.length, "an item came out twice");
+    assert.deepEqual(
+      [...out].sort((a, b) => a - b),
+      [...sent].sort((a, b) => a - b),
+      "items lost or made up",
+    );
+    assert.deepEqual(
+      [...added].sort((a, b) => a - b),
+      [...sent].sort((a, b) => a - b),
+    );
+    for (const id of notSent) {
+      assert.ok(!added.has(id), `failed put of ${id} enqueued it`);
+    }
+  }, virtual);
+}
+
+test("storm: queues (FIFO, LIFO, priority) lose, duplicate and reorder nothing, and never exceed maxsize", async () => {
+  await forEachSeed(queueStorm);
 });
