@@ -3208,7 +3208,8 @@ class Awaiter {
   // The task the await was made in, or null.
   get task(): Task<unknown> | null {
     const frame = this.frame;
-    return frame !== null && isCancelScope(frame) ? frame.task : frame;
+    if (frame === null) return null;
+    return isCancelScope(frame) ? frame.task : frame;
   }
 
   // The innermost cancel scope the await was made in, or null.
