@@ -3916,15 +3916,14 @@ let cancelsReaching: (task: Task<unknown>, scope: CancelScope | null) => number;
 // `scope` is to be delivered anew at the next await made there.
 let cancelAgain: (task: Task<unknown>, scope: CancelScope | null) => void;
 
-// A new cancel scope of `task`, inside the scope the caller runs in, if
-// that is one of `task`'s: a timeout's or a task group's, on entry.
+// A new cancel scope of `task`, the task the caller runs in (inTask), inside
+// the scope the caller runs in, if any: a timeout's or a task group's, on
+// entry.
 function openCancelScope(task: Task<unknown>): CancelScope {
   const frame = taskContext.getStore();
   return new CancelScope(
     task,
-    frame !== undefined && isCancelScope(frame) && frame.task === task
-      ? frame
-      : null,
+    frame !== undefined && isCancelScope(frame) ? frame : null,
   );
 }
 
@@ -4471,7 +4470,7 @@ export class Task<T = unknown> extends Future<T> {
       );
       return;
     }
-    if (awaiter.scope !== null && scopeMustCancel(awaiter.scope)) {
+    if (scopeMustCancel(awaiter.scope)) {
       // The same, inside a scope that cancelled itself.
       Task.#cancelWait(awaiter, undefined, AWAITER_CARRIES_SCOPE_CANCEL);
       return;
